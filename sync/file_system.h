@@ -1,0 +1,235 @@
+// FileSystem: the one seam between kvfs and the operating system's files.
+//
+// Only sync/ calls write, pwrite, fsync, fdatasync, rename, unlink and fallocate on data files.
+// Engines and the daemon do all file I/O through a FileSystem, so the fault-injecting
+// implementation (fault_file_system.h) can simulate a power cut under any of them.
+//
+// Durability, in system-call terms (the same in every implementation):
+// - A write (Append, Write) is visible to every reader at once and survives a process crash,
+//   but not a power cut, until DataSync or Sync of that file returns OK.
+// - DataSync is fdatasync(2): the file's bytes and the metadata needed to read them back
+//   (its size). Sync is fsync(2): that plus all other metadata (times). On macOS both use
+//   F_FULLFSYNC, falling back to fsync where it is not supported.
+// - Creating, renaming or removing a name is durable only once the directory that holds the
+//   name has been Fsync'd (Directory::Fsync). durable.h wraps the usual sequences.
+//
+// Sync failure policy (enforced here, in the non-virtual front of each file class, so that no
+// implementation can get it wrong): once DataSync, Sync or Fsync has failed, the kernel may
+// already have dropped the dirty pages, so a retried sync could "succeed" without writing them.
+// The object therefore stays failed: every later write or sync returns the original error
+// (code kFailed). Write errors other than ENOSPC fail the object the same way. ENOSPC from a
+// write leaves the object usable: nothing was acknowledged, and the caller may retry once space
+// is freed.
+//
+// Thread safety: a FileSystem may be used from many threads at once. A WritableFile,
+// RandomRWFile or Directory object must be used by one thread at a time (its owner serialises);
+// a RandomAccessFile may be read from many threads at once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sync/status.h"
+
+namespace kvfs::sync {
+
+// Shared by the file classes: remembers the first sync or write failure and refuses further
+// mutations after it.
+class FailureLatch {
+ public:
+  bool failed() const { return !failure_.ok(); }
+  // Returns OK, or the latched failure as a kFailed Status naming the path.
+  Status Check(const std::string& path) const;
+  // Latches `s` if it is an error that must not be retried (anything but OK and ENOSPC).
+  // Returns `s` unchanged, for tail calls.
+  Status Record(Status s);
+
+ private:
+  Status failure_;
+};
+
+// A file written sequentially from a logical end offset: logs, data files, tables.
+class WritableFile {
+ public:
+  WritableFile(const WritableFile&) = delete;
+  WritableFile& operator=(const WritableFile&) = delete;
+  virtual ~WritableFile() = default;
+
+  const std::string& path() const { return path_; }
+  // The logical end: where the next Append lands. Not the size on disk when preallocated.
+  uint64_t Size() const { return offset_; }
+  bool failed() const { return latch_.failed(); }
+
+  // Writes `data` at Size() and advances it. On error Size() is unchanged (bytes past it may
+  // hold garbage that the next Append overwrites).
+  Status Append(std::string_view data);
+  // fdatasync: everything appended so far, and the file size, reach stable storage.
+  Status DataSync();
+  // fsync: as DataSync plus every other inode field.
+  Status Sync();
+  // Reserves disk blocks for [0, length) and sets the file size to at least `length` (bytes
+  // past Size() read as zeros), so later appends into that range neither allocate blocks nor
+  // change the size: their fdatasync need not write the inode. Size() is unchanged.
+  Status Preallocate(uint64_t length);
+  // Releases the descriptor. Does not sync. Calling it twice is harmless.
+  Status Close();
+
+ protected:
+  WritableFile(std::string path, uint64_t initial_offset)
+      : path_(std::move(path)), offset_(initial_offset) {}
+
+  virtual Status DoWrite(uint64_t offset, std::string_view data) = 0;
+  virtual Status DoSync(bool data_only) = 0;
+  virtual Status DoPreallocate(uint64_t length) = 0;
+  virtual Status DoClose() = 0;
+
+ private:
+  std::string path_;
+  uint64_t offset_;
+  FailureLatch latch_;
+  bool closed_ = false;
+};
+
+// A read-only file, read at any offset from any number of threads at once.
+class RandomAccessFile {
+ public:
+  RandomAccessFile(const RandomAccessFile&) = delete;
+  RandomAccessFile& operator=(const RandomAccessFile&) = delete;
+  virtual ~RandomAccessFile() = default;
+
+  const std::string& path() const { return path_; }
+  // Reads up to `n` bytes at `offset` into `scratch`; returns the number read, short only at
+  // end of file.
+  virtual Result<size_t> Read(uint64_t offset, size_t n, char* scratch) const = 0;
+  virtual Result<uint64_t> Size() const = 0;
+
+ protected:
+  explicit RandomAccessFile(std::string path) : path_(std::move(path)) {}
+
+ private:
+  std::string path_;
+};
+
+// A file read and written in place (pages of a B-tree). Writes in place are not atomic: the
+// owner must make them safe with its own log.
+class RandomRWFile {
+ public:
+  RandomRWFile(const RandomRWFile&) = delete;
+  RandomRWFile& operator=(const RandomRWFile&) = delete;
+  virtual ~RandomRWFile() = default;
+
+  const std::string& path() const { return path_; }
+  bool failed() const { return latch_.failed(); }
+
+  Result<size_t> Read(uint64_t offset, size_t n, char* scratch) const { return DoRead(offset, n, scratch); }
+  Status Write(uint64_t offset, std::string_view data);
+  Status Truncate(uint64_t size);
+  Status DataSync();
+  Status Sync();
+  Result<uint64_t> Size() const { return DoSize(); }
+  Status Close();
+
+ protected:
+  explicit RandomRWFile(std::string path) : path_(std::move(path)) {}
+
+  virtual Result<size_t> DoRead(uint64_t offset, size_t n, char* scratch) const = 0;
+  virtual Status DoWrite(uint64_t offset, std::string_view data) = 0;
+  virtual Status DoTruncate(uint64_t size) = 0;
+  virtual Status DoSync(bool data_only) = 0;
+  virtual Result<uint64_t> DoSize() const = 0;
+  virtual Status DoClose() = 0;
+
+ private:
+  std::string path_;
+  FailureLatch latch_;
+  bool closed_ = false;
+};
+
+// An open directory, whose Fsync makes the creates, renames and unlinks of names in it durable.
+class Directory {
+ public:
+  Directory(const Directory&) = delete;
+  Directory& operator=(const Directory&) = delete;
+  virtual ~Directory() = default;
+
+  const std::string& path() const { return path_; }
+  bool failed() const { return latch_.failed(); }
+  Status Fsync();
+
+ protected:
+  explicit Directory(std::string path) : path_(std::move(path)) {}
+  virtual Status DoFsync() = 0;
+
+ private:
+  std::string path_;
+  FailureLatch latch_;
+};
+
+// An exclusive lock on a file (created if missing), held until the object is destroyed. Held
+// across processes and within one process: a second LockFile of the same path fails with kBusy.
+class FileLock {
+ public:
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+  virtual ~FileLock() = default;
+  const std::string& path() const { return path_; }
+
+ protected:
+  explicit FileLock(std::string path) : path_(std::move(path)) {}
+
+ private:
+  std::string path_;
+};
+
+enum class CreateMode {
+  kCreateNew,  // O_CREAT|O_EXCL: fails with kAlreadyExists if the file exists
+  kTruncate,   // O_CREAT|O_TRUNC: starts empty whether or not it existed
+  kAppend,     // O_CREAT: keeps the contents; Size() starts at the current size
+};
+
+struct SpaceInfo {
+  uint64_t total_bytes = 0;
+  uint64_t free_bytes = 0;  // available to an unprivileged writer
+};
+
+class FileSystem {
+ public:
+  FileSystem() = default;
+  FileSystem(const FileSystem&) = delete;
+  FileSystem& operator=(const FileSystem&) = delete;
+  virtual ~FileSystem() = default;
+
+  virtual Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path,
+                                                                CreateMode mode) = 0;
+  virtual Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(
+      const std::string& path) = 0;
+  // Opens a file for reading and writing in place; creates it (empty) when `create` is true.
+  virtual Result<std::unique_ptr<RandomRWFile>> NewRandomRWFile(const std::string& path,
+                                                                bool create) = 0;
+  virtual Result<std::unique_ptr<Directory>> OpenDirectory(const std::string& path) = 0;
+
+  // mkdir(2). kAlreadyExists if the name exists. Durable once the parent is Fsync'd.
+  virtual Status CreateDir(const std::string& path) = 0;
+  // rmdir(2) of an empty directory.
+  virtual Status RemoveDir(const std::string& path) = 0;
+  // The names in a directory, without "." and "..", sorted bytewise.
+  virtual Result<std::vector<std::string>> ListDir(const std::string& path) = 0;
+  // rename(2): atomically replaces `to` if it exists. Durable once both parents are Fsync'd.
+  virtual Status Rename(const std::string& from, const std::string& to) = 0;
+  // unlink(2). Open handles keep working. Durable once the parent is Fsync'd.
+  virtual Status RemoveFile(const std::string& path) = 0;
+  virtual Result<uint64_t> FileSize(const std::string& path) = 0;
+  // True if the name exists (file or directory).
+  virtual Result<bool> Exists(const std::string& path) = 0;
+  virtual Result<bool> IsDirectory(const std::string& path) = 0;
+  virtual Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) = 0;
+  virtual Result<SpaceInfo> GetSpaceInfo(const std::string& path) = 0;
+};
+
+// The POSIX file system of this machine. Never null; lives for the whole process.
+FileSystem* DefaultFileSystem();
+
+}  // namespace kvfs::sync

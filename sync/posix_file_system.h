@@ -1,0 +1,37 @@
+// PosixFileSystem: FileSystem on the real disk, the only code in kvfs that makes file system
+// calls on data files.
+//
+// Every call retries on EINTR and loops over short reads and writes; every descriptor is opened
+// with O_CLOEXEC; every error becomes a Status naming the operation, the path and the errno.
+// Appends use pwrite at the file's logical end, so a preallocated file keeps its size.
+// Locks use flock(2) on the lock file, so they conflict across processes and between two opens
+// in one process; the holder's pid is written into the file to make the "locked" message useful.
+#pragma once
+
+#include "sync/file_system.h"
+
+namespace kvfs::sync {
+
+class PosixFileSystem : public FileSystem {
+ public:
+  PosixFileSystem() = default;
+
+  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path,
+                                                        CreateMode mode) override;
+  Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override;
+  Result<std::unique_ptr<RandomRWFile>> NewRandomRWFile(const std::string& path,
+                                                        bool create) override;
+  Result<std::unique_ptr<Directory>> OpenDirectory(const std::string& path) override;
+  Status CreateDir(const std::string& path) override;
+  Status RemoveDir(const std::string& path) override;
+  Result<std::vector<std::string>> ListDir(const std::string& path) override;
+  Status Rename(const std::string& from, const std::string& to) override;
+  Status RemoveFile(const std::string& path) override;
+  Result<uint64_t> FileSize(const std::string& path) override;
+  Result<bool> Exists(const std::string& path) override;
+  Result<bool> IsDirectory(const std::string& path) override;
+  Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) override;
+  Result<SpaceInfo> GetSpaceInfo(const std::string& path) override;
+};
+
+}  // namespace kvfs::sync

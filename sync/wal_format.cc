@@ -1,0 +1,104 @@
+#include "sync/wal_format.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+
+#include "sync/crc32c.h"
+
+namespace kvfs::sync::wal {
+
+void PutFixed32(std::string* out, uint32_t v) {
+  char b[4];
+  for (int i = 0; i < 4; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  out->append(b, 4);
+}
+
+void PutFixed64(std::string* out, uint64_t v) {
+  char b[8];
+  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  out->append(b, 8);
+}
+
+uint32_t DecodeFixed32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+  return v;
+}
+
+uint64_t DecodeFixed64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+  return v;
+}
+
+// Header layout (64 bytes): magic(8) version(4) header_size(4) segment_number(8) first_lsn(8)
+// prev_segment_number(8) prev_segment_end(8) reserved zeros(12) crc32c of bytes [0,60) (4).
+std::string EncodeSegmentHeader(const SegmentHeader& h) {
+  std::string out(kSegmentMagic, sizeof(kSegmentMagic));
+  PutFixed32(&out, kFormatVersion);
+  PutFixed32(&out, static_cast<uint32_t>(kSegmentHeaderSize));
+  PutFixed64(&out, h.segment_number);
+  PutFixed64(&out, h.first_lsn);
+  PutFixed64(&out, h.prev_segment_number);
+  PutFixed64(&out, h.prev_segment_end);
+  out.append(12, '\0');
+  PutFixed32(&out, crc32c::Value(out.data(), out.size()));
+  return out;
+}
+
+std::optional<SegmentHeader> DecodeSegmentHeader(std::string_view bytes) {
+  if (bytes.size() < kSegmentHeaderSize) return std::nullopt;
+  const char* p = bytes.data();
+  if (std::memcmp(p, kSegmentMagic, sizeof(kSegmentMagic)) != 0) return std::nullopt;
+  if (DecodeFixed32(p + 60) != crc32c::Value(p, 60)) return std::nullopt;
+  if (DecodeFixed32(p + 8) != kFormatVersion) return std::nullopt;
+  if (DecodeFixed32(p + 12) != kSegmentHeaderSize) return std::nullopt;
+  SegmentHeader h;
+  h.segment_number = DecodeFixed64(p + 16);
+  h.first_lsn = DecodeFixed64(p + 24);
+  h.prev_segment_number = DecodeFixed64(p + 32);
+  h.prev_segment_end = DecodeFixed64(p + 40);
+  return h;
+}
+
+// Record layout: crc32c(4) of bytes [4, 16 + length), length(4), lsn(8), payload.
+void AppendRecord(std::string* out, uint64_t lsn, std::string_view payload) {
+  const size_t start = out->size();
+  PutFixed32(out, 0);  // CRC, filled in below
+  PutFixed32(out, static_cast<uint32_t>(payload.size()));
+  PutFixed64(out, lsn);
+  out->append(payload);
+  const uint32_t crc = crc32c::Value(out->data() + start + 4, out->size() - start - 4);
+  for (int i = 0; i < 4; ++i) (*out)[start + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
+}
+
+RecordHeader DecodeRecordHeader(const char* p) {
+  return RecordHeader{DecodeFixed32(p), DecodeFixed32(p + 4), DecodeFixed64(p + 8)};
+}
+
+bool RecordChecksumMatches(const RecordHeader& h, const char* header_bytes,
+                           std::string_view payload) {
+  uint32_t crc = crc32c::Value(header_bytes + 4, kRecordHeaderSize - 4);
+  crc = crc32c::Extend(crc, payload.data(), payload.size());
+  return crc == h.crc;
+}
+
+std::string SegmentFileName(uint64_t segment_number) {
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%016" PRIu64 "%s", segment_number, kSegmentSuffix);
+  return buf;
+}
+
+std::optional<uint64_t> ParseSegmentFileName(std::string_view name) {
+  const std::string_view suffix(kSegmentSuffix);
+  if (name.size() != 16 + suffix.size() || name.substr(16) != suffix) return std::nullopt;
+  uint64_t n = 0;
+  for (char c : name.substr(0, 16)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return n;
+}
+
+}  // namespace kvfs::sync::wal

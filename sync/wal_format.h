@@ -1,0 +1,59 @@
+// The on-disk format of the write-ahead log: constants and the encoders/decoders shared by the
+// writer (wal.cc) and the reader (wal_reader.cc). The format is specified in WAL_FORMAT.md,
+// beside this file; keep the two in step.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace kvfs::sync::wal {
+
+inline constexpr char kSegmentMagic[8] = {'K', 'V', 'F', 'S', 'W', 'A', 'L', '\0'};
+inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr size_t kSegmentHeaderSize = 64;
+inline constexpr size_t kRecordHeaderSize = 16;  // crc32c(4) length(4) lsn(8)
+// Upper bound on one record's payload; the reader also refuses any length past the end of the
+// segment, so a corrupt length never causes a large allocation.
+inline constexpr uint64_t kMaxRecordPayload = uint64_t{1} << 30;
+inline constexpr const char* kSegmentSuffix = ".wal";
+
+struct SegmentHeader {
+  uint64_t segment_number = 0;
+  uint64_t first_lsn = 0;  // LSN of the first record in this segment (or of the next append)
+  // Where the previous segment's records end: a crash may have left a torn tail after them,
+  // which a reader must skip rather than take for corruption. 0/0 for the first segment ever.
+  uint64_t prev_segment_number = 0;
+  uint64_t prev_segment_end = 0;
+};
+
+std::string EncodeSegmentHeader(const SegmentHeader& h);
+// nullopt if the bytes are not a valid header (short, wrong magic or version, bad CRC).
+std::optional<SegmentHeader> DecodeSegmentHeader(std::string_view bytes);
+
+// Appends one framed record to `out`.
+void AppendRecord(std::string* out, uint64_t lsn, std::string_view payload);
+inline uint64_t RecordSize(size_t payload_size) { return kRecordHeaderSize + payload_size; }
+
+struct RecordHeader {
+  uint32_t crc = 0;
+  uint32_t length = 0;
+  uint64_t lsn = 0;
+};
+RecordHeader DecodeRecordHeader(const char* p);  // p has kRecordHeaderSize bytes
+// True if the record's CRC covers its length, LSN and payload correctly.
+bool RecordChecksumMatches(const RecordHeader& h, const char* header_bytes,
+                           std::string_view payload);
+
+// "<dir>/<number, 16 decimal digits>.wal", and its inverse (nullopt if not a segment name).
+std::string SegmentFileName(uint64_t segment_number);
+std::optional<uint64_t> ParseSegmentFileName(std::string_view name);
+
+// Little-endian fixed-width helpers.
+void PutFixed32(std::string* out, uint32_t v);
+void PutFixed64(std::string* out, uint64_t v);
+uint32_t DecodeFixed32(const char* p);
+uint64_t DecodeFixed64(const char* p);
+
+}  // namespace kvfs::sync::wal
