@@ -1,1 +1,396 @@
-// (being written)
+#include "sync/wal.h"
+
+#include <algorithm>
+#include <cassert>
+
+#include "sync/durable.h"
+#include "sync/wal_format.h"
+
+namespace kvfs::sync {
+
+const char* SyncModeName(SyncMode mode) {
+  switch (mode) {
+    case SyncMode::kAlways: return "always";
+    case SyncMode::kBatch: return "batch";
+    case SyncMode::kNone: return "none";
+  }
+  return "?";
+}
+
+Result<SyncMode> ParseSyncMode(std::string_view name) {
+  if (name == "always") return SyncMode::kAlways;
+  if (name == "batch") return SyncMode::kBatch;
+  if (name == "none") return SyncMode::kNone;
+  return Status::InvalidArgument("sync mode must be always, batch or none, not '" +
+                                 std::string(name) + "'");
+}
+
+// One caller waiting in the queue: an append or a sync.
+struct Wal::Request {
+  bool is_sync = false;
+  std::string_view payload;  // appends
+  uint64_t sync_lsn = 0;     // syncs: make records up to here durable
+  bool data_only = true;     // syncs
+  bool done = false;
+  Status status;
+  uint64_t lsn = 0;  // appends: the LSN given
+  std::condition_variable cv;
+};
+
+Wal::Wal(FileSystem* fs, std::string dir, WalOptions options)
+    : fs_(fs), dir_(std::move(dir)), options_(options) {}
+
+Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, std::string dir, WalOptions options,
+                                       uint64_t from_lsn, const WalReplayFn& replay,
+                                       WalReadReport* report) {
+  if (options.segment_size < wal::kSegmentHeaderSize + wal::kRecordHeaderSize) {
+    return Status::InvalidArgument("WAL segment size " + std::to_string(options.segment_size) +
+                                   " is too small");
+  }
+  if (options.batch_records == 0) options.batch_records = 1;
+  WalReadReport local_report;
+  if (report == nullptr) report = &local_report;
+
+  KVFS_RETURN_IF_ERROR(CreateDirDurably(fs, dir));
+  KVFS_RETURN_IF_ERROR(ReadWal(fs, dir, from_lsn, replay, report));
+
+  std::unique_ptr<Wal> wal(new Wal(fs, dir, options));
+  KVFS_ASSIGN_OR_RETURN(wal->dir_handle_, fs->OpenDirectory(dir));
+
+  // Records recovered from the newest segment may sit only in the page cache (the process,
+  // not the machine, crashed before syncing them). Sync it so everything replayed is durable.
+  uint64_t max_number = 0;
+  if (!report->segments.empty()) {
+    const WalSegmentInfo& newest = report->segments.back();
+    max_number = newest.number;
+    const std::string path = JoinPath(dir, wal::SegmentFileName(newest.number));
+    KVFS_ASSIGN_OR_RETURN(auto file, fs->NewRandomRWFile(path, /*create=*/false));
+    KVFS_RETURN_IF_ERROR(file->DataSync());
+    KVFS_RETURN_IF_ERROR(file->Close());
+  }
+
+  // Remove what no reader needs: a half-created newest segment, and segments an interrupted
+  // checkpoint meant to delete. Their records were never acknowledged or are all checkpointed.
+  std::vector<uint64_t> doomed = report->stale_segments;
+  if (report->torn_segment) doomed.push_back(*report->torn_segment);
+  for (uint64_t n : doomed) {
+    max_number = std::max(max_number, n);
+    KVFS_RETURN_IF_ERROR(fs->RemoveFile(JoinPath(dir, wal::SegmentFileName(n))));
+  }
+  if (!doomed.empty()) KVFS_RETURN_IF_ERROR(wal->dir_handle_->Fsync());
+
+  for (const WalSegmentInfo& s : report->segments) {
+    wal->segments_.push_back(Segment{s.number, s.first_lsn});
+  }
+  const uint64_t first_lsn = std::max<uint64_t>({report->next_lsn, from_lsn, 1});
+  const uint64_t prev_number = report->segments.empty() ? 0 : report->segments.back().number;
+  const uint64_t prev_end = report->segments.empty() ? 0 : report->segments.back().valid_end;
+  KVFS_RETURN_IF_ERROR(wal->StartSegment(max_number + 1, first_lsn, prev_number, prev_end));
+  wal->next_lsn_ = first_lsn;
+  wal->last_lsn_.store(first_lsn - 1);
+  wal->durable_lsn_.store(first_lsn - 1);
+  wal->stats_.last_lsn = wal->stats_.durable_lsn = first_lsn - 1;
+
+  if (options.sync_mode == SyncMode::kBatch) {
+    wal->batch_timer_ = std::thread([w = wal.get()] { w->BatchTimerLoop(); });
+  }
+  return wal;
+}
+
+Wal::~Wal() { Close().PermitUnchecked(); }
+
+// Creates, preallocates and syncs segment `number`, syncs the directory, and only then makes
+// it the active segment. Called by Open and by the group leader (never concurrently).
+Status Wal::StartSegment(uint64_t number, uint64_t first_lsn, uint64_t prev_number,
+                         uint64_t prev_end) {
+  const std::string path = JoinPath(dir_, wal::SegmentFileName(number));
+  std::lock_guard<std::mutex> dir_lock(dir_mu_);
+  KVFS_ASSIGN_OR_RETURN(auto file, fs_->NewWritableFile(path, CreateMode::kCreateNew));
+  wal::SegmentHeader h{number, first_lsn, prev_number, prev_end};
+  Status s = file->Append(wal::EncodeSegmentHeader(h));
+  if (s.ok() && options_.preallocate) s = file->Preallocate(options_.segment_size);
+  // fsync, not fdatasync: the preallocated size and the new inode must be durable.
+  if (s.ok()) s = file->Sync();
+  if (s.ok()) s = dir_handle_->Fsync();
+  if (!s.ok()) {
+    file->Close().PermitUnchecked();
+    // Not durable and never referenced: a reader ignores it if it survives a crash.
+    fs_->RemoveFile(path).PermitUnchecked();
+    return s;
+  }
+  if (active_) KVFS_RETURN_IF_ERROR(active_->Close());
+  active_ = std::move(file);
+  active_sealed_ = false;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (segments_.empty() || segments_.back().number != number) {
+    segments_.push_back(Segment{number, first_lsn});
+  }
+  ++stats_.segments_created;
+  return Status::OK();
+}
+
+// Called by the leader when the next record does not fit: seals the active segment (its end is
+// now recorded in the next header, so nothing more may go into it), makes it durable, then
+// starts the next segment.
+Status Wal::Rotate(uint64_t next_lsn) {
+  active_sealed_ = true;
+  KVFS_RETURN_IF_ERROR(active_->DataSync());
+  uint64_t number;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    number = segments_.back().number;
+  }
+  return StartSegment(number + 1, next_lsn, number, active_->Size());
+}
+
+void Wal::Fail(const Status& s) {
+  if (failure_.ok()) failure_ = s;
+  stats_.failed = true;
+}
+
+Status Wal::FailedStatus() const {
+  return Status(StatusCode::kFailed, "write-ahead log " + dir_ + " failed earlier: " +
+                                         failure_.ToString(),
+                failure_.sys_errno() != 0 ? failure_.sys_errno() : EIO);
+}
+
+Result<uint64_t> Wal::Append(std::string_view payload) {
+  if (payload.size() > wal::kMaxRecordPayload) {
+    return Status::InvalidArgument("WAL record of " + std::to_string(payload.size()) +
+                                   " bytes is over the limit");
+  }
+  Request r;
+  r.payload = payload;
+  KVFS_RETURN_IF_ERROR(Submit(&r));
+  return r.lsn;
+}
+
+Status Wal::SyncUpTo(uint64_t lsn, bool data_only) {
+  Request r;
+  r.is_sync = true;
+  r.sync_lsn = lsn;
+  r.data_only = data_only;
+  return Submit(&r);
+}
+
+Status Wal::Submit(Request* r) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (closed_) return Status::InvalidArgument("write-ahead log " + dir_ + " is closed");
+  if (!failure_.ok()) return FailedStatus();
+  // A full sync is asked for file metadata too, so it always reaches the disk; a data sync
+  // that is already covered costs nothing.
+  if (r->is_sync && r->data_only && durable_lsn() >= r->sync_lsn) return Status::OK();
+  queue_.push_back(r);
+  while (!r->done && queue_.front() != r) r->cv.wait(lock);
+  if (!r->done) LeadGroup(lock, r);
+  return r->status;
+}
+
+// The leader (the queue's head, holding mu_) takes a group from the front of the queue, drops
+// the lock to write and sync it, then reports to every member and wakes the next leader.
+void Wal::LeadGroup(std::unique_lock<std::mutex>& lock, Request* leader) {
+  assert(queue_.front() == leader);
+  std::vector<Request*> group;
+  size_t bytes = 0;
+  size_t appends = 0;
+  bool sync_requested = false;
+  bool data_only = true;
+  for (Request* q : queue_) {
+    if (!q->is_sync) {
+      bytes += wal::RecordSize(q->payload.size());
+      if (!group.empty() && bytes > options_.max_group_bytes) break;
+      ++appends;
+    } else {
+      sync_requested = true;
+      data_only = data_only && q->data_only;
+    }
+    group.push_back(q);
+  }
+  bool sync = sync_requested;
+  if (appends > 0 && options_.sync_mode == SyncMode::kAlways) sync = true;
+  if (appends > 0 && options_.sync_mode == SyncMode::kBatch &&
+      unsynced_records_ + appends >= options_.batch_records) {
+    sync = true;
+  }
+  const uint64_t unsynced_before = unsynced_records_;
+
+  Status write_status;
+  Status sync_status;
+  size_t written = 0;
+  if (!failure_.ok()) {
+    write_status = FailedStatus();
+  } else {
+    lock.unlock();
+    WriteGroup(group, sync, data_only, &written, &write_status, &sync_status);
+    lock.lock();
+  }
+
+  if (!sync_status.ok()) Fail(sync_status);
+  if (!write_status.ok() && !write_status.IsNoSpace()) Fail(write_status);
+  const bool failed = !failure_.ok();
+  const uint64_t first_lsn_of_group = next_lsn_ - written;
+  last_lsn_.store(next_lsn_ - 1, std::memory_order_release);
+  stats_.last_lsn = next_lsn_ - 1;
+  stats_.writes += written > 0 ? 1 : 0;
+  if (!failed && sync && (written > 0 || sync_requested || unsynced_before > 0)) {
+    durable_lsn_.store(next_lsn_ - 1, std::memory_order_release);
+    stats_.durable_lsn = next_lsn_ - 1;
+    unsynced_records_ = 0;
+    ++stats_.syncs;
+    stats_.synced_requests += group.size();
+    stats_.max_group = std::max<uint64_t>(stats_.max_group, group.size());
+  } else if (!failed && written > 0) {
+    if (unsynced_records_ == 0) oldest_unsynced_ = std::chrono::steady_clock::now();
+    unsynced_records_ += written;
+    timer_cv_.notify_one();
+  }
+
+  size_t append_index = 0;
+  for (Request* q : group) {
+    if (failed) {
+      q->status = FailedStatus();
+    } else if (q->is_sync) {
+      q->status = Status::OK();  // the sync covered everything written before it queued
+    } else if (append_index < written) {
+      q->lsn = first_lsn_of_group + append_index;
+      q->status = Status::OK();
+      ++stats_.appends;
+      stats_.bytes_appended += q->payload.size();
+    } else {
+      q->status = write_status;  // ENOSPC: this record was not written
+    }
+    if (!q->is_sync) ++append_index;
+  }
+  for (size_t i = 0; i < group.size(); ++i) queue_.pop_front();
+  for (Request* q : group) {
+    q->done = true;
+    if (q != leader) q->cv.notify_one();
+  }
+  if (!queue_.empty()) queue_.front()->cv.notify_one();
+}
+
+// Writes the group's records (rotating segments as needed) and syncs once if asked. Runs
+// without mu_. `written` counts the leading appends that reached the file; on ENOSPC the rest
+// were not written and the log stays usable.
+void Wal::WriteGroup(std::vector<Request*>& group, bool sync, bool data_only, size_t* written,
+                     Status* write_status, Status* sync_status) {
+  std::string buf;
+  size_t buffered = 0;  // appends in buf
+  auto flush = [&]() -> Status {
+    if (buf.empty()) return Status::OK();
+    Status s = active_->Append(buf);
+    if (s.ok()) {
+      *written += buffered;
+      next_lsn_ += buffered;
+    }
+    buf.clear();
+    buffered = 0;
+    return s;
+  };
+  for (Request* q : group) {
+    if (q->is_sync) continue;
+    const uint64_t size = wal::RecordSize(q->payload.size());
+    const uint64_t end = active_->Size() + buf.size() + size;
+    const bool has_records = active_->Size() + buf.size() > wal::kSegmentHeaderSize;
+    if (active_sealed_ || (end > options_.segment_size && has_records)) {
+      *write_status = flush();
+      if (write_status->ok()) *write_status = Rotate(next_lsn_);
+      if (!write_status->ok()) break;
+    }
+    wal::AppendRecord(&buf, next_lsn_ + buffered, q->payload);
+    ++buffered;
+  }
+  if (write_status->ok()) *write_status = flush();
+  // A failed write other than ENOSPC fails the log; nothing more to do. After ENOSPC the
+  // records that were written still get the sync they asked for.
+  if (!write_status->ok() && !write_status->IsNoSpace()) return;
+  if (sync) *sync_status = data_only ? active_->DataSync() : active_->Sync();
+}
+
+Status Wal::Checkpoint(uint64_t lsn) {
+  std::lock_guard<std::mutex> dir_lock(dir_mu_);
+  std::vector<uint64_t> victims;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return Status::InvalidArgument("write-ahead log " + dir_ + " is closed");
+    if (!failure_.ok()) return FailedStatus();
+    // Segment i holds LSNs below segment i+1's first LSN; never touch the active (last) one.
+    size_t n = 0;
+    while (n + 1 < segments_.size() && segments_[n + 1].first_lsn <= lsn) ++n;
+    for (size_t i = 0; i < n; ++i) victims.push_back(segments_[i].number);
+    segments_.erase(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(n));
+  }
+  if (victims.empty()) return Status::OK();
+  // Oldest first, so a crash part-way leaves a gap that the reader recognises.
+  for (uint64_t n : victims) {
+    KVFS_RETURN_IF_ERROR(fs_->RemoveFile(JoinPath(dir_, wal::SegmentFileName(n))));
+  }
+  Status s = dir_handle_->Fsync();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!s.ok()) {
+    Fail(s);
+    return s;
+  }
+  stats_.segments_deleted += victims.size();
+  return Status::OK();
+}
+
+void Wal::BatchTimerLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!closing_) {
+    if (unsynced_records_ == 0 || !failure_.ok()) {
+      timer_cv_.wait(lock);
+      continue;
+    }
+    const auto due = oldest_unsynced_ + options_.batch_interval;
+    if (std::chrono::steady_clock::now() < due) {
+      timer_cv_.wait_until(lock, due);
+      continue;
+    }
+    const uint64_t target = last_lsn();
+    lock.unlock();
+    // An error here has already failed the log; every later caller will see it.
+    SyncUpTo(target).PermitUnchecked();
+    lock.lock();
+  }
+}
+
+Status Wal::Close() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_ || closing_) return Status::OK();
+    closing_ = true;
+  }
+  timer_cv_.notify_all();
+  if (batch_timer_.joinable()) batch_timer_.join();
+  Status s;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    s = failure_.ok() ? Status::OK() : FailedStatus();
+  }
+  if (s.ok() && last_lsn() > durable_lsn()) s = Sync();
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_ = true;
+  if (active_) {
+    Status c = active_->Close();
+    if (s.ok()) s = c;
+  }
+  return s;
+}
+
+Status Wal::health() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return failure_.ok() ? Status::OK() : FailedStatus();
+}
+
+size_t Wal::pending_requests() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return queue_.size();
+}
+
+WalStats Wal::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+}  // namespace kvfs::sync

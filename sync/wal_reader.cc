@@ -1,1 +1,252 @@
-// (being written)
+#include "sync/wal_reader.h"
+
+#include <algorithm>
+#include <memory>
+
+#include "sync/durable.h"
+#include "sync/wal_format.h"
+
+namespace kvfs::sync {
+namespace {
+
+// Serves exact-length reads of one file through a read-ahead window, so replaying many small
+// records does not cost a pread each.
+class BufferedFile {
+ public:
+  explicit BufferedFile(std::unique_ptr<RandomAccessFile> file) : file_(std::move(file)) {}
+
+  // Reads up to `n` bytes at `offset`; fewer only at end of file.
+  Result<std::string_view> Read(uint64_t offset, size_t n) {
+    if (offset < window_start_ || offset + n > window_start_ + window_.size()) {
+      const size_t want = std::max(n, kWindow);
+      window_.resize(want);
+      KVFS_ASSIGN_OR_RETURN(size_t got, file_->Read(offset, want, window_.data()));
+      window_.resize(got);
+      window_start_ = offset;
+    }
+    const size_t begin = static_cast<size_t>(offset - window_start_);
+    const size_t avail = window_.size() - begin;
+    return std::string_view(window_.data() + begin, std::min(n, avail));
+  }
+
+  const std::string& path() const { return file_->path(); }
+
+ private:
+  static constexpr size_t kWindow = size_t{1} << 20;
+  std::unique_ptr<RandomAccessFile> file_;
+  std::string window_;
+  uint64_t window_start_ = 0;
+};
+
+struct SegmentFile {
+  uint64_t number = 0;
+  std::string path;
+  uint64_t size = 0;
+  std::optional<wal::SegmentHeader> header;
+};
+
+std::string At(const std::string& path, uint64_t offset) {
+  return path + " at offset " + std::to_string(offset);
+}
+
+// Why a record at `offset` is not valid, or "" if it is. Fills `header` and `payload`.
+struct RecordCheck {
+  std::string problem;  // empty when valid
+  bool zero_filled = false;
+  wal::RecordHeader header;
+  std::string_view payload;
+};
+
+Result<RecordCheck> CheckRecord(BufferedFile& f, uint64_t offset, uint64_t end) {
+  RecordCheck c;
+  if (end - offset < wal::kRecordHeaderSize) {
+    c.problem = "record header cut short (" + std::to_string(end - offset) + " bytes left)";
+    return c;
+  }
+  KVFS_ASSIGN_OR_RETURN(std::string_view hb, f.Read(offset, wal::kRecordHeaderSize));
+  if (hb.size() < wal::kRecordHeaderSize) {
+    c.problem = "file ends inside a record header";
+    return c;
+  }
+  c.header = wal::DecodeRecordHeader(hb.data());
+  if (c.header.crc == 0 && c.header.length == 0 && c.header.lsn == 0) {
+    c.zero_filled = true;
+    c.problem = "zero-filled space";
+    return c;
+  }
+  const uint64_t room = end - offset - wal::kRecordHeaderSize;
+  if (c.header.length > room || c.header.length > wal::kMaxRecordPayload) {
+    c.problem = "record length " + std::to_string(c.header.length) + " runs past the end";
+    return c;
+  }
+  // Copy the header: the next Read may move the window.
+  char header_copy[wal::kRecordHeaderSize];
+  std::copy(hb.begin(), hb.end(), header_copy);
+  KVFS_ASSIGN_OR_RETURN(c.payload, f.Read(offset + wal::kRecordHeaderSize, c.header.length));
+  if (c.payload.size() < c.header.length) {
+    c.problem = "file ends inside a record";
+    return c;
+  }
+  if (!wal::RecordChecksumMatches(c.header, header_copy, c.payload)) {
+    c.problem = "record checksum mismatch";
+  }
+  return c;
+}
+
+// Counts the bytes in [from, size) up to and including the last non-zero one.
+Result<uint64_t> NonZeroTail(BufferedFile& f, uint64_t from, uint64_t size) {
+  uint64_t last_nonzero_end = from;
+  for (uint64_t off = from; off < size;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(size - off, 1 << 20));
+    KVFS_ASSIGN_OR_RETURN(std::string_view chunk, f.Read(off, n));
+    if (chunk.empty()) break;
+    for (size_t i = chunk.size(); i > 0; --i) {
+      if (chunk[i - 1] != 0) {
+        last_nonzero_end = off + i;
+        break;
+      }
+    }
+    off += chunk.size();
+  }
+  return last_nonzero_end - from;
+}
+
+}  // namespace
+
+std::string WalReadReport::Summary() const {
+  std::string s = std::to_string(segments.size()) + " segments, " + std::to_string(records_read) +
+                  " records, next LSN " + std::to_string(next_lsn);
+  if (dropped_bytes > 0 || !dropped_reason.empty()) {
+    s += ", dropped " + std::to_string(dropped_bytes) + " bytes of torn tail (" + dropped_reason +
+         ")";
+  }
+  if (torn_segment) s += ", ignored half-created segment " + std::to_string(*torn_segment);
+  if (!stale_segments.empty()) {
+    s += ", ignored " + std::to_string(stale_segments.size()) + " segments left by a checkpoint";
+  }
+  return s;
+}
+
+Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn,
+               const WalReplayFn& replay, WalReadReport* report) {
+  *report = WalReadReport();
+  KVFS_ASSIGN_OR_RETURN(bool exists, fs->Exists(dir));
+  if (!exists) return Status::OK();
+  KVFS_ASSIGN_OR_RETURN(std::vector<std::string> names, fs->ListDir(dir));
+
+  std::vector<SegmentFile> files;
+  for (const std::string& name : names) {
+    auto number = wal::ParseSegmentFileName(name);
+    if (!number) continue;  // the lock file, temp files of other components
+    SegmentFile f;
+    f.number = *number;
+    f.path = JoinPath(dir, name);
+    KVFS_ASSIGN_OR_RETURN(f.size, fs->FileSize(f.path));
+    KVFS_ASSIGN_OR_RETURN(auto file, fs->NewRandomAccessFile(f.path));
+    std::string hb(wal::kSegmentHeaderSize, '\0');
+    KVFS_ASSIGN_OR_RETURN(size_t got, file->Read(0, hb.size(), hb.data()));
+    f.header = wal::DecodeSegmentHeader(std::string_view(hb.data(), got));
+    files.push_back(std::move(f));
+  }
+  std::sort(files.begin(), files.end(),
+            [](const SegmentFile& a, const SegmentFile& b) { return a.number < b.number; });
+
+  // A newest segment with a bad header was being created when power went out; no record in
+  // it was acknowledged, because it is synced before its first record is. Anywhere else a bad
+  // header is damage.
+  if (!files.empty() && !files.back().header) {
+    report->torn_segment = files.back().number;
+    files.pop_back();
+  }
+  for (const SegmentFile& f : files) {
+    if (!f.header) return Status::Corruption(f.path + ": invalid segment header");
+    if (f.header->segment_number != f.number) {
+      return Status::Corruption(f.path + ": header names segment " +
+                                std::to_string(f.header->segment_number));
+    }
+  }
+  // Only a checkpoint deletes segments, oldest first, so a gap means the segments before it
+  // were being deleted when power went out: all their records are below the checkpoint.
+  size_t first_live = 0;
+  for (size_t i = 1; i < files.size(); ++i) {
+    if (files[i].number != files[i - 1].number + 1) first_live = i;
+  }
+  for (size_t i = 0; i < first_live; ++i) report->stale_segments.push_back(files[i].number);
+  files.erase(files.begin(), files.begin() + static_cast<std::ptrdiff_t>(first_live));
+
+  if (files.empty()) {
+    if (from_lsn > 1) {
+      return Status::Corruption(dir + ": log has no segments but records from LSN " +
+                                std::to_string(from_lsn) + " are needed");
+    }
+    return Status::OK();
+  }
+  if (from_lsn > 0 && files.front().header->first_lsn > from_lsn) {
+    return Status::Corruption(files.front().path + ": oldest segment starts at LSN " +
+                              std::to_string(files.front().header->first_lsn) +
+                              " but records from LSN " + std::to_string(from_lsn) +
+                              " are needed; a segment is missing");
+  }
+
+  uint64_t next_lsn = files.front().header->first_lsn;
+  for (size_t i = 0; i < files.size(); ++i) {
+    const SegmentFile& f = files[i];
+    const bool newest = i + 1 == files.size();
+    uint64_t end = f.size;
+    if (!newest) {
+      const wal::SegmentHeader& next = *files[i + 1].header;
+      if (next.prev_segment_number != f.number) {
+        return Status::Corruption(files[i + 1].path + ": header links to segment " +
+                                  std::to_string(next.prev_segment_number) + ", expected " +
+                                  std::to_string(f.number));
+      }
+      end = next.prev_segment_end;
+      if (end > f.size || end < wal::kSegmentHeaderSize) {
+        return Status::Corruption(f.path + ": the next segment says its records end at " +
+                                  std::to_string(end) + " but the file has " +
+                                  std::to_string(f.size) + " bytes");
+      }
+    }
+    if (f.header->first_lsn < next_lsn) {
+      return Status::Corruption(f.path + ": starts at LSN " + std::to_string(f.header->first_lsn) +
+                                ", before LSN " + std::to_string(next_lsn) +
+                                " already read from the previous segment");
+    }
+    // A later segment may start past the previous one's end (Wal::Open's LSN floor).
+    next_lsn = f.header->first_lsn;
+
+    KVFS_ASSIGN_OR_RETURN(auto raw, fs->NewRandomAccessFile(f.path));
+    BufferedFile file(std::move(raw));
+    WalSegmentInfo info{f.number, f.header->first_lsn, wal::kSegmentHeaderSize, 0};
+    uint64_t offset = wal::kSegmentHeaderSize;
+    while (offset < end) {
+      KVFS_ASSIGN_OR_RETURN(RecordCheck c, CheckRecord(file, offset, end));
+      if (c.problem.empty() && c.header.lsn != next_lsn) {
+        // A valid checksum cannot come from a torn write: this is damage even at the tail.
+        return Status::Corruption(At(f.path, offset) + ": record has LSN " +
+                                  std::to_string(c.header.lsn) + ", expected " +
+                                  std::to_string(next_lsn));
+      }
+      if (!c.problem.empty()) {
+        if (!newest) return Status::Corruption(At(f.path, offset) + ": " + c.problem);
+        KVFS_ASSIGN_OR_RETURN(report->dropped_bytes, NonZeroTail(file, offset, f.size));
+        if (report->dropped_bytes > 0) report->dropped_reason = At(f.path, offset) + ": " + c.problem;
+        break;
+      }
+      ++report->records_read;
+      ++info.records;
+      if (next_lsn >= from_lsn) {
+        ++report->records_replayed;
+        KVFS_RETURN_IF_ERROR(replay(next_lsn, c.payload));
+      }
+      ++next_lsn;
+      offset += wal::RecordSize(c.header.length);
+      info.valid_end = offset;
+    }
+    report->segments.push_back(info);
+  }
+  report->next_lsn = next_lsn;
+  return Status::OK();
+}
+
+}  // namespace kvfs::sync

@@ -1,0 +1,171 @@
+// Wal: the segmented write-ahead log every kvfs engine writes through.
+//
+// A record is an opaque payload (an engine's encoded write batch) that gets the next log
+// sequence number (LSN). Records are appended to the active segment, a file preallocated to
+// `segment_size` so that the fdatasync of an append writes data blocks but not the inode. When
+// a record does not fit, the active segment is synced and a new one is created, synced and its
+// directory synced before any record in it is acknowledged. The format is in WAL_FORMAT.md.
+//
+// Durability (what "acknowledged durable" means, per sync mode):
+// - kAlways: Append returns OK only once the record is on stable storage (fdatasync).
+// - kBatch:  Append returns once the record is written to the OS (it survives a process crash);
+//            it becomes durable at the next sync, which happens after `batch_records` unsynced
+//            records or `batch_interval` since the oldest unsynced one, whichever comes first,
+//            or at an explicit Sync.
+// - kNone:   only an explicit Sync (or Close) makes records durable.
+// SyncUpTo / Sync return OK only once every record up to the given LSN is on stable storage.
+//
+// Group commit: concurrent appenders and syncers queue up; the one at the head (the leader)
+// takes the whole queue, writes every record in one write, syncs once if anyone in the group
+// needs it, and hands the result to each member. N concurrent fsyncs cost one fdatasync.
+//
+// Failure: any sync error, or a write error other than ENOSPC, puts the log into a failed
+// state for good: every later Append and Sync returns kFailed naming the original error, and
+// records appended but not yet synced are treated as lost (never reported durable). Reopen to
+// recover. ENOSPC while writing or creating a segment fails only the records involved; the log
+// stays usable once space is freed.
+//
+// Checkpoint(lsn) deletes whole segments whose records all have LSN < lsn (the caller has made
+// them durable elsewhere) and syncs the directory; no log file is ever rewritten in place.
+//
+// Thread safety: every method may be called from any thread at any time, except that nothing
+// may be called after Close() begins.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "sync/file_system.h"
+#include "sync/wal_reader.h"
+
+namespace kvfs::sync {
+
+enum class SyncMode { kAlways, kBatch, kNone };
+
+const char* SyncModeName(SyncMode mode);
+// "always", "batch" or "none".
+Result<SyncMode> ParseSyncMode(std::string_view name);
+
+struct WalOptions {
+  uint64_t segment_size = uint64_t{64} << 20;
+  SyncMode sync_mode = SyncMode::kBatch;
+  uint32_t batch_records = 1000;
+  std::chrono::milliseconds batch_interval{10};
+  // Preallocate each segment to segment_size (fallocate). Off only to measure what it buys.
+  bool preallocate = true;
+  // A leader stops adding records to its group past this many bytes (but always takes one).
+  size_t max_group_bytes = size_t{4} << 20;
+};
+
+struct WalStats {
+  uint64_t appends = 0;         // records acknowledged
+  uint64_t bytes_appended = 0;  // payload bytes acknowledged
+  uint64_t writes = 0;          // groups written to segment files (one write each, or more
+                                // when the group spans a segment rotation)
+  uint64_t syncs = 0;           // fdatasync/fsync calls on segments
+  uint64_t synced_requests = 0; // appends and Sync calls answered by those syncs
+  uint64_t max_group = 0;       // most requests answered by one sync
+  uint64_t segments_created = 0;
+  uint64_t segments_deleted = 0;
+  uint64_t last_lsn = 0;        // highest LSN written
+  uint64_t durable_lsn = 0;     // highest LSN known to be on stable storage
+  bool failed = false;
+};
+
+class Wal {
+ public:
+  // Opens the log in `dir` (creating the directory durably if missing), replays every record
+  // with LSN >= from_lsn to `replay` in LSN order (see ReadWal for what is an error), removes
+  // what the reader reported as torn or stale, and starts a new segment for appends. New
+  // records get LSNs >= max(next LSN of the log, from_lsn), so an engine whose state already
+  // holds records past a torn tail never sees an LSN reused. `report` may be null.
+  static Result<std::unique_ptr<Wal>> Open(FileSystem* fs, std::string dir, WalOptions options,
+                                           uint64_t from_lsn, const WalReplayFn& replay,
+                                           WalReadReport* report = nullptr);
+
+  // Syncs (unless failed) and closes. Equivalent to Close() with its status ignored.
+  ~Wal();
+  Wal(const Wal&) = delete;
+  Wal& operator=(const Wal&) = delete;
+
+  // Appends one record and returns its LSN; durable on return in kAlways mode (see above).
+  Result<uint64_t> Append(std::string_view payload);
+  // Makes every record with LSN <= lsn durable (fdatasync, or fsync if !data_only). Returns at
+  // once if they already are. Concurrent callers share one sync.
+  Status SyncUpTo(uint64_t lsn, bool data_only = true);
+  // Makes every record appended before the call durable.
+  Status Sync(bool data_only = true) { return SyncUpTo(last_lsn(), data_only); }
+  // Deletes every non-active segment whose records all have LSN < lsn, then syncs the
+  // directory. The active segment is never deleted.
+  Status Checkpoint(uint64_t lsn);
+  // Stops the batch timer, syncs what is unsynced (unless failed) and closes the files.
+  // Returns the sync's status, or the failure that put the log into the failed state.
+  Status Close();
+
+  uint64_t last_lsn() const { return last_lsn_.load(std::memory_order_acquire); }
+  uint64_t durable_lsn() const { return durable_lsn_.load(std::memory_order_acquire); }
+  // OK, or the error that failed the log.
+  Status health() const;
+  WalStats stats() const;
+  // Appends and syncs queued or in flight (the group being written included).
+  size_t pending_requests() const;
+  const std::string& dir() const { return dir_; }
+
+ private:
+  struct Request;
+  struct Segment {
+    uint64_t number;
+    uint64_t first_lsn;
+  };
+
+  Wal(FileSystem* fs, std::string dir, WalOptions options);
+
+  Status StartSegment(uint64_t number, uint64_t first_lsn, uint64_t prev_number,
+                      uint64_t prev_end);
+  Status Submit(Request* r);
+  void LeadGroup(std::unique_lock<std::mutex>& lock, Request* leader);
+  void WriteGroup(std::vector<Request*>& group, bool sync, bool data_only, size_t* written,
+                  Status* write_status, Status* sync_status);
+  Status Rotate(uint64_t next_lsn);
+  void Fail(const Status& s);           // requires mu_
+  Status FailedStatus() const;          // requires mu_
+  void BatchTimerLoop();
+
+  FileSystem* const fs_;
+  const std::string dir_;
+  const WalOptions options_;
+
+  // Lock order: dir_mu_ before mu_. The leader drops mu_ while it writes and syncs; it alone
+  // touches active_, active_sealed_ and next_lsn_ then, which is safe because only the queue
+  // head may lead. dir_mu_ serialises segment creation (leader) with deletion (Checkpoint),
+  // both of which fsync the directory.
+  std::mutex dir_mu_;
+  mutable std::mutex mu_;
+  std::condition_variable timer_cv_;
+  std::deque<Request*> queue_;              // guarded by mu_
+  std::vector<Segment> segments_;           // guarded by mu_, oldest first; back() is active
+  std::unique_ptr<WritableFile> active_;    // used by the leader only
+  bool active_sealed_ = false;              // used by the leader only
+  std::unique_ptr<Directory> dir_handle_;   // guarded by dir_mu_
+  uint64_t next_lsn_ = 1;                   // used by the leader only
+  uint64_t unsynced_records_ = 0;           // guarded by mu_
+  std::chrono::steady_clock::time_point oldest_unsynced_;  // guarded by mu_
+  Status failure_;                          // guarded by mu_
+  WalStats stats_;                          // guarded by mu_
+  bool closing_ = false;                    // guarded by mu_
+  bool closed_ = false;                     // guarded by mu_
+  std::atomic<uint64_t> last_lsn_{0};
+  std::atomic<uint64_t> durable_lsn_{0};
+  std::thread batch_timer_;
+};
+
+}  // namespace kvfs::sync
