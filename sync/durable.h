@@ -33,7 +33,8 @@ Status SyncDir(FileSystem* fs, const std::string& dir);
 Result<std::unique_ptr<WritableFile>> CreateFileDurably(FileSystem* fs, const std::string& path);
 
 // Creates directory `path` unless it exists, then Fsyncs its parent in either case (an
-// earlier run may have created it and crashed before the parent was synced).
+// earlier run may have created it and crashed before the parent was synced). Missing parents
+// are created the same way first (mkdir -p). Paths should be absolute.
 Status CreateDirDurably(FileSystem* fs, const std::string& path);
 
 // Replaces `path` with `data` atomically and durably: "<path>.tmp", DataSync, rename, Fsync dir.
