@@ -695,6 +695,9 @@ Result<std::unique_ptr<WritableFile>> FaultFileSystem::NewWritableFile(const std
   if (node && mode == CreateMode::kCreateNew)
     return Status::FromErrno(EEXIST, Context("open", path));
   if (node && node->is_dir) return Status::FromErrno(EISDIR, Context("open", path));
+  if (!node && mode == CreateMode::kOverwrite) {
+    return Status::FromErrno(ENOENT, Context("open", path));
+  }
   if (!node) {
     node = std::make_shared<FileInode>();
     State::SetEntry(*parent, parts.back(), node);

@@ -188,6 +188,8 @@ enum class CreateMode {
   kCreateNew,  // O_CREAT|O_EXCL: fails with kAlreadyExists if the file exists
   kTruncate,   // O_CREAT|O_TRUNC: starts empty whether or not it existed
   kAppend,     // O_CREAT: keeps the contents; Size() starts at the current size
+  kOverwrite,  // the file must exist; keeps its size and contents; Size() starts at 0, so
+               // appends overwrite from the start (a log segment zero-filled in advance)
 };
 
 struct SpaceInfo {

@@ -304,6 +304,9 @@ Result<std::unique_ptr<WritableFile>> PosixFileSystem::NewWritableFile(const std
       break;
     case CreateMode::kAppend:
       break;
+    case CreateMode::kOverwrite:
+      flags &= ~O_CREAT;
+      break;
   }
   KVFS_ASSIGN_OR_RETURN(int raw_fd, OpenFd(path, flags, kFileMode));
   ScopedFd fd(raw_fd);

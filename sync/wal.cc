@@ -73,8 +73,11 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, std::string dir, WalOptio
   // checkpoint meant to delete. Their records were never acknowledged or are all checkpointed.
   std::vector<uint64_t> doomed = report->stale_segments;
   if (report->torn_segment) doomed.push_back(*report->torn_segment);
+  // The next segment must follow the newest live one without a gap (a gap means "checkpoint
+  // interrupted" to the reader). The doomed files are gone for good once the directory is
+  // synced below, so their numbers can be used again; with no live segment, go past them.
   for (uint64_t n : doomed) {
-    max_number = std::max(max_number, n);
+    if (report->segments.empty()) max_number = std::max(max_number, n);
     KVFS_RETURN_IF_ERROR(fs->RemoveFile(JoinPath(dir, wal::SegmentFileName(n))));
   }
   if (!doomed.empty()) KVFS_RETURN_IF_ERROR(wal->dir_handle_->Fsync());
@@ -85,7 +88,8 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, std::string dir, WalOptio
   const uint64_t first_lsn = std::max<uint64_t>({report->next_lsn, from_lsn, 1});
   const uint64_t prev_number = report->segments.empty() ? 0 : report->segments.back().number;
   const uint64_t prev_end = report->segments.empty() ? 0 : report->segments.back().valid_end;
-  KVFS_RETURN_IF_ERROR(wal->StartSegment(max_number + 1, first_lsn, prev_number, prev_end));
+  KVFS_RETURN_IF_ERROR(wal->PrepareSegment(max_number + 1));
+  KVFS_RETURN_IF_ERROR(wal->ActivateSegment(max_number + 1, first_lsn, prev_number, prev_end));
   wal->next_lsn_ = first_lsn;
   wal->last_lsn_.store(first_lsn - 1);
   wal->durable_lsn_.store(first_lsn - 1);
@@ -94,53 +98,128 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, std::string dir, WalOptio
   if (options.sync_mode == SyncMode::kBatch) {
     wal->batch_timer_ = std::thread([w = wal.get()] { w->BatchTimerLoop(); });
   }
+  wal->preparer_ = std::thread([w = wal.get()] { w->PreparerLoop(); });
+  wal->RequestPrepare(max_number + 2);
   return wal;
 }
 
 Wal::~Wal() { Close().PermitUnchecked(); }
 
-// Creates, preallocates and syncs segment `number`, syncs the directory, and only then makes
-// it the active segment. Called by Open and by the group leader (never concurrently).
-Status Wal::StartSegment(uint64_t number, uint64_t first_lsn, uint64_t prev_number,
-                         uint64_t prev_end) {
+// Creates segment file `number` with its space reserved, fsyncs it and the directory. It has
+// no header yet: a reader takes a newest segment without a valid header for one that was never
+// used, and ignores it. Run by the preparer thread, or by Open and the leader when nothing is
+// prepared; never twice for one number (TakePreparedOrPrepare sees to that).
+Status Wal::PrepareSegment(uint64_t number) {
   const std::string path = JoinPath(dir_, wal::SegmentFileName(number));
-  std::lock_guard<std::mutex> dir_lock(dir_mu_);
   KVFS_ASSIGN_OR_RETURN(auto file, fs_->NewWritableFile(path, CreateMode::kCreateNew));
-  wal::SegmentHeader h{number, first_lsn, prev_number, prev_end};
-  Status s = file->Append(wal::EncodeSegmentHeader(h));
-  if (s.ok() && options_.preallocate) s = file->Preallocate(options_.segment_size);
-  // fsync, not fdatasync: the preallocated size and the new inode must be durable.
+  Status s;
+  switch (options_.preallocation) {
+    case Preallocation::kNone:
+      break;
+    case Preallocation::kFallocate:
+      s = file->Preallocate(options_.segment_size);
+      break;
+    case Preallocation::kZeroFill: {
+      const std::string zeros(std::min<uint64_t>(options_.segment_size, 1 << 20), '\0');
+      while (s.ok() && file->Size() < options_.segment_size) {
+        const uint64_t n = std::min<uint64_t>(zeros.size(), options_.segment_size - file->Size());
+        s = file->Append(std::string_view(zeros.data(), n));
+      }
+      break;
+    }
+  }
+  // fsync, not fdatasync: the new inode and its size must be durable.
   if (s.ok()) s = file->Sync();
-  if (s.ok()) s = dir_handle_->Fsync();
+  if (s.ok()) s = file->Close();
+  if (s.ok()) {
+    std::lock_guard<std::mutex> dir_lock(dir_mu_);
+    s = dir_handle_->Fsync();
+  }
   if (!s.ok()) {
     file->Close().PermitUnchecked();
-    // Not durable and never referenced: a reader ignores it if it survives a crash.
+    // Never referenced; removing it gives the space back after ENOSPC.
     fs_->RemoveFile(path).PermitUnchecked();
-    return s;
   }
+  return s;
+}
+
+// Makes sure segment `number` is prepared: takes the preparer's work if it did it, waits if it
+// is doing it, and otherwise prepares it here (cancelling the request so the two never race).
+Status Wal::TakePreparedOrPrepare(uint64_t number) {
+  {
+    std::unique_lock<std::mutex> lock(prep_mu_);
+    prep_cv_.wait(lock, [&] { return !(prep_busy_ && prep_target_ == number); });
+    if (prep_ready_ == number) {
+      prep_ready_ = 0;
+      return Status::OK();
+    }
+    if (prep_target_ == number) prep_target_ = 0;
+  }
+  return PrepareSegment(number);
+}
+
+void Wal::RequestPrepare(uint64_t number) {
+  std::lock_guard<std::mutex> lock(prep_mu_);
+  prep_target_ = number;
+  prep_cv_.notify_all();
+}
+
+void Wal::PreparerLoop() {
+  std::unique_lock<std::mutex> lock(prep_mu_);
+  while (!prep_stop_) {
+    if (prep_target_ == 0 || prep_target_ == prep_ready_) {
+      prep_cv_.wait(lock);
+      continue;
+    }
+    const uint64_t number = prep_target_;
+    prep_busy_ = true;
+    lock.unlock();
+    // On failure the leader prepares the segment itself when it needs it, and reports the
+    // error (ENOSPC to the records involved; a failed sync fails the directory handle, and so
+    // the log, at its next directory sync).
+    const Status s = PrepareSegment(number);
+    lock.lock();
+    prep_busy_ = false;
+    if (s.ok()) prep_ready_ = number;
+    if (prep_target_ == number) prep_target_ = 0;
+    prep_cv_.notify_all();
+  }
+}
+
+// Writes the header into prepared segment `number` and fdatasyncs it, then makes it the active
+// segment. The header is durable before any record in the segment can be acknowledged, and
+// before a checkpoint can delete the segments it follows.
+Status Wal::ActivateSegment(uint64_t number, uint64_t first_lsn, uint64_t prev_number,
+                            uint64_t prev_end) {
+  const std::string path = JoinPath(dir_, wal::SegmentFileName(number));
+  KVFS_ASSIGN_OR_RETURN(auto file, fs_->NewWritableFile(path, CreateMode::kOverwrite));
+  KVFS_RETURN_IF_ERROR(
+      file->Append(wal::EncodeSegmentHeader({number, first_lsn, prev_number, prev_end})));
+  KVFS_RETURN_IF_ERROR(file->DataSync());
   if (active_) KVFS_RETURN_IF_ERROR(active_->Close());
   active_ = std::move(file);
   active_sealed_ = false;
   std::lock_guard<std::mutex> lock(mu_);
-  if (segments_.empty() || segments_.back().number != number) {
-    segments_.push_back(Segment{number, first_lsn});
-  }
+  segments_.push_back(Segment{number, first_lsn});
   ++stats_.segments_created;
   return Status::OK();
 }
 
 // Called by the leader when the next record does not fit: seals the active segment (its end is
 // now recorded in the next header, so nothing more may go into it), makes it durable, then
-// starts the next segment.
+// activates the next segment and asks for the one after it.
 Status Wal::Rotate(uint64_t next_lsn) {
   active_sealed_ = true;
   KVFS_RETURN_IF_ERROR(active_->DataSync());
   uint64_t number;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    number = segments_.back().number;
+    number = segments_.back().number + 1;
   }
-  return StartSegment(number + 1, next_lsn, number, active_->Size());
+  KVFS_RETURN_IF_ERROR(TakePreparedOrPrepare(number));
+  KVFS_RETURN_IF_ERROR(ActivateSegment(number, next_lsn, number - 1, active_->Size()));
+  RequestPrepare(number + 1);
+  return Status::OK();
 }
 
 void Wal::Fail(const Status& s) {
@@ -361,14 +440,26 @@ Status Wal::Close() {
     if (closed_ || closing_) return Status::OK();
     closing_ = true;
   }
-  timer_cv_.notify_all();
-  if (batch_timer_.joinable()) batch_timer_.join();
+  StopBackgroundThreads();
+  uint64_t unused = 0;
+  {
+    std::lock_guard<std::mutex> lock(prep_mu_);
+    unused = prep_ready_;
+  }
   Status s;
   {
     std::lock_guard<std::mutex> lock(mu_);
     s = failure_.ok() ? Status::OK() : FailedStatus();
   }
   if (s.ok() && last_lsn() > durable_lsn()) s = Sync();
+  if (unused != 0 && s.ok()) {
+    // A prepared segment nobody used. Left behind it would be harmless (the next open takes a
+    // header-less newest segment for an unused one and deletes it), but it holds space.
+    std::lock_guard<std::mutex> dir_lock(dir_mu_);
+    if (fs_->RemoveFile(JoinPath(dir_, wal::SegmentFileName(unused))).ok()) {
+      dir_handle_->Fsync().PermitUnchecked();
+    }
+  }
   std::lock_guard<std::mutex> lock(mu_);
   closed_ = true;
   if (active_) {
@@ -376,6 +467,28 @@ Status Wal::Close() {
     if (s.ok()) s = c;
   }
   return s;
+}
+
+void Wal::StopBackgroundThreads() {
+  timer_cv_.notify_all();
+  if (batch_timer_.joinable()) batch_timer_.join();
+  {
+    std::lock_guard<std::mutex> lock(prep_mu_);
+    prep_stop_ = true;
+    prep_cv_.notify_all();
+  }
+  if (preparer_.joinable()) preparer_.join();
+}
+
+void Wal::SimulateProcessCrashForTesting() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closing_ = true;
+  }
+  StopBackgroundThreads();
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_ = true;
+  if (active_) active_->Close().PermitUnchecked();
 }
 
 Status Wal::health() const {

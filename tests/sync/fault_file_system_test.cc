@@ -95,6 +95,26 @@ TEST(FaultFileSystemTest, SyncedAppendSurvivesCrash) {
   EXPECT_EQ(data, "synced");
 }
 
+TEST(FaultFileSystemTest, OverwriteModeWritesFromTheStartAndUnsyncedOverwriteReverts) {
+  FaultFileSystem fs(1);
+  ASSERT_OK(WriteDurable(fs, "/f", "0000000000", "/"));
+  ASSERT_OK_AND_ASSIGN(auto file, fs.NewWritableFile("/f", CreateMode::kOverwrite));
+  EXPECT_EQ(file->Size(), 0u);
+  ASSERT_OK(file->Append("abc"));
+  ASSERT_OK_AND_ASSIGN(std::string data, ReadFile(fs, "/f"));
+  EXPECT_EQ(data, "abc0000000");
+  fs.Crash(CrashMode::kDropUnsynced);
+  ASSERT_OK_AND_ASSIGN(std::string after, ReadFile(fs, "/f"));
+  EXPECT_EQ(after, "0000000000");
+}
+
+TEST(FaultFileSystemTest, OverwriteModeOfMissingFileIsNotFound) {
+  FaultFileSystem fs(1);
+  auto file = fs.NewWritableFile("/missing", CreateMode::kOverwrite);
+  ASSERT_FALSE(file.ok());
+  EXPECT_TRUE(file.status().IsNotFound());
+}
+
 TEST(FaultFileSystemTest, SyncedFileWithoutDirFsyncIsGoneAfterCrash) {
   FaultFileSystem fs(1);
   ASSERT_OK_AND_ASSIGN(auto file, fs.NewWritableFile("/f", CreateMode::kCreateNew));

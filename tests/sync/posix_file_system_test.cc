@@ -101,6 +101,22 @@ TEST_F(PosixFileSystemTest, AppendModeCreatesMissingFile) {
   ASSERT_OK(file->Close());
 }
 
+TEST_F(PosixFileSystemTest, OverwriteModeWritesFromTheStartKeepingTheSize) {
+  const std::string path = dir_.Sub("f");
+  Put(path, "0000000000");
+  ASSERT_OK_AND_ASSIGN(auto file, fs_.NewWritableFile(path, CreateMode::kOverwrite));
+  EXPECT_EQ(file->Size(), 0u);
+  ASSERT_OK(file->Append("abc"));
+  ASSERT_OK(file->Close());
+  EXPECT_EQ(Get(path), "abc0000000");
+}
+
+TEST_F(PosixFileSystemTest, OverwriteModeOfMissingFileIsNotFound) {
+  auto file = fs_.NewWritableFile(dir_.Sub("missing"), CreateMode::kOverwrite);
+  ASSERT_FALSE(file.ok());
+  EXPECT_TRUE(file.status().IsNotFound());
+}
+
 TEST_F(PosixFileSystemTest, NewFilesHaveMode0644) {
   const std::string path = dir_.Sub("f");
   const mode_t old_umask = ::umask(0);
