@@ -48,16 +48,16 @@
 namespace kvfs::sync {
 
 enum class CrashMode {
-  kDropUnsynced,     // every pending operation is lost
-  kKeepPrefix,       // per file, a random prefix of the pending operations survives
-  kTearLastWrite,    // as kKeepPrefix, then a random part (a prefix) of the next write survives
+  kDropUnsynced,   // every pending operation is lost
+  kKeepPrefix,     // per file, a random prefix of the pending operations survives
+  kTearLastWrite,  // as kKeepPrefix, then a random part (a prefix) of the next write survives
 };
 
 const char* CrashModeName(CrashMode mode);
 
 struct FaultStats {
-  uint64_t syncs = 0;           // successful file syncs + directory fsyncs
-  uint64_t mutating_ops = 0;    // writes, creates, renames, removes, truncates, preallocations
+  uint64_t syncs = 0;         // successful file syncs + directory fsyncs
+  uint64_t mutating_ops = 0;  // writes, creates, renames, removes, truncates, preallocations
   uint64_t bytes_written = 0;
   uint64_t crashes = 0;
 };

@@ -124,7 +124,9 @@ class RandomRWFile {
   const std::string& path() const { return path_; }
   bool failed() const { return latch_.failed(); }
 
-  Result<size_t> Read(uint64_t offset, size_t n, char* scratch) const { return DoRead(offset, n, scratch); }
+  Result<size_t> Read(uint64_t offset, size_t n, char* scratch) const {
+    return DoRead(offset, n, scratch);
+  }
   Status Write(uint64_t offset, std::string_view data);
   Status Truncate(uint64_t size);
   Status DataSync();

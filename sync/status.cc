@@ -8,16 +8,26 @@ namespace kvfs {
 
 std::string_view StatusCodeName(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk: return "OK";
-    case StatusCode::kNotFound: return "NotFound";
-    case StatusCode::kAlreadyExists: return "AlreadyExists";
-    case StatusCode::kInvalidArgument: return "InvalidArgument";
-    case StatusCode::kCorruption: return "Corruption";
-    case StatusCode::kIOError: return "IOError";
-    case StatusCode::kNoSpace: return "NoSpace";
-    case StatusCode::kBusy: return "Busy";
-    case StatusCode::kFailed: return "Failed";
-    case StatusCode::kNotSupported: return "NotSupported";
+    case StatusCode::kOk:
+      return "OK";
+    case StatusCode::kNotFound:
+      return "NotFound";
+    case StatusCode::kAlreadyExists:
+      return "AlreadyExists";
+    case StatusCode::kInvalidArgument:
+      return "InvalidArgument";
+    case StatusCode::kCorruption:
+      return "Corruption";
+    case StatusCode::kIOError:
+      return "IOError";
+    case StatusCode::kNoSpace:
+      return "NoSpace";
+    case StatusCode::kBusy:
+      return "Busy";
+    case StatusCode::kFailed:
+      return "Failed";
+    case StatusCode::kNotSupported:
+      return "NotSupported";
   }
   return "Unknown";
 }
@@ -45,17 +55,23 @@ Status Status::FromErrno(int err, std::string_view context) {
   msg += ": ";
   msg += std::strerror(err);
   switch (err) {
-    case ENOENT: return {StatusCode::kNotFound, std::move(msg), err};
-    case EEXIST: return {StatusCode::kAlreadyExists, std::move(msg), err};
+    case ENOENT:
+      return {StatusCode::kNotFound, std::move(msg), err};
+    case EEXIST:
+      return {StatusCode::kAlreadyExists, std::move(msg), err};
     case ENOSPC:
-    case EDQUOT: return {StatusCode::kNoSpace, std::move(msg), err};
-    case EWOULDBLOCK: return {StatusCode::kBusy, std::move(msg), err};
+    case EDQUOT:
+      return {StatusCode::kNoSpace, std::move(msg), err};
+    case EWOULDBLOCK:
+      return {StatusCode::kBusy, std::move(msg), err};
     case EINVAL:
     case ENAMETOOLONG:
     case ENOTDIR:
     case EISDIR:
-    case ENOTEMPTY: return {StatusCode::kInvalidArgument, std::move(msg), err};
-    default: return {StatusCode::kIOError, std::move(msg), err};
+    case ENOTEMPTY:
+      return {StatusCode::kInvalidArgument, std::move(msg), err};
+    default:
+      return {StatusCode::kIOError, std::move(msg), err};
   }
 }
 

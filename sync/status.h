@@ -48,14 +48,18 @@ class [[nodiscard]] Status {
   ~Status() = default;
 
   static Status OK() { return Status(); }
-  static Status NotFound(std::string msg) { return {StatusCode::kNotFound, std::move(msg), ENOENT}; }
+  static Status NotFound(std::string msg) {
+    return {StatusCode::kNotFound, std::move(msg), ENOENT};
+  }
   static Status AlreadyExists(std::string msg) {
     return {StatusCode::kAlreadyExists, std::move(msg), EEXIST};
   }
   static Status InvalidArgument(std::string msg) {
     return {StatusCode::kInvalidArgument, std::move(msg), EINVAL};
   }
-  static Status Corruption(std::string msg) { return {StatusCode::kCorruption, std::move(msg), EIO}; }
+  static Status Corruption(std::string msg) {
+    return {StatusCode::kCorruption, std::move(msg), EIO};
+  }
   static Status IOError(std::string msg, int sys_errno = EIO) {
     return {StatusCode::kIOError, std::move(msg), sys_errno};
   }
@@ -108,7 +112,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : value_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
   Result(Status status) : status_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     if (status_.ok()) status_ = Status(StatusCode::kInvalidArgument, "Result built from OK status");
   }
@@ -146,9 +150,9 @@ T& Result<T>::Checked() {
 #define KVFS_CONCAT(a, b) KVFS_CONCAT_INNER(a, b)
 
 // Returns the Status of `expr` from the enclosing function if it is not OK.
-#define KVFS_RETURN_IF_ERROR(expr)             \
-  do {                                         \
-    ::kvfs::Status kvfs_status_ = (expr);      \
+#define KVFS_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::kvfs::Status kvfs_status_ = (expr);        \
     if (!kvfs_status_.ok()) return kvfs_status_; \
   } while (0)
 
@@ -156,7 +160,7 @@ T& Result<T>::Checked() {
 // `lhs`, which may be a declaration: KVFS_ASSIGN_OR_RETURN(auto file, fs->NewWritableFile(p));
 #define KVFS_ASSIGN_OR_RETURN(lhs, rexpr) \
   KVFS_ASSIGN_OR_RETURN_IMPL(KVFS_CONCAT(kvfs_result_, __LINE__), lhs, rexpr)
-#define KVFS_ASSIGN_OR_RETURN_IMPL(tmp, lhs, rexpr) \
-  auto tmp = (rexpr);                               \
+#define KVFS_ASSIGN_OR_RETURN_IMPL(tmp, lhs, rexpr)  \
+  auto tmp = (rexpr);                                \
   if (!tmp.ok()) return std::move(tmp).TakeStatus(); \
   lhs = std::move(tmp).value()

@@ -10,9 +10,12 @@ namespace kvfs::sync {
 
 const char* SyncModeName(SyncMode mode) {
   switch (mode) {
-    case SyncMode::kAlways: return "always";
-    case SyncMode::kBatch: return "batch";
-    case SyncMode::kNone: return "none";
+    case SyncMode::kAlways:
+      return "always";
+    case SyncMode::kBatch:
+      return "batch";
+    case SyncMode::kNone:
+      return "none";
   }
   return "?";
 }
@@ -228,8 +231,8 @@ void Wal::Fail(const Status& s) {
 }
 
 Status Wal::FailedStatus() const {
-  return Status(StatusCode::kFailed, "write-ahead log " + dir_ + " failed earlier: " +
-                                         failure_.ToString(),
+  return Status(StatusCode::kFailed,
+                "write-ahead log " + dir_ + " failed earlier: " + failure_.ToString(),
                 failure_.sys_errno() != 0 ? failure_.sys_errno() : EIO);
 }
 

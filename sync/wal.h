@@ -79,17 +79,17 @@ struct WalOptions {
 };
 
 struct WalStats {
-  uint64_t appends = 0;         // records acknowledged
-  uint64_t bytes_appended = 0;  // payload bytes acknowledged
-  uint64_t writes = 0;          // groups written to segment files (one write each, or more
-                                // when the group spans a segment rotation)
-  uint64_t syncs = 0;           // fdatasync/fsync calls on segments
-  uint64_t synced_requests = 0; // appends and Sync calls answered by those syncs
-  uint64_t max_group = 0;       // most requests answered by one sync
+  uint64_t appends = 0;          // records acknowledged
+  uint64_t bytes_appended = 0;   // payload bytes acknowledged
+  uint64_t writes = 0;           // groups written to segment files (one write each, or more
+                                 // when the group spans a segment rotation)
+  uint64_t syncs = 0;            // fdatasync/fsync calls on segments
+  uint64_t synced_requests = 0;  // appends and Sync calls answered by those syncs
+  uint64_t max_group = 0;        // most requests answered by one sync
   uint64_t segments_created = 0;
   uint64_t segments_deleted = 0;
-  uint64_t last_lsn = 0;        // highest LSN written
-  uint64_t durable_lsn = 0;     // highest LSN known to be on stable storage
+  uint64_t last_lsn = 0;     // highest LSN written
+  uint64_t durable_lsn = 0;  // highest LSN known to be on stable storage
   bool failed = false;
 };
 
@@ -157,8 +157,8 @@ class Wal {
   void WriteGroup(std::vector<Request*>& group, bool sync, bool data_only, size_t* written,
                   Status* write_status, Status* sync_status);
   Status Rotate(uint64_t next_lsn);
-  void Fail(const Status& s);           // requires mu_
-  Status FailedStatus() const;          // requires mu_
+  void Fail(const Status& s);   // requires mu_
+  Status FailedStatus() const;  // requires mu_
   void BatchTimerLoop();
 
   FileSystem* const fs_;
@@ -172,18 +172,18 @@ class Wal {
   std::mutex dir_mu_;
   mutable std::mutex mu_;
   std::condition_variable timer_cv_;
-  std::deque<Request*> queue_;              // guarded by mu_
-  std::vector<Segment> segments_;           // guarded by mu_, oldest first; back() is active
-  std::unique_ptr<WritableFile> active_;    // used by the leader only
-  bool active_sealed_ = false;              // used by the leader only
-  std::unique_ptr<Directory> dir_handle_;   // guarded by dir_mu_
-  uint64_t next_lsn_ = 1;                   // used by the leader only
-  uint64_t unsynced_records_ = 0;           // guarded by mu_
+  std::deque<Request*> queue_;             // guarded by mu_
+  std::vector<Segment> segments_;          // guarded by mu_, oldest first; back() is active
+  std::unique_ptr<WritableFile> active_;   // used by the leader only
+  bool active_sealed_ = false;             // used by the leader only
+  std::unique_ptr<Directory> dir_handle_;  // guarded by dir_mu_
+  uint64_t next_lsn_ = 1;                  // used by the leader only
+  uint64_t unsynced_records_ = 0;          // guarded by mu_
   std::chrono::steady_clock::time_point oldest_unsynced_;  // guarded by mu_
-  Status failure_;                          // guarded by mu_
-  WalStats stats_;                          // guarded by mu_
-  bool closing_ = false;                    // guarded by mu_
-  bool closed_ = false;                     // guarded by mu_
+  Status failure_;                                         // guarded by mu_
+  WalStats stats_;                                         // guarded by mu_
+  bool closing_ = false;                                   // guarded by mu_
+  bool closed_ = false;                                    // guarded by mu_
   // The segment preparer. prep_mu_ is a leaf lock: never held while taking another.
   std::mutex prep_mu_;
   std::condition_variable prep_cv_;

@@ -127,8 +127,8 @@ std::string WalReadReport::Summary() const {
   return s;
 }
 
-Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn,
-               const WalReplayFn& replay, WalReadReport* report) {
+Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn, const WalReplayFn& replay,
+               WalReadReport* report) {
   *report = WalReadReport();
   KVFS_ASSIGN_OR_RETURN(bool exists, fs->Exists(dir));
   if (!exists) return Status::OK();
@@ -230,7 +230,8 @@ Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn,
       if (!c.problem.empty()) {
         if (!newest) return Status::Corruption(At(f.path, offset) + ": " + c.problem);
         KVFS_ASSIGN_OR_RETURN(report->dropped_bytes, NonZeroTail(file, offset, f.size));
-        if (report->dropped_bytes > 0) report->dropped_reason = At(f.path, offset) + ": " + c.problem;
+        if (report->dropped_bytes > 0)
+          report->dropped_reason = At(f.path, offset) + ": " + c.problem;
         break;
       }
       ++report->records_read;

@@ -56,7 +56,7 @@ struct WalReadReport {
 // Reads the log in `dir`. An empty or missing directory is an empty log (next_lsn 1). It is
 // kCorruption if records the caller needs (LSN >= from_lsn, from_lsn > 0) are missing because
 // the oldest live segment starts after from_lsn.
-Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn,
-               const WalReplayFn& replay, WalReadReport* report);
+Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn, const WalReplayFn& replay,
+               WalReadReport* report);
 
 }  // namespace kvfs::sync

@@ -7,30 +7,32 @@
 
 #include "sync/status.h"
 
-#define ASSERT_OK(expr)                                         \
-  do {                                                          \
-    const ::kvfs::Status kvfs_s_ = ::kvfs::test::AsStatus(expr); \
+#define ASSERT_OK(expr)                                               \
+  do {                                                                \
+    const ::kvfs::Status kvfs_s_ = ::kvfs::test::AsStatus(expr);      \
     ASSERT_TRUE(kvfs_s_.ok()) << #expr << ": " << kvfs_s_.ToString(); \
   } while (0)
-#define EXPECT_OK(expr)                                         \
-  do {                                                          \
-    const ::kvfs::Status kvfs_s_ = ::kvfs::test::AsStatus(expr); \
+#define EXPECT_OK(expr)                                               \
+  do {                                                                \
+    const ::kvfs::Status kvfs_s_ = ::kvfs::test::AsStatus(expr);      \
     EXPECT_TRUE(kvfs_s_.ok()) << #expr << ": " << kvfs_s_.ToString(); \
   } while (0)
 
 // ASSERT_OK_AND_ASSIGN(auto file, fs.NewWritableFile(...));
 #define ASSERT_OK_AND_ASSIGN(lhs, rexpr) \
   ASSERT_OK_AND_ASSIGN_IMPL(KVFS_CONCAT(kvfs_test_result_, __LINE__), lhs, rexpr)
-#define ASSERT_OK_AND_ASSIGN_IMPL(tmp, lhs, rexpr)                          \
-  auto tmp = (rexpr);                                                       \
-  ASSERT_TRUE(tmp.ok()) << #rexpr << ": " << tmp.status().ToString();       \
+#define ASSERT_OK_AND_ASSIGN_IMPL(tmp, lhs, rexpr)                    \
+  auto tmp = (rexpr);                                                 \
+  ASSERT_TRUE(tmp.ok()) << #rexpr << ": " << tmp.status().ToString(); \
   lhs = std::move(tmp).value()
 
 namespace kvfs::test {
 
 inline Status AsStatus(const Status& s) { return s; }
 template <typename T>
-Status AsStatus(const Result<T>& r) { return r.ok() ? Status::OK() : r.status(); }
+Status AsStatus(const Result<T>& r) {
+  return r.ok() ? Status::OK() : r.status();
+}
 
 // A private directory under $TMPDIR (or /tmp), removed with everything in it on destruction.
 class TempDir {

@@ -139,10 +139,14 @@ Args Parse(int argc, char** argv) {
       if (i + 1 >= argc) Die(arg + " needs a value");
       return argv[++i];
     };
-    if (arg == "--dir") a.dir = value();
-    else if (arg == "--seconds") a.seconds = std::atof(value().c_str());
-    else if (arg == "--record-bytes") a.record_bytes = std::strtoul(value().c_str(), nullptr, 10);
-    else Die("usage: wal_bench [--dir DIR] [--seconds S] [--record-bytes N]");
+    if (arg == "--dir")
+      a.dir = value();
+    else if (arg == "--seconds")
+      a.seconds = std::atof(value().c_str());
+    else if (arg == "--record-bytes")
+      a.record_bytes = std::strtoul(value().c_str(), nullptr, 10);
+    else
+      Die("usage: wal_bench [--dir DIR] [--seconds S] [--record-bytes N]");
   }
   return a;
 }
@@ -179,9 +183,8 @@ int main(int argc, char** argv) {
     const double fdatasync_rate = PlainLoop(a, 1, layout, true);
     const double fsync_rate = PlainLoop(a, 1, layout, false);
     if (layout == Layout::kGrowing) growing_fdatasync = fdatasync_rate;
-    std::printf("   %-26s %12.0f %12.0f %13.2fx   (%.2fx the growing file)\n", name,
-                fdatasync_rate, fsync_rate, fdatasync_rate / fsync_rate,
-                fdatasync_rate / growing_fdatasync);
+    std::printf("   %-26s %12.0f %12.0f %13.2fx   (%.2fx the growing file)\n", name, fdatasync_rate,
+                fsync_rate, fdatasync_rate / fsync_rate, fdatasync_rate / growing_fdatasync);
   }
   return 0;
 }

@@ -143,12 +143,11 @@ void CheckRecovered(FaultFileSystem* fs, SyncMode mode, Ledger& ledger) {
   ASSERT_OK((*wal)->Sync());
   ASSERT_OK((*wal)->Close());
   std::string last;
-  ASSERT_OK(Wal::Open(fs, kDir, Options(mode), ledger.checkpoint,
-                      [&](uint64_t l, std::string_view p) {
-                        if (l == lsn) last = std::string(p);
-                        return Status::OK();
-                      })
-                .status());
+  ASSERT_OK(
+      Wal::Open(fs, kDir, Options(mode), ledger.checkpoint, [&](uint64_t l, std::string_view p) {
+        if (l == lsn) last = std::string(p);
+        return Status::OK();
+      }).status());
   EXPECT_EQ(last, "after-crash");
 }
 
@@ -164,8 +163,10 @@ void RunOnce(SyncMode mode, CrashMode crash, CutAt where, uint64_t n, uint64_t s
   FaultFileSystem fs(seed);
   ASSERT_OK(CreateDirDurably(&fs, "/store"));
   if (n > 0) {
-    if (where == CutAt::kSync) fs.CrashAtSync(n, crash);
-    else fs.CrashAtOp(n, crash);
+    if (where == CutAt::kSync)
+      fs.CrashAtSync(n, crash);
+    else
+      fs.CrashAtOp(n, crash);
   }
   Ledger ledger;
   {

@@ -240,8 +240,7 @@ TEST(Wal, TornTailInNewestSegmentIsACleanEndWithDroppedBytesReported) {
     ASSERT_OK_AND_ASSIGN(auto wal, OpenWal(&fs, Always(), 0, &r));
     EXPECT_EQ(r.records.size(), 4u);
     EXPECT_EQ(r.report.dropped_bytes, wal::RecordSize(8));
-    EXPECT_NE(r.report.dropped_reason.find(names[0]), std::string::npos)
-        << r.report.dropped_reason;
+    EXPECT_NE(r.report.dropped_reason.find(names[0]), std::string::npos) << r.report.dropped_reason;
     EXPECT_NE(r.report.dropped_reason.find("offset " + std::to_string(last)), std::string::npos)
         << r.report.dropped_reason;
     // The torn record's LSN is given again: it was never acknowledged.
@@ -287,8 +286,8 @@ TEST(Wal, BadRecordInAnOlderSegmentIsCorruptionNamingSegmentAndOffset) {
       << opened.status().ToString();
   // The offline reader says the same.
   WalReadReport report;
-  Status s = ReadWal(&fs, kDir, 0, [](uint64_t, std::string_view) { return Status::OK(); },
-                     &report);
+  Status s = ReadWal(
+      &fs, kDir, 0, [](uint64_t, std::string_view) { return Status::OK(); }, &report);
   EXPECT_TRUE(s.IsCorruption());
 }
 
@@ -342,8 +341,8 @@ TEST(Wal, SegmentsLeftByAnInterruptedCheckpointAreIgnored) {
   // A checkpoint deleting the first three segments got only the second one done.
   ASSERT_OK(fs.RemoveFile(Path(names[1])));
   WalReadReport report;
-  ASSERT_OK(ReadWal(&fs, kDir, 0, [](uint64_t, std::string_view) { return Status::OK(); },
-                    &report));
+  ASSERT_OK(ReadWal(
+      &fs, kDir, 0, [](uint64_t, std::string_view) { return Status::OK(); }, &report));
   EXPECT_EQ(report.stale_segments.size(), 1u);
   ASSERT_OK_AND_ASSIGN(auto wal, OpenWal(&fs, Always(1024), 0, &r));
   EXPECT_FALSE(fs.Exists(Path(names[0])).value());
@@ -554,8 +553,10 @@ TEST(Wal, NoSpaceForANewSegmentFailsOnlyThatRecordAndRecovers) {
   for (int i = 0; i < 5 && full.ok(); ++i) {
     const std::string p(3000, static_cast<char>('b' + i));
     auto lsn = wal->Append(p);
-    if (lsn.ok()) acked.push_back(p);
-    else full = lsn.status();
+    if (lsn.ok())
+      acked.push_back(p);
+    else
+      full = lsn.status();
   }
   ASSERT_TRUE(full.IsNoSpace()) << full.ToString();
   EXPECT_EQ(full.sys_errno(), ENOSPC);
@@ -664,8 +665,9 @@ TEST(WalGroupCommit, AppendersQueuedBehindALeaderShareOneSync) {
   test::TempDir tmp;
   GatedFileSystem fs;
   WalOptions o = Always();
-  ASSERT_OK_AND_ASSIGN(auto wal, Wal::Open(&fs, tmp.Sub("wal"), o, 0,
-                                           [](uint64_t, std::string_view) { return Status::OK(); }));
+  ASSERT_OK_AND_ASSIGN(auto wal,
+                       Wal::Open(&fs, tmp.Sub("wal"), o, 0,
+                                 [](uint64_t, std::string_view) { return Status::OK(); }));
   const WalStats before = wal->stats();
   fs.Close();
   std::thread leader([&] { EXPECT_OK(wal->Append("leader")); });
@@ -690,8 +692,9 @@ TEST(WalGroupCommit, ConcurrentSyncCallsShareOneSync) {
   GatedFileSystem fs;
   WalOptions o = Always();
   o.sync_mode = SyncMode::kNone;
-  ASSERT_OK_AND_ASSIGN(auto wal, Wal::Open(&fs, tmp.Sub("wal"), o, 0,
-                                           [](uint64_t, std::string_view) { return Status::OK(); }));
+  ASSERT_OK_AND_ASSIGN(auto wal,
+                       Wal::Open(&fs, tmp.Sub("wal"), o, 0,
+                                 [](uint64_t, std::string_view) { return Status::OK(); }));
   ASSERT_OK(wal->Append("a"));
   fs.Close();
   std::thread first([&] { EXPECT_OK(wal->Sync()); });
@@ -713,8 +716,9 @@ TEST(WalGroupCommit, ConcurrentSyncCallsShareOneSync) {
 TEST(WalGroupCommit, SyncOfAlreadyDurableRecordsCostsNothing) {
   test::TempDir tmp;
   GatedFileSystem fs;
-  ASSERT_OK_AND_ASSIGN(auto wal, Wal::Open(&fs, tmp.Sub("wal"), Always(), 0,
-                                           [](uint64_t, std::string_view) { return Status::OK(); }));
+  ASSERT_OK_AND_ASSIGN(auto wal,
+                       Wal::Open(&fs, tmp.Sub("wal"), Always(), 0,
+                                 [](uint64_t, std::string_view) { return Status::OK(); }));
   ASSERT_OK(wal->Append("a"));
   const int syncs = fs.syncs();
   ASSERT_OK(wal->Sync());
@@ -731,8 +735,9 @@ TEST(WalGroupCommit, ManyThreadsOnTheRealDiskKeepEveryRecordInOrder) {
   WalOptions o = Always(256 << 10);
   constexpr int kThreads = 8, kPerThread = 200;
   {
-    ASSERT_OK_AND_ASSIGN(auto wal, Wal::Open(&fs, dir, o, 0,
-                                             [](uint64_t, std::string_view) { return Status::OK(); }));
+    ASSERT_OK_AND_ASSIGN(auto wal, Wal::Open(&fs, dir, o, 0, [](uint64_t, std::string_view) {
+                           return Status::OK();
+                         }));
     std::vector<std::thread> threads;
     for (int t = 0; t < kThreads; ++t) {
       threads.emplace_back([&, t] {
@@ -751,14 +756,14 @@ TEST(WalGroupCommit, ManyThreadsOnTheRealDiskKeepEveryRecordInOrder) {
   std::vector<int> next(kThreads, 0);
   uint64_t count = 0;
   ASSERT_OK_AND_ASSIGN(auto wal, Wal::Open(&fs, dir, o, 0, [&](uint64_t, std::string_view p) {
-    const auto colon = p.find(':');
-    const int t = std::stoi(std::string(p.substr(0, colon)));
-    const int i = std::stoi(std::string(p.substr(colon + 1)));
-    EXPECT_EQ(i, next[t]) << "thread " << t;
-    next[t] = i + 1;
-    ++count;
-    return Status::OK();
-  }));
+                         const auto colon = p.find(':');
+                         const int t = std::stoi(std::string(p.substr(0, colon)));
+                         const int i = std::stoi(std::string(p.substr(colon + 1)));
+                         EXPECT_EQ(i, next[t]) << "thread " << t;
+                         next[t] = i + 1;
+                         ++count;
+                         return Status::OK();
+                       }));
   EXPECT_EQ(count, static_cast<uint64_t>(kThreads * kPerThread));
 }
 
