@@ -32,8 +32,13 @@
 // torn) comes from a generator seeded in the constructor; seed() reports it so a failing test
 // can print it and be replayed.
 //
-// Paths: absolute ("/data/wal/000001.wal") or relative to "/" (same thing). "." and ".."
-// components are not supported. The root directory "/" always exists and is always durable.
+// Counting: CrashAtSync and FailSyncAfter count sync attempts (file syncs and directory fsyncs
+// together); CrashAtOp counts every call that may change state, whether or not it then fails.
+// FaultStats::syncs counts only syncs that succeeded.
+//
+// Paths: absolute ("/data/wal/000001.wal") or relative to "/" (same thing). "." components are
+// skipped; ".." is refused. The root directory "/" always exists and is always durable (its
+// entries are not: they need an Fsync of "/" like any other directory's).
 //
 // Thread safety: every method may be called from any thread; one internal mutex serialises
 // them (the model is not meant to be fast).

@@ -225,9 +225,11 @@ class FileSystem {
   virtual Status Rename(const std::string& from, const std::string& to) = 0;
   // unlink(2). Open handles keep working. Durable once the parent is Fsync'd.
   virtual Status RemoveFile(const std::string& path) = 0;
+  // The size of a regular file (what it is for a directory is unspecified: do not ask).
   virtual Result<uint64_t> FileSize(const std::string& path) = 0;
-  // True if the name exists (file or directory).
+  // True if the name exists (file or directory); false also when a parent is not a directory.
   virtual Result<bool> Exists(const std::string& path) = 0;
+  // kNotFound if the name does not exist.
   virtual Result<bool> IsDirectory(const std::string& path) = 0;
   virtual Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) = 0;
   virtual Result<SpaceInfo> GetSpaceInfo(const std::string& path) = 0;

@@ -36,7 +36,7 @@ struct Wal::Request {
   bool data_only = true;     // syncs
   bool done = false;
   Status status;
-  uint64_t lsn = 0;  // appends: the LSN given
+  WalPosition position;  // appends: where the record went
   std::condition_variable cv;
 };
 
@@ -45,6 +45,13 @@ Wal::Wal(FileSystem* fs, std::string dir, WalOptions options)
 
 Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, std::string dir, WalOptions options,
                                        uint64_t from_lsn, const WalReplayFn& replay,
+                                       WalReadReport* report) {
+  return Open(fs, std::move(dir), options, from_lsn,
+              WalRecordFn([&](const WalRecord& r) { return replay(r.lsn, r.payload); }), report);
+}
+
+Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, std::string dir, WalOptions options,
+                                       uint64_t from_lsn, const WalRecordFn& replay,
                                        WalReadReport* report) {
   if (options.segment_size < wal::kSegmentHeaderSize + wal::kRecordHeaderSize) {
     return Status::InvalidArgument("WAL segment size " + std::to_string(options.segment_size) +
@@ -202,6 +209,7 @@ Status Wal::ActivateSegment(uint64_t number, uint64_t first_lsn, uint64_t prev_n
   if (active_) KVFS_RETURN_IF_ERROR(active_->Close());
   active_ = std::move(file);
   active_sealed_ = false;
+  active_number_ = number;
   std::lock_guard<std::mutex> lock(mu_);
   segments_.push_back(Segment{number, first_lsn});
   ++stats_.segments_created;
@@ -237,6 +245,15 @@ Status Wal::FailedStatus() const {
 }
 
 Result<uint64_t> Wal::Append(std::string_view payload) {
+  KVFS_ASSIGN_OR_RETURN(WalPosition p, AppendWithPosition(payload));
+  return p.lsn;
+}
+
+std::string Wal::SegmentPath(uint64_t number) const {
+  return JoinPath(dir_, wal::SegmentFileName(number));
+}
+
+Result<WalPosition> Wal::AppendWithPosition(std::string_view payload) {
   if (payload.size() > wal::kMaxRecordPayload) {
     return Status::InvalidArgument("WAL record of " + std::to_string(payload.size()) +
                                    " bytes is over the limit");
@@ -244,7 +261,7 @@ Result<uint64_t> Wal::Append(std::string_view payload) {
   Request r;
   r.payload = payload;
   KVFS_RETURN_IF_ERROR(Submit(&r));
-  return r.lsn;
+  return r.position;
 }
 
 Status Wal::SyncUpTo(uint64_t lsn, bool data_only) {
@@ -334,7 +351,7 @@ void Wal::LeadGroup(std::unique_lock<std::mutex>& lock, Request* leader) {
     } else if (q->is_sync) {
       q->status = Status::OK();  // the sync covered everything written before it queued
     } else if (append_index < written) {
-      q->lsn = first_lsn_of_group + append_index;
+      q->position.lsn = first_lsn_of_group + append_index;
       q->status = Status::OK();
       ++stats_.appends;
       stats_.bytes_appended += q->payload.size();
@@ -379,6 +396,8 @@ void Wal::WriteGroup(std::vector<Request*>& group, bool sync, bool data_only, si
       if (write_status->ok()) *write_status = Rotate(next_lsn_);
       if (!write_status->ok()) break;
     }
+    q->position.segment = active_number_;
+    q->position.payload_offset = active_->Size() + buf.size() + wal::kRecordHeaderSize;
     wal::AppendRecord(&buf, next_lsn_ + buffered, q->payload);
     ++buffered;
   }

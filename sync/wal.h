@@ -93,6 +93,13 @@ struct WalStats {
   bool failed = false;
 };
 
+// Where an appended record landed.
+struct WalPosition {
+  uint64_t lsn = 0;
+  uint64_t segment = 0;         // segment file number (SegmentPath gives its path)
+  uint64_t payload_offset = 0;  // where the payload starts in that file
+};
+
 class Wal {
  public:
   // Opens the log in `dir` (creating the directory durably if missing), replays every record
@@ -100,6 +107,9 @@ class Wal {
   // what the reader reported as torn or stale, and starts a new segment for appends. New
   // records get LSNs >= max(next LSN of the log, from_lsn), so an engine whose state already
   // holds records past a torn tail never sees an LSN reused. `report` may be null.
+  static Result<std::unique_ptr<Wal>> Open(FileSystem* fs, std::string dir, WalOptions options,
+                                           uint64_t from_lsn, const WalRecordFn& replay,
+                                           WalReadReport* report = nullptr);
   static Result<std::unique_ptr<Wal>> Open(FileSystem* fs, std::string dir, WalOptions options,
                                            uint64_t from_lsn, const WalReplayFn& replay,
                                            WalReadReport* report = nullptr);
@@ -111,6 +121,12 @@ class Wal {
 
   // Appends one record and returns its LSN; durable on return in kAlways mode (see above).
   Result<uint64_t> Append(std::string_view payload);
+  // The same, returning where the payload is in the log, for engines that read it back there.
+  // The bytes stay readable at that position until a Checkpoint deletes the segment (an open
+  // RandomAccessFile keeps them readable even then).
+  Result<WalPosition> AppendWithPosition(std::string_view payload);
+  // The path of segment file `number`.
+  std::string SegmentPath(uint64_t number) const;
   // Makes every record with LSN <= lsn durable (fdatasync, or fsync if !data_only). Returns at
   // once if they already are. Concurrent callers share one sync.
   Status SyncUpTo(uint64_t lsn, bool data_only = true);
@@ -176,6 +192,7 @@ class Wal {
   std::vector<Segment> segments_;          // guarded by mu_, oldest first; back() is active
   std::unique_ptr<WritableFile> active_;   // used by the leader only
   bool active_sealed_ = false;             // used by the leader only
+  uint64_t active_number_ = 0;             // used by the leader only
   std::unique_ptr<Directory> dir_handle_;  // guarded by dir_mu_
   uint64_t next_lsn_ = 1;                  // used by the leader only
   uint64_t unsynced_records_ = 0;          // guarded by mu_

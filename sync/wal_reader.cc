@@ -129,6 +129,12 @@ std::string WalReadReport::Summary() const {
 
 Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn, const WalReplayFn& replay,
                WalReadReport* report) {
+  return ReadWal(fs, dir, from_lsn,
+                 WalRecordFn([&](const WalRecord& r) { return replay(r.lsn, r.payload); }), report);
+}
+
+Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn, const WalRecordFn& replay,
+               WalReadReport* report) {
   *report = WalReadReport();
   KVFS_ASSIGN_OR_RETURN(bool exists, fs->Exists(dir));
   if (!exists) return Status::OK();
@@ -238,7 +244,8 @@ Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn, const 
       ++info.records;
       if (next_lsn >= from_lsn) {
         ++report->records_replayed;
-        KVFS_RETURN_IF_ERROR(replay(next_lsn, c.payload));
+        KVFS_RETURN_IF_ERROR(
+            replay(WalRecord{next_lsn, c.payload, f.number, offset + wal::kRecordHeaderSize}));
       }
       ++next_lsn;
       offset += wal::RecordSize(c.header.length);

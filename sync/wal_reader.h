@@ -26,9 +26,19 @@
 
 namespace kvfs::sync {
 
+// One record as the reader delivers it. `payload` is valid only during the call.
+struct WalRecord {
+  uint64_t lsn = 0;
+  std::string_view payload;
+  uint64_t segment = 0;         // the segment file's number
+  uint64_t payload_offset = 0;  // where the payload starts in that file
+};
+
 // Called once per record with LSN >= from_lsn, in LSN order. A non-OK return stops the read
-// and is returned from ReadWal.
+// and is returned from ReadWal. Two shapes: most callers want the payload, an engine that
+// reads values back from the log (Bitcask) wants its position too.
 using WalReplayFn = std::function<Status(uint64_t lsn, std::string_view payload)>;
+using WalRecordFn = std::function<Status(const WalRecord& record)>;
 
 struct WalSegmentInfo {
   uint64_t number = 0;
@@ -56,6 +66,8 @@ struct WalReadReport {
 // Reads the log in `dir`. An empty or missing directory is an empty log (next_lsn 1). It is
 // kCorruption if records the caller needs (LSN >= from_lsn, from_lsn > 0) are missing because
 // the oldest live segment starts after from_lsn.
+Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn, const WalRecordFn& replay,
+               WalReadReport* report);
 Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn, const WalReplayFn& replay,
                WalReadReport* report);
 
