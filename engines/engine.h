@@ -1,0 +1,115 @@
+// Engine: the interface every kvfs storage engine implements, and the registry that opens one
+// by name ("bitcask", later "lsm", ...).
+//
+// An engine stores byte-string keys and values in one data directory, doing all file I/O
+// through a sync::FileSystem (so the fault-injecting one can cut the power under it) and
+// logging every write through the shared write-ahead log (sync/wal.h) before acknowledging it.
+//
+// Durability, in the terms of the log's sync modes (EngineOptions::sync_mode):
+// - Apply (and Put, Delete) returns once the batch is in the log: durable on return in
+//   `always` mode; in `batch` and `none` modes it survives a process crash but needs a Sync
+//   (or the batch timer) to survive a power cut.
+// - Sync(kData) returns once every batch applied before the call is on stable storage
+//   (fdatasync of the log). Sync(kFull) also syncs file metadata (fsync).
+// - A batch is atomic: after any crash it is there whole or not at all, and readers never see
+//   part of it.
+// - Once a sync has failed, the engine refuses every write with kFailed (naming the original
+//   error) until it is reopened; reads go on; nothing acknowledged before is lost.
+//
+// Errors are Status/Result, never exceptions. Get of a missing key is kNotFound.
+//
+// Thread safety: every method may be called from any number of threads at once, except Close
+// (after which nothing may be called). Reads never wait for a log sync.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engines/write_batch.h"
+#include "sync/file_system.h"
+#include "sync/status.h"
+#include "sync/wal.h"
+
+namespace kvfs::engines {
+
+enum class SyncKind { kData, kFull };
+
+struct EngineOptions {
+  sync::SyncMode sync_mode = sync::SyncMode::kBatch;
+  uint32_t batch_records = 1000;
+  std::chrono::milliseconds batch_interval{10};
+  uint64_t segment_size = uint64_t{64} << 20;  // log segments / data files
+  uint64_t cache_size = uint64_t{64} << 20;    // read cache, where the engine has one
+  // Background maintenance (merge, compaction). Tests turn it off and call Compact().
+  bool background_work = true;
+  // Open without writing anything (offline tools: ls, get, check). Writes fail.
+  bool read_only = false;
+};
+
+struct ScanOptions {
+  std::string prefix;       // only keys starting with this
+  std::string start_after;  // only keys strictly greater than this ("" = from the start)
+  bool keys_only = false;   // the callback's value is empty; no value is read
+};
+
+// Called with each key (and value) in ascending bytewise order; return false to stop early.
+using ScanFn = std::function<bool(std::string_view key, std::string_view value)>;
+
+struct EngineStats {
+  uint64_t gets = 0;
+  uint64_t puts = 0;
+  uint64_t deletes = 0;
+  uint64_t batches = 0;
+  uint64_t scans = 0;
+  uint64_t bytes_written = 0;  // keys + values applied
+  uint64_t bytes_read = 0;     // values returned
+  uint64_t syncs = 0;          // Sync calls
+  uint64_t compactions = 0;    // merges / compactions completed
+  uint64_t live_keys = 0;
+  uint64_t errors = 0;  // operations that returned an error other than NotFound
+  sync::WalStats wal;
+};
+
+class Engine {
+ public:
+  Engine() = default;
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+  virtual ~Engine() = default;
+
+  virtual std::string_view name() const = 0;
+
+  // The value of `key`, or kNotFound.
+  virtual Result<std::string> Get(std::string_view key) = 0;
+  // Applies every operation of `batch` atomically, in order.
+  virtual Status Apply(const WriteBatch& batch) = 0;
+  Status Put(std::string_view key, std::string_view value);
+  // Deleting a missing key is not an error.
+  Status Delete(std::string_view key);
+  // Visits the live keys matching `options` in order. Consistent per key (each value is one
+  // that was current during the scan), not a snapshot of the whole range.
+  virtual Status Scan(const ScanOptions& options, const ScanFn& fn) = 0;
+  virtual Status Sync(SyncKind kind) = 0;
+  // Runs a merge / compaction now and returns when it is durable.
+  virtual Status Compact() = 0;
+  virtual EngineStats stats() const = 0;
+  // Syncs, stops background work, releases the directory lock.
+  virtual Status Close() = 0;
+};
+
+using EngineOpenFn = std::function<Result<std::unique_ptr<Engine>>(
+    sync::FileSystem* fs, const std::string& dir, const EngineOptions& options)>;
+
+// The registered engine names, sorted.
+std::vector<std::string> EngineNames();
+// Opens (creating if missing) the store in `dir` with engine `name`. kInvalidArgument naming
+// the known engines if `name` is not one; kBusy if another process or object holds `dir`.
+Result<std::unique_ptr<Engine>> OpenEngine(std::string_view name, sync::FileSystem* fs,
+                                           const std::string& dir, const EngineOptions& options);
+
+}  // namespace kvfs::engines

@@ -1,0 +1,292 @@
+// The Engine contract (engines/engine.h), checked for every registered engine. An engine joins
+// the registry only once it passes this suite and engine_crash_test.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <thread>
+
+#include "engines/engine.h"
+#include "sync/durable.h"
+#include "sync/fault_file_system.h"
+#include "tests/test_util.h"
+
+namespace kvfs::engines {
+namespace {
+
+constexpr char kDir[] = "/data/store";
+
+class EngineContractTest : public testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { ASSERT_OK(sync::CreateDirDurably(&fs_, "/data")); }
+
+  Result<std::unique_ptr<Engine>> Open(sync::SyncMode mode = sync::SyncMode::kAlways) {
+    EngineOptions o;
+    o.sync_mode = mode;
+    o.segment_size = 8192;
+    o.background_work = false;
+    return OpenEngine(GetParam(), &fs_, kDir, o);
+  }
+
+  std::vector<std::pair<std::string, std::string>> ScanAll(Engine& e, ScanOptions o = {}) {
+    std::vector<std::pair<std::string, std::string>> out;
+    Status s = e.Scan(o, [&](std::string_view k, std::string_view v) {
+      out.emplace_back(std::string(k), std::string(v));
+      return true;
+    });
+    EXPECT_OK(s);
+    return out;
+  }
+
+  sync::FaultFileSystem fs_{7};
+};
+
+using KV = std::vector<std::pair<std::string, std::string>>;
+
+TEST_P(EngineContractTest, PutThenGetReturnsTheValue) {
+  ASSERT_OK_AND_ASSIGN(auto e, Open());
+  ASSERT_OK(e->Put("a", "1"));
+  ASSERT_OK_AND_ASSIGN(std::string v, e->Get("a"));
+  EXPECT_EQ(v, "1");
+  EXPECT_EQ(e->name(), GetParam());
+}
+
+TEST_P(EngineContractTest, GetOfAMissingKeyIsNotFound) {
+  ASSERT_OK_AND_ASSIGN(auto e, Open());
+  EXPECT_TRUE(e->Get("missing").status().IsNotFound());
+}
+
+TEST_P(EngineContractTest, OverwriteReplacesAndDeleteRemoves) {
+  ASSERT_OK_AND_ASSIGN(auto e, Open());
+  ASSERT_OK(e->Put("k", "old"));
+  ASSERT_OK(e->Put("k", "new"));
+  EXPECT_EQ(*e->Get("k"), "new");
+  ASSERT_OK(e->Delete("k"));
+  EXPECT_TRUE(e->Get("k").status().IsNotFound());
+  EXPECT_OK(e->Delete("never-there"));  // not an error
+}
+
+TEST_P(EngineContractTest, EmptyAndBinaryValuesRoundTrip) {
+  ASSERT_OK_AND_ASSIGN(auto e, Open());
+  const std::string binary("\0\xff\x01zero\0", 8);
+  ASSERT_OK(e->Put("empty", ""));
+  ASSERT_OK(e->Put(std::string("bin\0key", 7), binary));
+  EXPECT_EQ(*e->Get("empty"), "");
+  EXPECT_EQ(*e->Get(std::string("bin\0key", 7)), binary);
+}
+
+TEST_P(EngineContractTest, LargeValuesRoundTrip) {
+  ASSERT_OK_AND_ASSIGN(auto e, Open());
+  std::string big(1 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 131 % 251);
+  ASSERT_OK(e->Put("big", big));
+  EXPECT_EQ(*e->Get("big"), big);
+}
+
+TEST_P(EngineContractTest, InvalidKeysAreRefusedBeforeAnythingIsWritten) {
+  ASSERT_OK_AND_ASSIGN(auto e, Open());
+  WriteBatch b;
+  b.Put("fine", "1");
+  b.Put("", "empty key");
+  EXPECT_EQ(e->Apply(b).code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(e->Get("fine").status().IsNotFound());
+  EXPECT_EQ(e->Put(std::string(kMaxKeySize + 1, 'k'), "v").code(), StatusCode::kInvalidArgument);
+}
+
+TEST_P(EngineContractTest, BatchAppliesInOrder) {
+  ASSERT_OK_AND_ASSIGN(auto e, Open());
+  WriteBatch b;
+  b.Put("x", "1");
+  b.Put("y", "2");
+  b.Delete("x");
+  b.Put("y", "3");
+  ASSERT_OK(e->Apply(b));
+  EXPECT_TRUE(e->Get("x").status().IsNotFound());
+  EXPECT_EQ(*e->Get("y"), "3");
+}
+
+TEST_P(EngineContractTest, ScanVisitsKeysInOrderWithinThePrefixAfterStart) {
+  ASSERT_OK_AND_ASSIGN(auto e, Open());
+  for (const char* k : {"b/2", "a/1", "b/1", "b/3", "c", "b"}) ASSERT_OK(e->Put(k, k));
+  ASSERT_OK(e->Delete("b/3"));
+  EXPECT_EQ(ScanAll(*e),
+            (KV{{"a/1", "a/1"}, {"b", "b"}, {"b/1", "b/1"}, {"b/2", "b/2"}, {"c", "c"}}));
+  ScanOptions o;
+  o.prefix = "b/";
+  EXPECT_EQ(ScanAll(*e, o), (KV{{"b/1", "b/1"}, {"b/2", "b/2"}}));
+  o.start_after = "b/1";
+  EXPECT_EQ(ScanAll(*e, o), (KV{{"b/2", "b/2"}}));
+  o.keys_only = true;
+  o.start_after = "";
+  EXPECT_EQ(ScanAll(*e, o), (KV{{"b/1", ""}, {"b/2", ""}}));
+}
+
+TEST_P(EngineContractTest, ScanStopsWhenTheCallbackSaysSo) {
+  ASSERT_OK_AND_ASSIGN(auto e, Open());
+  for (int i = 0; i < 1000; ++i) ASSERT_OK(e->Put("k" + std::to_string(1000 + i), "v"));
+  int seen = 0;
+  ASSERT_OK(e->Scan({}, [&](std::string_view, std::string_view) { return ++seen < 10; }));
+  EXPECT_EQ(seen, 10);
+}
+
+TEST_P(EngineContractTest, EverythingSurvivesReopen) {
+  {
+    ASSERT_OK_AND_ASSIGN(auto e, Open());
+    for (int i = 0; i < 500; ++i) ASSERT_OK(e->Put("k" + std::to_string(i), std::to_string(i)));
+    for (int i = 0; i < 500; i += 3) ASSERT_OK(e->Delete("k" + std::to_string(i)));
+    ASSERT_OK(e->Close());
+  }
+  ASSERT_OK_AND_ASSIGN(auto e, Open());
+  for (int i = 0; i < 500; ++i) {
+    auto v = e->Get("k" + std::to_string(i));
+    if (i % 3 == 0) {
+      EXPECT_TRUE(v.status().IsNotFound()) << i;
+    } else {
+      ASSERT_TRUE(v.ok()) << i << ": " << v.status().ToString();
+      EXPECT_EQ(*v, std::to_string(i));
+    }
+  }
+}
+
+TEST_P(EngineContractTest, CompactKeepsEveryLiveValue) {
+  ASSERT_OK_AND_ASSIGN(auto e, Open());
+  for (int round = 0; round < 5; ++round) {
+    for (int i = 0; i < 200; ++i) {
+      ASSERT_OK(e->Put("k" + std::to_string(i), std::to_string(round) + std::string(50, 'v')));
+    }
+  }
+  for (int i = 0; i < 200; i += 2) ASSERT_OK(e->Delete("k" + std::to_string(i)));
+  ASSERT_OK(e->Compact());
+  ASSERT_OK(e->Close());
+  e.reset();
+  ASSERT_OK_AND_ASSIGN(auto reopened, Open());
+  for (int i = 0; i < 200; ++i) {
+    auto v = reopened->Get("k" + std::to_string(i));
+    if (i % 2 == 0) {
+      EXPECT_TRUE(v.status().IsNotFound()) << i;
+    } else {
+      EXPECT_EQ(*v, "4" + std::string(50, 'v')) << i;
+    }
+  }
+  EXPECT_EQ(ScanAll(*reopened).size(), 100u);
+}
+
+TEST_P(EngineContractTest, SecondOpenOfTheSameDirectoryIsBusy) {
+  ASSERT_OK_AND_ASSIGN(auto e, Open());
+  auto second = Open();
+  ASSERT_FALSE(second.ok());
+  EXPECT_TRUE(second.status().IsBusy()) << second.status().ToString();
+}
+
+TEST_P(EngineContractTest, AlwaysModeWritesSurviveAPowerCut) {
+  {
+    ASSERT_OK_AND_ASSIGN(auto e, Open(sync::SyncMode::kAlways));
+    ASSERT_OK(e->Put("durable", "yes"));
+    fs_.Crash(sync::CrashMode::kDropUnsynced);
+  }
+  ASSERT_OK_AND_ASSIGN(auto e, Open());
+  EXPECT_EQ(*e->Get("durable"), "yes");
+}
+
+TEST_P(EngineContractTest, NoneModeKeepsOnlyWhatWasSynced) {
+  {
+    ASSERT_OK_AND_ASSIGN(auto e, Open(sync::SyncMode::kNone));
+    ASSERT_OK(e->Put("synced", "1"));
+    ASSERT_OK(e->Sync(SyncKind::kData));
+    ASSERT_OK(e->Put("unsynced", "2"));
+    fs_.Crash(sync::CrashMode::kDropUnsynced);
+  }
+  ASSERT_OK_AND_ASSIGN(auto e, Open());
+  EXPECT_EQ(*e->Get("synced"), "1");
+  EXPECT_TRUE(e->Get("unsynced").status().IsNotFound());
+}
+
+TEST_P(EngineContractTest, FailedSyncRefusesWritesButKeepsReadsAndAcknowledgedData) {
+  {
+    ASSERT_OK_AND_ASSIGN(auto e, Open(sync::SyncMode::kAlways));
+    ASSERT_OK(e->Put("before", "1"));
+    fs_.FailSyncAfter(1);
+    EXPECT_FALSE(e->Put("failing", "2").ok());
+    Status later = e->Put("later", "3");
+    EXPECT_TRUE(later.IsFailed()) << later.ToString();
+    EXPECT_EQ(later.sys_errno(), EIO);
+    EXPECT_EQ(*e->Get("before"), "1");  // reads go on
+    fs_.Crash(sync::CrashMode::kDropUnsynced);
+  }
+  ASSERT_OK_AND_ASSIGN(auto e, Open());
+  EXPECT_EQ(*e->Get("before"), "1");
+  EXPECT_TRUE(e->Get("later").status().IsNotFound());
+  ASSERT_OK(e->Put("after reopen", "works"));
+}
+
+TEST_P(EngineContractTest, NoSpaceFailsTheWriteAndTheStoreRecoversWhenSpaceIsFreed) {
+  ASSERT_OK_AND_ASSIGN(auto e, Open());
+  ASSERT_OK(e->Put("a", "1"));
+  ASSERT_OK_AND_ASSIGN(sync::SpaceInfo space, fs_.GetSpaceInfo("/"));
+  fs_.SetSpaceLimit(space.total_bytes - space.free_bytes + 64);
+  Status full;
+  for (int i = 0; i < 100 && full.ok(); ++i)
+    full = e->Put("k" + std::to_string(i), std::string(4000, 'x'));
+  EXPECT_TRUE(full.IsNoSpace()) << full.ToString();
+  EXPECT_EQ(*e->Get("a"), "1");
+  fs_.SetSpaceLimit(UINT64_MAX);
+  ASSERT_OK(e->Put("b", "2"));
+  EXPECT_EQ(*e->Get("b"), "2");
+}
+
+TEST_P(EngineContractTest, ConcurrentReadersAndWritersSeeWholeBatches) {
+  ASSERT_OK_AND_ASSIGN(auto e, Open(sync::SyncMode::kNone));
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 3; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; i < 300; ++i) {
+        // Both keys of a thread always hold the same version.
+        WriteBatch b;
+        b.Put("w" + std::to_string(t) + "/a", std::to_string(i));
+        b.Put("w" + std::to_string(t) + "/b", std::to_string(i));
+        EXPECT_OK(e->Apply(b));
+      }
+    });
+  }
+  std::thread reader([&] {
+    // A scan is not a snapshot, but no key's version may ever go backwards (a stale value
+    // resurrected by out-of-order updates would).
+    std::map<std::string, int> last;
+    while (!stop) {
+      EXPECT_OK(e->Scan({}, [&](std::string_view k, std::string_view v) {
+        const int version = std::stoi(std::string(v));
+        int& seen = last[std::string(k)];
+        EXPECT_GE(version, seen) << k;
+        seen = version;
+        return true;
+      }));
+    }
+  });
+  for (auto& w : writers) w.join();
+  stop = true;
+  reader.join();
+  for (int t = 0; t < 3; ++t) {
+    EXPECT_EQ(*e->Get("w" + std::to_string(t) + "/a"), "299");
+    EXPECT_EQ(*e->Get("w" + std::to_string(t) + "/b"), "299");
+  }
+  const EngineStats st = e->stats();
+  EXPECT_GE(st.batches, 900u);
+  EXPECT_GE(st.puts, 1800u);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllEngines, EngineContractTest, testing::ValuesIn(EngineNames()),
+                         [](const testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
+
+TEST(EngineRegistry, UnknownEngineNamesTheKnownOnes) {
+  sync::FaultFileSystem fs(1);
+  auto e = OpenEngine("nosuch", &fs, "/x", EngineOptions{});
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(e.status().message().find("bitcask"), std::string::npos) << e.status().ToString();
+}
+
+}  // namespace
+}  // namespace kvfs::engines
