@@ -1,0 +1,102 @@
+// The kvfs command line, run as a user would run it: the real binary, real files.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "engines/engine.h"
+#include "sync/posix_file_system.h"
+#include "tests/test_util.h"
+
+namespace kvfs {
+namespace {
+
+struct CliRun {
+  int exit_code;
+  std::string output;  // stdout and stderr
+};
+
+CliRun Kvfs(const std::string& args) {
+  const std::string cmd = std::string(KVFS_BINARY) + " " + args + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return {-1, "popen failed"};
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+void MakeStore(const std::string& dir, int keys) {
+  engines::EngineOptions o;
+  o.sync_mode = sync::SyncMode::kNone;
+  auto e = engines::OpenEngine("bitcask", sync::DefaultFileSystem(), dir, o);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  for (int i = 0; i < keys; ++i) {
+    ASSERT_OK((*e)->Put("key" + std::to_string(i), std::string(100, 'v')));
+  }
+  ASSERT_OK((*e)->Close());
+}
+
+TEST(KvfsCli, VersionPrintsTheVersion) {
+  CliRun r = Kvfs("--version");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.output.find("kvfs "), std::string::npos) << r.output;
+}
+
+TEST(KvfsCli, CheckOfAHealthyStoreSaysOkWithItsKeyCount) {
+  test::TempDir tmp;
+  MakeStore(tmp.Sub("store"), 50);
+  CliRun r = Kvfs("check --engine bitcask " + tmp.Sub("store"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("50 keys"), std::string::npos) << r.output;
+}
+
+TEST(KvfsCli, CheckOfADamagedStoreFailsNamingTheFile) {
+  test::TempDir tmp;
+  MakeStore(tmp.Sub("store"), 50);
+  MakeStore(tmp.Sub("store"), 0);  // reopened: the first segment is now an older one
+  // Flip a byte of the first value in the oldest log segment. (Damage in the newest segment
+  // cannot be told from a write torn by a power cut: the log ends there, by design.)
+  std::vector<std::string> segments;
+  for (const auto& f : std::filesystem::directory_iterator(tmp.Sub("store/wal"))) {
+    if (f.path().extension() == ".wal") segments.push_back(f.path().string());
+  }
+  ASSERT_GE(segments.size(), 2u);
+  std::sort(segments.begin(), segments.end());
+  {
+    std::fstream f(segments.front(), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(64 + 16 + 13 + 4 + 20);  // segment header, record header, entry header, key, value
+    f.put('#');
+  }
+  CliRun r = Kvfs("check --engine bitcask " + tmp.Sub("store"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(std::filesystem::path(segments.front()).filename().string()),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("offset"), std::string::npos) << r.output;
+}
+
+TEST(KvfsCli, CheckRefusesAnUnknownEngine) {
+  test::TempDir tmp;
+  CliRun r = Kvfs("check --engine nosuch " + tmp.path());
+  EXPECT_NE(r.exit_code, 0);
+}
+
+TEST(KvfsCli, WalAppendThenDumpShowsTheRecords) {
+  test::TempDir tmp;
+  CliRun a = Kvfs("wal append " + tmp.Sub("log") + " one two");
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  CliRun d = Kvfs("wal dump --payloads " + tmp.Sub("log"));
+  EXPECT_EQ(d.exit_code, 0) << d.output;
+  EXPECT_NE(d.output.find("1\t3 bytes\tone"), std::string::npos) << d.output;
+  EXPECT_NE(d.output.find("2 records"), std::string::npos) << d.output;
+}
+
+}  // namespace
+}  // namespace kvfs
