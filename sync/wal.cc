@@ -109,7 +109,6 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, std::string dir, WalOptio
     wal->batch_timer_ = std::thread([w = wal.get()] { w->BatchTimerLoop(); });
   }
   wal->preparer_ = std::thread([w = wal.get()] { w->PreparerLoop(); });
-  wal->RequestPrepare(max_number + 2);
   return wal;
 }
 
@@ -210,6 +209,7 @@ Status Wal::ActivateSegment(uint64_t number, uint64_t first_lsn, uint64_t prev_n
   active_ = std::move(file);
   active_sealed_ = false;
   active_number_ = number;
+  next_prepare_requested_ = false;
   std::lock_guard<std::mutex> lock(mu_);
   segments_.push_back(Segment{number, first_lsn});
   ++stats_.segments_created;
@@ -228,9 +228,7 @@ Status Wal::Rotate(uint64_t next_lsn) {
     number = segments_.back().number + 1;
   }
   KVFS_RETURN_IF_ERROR(TakePreparedOrPrepare(number));
-  KVFS_RETURN_IF_ERROR(ActivateSegment(number, next_lsn, number - 1, active_->Size()));
-  RequestPrepare(number + 1);
-  return Status::OK();
+  return ActivateSegment(number, next_lsn, number - 1, active_->Size());
 }
 
 void Wal::Fail(const Status& s) {
@@ -402,6 +400,14 @@ void Wal::WriteGroup(std::vector<Request*>& group, bool sync, bool data_only, si
     ++buffered;
   }
   if (write_status->ok()) *write_status = flush();
+  // Once the active segment is half full, have the next one prepared in the background, so it
+  // is ready (zero-filled and durable) by the time it is needed. Not earlier: an idle or
+  // freshly opened log does no background I/O and holds no spare segment.
+  if (options_.preallocation != Preallocation::kNone && !next_prepare_requested_ &&
+      active_->Size() >= options_.segment_size / 2) {
+    next_prepare_requested_ = true;
+    RequestPrepare(active_number_ + 1);
+  }
   // A failed write other than ENOSPC fails the log; nothing more to do. After ENOSPC the
   // records that were written still get the sync they asked for.
   if (!write_status->ok() && !write_status->IsNoSpace()) return;

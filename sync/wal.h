@@ -3,11 +3,11 @@
 // A record is an opaque payload (an engine's encoded write batch) that gets the next log
 // sequence number (LSN). Records are appended to the active segment, a file of `segment_size`
 // zeros written and synced in advance, so that the fdatasync of an append writes data blocks
-// but never the inode or the journal. A background thread prepares the next segment (create,
-// fill, fsync, directory fsync) while the active one fills. When a record does not fit, the
-// active segment is fdatasync'd, the prepared one gets its header (fdatasync'd too) and
-// becomes active. So every segment a record is acknowledged in is durable, name and all. The
-// format is in WAL_FORMAT.md.
+// but never the inode or the journal. Once the active segment is half full, a background
+// thread prepares the next one (create, fill, fsync, directory fsync). When a record does not fit,
+// the active segment is fdatasync'd, the prepared one gets its header (fdatasync'd too) and becomes
+// active. So every segment a record is acknowledged in is durable, name and all. The format is in
+// WAL_FORMAT.md.
 //
 // Durability (what "acknowledged durable" means, per sync mode):
 // - kAlways: Append returns OK only once the record is on stable storage (fdatasync).
@@ -72,7 +72,7 @@ struct WalOptions {
   uint32_t batch_records = 1000;
   std::chrono::milliseconds batch_interval{10};
   // kZeroFill unless measuring what it buys. The next segment is prepared by a background
-  // thread while the current one fills, so rotation does not wait for the zeros.
+  // thread once the active one is half full, so rotation does not wait for the zeros.
   Preallocation preallocation = Preallocation::kZeroFill;
   // A leader stops adding records to its group past this many bytes (but always takes one).
   size_t max_group_bytes = size_t{4} << 20;
@@ -193,6 +193,7 @@ class Wal {
   std::unique_ptr<WritableFile> active_;   // used by the leader only
   bool active_sealed_ = false;             // used by the leader only
   uint64_t active_number_ = 0;             // used by the leader only
+  bool next_prepare_requested_ = false;    // used by the leader only
   std::unique_ptr<Directory> dir_handle_;  // guarded by dir_mu_
   uint64_t next_lsn_ = 1;                  // used by the leader only
   uint64_t unsynced_records_ = 0;          // guarded by mu_

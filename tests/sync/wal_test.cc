@@ -532,7 +532,11 @@ TEST(Wal, FailedSyncFailsTheLogForGoodAndLosesNothingAcknowledged) {
 TEST(Wal, FailedSegmentCreationSyncFailsTheLog) {
   FaultFileSystem fs(28);
   Replayed r;
-  ASSERT_OK_AND_ASSIGN(auto wal, OpenWal(&fs, Always(1024), 0, &r));
+  // No preallocation, so nothing is prepared in the background and the segment is created on
+  // the spot: the sync count below is exact.
+  WalOptions o = Always(1024);
+  o.preallocation = Preallocation::kNone;
+  ASSERT_OK_AND_ASSIGN(auto wal, OpenWal(&fs, o, 0, &r));
   ASSERT_OK(wal->Append(std::string(900, 'a')));
   // The next record needs a new segment: old segment sync, new file sync, dir fsync. Fail the
   // new file's sync.
