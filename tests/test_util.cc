@@ -25,4 +25,14 @@ uint64_t TestSeed() {
   return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
 }
 
+void FlipByte(sync::FileSystem* fs, const std::string& path, uint64_t offset) {
+  auto f = fs->NewRandomRWFile(path, false);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  char c;
+  ASSERT_OK((*f)->Read(offset, 1, &c));
+  c ^= 0x5a;
+  ASSERT_OK((*f)->Write(offset, std::string_view(&c, 1)));
+  ASSERT_OK((*f)->Sync());
+}
+
 }  // namespace kvfs::test

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "sync/file_system.h"
 #include "sync/status.h"
 
 #define ASSERT_OK(expr)                                               \
@@ -51,5 +52,9 @@ class TempDir {
 // The seed for randomized tests: $KVFS_TEST_SEED if set (to replay a failure), else one drawn
 // from the clock. Tests print it in their failure messages.
 uint64_t TestSeed();
+
+// Flips one byte of a file in place and syncs it (so the damage survives a modelled crash):
+// how tests damage data on disk.
+void FlipByte(sync::FileSystem* fs, const std::string& path, uint64_t offset);
 
 }  // namespace kvfs::test

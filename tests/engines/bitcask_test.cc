@@ -81,16 +81,7 @@ size_t CountSuffix(sync::FileSystem* fs, const std::string& dir, std::string_vie
   return n;
 }
 
-// Flips one byte of a file in place, durably.
-void FlipByte(sync::FileSystem* fs, const std::string& path, uint64_t offset) {
-  auto f = fs->NewRandomRWFile(path, false);
-  ASSERT_TRUE(f.ok()) << f.status().ToString();
-  char c;
-  ASSERT_OK((*f)->Read(offset, 1, &c));
-  c ^= 0x5a;
-  ASSERT_OK((*f)->Write(offset, std::string_view(&c, 1)));
-  ASSERT_OK((*f)->Sync());
-}
+using test::FlipByte;
 
 std::string FirstMergedFile(sync::FileSystem* fs, std::string_view suffix) {
   for (const std::string& name : Names(fs, kMergedDir)) {

@@ -62,16 +62,7 @@ std::vector<std::string> SegmentNames(FileSystem* fs) {
   return out;
 }
 
-// Flips one byte of a file in place (and syncs, so it survives a crash in the model).
-void FlipByte(FileSystem* fs, const std::string& path, uint64_t offset) {
-  auto f = fs->NewRandomRWFile(path, false);
-  ASSERT_TRUE(f.ok()) << f.status().ToString();
-  char c;
-  ASSERT_OK((*f)->Read(offset, 1, &c));
-  c ^= 0x5a;
-  ASSERT_OK((*f)->Write(offset, std::string_view(&c, 1)));
-  ASSERT_OK((*f)->Sync());
-}
+using test::FlipByte;
 
 std::string Path(const std::string& name) { return JoinPath(kDir, name); }
 
