@@ -1,0 +1,185 @@
+// FileStore: one mounted store's directory tree, on top of one Engine (layout in layout.h).
+//
+// The FUSE glue (fuse_ops) and the offline tools (kvfs ls/get/put/rm) both talk to a FileStore;
+// nothing else reads or writes the engine of a mounted store.
+//
+// Identity: every node has an immutable 64-bit id (the root is kRootId). The daemon hands ids to
+// the kernel as inode numbers. A FileStore keeps an in-memory table id -> (path, lookup count)
+// for the nodes the kernel holds; Lookup, Create, Mkdir, Symlink and ReadDir(plus) add a lookup
+// reference, Forget drops them, exactly as FUSE counts them. Offline tools use Resolve, which
+// adds none.
+//
+// Atomicity: every mutation is one engine batch (WriteBatch): after a crash it is there whole or
+// not at all. Mutations of the namespace and of metadata are serialised by one store lock (so a
+// check such as "target is an empty directory" and the batch that relies on it cannot be
+// interleaved); reads of file data take it shared.
+//
+// Durability (DESIGN.md's table): SyncFile(datasync) -> engine Sync(kData), SyncFile(!datasync)
+// and SyncDir -> Sync(kFull). Names and data share one log, so a file's fsync also makes its
+// name durable. In `always` mode every mutation is synced before it returns; the sync runs after
+// the store lock is released, so concurrent writers share one log sync (group commit).
+// A failed sync returns EIO and the store turns read-only: every later mutation fails with
+// EROFS until the store is reopened. Nothing is retried into a success.
+//
+// Unlink/rename-over of a file the kernel still holds (lookup count > 0, e.g. open): the node
+// disappears from the namespace but its data stays readable and writable through its id until
+// Forget drops the last reference; an orphan record ("O" key) in the same batch makes the next
+// Open delete the data if the daemon dies first.
+//
+// Errors are Status with sys_errno() set to the errno FUSE should answer: ENOENT, EEXIST,
+// ENOTDIR, EISDIR, ENOTEMPTY, ENAMETOOLONG, EINVAL, EFBIG, ENOSPC, EROFS, EIO, ENODATA, ERANGE,
+// EXDEV (never produced here: stores are separate FileStores; the glue answers it).
+//
+// Thread safety: every method may be called from any thread at once, except Close.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engines/engine.h"
+#include "fusefs/layout.h"
+#include "sync/status.h"
+
+namespace kvfs::fusefs {
+
+struct Attr {
+  uint64_t id = 0;
+  NodeType type = NodeType::kFile;
+  uint32_t mode = 0;  // permission bits (07777)
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t size = 0;
+  int64_t atime_ns = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  uint32_t nlink = 1;  // 1 for directories too ("unknown", as btrfs): find(1) then never
+                       // skips subdirectories by counting links
+};
+
+// Who asks: new nodes belong to uid and gid (or the parent's gid when the parent is setgid);
+// umask is applied to the mode of new nodes.
+struct Caller {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t umask = 0;
+};
+
+// SetAttr: only the fields present change; ctime always becomes now. mode keeps only 07777.
+struct AttrChange {
+  std::optional<uint32_t> mode;
+  std::optional<uint32_t> uid;
+  std::optional<uint32_t> gid;
+  std::optional<uint64_t> size;     // truncate or extend (holes); files only (else EISDIR/EINVAL)
+  std::optional<int64_t> atime_ns;  // kNow = current time
+  std::optional<int64_t> mtime_ns;
+  static constexpr int64_t kNow = INT64_MIN;
+};
+
+struct DirEntry {
+  std::string name;
+  Attr attr;
+};
+
+struct FileStoreOptions {
+  // `always`: sync every mutation before it returns (the engine itself is opened in `none` or
+  // `batch` mode by the caller; FileStore does the sync outside its lock for group commit).
+  bool sync_every_mutation = false;
+  bool read_only = false;  // offline read tools; every mutation fails with EROFS
+};
+
+struct FileStoreStats {
+  uint64_t lookups = 0, getattrs = 0, setattrs = 0, readdirs = 0;
+  uint64_t creates = 0, mkdirs = 0, symlinks = 0, unlinks = 0, rmdirs = 0, renames = 0;
+  uint64_t reads = 0, read_bytes = 0, writes = 0, write_bytes = 0;
+  uint64_t fsyncs = 0, fdatasyncs = 0, fsyncdirs = 0;
+  uint64_t errors = 0;       // operations that failed other than ENOENT/EEXIST-style answers
+  uint64_t sync_errors = 0;  // failed syncs (the store is read-only after the first)
+  uint64_t known_nodes = 0;  // in the id table now
+  uint64_t orphans = 0;      // unlinked but still held
+};
+
+class FileStore {
+ public:
+  // Takes the engine (already open). Creates the root and the layout version on a fresh store;
+  // on an existing one checks the version (Corruption naming the key if unknown), deletes the
+  // data of orphans left by a previous run (unless read_only), and restores the id mark.
+  static Result<std::unique_ptr<FileStore>> Open(std::unique_ptr<engines::Engine> engine,
+                                                 const FileStoreOptions& options);
+  ~FileStore();
+  FileStore(const FileStore&) = delete;
+  FileStore& operator=(const FileStore&) = delete;
+
+  // --- namespace -------------------------------------------------------------------------
+  // Each successful call below marked (+ref) adds one lookup reference to the returned node.
+  Result<Attr> Lookup(uint64_t parent, std::string_view name);  // (+ref)
+  void Forget(uint64_t id, uint64_t nlookup);
+  Result<Attr> GetAttr(uint64_t id);
+  Result<Attr> SetAttr(uint64_t id, const AttrChange& change);
+  // EEXIST if the name exists (for O_EXCL and mkdir); create on an existing file is the
+  // kernel's open path (it looks up first), so Create always means "new".
+  Result<Attr> Create(uint64_t parent, std::string_view name, uint32_t mode,
+                      const Caller& caller);  // (+ref)
+  Result<Attr> Mkdir(uint64_t parent, std::string_view name, uint32_t mode,
+                     const Caller& caller);  // (+ref)
+  Result<Attr> Symlink(uint64_t parent, std::string_view name, std::string_view target,
+                       const Caller& caller);  // (+ref)
+  Result<std::string> ReadLink(uint64_t id);
+  Status Unlink(uint64_t parent, std::string_view name);  // EISDIR for a directory
+  Status Rmdir(uint64_t parent, std::string_view name);   // ENOTDIR, ENOTEMPTY
+  // flags: 0, kRenameNoReplace or kRenameExchange (as renameat2). Directories move with their
+  // whole subtree; moving a directory into itself is EINVAL; replacing follows rename(2):
+  // a directory only replaces an empty directory, a non-directory only a non-directory.
+  static constexpr unsigned kRenameNoReplace = 1;
+  static constexpr unsigned kRenameExchange = 2;
+  Status Rename(uint64_t parent, std::string_view name, uint64_t new_parent,
+                std::string_view new_name, unsigned flags);
+  // Calls fn for the entries of directory `id` whose names sort after `after` ("" = from the
+  // first), in name order, until fn returns false. fn returns true if it consumed the entry;
+  // with `plus`, each consumed entry gains a lookup reference (readdirplus). Not "." or "..".
+  Status ReadDir(uint64_t id, std::string_view after, bool plus,
+                 const std::function<bool(const DirEntry&)>& fn);
+
+  // --- data ------------------------------------------------------------------------------
+  // Up to `size` bytes from `offset` (fewer at end of file; holes as zeros). EISDIR for a dir.
+  Result<std::string> Read(uint64_t id, uint64_t offset, size_t size);
+  // Writes `data` at `offset` (extending with a hole if beyond the end); returns bytes written.
+  // EFBIG beyond kMaxFileSize.
+  Result<size_t> Write(uint64_t id, uint64_t offset, std::string_view data);
+  Status SyncFile(uint64_t id, bool datasync);  // fsync / fdatasync
+  Status SyncDir(uint64_t id);                  // fsync on a directory
+  Status SyncAll();                             // syncfs, unmount
+
+  // --- xattrs (stored in the node) --------------------------------------------------------
+  Result<std::string> GetXattr(uint64_t id, std::string_view name);  // ENODATA if absent
+  // flags: XATTR_CREATE (EEXIST if present), XATTR_REPLACE (ENODATA if absent), or 0.
+  // E2BIG/ERANGE-style limits: kMaxXattr* (ENOSPC when the node's total would exceed it).
+  Status SetXattr(uint64_t id, std::string_view name, std::string_view value, int flags);
+  Result<std::vector<std::string>> ListXattr(uint64_t id);
+  Status RemoveXattr(uint64_t id, std::string_view name);  // ENODATA if absent
+
+  // --- offline tools and introspection ----------------------------------------------------
+  // The attributes of `path` ("" or "/" = root; "a/b", leading and trailing '/' ignored),
+  // found by Lookup of each component: every node on the way gains a lookup reference (offline
+  // tools are short-lived and never Forget). ENOTDIR if a component is not a directory.
+  Result<Attr> Resolve(std::string_view path);
+  FileStoreStats stats() const;
+  engines::Engine* engine();
+  bool failed() const;  // a sync failed; read-only until reopened
+  // Syncs and closes the engine. Nothing may be called afterwards.
+  Status Close();
+
+ private:
+  struct Impl;
+  explicit FileStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The errno a FUSE reply should carry for `s` (EIO when s carries none).
+int ErrnoOf(const Status& s);
+
+}  // namespace kvfs::fusefs

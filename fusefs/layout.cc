@@ -1,0 +1,235 @@
+#include "fusefs/layout.h"
+
+#include <cstdio>
+#include <cstring>
+
+namespace kvfs::fusefs {
+
+namespace {
+
+constexpr uint8_t kNodeVersion = 1;
+constexpr uint8_t kFlagInline = 1;
+
+void PutFixed(std::string* out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
+}
+
+// Reads little-endian fields off the front of a buffer; any overrun sets `bad`.
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : in_(in) {}
+  uint64_t Fixed(int bytes) {
+    if (in_.size() < static_cast<size_t>(bytes)) {
+      bad_ = true;
+      return 0;
+    }
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; ++i) v |= uint64_t{static_cast<uint8_t>(in_[i])} << (8 * i);
+    in_.remove_prefix(bytes);
+    return v;
+  }
+  std::string_view Bytes(uint64_t n) {
+    if (in_.size() < n) {
+      bad_ = true;
+      return {};
+    }
+    std::string_view out = in_.substr(0, n);
+    in_.remove_prefix(n);
+    return out;
+  }
+  bool bad() const { return bad_; }
+  size_t left() const { return in_.size(); }
+
+ private:
+  std::string_view in_;
+  bool bad_ = false;
+};
+
+std::string_view Hex(std::string_view key, std::string* buf) {
+  // Keys carry NULs and ids: print them escaped so a message stays one readable line.
+  for (char c : key.substr(0, 200)) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u < 0x7f && c != '\\') {
+      buf->push_back(c);
+    } else {
+      char h[8];
+      std::snprintf(h, sizeof(h), "\\x%02x", u);
+      buf->append(h);
+    }
+  }
+  return *buf;
+}
+
+}  // namespace
+
+std::string EscapeKey(std::string_view key) {
+  std::string buf;
+  Hex(key, &buf);
+  return buf;
+}
+
+std::string NodeKey(std::string_view path) {
+  if (path.empty()) return "R";
+  std::string key = "M";
+  key.append(ParentOf(path));
+  key.push_back('\0');
+  key.append(NameOf(path));
+  return key;
+}
+
+std::string ChildrenPrefix(std::string_view dir_path) {
+  std::string key = "M";
+  key.append(dir_path);
+  key.push_back('\0');
+  return key;
+}
+
+std::string SubtreePrefix(std::string_view dir_path) {
+  std::string key = "M";
+  key.append(dir_path);
+  key.push_back('/');
+  return key;
+}
+
+std::string EncodeU64(uint64_t v) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(v >> (56 - 8 * i));
+  return out;
+}
+
+Result<uint64_t> DecodeU64(std::string_view bytes, std::string_view key) {
+  if (bytes.size() != 8) {
+    return Status::Corruption("key " + EscapeKey(key) + ": expected 8 bytes, found " +
+                              std::to_string(bytes.size()));
+  }
+  uint64_t v = 0;
+  for (char c : bytes) v = (v << 8) | static_cast<uint8_t>(c);
+  return v;
+}
+
+std::string ChunkPrefix(uint64_t id) { return "D" + EncodeU64(id); }
+
+std::string ChunkKey(uint64_t id, uint64_t chunk) { return ChunkPrefix(id) + EncodeU64(chunk); }
+
+std::string OrphanKey(uint64_t id) { return std::string(kOrphanPrefix) + EncodeU64(id); }
+
+Result<std::string> PathOfNodeKey(std::string_view key) {
+  if (key == "R") return std::string();
+  if (key.size() < 3 || key[0] != 'M') {
+    return Status::InvalidArgument("not a node key: " + EscapeKey(key));
+  }
+  const size_t nul = key.find('\0', 1);
+  if (nul == std::string_view::npos || nul + 1 == key.size()) {
+    return Status::InvalidArgument("not a node key: " + EscapeKey(key));
+  }
+  return JoinPath(key.substr(1, nul - 1), key.substr(nul + 1));
+}
+
+Result<uint64_t> IdOfOrphanKey(std::string_view key) {
+  if (key.size() != 9 || key[0] != kOrphanPrefix[0]) {
+    return Status::InvalidArgument("not an orphan key: " + EscapeKey(key));
+  }
+  return DecodeU64(key.substr(1), key);
+}
+
+std::string JoinPath(std::string_view dir, std::string_view name) {
+  std::string out(dir);
+  if (!out.empty()) out.push_back('/');
+  out.append(name);
+  return out;
+}
+
+std::string_view ParentOf(std::string_view path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? std::string_view() : path.substr(0, slash);
+}
+
+std::string_view NameOf(std::string_view path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
+Status ValidateName(std::string_view name) {
+  if (name.size() > kMaxNameLength) {
+    return Status(StatusCode::kInvalidArgument,
+                  "name longer than " + std::to_string(kMaxNameLength) + " bytes", ENAMETOOLONG);
+  }
+  if (name.empty() || name == "." || name == ".." ||
+      name.find_first_of(std::string_view("/\0", 2)) != std::string_view::npos) {
+    return Status::InvalidArgument("invalid name '" + EscapeKey(name) + "'");
+  }
+  return Status::OK();
+}
+
+std::string EncodeNode(const Node& node) {
+  std::string out;
+  out.reserve(64 + node.inline_data.size());
+  PutFixed(&out, kNodeVersion, 1);
+  PutFixed(&out, static_cast<uint8_t>(node.type), 1);
+  PutFixed(&out, node.mode, 4);
+  PutFixed(&out, node.uid, 4);
+  PutFixed(&out, node.gid, 4);
+  PutFixed(&out, node.id, 8);
+  PutFixed(&out, node.size, 8);
+  PutFixed(&out, static_cast<uint64_t>(node.atime_ns), 8);
+  PutFixed(&out, static_cast<uint64_t>(node.mtime_ns), 8);
+  PutFixed(&out, static_cast<uint64_t>(node.ctime_ns), 8);
+  PutFixed(&out, node.data_inline ? kFlagInline : 0, 1);
+  PutFixed(&out, node.xattrs.size(), 4);
+  for (const auto& [name, value] : node.xattrs) {
+    PutFixed(&out, name.size(), 2);
+    out.append(name);
+    PutFixed(&out, value.size(), 4);
+    out.append(value);
+  }
+  PutFixed(&out, node.inline_data.size(), 4);
+  out.append(node.inline_data);
+  return out;
+}
+
+Result<Node> DecodeNode(std::string_view value, std::string_view key) {
+  auto bad = [&](const std::string& what) {
+    return Status::Corruption("node " + EscapeKey(key) + ": " + what);
+  };
+  Reader r(value);
+  Node n;
+  const uint64_t version = r.Fixed(1);
+  if (!r.bad() && version != kNodeVersion) {
+    return bad("unknown node version " + std::to_string(version));
+  }
+  const uint64_t type = r.Fixed(1);
+  if (!r.bad() && (type < 1 || type > 3)) return bad("unknown node type " + std::to_string(type));
+  n.type = static_cast<NodeType>(type);
+  n.mode = static_cast<uint32_t>(r.Fixed(4));
+  if (n.mode & ~07777u) return bad("mode has bits outside 07777");
+  n.uid = static_cast<uint32_t>(r.Fixed(4));
+  n.gid = static_cast<uint32_t>(r.Fixed(4));
+  n.id = r.Fixed(8);
+  n.size = r.Fixed(8);
+  n.atime_ns = static_cast<int64_t>(r.Fixed(8));
+  n.mtime_ns = static_cast<int64_t>(r.Fixed(8));
+  n.ctime_ns = static_cast<int64_t>(r.Fixed(8));
+  const uint64_t flags = r.Fixed(1);
+  if (flags & ~uint64_t{kFlagInline}) return bad("unknown flags");
+  n.data_inline = (flags & kFlagInline) != 0;
+  const uint64_t xattrs = r.Fixed(4);
+  // Each xattr takes at least 6 bytes: a count beyond that is garbage, not an allocation.
+  if (xattrs > r.left() / 6) return bad("xattr count " + std::to_string(xattrs) + " overruns");
+  for (uint64_t i = 0; i < xattrs && !r.bad(); ++i) {
+    std::string_view name = r.Bytes(r.Fixed(2));
+    std::string_view val = r.Bytes(r.Fixed(4));
+    n.xattrs.emplace(name, val);
+  }
+  const uint64_t inline_len = r.Fixed(4);
+  n.inline_data = std::string(r.Bytes(inline_len));
+  if (r.bad()) return bad("truncated record (" + std::to_string(value.size()) + " bytes)");
+  if (r.left() != 0) return bad(std::to_string(r.left()) + " trailing bytes");
+  if (n.type == NodeType::kFile && n.data_inline && n.inline_data.size() != n.size) {
+    return bad("inline data of " + std::to_string(n.inline_data.size()) + " bytes, size " +
+               std::to_string(n.size));
+  }
+  if (n.size > kMaxFileSize) return bad("size " + std::to_string(n.size) + " beyond the limit");
+  return n;
+}
+
+}  // namespace kvfs::fusefs

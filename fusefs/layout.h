@@ -1,0 +1,113 @@
+// The file layout: how a directory tree is stored as keys and values of one engine. Shared by
+// the daemon (FileStore) and the offline tools, so `kvfs get DATA_DIR a/b` and `cat MNT/a/b`
+// see the same bytes.
+//
+// Keys (bytewise order matters: readdir is one ordered prefix scan):
+//   "R"                                  the store root directory's node
+//   "M" <parent path> "\0" <name>        the node of path <parent path>/<name>; the parent path
+//                                        of a top-level name is "" (so its key is "M\0name")
+//   "D" <id: 8 bytes BE> <chunk: 8 BE>   bytes [chunk*kChunkSize, ...) of file <id>
+//   "O" <id: 8 bytes BE>                 orphan: file <id> was unlinked while open; its node
+//                                        (value) tells how many chunks to delete at next mount
+//   "N"                                  the file-id high-water mark (8 bytes BE): ids below it
+//                                        may be in use, ids from it are free
+//   "V"                                  layout format version ("kvfs-layout 1")
+//
+// Why paths and not parent ids in node keys: a key IS the path (the engine's keys read as the
+// tree), listing a directory is one prefix scan, and lookups need no id->path index on disk.
+// The price: renaming a directory rewrites the node of everything below it (one atomic batch);
+// file data is keyed by the immutable file id, so it never moves.
+//
+// The children of directory P are exactly the keys with prefix "M" P "\0" (names contain
+// neither '/' nor NUL); its whole subtree is that prefix plus prefix "M" P "/".
+//
+// A node value (little-endian, version 1):
+//   u8 version, u8 type, u32 mode (permission bits 07777), u32 uid, u32 gid, u64 id, u64 size,
+//   i64 atime_ns, i64 mtime_ns, i64 ctime_ns, u8 flags (bit 0: data inline),
+//   u32 xattr count, then per xattr: u16 name length, name, u32 value length, value;
+//   u32 inline length, inline bytes (a file's data when inline, a symlink's target).
+// Decoding checks every length against the buffer and returns Corruption naming the key.
+//
+// Files of at most kInlineMax bytes keep their data in the node (one key per small file);
+// larger files keep it in chunks of kChunkSize bytes, so a 4 KiB write into a 1 GiB file
+// rewrites one chunk. A chunk may be shorter than kChunkSize or absent: the missing bytes up
+// to the file's size read as zeros (holes).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "sync/status.h"
+
+namespace kvfs::fusefs {
+
+inline constexpr uint64_t kChunkSize = 64 * 1024;
+inline constexpr uint64_t kInlineMax = 4096;
+inline constexpr size_t kMaxNameLength = 255;      // NAME_MAX
+inline constexpr size_t kMaxPathLength = 4095;     // PATH_MAX - 1, per store
+inline constexpr size_t kMaxSymlinkLength = 4095;  // as Linux
+inline constexpr size_t kMaxXattrNameLength = 255;
+inline constexpr size_t kMaxXattrValueLength = 64 * 1024;
+inline constexpr size_t kMaxXattrTotal = 64 * 1024;  // all names + values of one node
+// Largest file size: chunk indexes stay far from overflow and below what the kernel accepts.
+inline constexpr uint64_t kMaxFileSize = uint64_t{1} << 42;  // 4 TiB
+inline constexpr uint64_t kRootId = 1;
+inline constexpr uint64_t kFirstFreeId = 16;  // ids below are reserved
+inline constexpr std::string_view kLayoutVersion = "kvfs-layout 1";
+
+enum class NodeType : uint8_t { kFile = 1, kDirectory = 2, kSymlink = 3 };
+
+struct Node {
+  NodeType type = NodeType::kFile;
+  uint32_t mode = 0;  // permission bits only (07777); the type is `type`
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t id = 0;
+  uint64_t size = 0;  // files: data bytes; symlinks: target length; directories: 0
+  int64_t atime_ns = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  bool data_inline = true;  // files: data in `inline_data`, else in chunks
+  std::map<std::string, std::string> xattrs;
+  std::string inline_data;  // inline file data, or the symlink's target
+
+  bool operator==(const Node&) const = default;
+};
+
+// Keys. `path` is relative to the store root, '/'-separated, "" for the root itself.
+std::string NodeKey(std::string_view path);
+std::string ChildrenPrefix(std::string_view dir_path);  // "M" dir "\0"
+std::string SubtreePrefix(std::string_view dir_path);   // "M" dir "/" (deeper descendants)
+std::string ChunkKey(uint64_t id, uint64_t chunk);
+std::string ChunkPrefix(uint64_t id);
+std::string OrphanKey(uint64_t id);
+inline constexpr std::string_view kOrphanPrefix = "O";
+inline constexpr std::string_view kIdMarkKey = "N";
+inline constexpr std::string_view kVersionKey = "V";
+
+// The path a node key stands for (inverse of NodeKey); InvalidArgument if `key` is no node key.
+Result<std::string> PathOfNodeKey(std::string_view key);
+// The file id of an orphan key.
+Result<uint64_t> IdOfOrphanKey(std::string_view key);
+
+std::string JoinPath(std::string_view dir, std::string_view name);  // "" + n = n
+std::string_view ParentOf(std::string_view path);                   // "a/b" -> "a", "a" -> ""
+std::string_view NameOf(std::string_view path);                     // "a/b" -> "b"
+
+// OK if `name` can be a directory entry: 1..kMaxNameLength bytes (else ENAMETOOLONG), no '/'
+// or NUL, not "." or ".." (EINVAL).
+Status ValidateName(std::string_view name);
+
+std::string EncodeNode(const Node& node);
+// Corruption naming `key` (which is only used in the message) on any malformed input.
+Result<Node> DecodeNode(std::string_view value, std::string_view key);
+
+// A key printable in a message (NUL and binary bytes as \xNN).
+std::string EscapeKey(std::string_view key);
+
+std::string EncodeU64(uint64_t v);  // 8 bytes big-endian
+Result<uint64_t> DecodeU64(std::string_view bytes, std::string_view key);
+
+}  // namespace kvfs::fusefs

@@ -1,0 +1,432 @@
+// The file layer without a mount: FileStore over every engine, on the fault-injecting file
+// system, so power cuts and disk faults can be modelled.
+#include "fusefs/file_store.h"
+
+#include <gtest/gtest.h>
+#include <sys/xattr.h>
+
+#include <map>
+#include <random>
+#include <thread>
+
+#include "engines/engine.h"
+#include "sync/durable.h"
+#include "sync/fault_file_system.h"
+#include "tests/test_util.h"
+
+namespace kvfs::fusefs {
+namespace {
+
+constexpr char kDir[] = "/data/store";
+const Caller kUser{1000, 1000, 022};
+
+class FileStoreTest : public testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { ASSERT_OK(sync::CreateDirDurably(&fs_, "/data")); }
+
+  Result<std::unique_ptr<FileStore>> Open(sync::SyncMode mode = sync::SyncMode::kNone,
+                                          bool always = false) {
+    engines::EngineOptions o;
+    o.sync_mode = mode;
+    o.segment_size = 1 << 20;
+    o.background_work = false;
+    KVFS_ASSIGN_OR_RETURN(auto engine, engines::OpenEngine(GetParam(), &fs_, kDir, o));
+    FileStoreOptions fo;
+    fo.sync_every_mutation = always;
+    return FileStore::Open(std::move(engine), fo);
+  }
+
+  // Reads a whole file through the store.
+  std::string ReadAll(FileStore& st, uint64_t id) {
+    auto attr = st.GetAttr(id);
+    EXPECT_TRUE(attr.ok()) << attr.status().ToString();
+    if (!attr.ok()) return "";
+    auto data = st.Read(id, 0, attr->size + 10);
+    EXPECT_TRUE(data.ok()) << data.status().ToString();
+    return data.ok() ? *data : "";
+  }
+
+  std::vector<std::string> List(FileStore& st, uint64_t dir, std::string_view after = "") {
+    std::vector<std::string> names;
+    Status s = st.ReadDir(dir, after, false, [&](const DirEntry& e) {
+      names.push_back(e.name);
+      return true;
+    });
+    EXPECT_OK(s);
+    return names;
+  }
+
+  uint64_t CountChunkKeys(FileStore& st) {
+    uint64_t n = 0;
+    engines::ScanOptions so;
+    so.prefix = "D";
+    so.keys_only = true;
+    EXPECT_OK(st.engine()->Scan(so, [&](std::string_view, std::string_view) {
+      ++n;
+      return true;
+    }));
+    return n;
+  }
+
+  // Bytes held by every file under `dir`, as the space limit counts them.
+  uint64_t UsedBytes(const std::string& dir = kDir) {
+    uint64_t total = 0;
+    auto names = fs_.ListDir(dir);
+    if (!names.ok()) return 0;
+    for (const std::string& n : *names) {
+      const std::string p = dir + "/" + n;
+      if (*fs_.IsDirectory(p)) {
+        total += UsedBytes(p);
+      } else {
+        total += *fs_.FileSize(p);
+      }
+    }
+    return total;
+  }
+
+  sync::FaultFileSystem fs_{11};
+};
+
+TEST_P(FileStoreTest, AFreshStoreHasAnEmptyRootDirectory) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr root, st->GetAttr(kRootId));
+  EXPECT_EQ(root.type, NodeType::kDirectory);
+  EXPECT_EQ(root.mode, 0755u);
+  EXPECT_TRUE(List(*st, kRootId).empty());
+}
+
+TEST_P(FileStoreTest, CreateWriteReadAndAttributes) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "hello", 0666, kUser));
+  EXPECT_EQ(f.mode, 0644u);  // umask applied
+  EXPECT_EQ(f.uid, 1000u);
+  EXPECT_EQ(f.gid, 1000u);
+  EXPECT_EQ(f.size, 0u);
+  ASSERT_OK_AND_ASSIGN(size_t n, st->Write(f.id, 0, "hello world"));
+  EXPECT_EQ(n, 11u);
+  EXPECT_EQ(ReadAll(*st, f.id), "hello world");
+  ASSERT_OK_AND_ASSIGN(Attr again, st->Lookup(kRootId, "hello"));
+  EXPECT_EQ(again.id, f.id);
+  EXPECT_EQ(again.size, 11u);
+  ASSERT_OK_AND_ASSIGN(std::string part, st->Read(f.id, 6, 100));
+  EXPECT_EQ(part, "world");
+  ASSERT_OK_AND_ASSIGN(std::string past, st->Read(f.id, 50, 10));
+  EXPECT_EQ(past, "");
+}
+
+TEST_P(FileStoreTest, HolesReadAsZerosInlineAndChunked) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr small, st->Create(kRootId, "small", 0644, kUser));
+  ASSERT_OK(st->Write(small.id, 100, "x"));
+  EXPECT_EQ(ReadAll(*st, small.id), std::string(100, '\0') + "x");
+
+  ASSERT_OK_AND_ASSIGN(Attr big, st->Create(kRootId, "big", 0644, kUser));
+  const uint64_t far = 3 * kChunkSize + 17;
+  ASSERT_OK(st->Write(big.id, far, "tail"));
+  ASSERT_OK_AND_ASSIGN(Attr a, st->GetAttr(big.id));
+  EXPECT_EQ(a.size, far + 4);
+  std::string expect(far, '\0');
+  expect += "tail";
+  EXPECT_EQ(ReadAll(*st, big.id), expect);
+  EXPECT_EQ(CountChunkKeys(*st), 1u);  // only the chunk written exists
+}
+
+TEST_P(FileStoreTest, RandomWritesAndTruncatesMatchAModel) {
+  const uint64_t seed = test::TestSeed();
+  std::mt19937_64 rng(seed);
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+  std::string model;
+  for (int i = 0; i < 300; ++i) {
+    const int op = static_cast<int>(rng() % 10);
+    if (op < 7) {
+      // Offsets around the inline limit and chunk boundaries, where the layout changes shape.
+      const uint64_t anchors[] = {0, kInlineMax - 3, kChunkSize - 5, 2 * kChunkSize,
+                                  5 * kChunkSize};
+      const uint64_t off = anchors[rng() % 5] + rng() % 64;
+      std::string data(1 + rng() % (rng() % 4 == 0 ? 3 * kChunkSize : 200), '\0');
+      for (char& c : data) c = static_cast<char>('a' + rng() % 26);
+      ASSERT_OK(st->Write(f.id, off, data));
+      if (model.size() < off + data.size()) model.resize(off + data.size(), '\0');
+      model.replace(off, data.size(), data);
+    } else {
+      const uint64_t sizes[] = {
+          0, kInlineMax, kInlineMax + 1, kChunkSize + 3, model.size() / 2, model.size() + 1000};
+      const uint64_t size = sizes[rng() % 6];
+      AttrChange c;
+      c.size = size;
+      ASSERT_OK(st->SetAttr(f.id, c));
+      model.resize(size, '\0');
+    }
+    ASSERT_EQ(ReadAll(*st, f.id), model) << "step " << i << " seed " << seed;
+  }
+  ASSERT_OK(st->Close());
+  ASSERT_OK_AND_ASSIGN(auto st2, Open());
+  ASSERT_OK_AND_ASSIGN(Attr again, st2->Resolve("f"));
+  EXPECT_EQ(ReadAll(*st2, again.id), model) << "seed " << seed;
+}
+
+TEST_P(FileStoreTest, ShrinkingDeletesChunksPastTheEnd) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+  ASSERT_OK(st->Write(f.id, 0, std::string(4 * kChunkSize, 'z')));
+  EXPECT_EQ(CountChunkKeys(*st), 4u);
+  AttrChange c;
+  c.size = kChunkSize + 1;
+  ASSERT_OK(st->SetAttr(f.id, c));
+  EXPECT_EQ(CountChunkKeys(*st), 2u);
+  c.size = 10;  // small again: back inline
+  ASSERT_OK(st->SetAttr(f.id, c));
+  EXPECT_EQ(CountChunkKeys(*st), 0u);
+  EXPECT_EQ(ReadAll(*st, f.id), std::string(10, 'z'));
+  c.size = kChunkSize * 2;  // extending leaves a hole, not stale bytes
+  ASSERT_OK(st->SetAttr(f.id, c));
+  EXPECT_EQ(ReadAll(*st, f.id), std::string(10, 'z') + std::string(kChunkSize * 2 - 10, '\0'));
+}
+
+TEST_P(FileStoreTest, DirectoriesListInOrderAndResumeAfterAName) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr d, st->Mkdir(kRootId, "d", 0777, kUser));
+  EXPECT_EQ(d.mode, 0755u);
+  for (const char* n : {"b", "a", "c", "a.b"}) ASSERT_OK(st->Create(d.id, n, 0644, kUser));
+  ASSERT_OK_AND_ASSIGN(Attr sub, st->Mkdir(d.id, "sub", 0755, kUser));
+  ASSERT_OK(st->Create(sub.id, "deep", 0644, kUser));
+  EXPECT_EQ(List(*st, d.id), (std::vector<std::string>{"a", "a.b", "b", "c", "sub"}));
+  EXPECT_EQ(List(*st, d.id, "a.b"), (std::vector<std::string>{"b", "c", "sub"}));
+  // A name removed between calls does not disturb the cursor.
+  ASSERT_OK(st->Unlink(d.id, "b"));
+  EXPECT_EQ(List(*st, d.id, "b"), (std::vector<std::string>{"c", "sub"}));
+  EXPECT_EQ(List(*st, kRootId), (std::vector<std::string>{"d"}));
+}
+
+TEST_P(FileStoreTest, ErrnosForBadRequests) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr d, st->Mkdir(kRootId, "d", 0755, kUser));
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(d.id, "f", 0644, kUser));
+  EXPECT_EQ(ErrnoOf(st->Lookup(kRootId, "nope").status()), ENOENT);
+  EXPECT_EQ(ErrnoOf(st->Create(d.id, "f", 0644, kUser).status()), EEXIST);
+  EXPECT_EQ(ErrnoOf(st->Mkdir(kRootId, "d", 0755, kUser).status()), EEXIST);
+  EXPECT_EQ(ErrnoOf(st->Create(f.id, "x", 0644, kUser).status()), ENOTDIR);
+  EXPECT_EQ(ErrnoOf(st->Lookup(f.id, "x").status()), ENOTDIR);
+  EXPECT_EQ(ErrnoOf(st->Create(kRootId, std::string(256, 'n'), 0644, kUser).status()),
+            ENAMETOOLONG);
+  EXPECT_OK(st->Create(kRootId, std::string(255, 'n'), 0644, kUser));
+  EXPECT_EQ(ErrnoOf(st->Unlink(kRootId, "d")), EISDIR);
+  EXPECT_EQ(ErrnoOf(st->Rmdir(kRootId, "d")), ENOTEMPTY);
+  EXPECT_EQ(ErrnoOf(st->Rmdir(d.id, "f")), ENOTDIR);
+  EXPECT_EQ(ErrnoOf(st->Unlink(kRootId, "nope")), ENOENT);
+  EXPECT_EQ(ErrnoOf(st->Read(d.id, 0, 10).status()), EISDIR);
+  EXPECT_EQ(ErrnoOf(st->Write(d.id, 0, "x").status()), EISDIR);
+  EXPECT_EQ(ErrnoOf(st->Write(f.id, kMaxFileSize, "x").status()), EFBIG);
+  AttrChange c;
+  c.size = 0;
+  EXPECT_EQ(ErrnoOf(st->SetAttr(d.id, c).status()), EISDIR);
+  EXPECT_EQ(ErrnoOf(st->ReadLink(f.id).status()), EINVAL);
+  EXPECT_EQ(ErrnoOf(st->Resolve("d/f/g").status()), ENOTDIR);
+  ASSERT_OK(st->Unlink(d.id, "f"));
+  EXPECT_OK(st->Rmdir(kRootId, "d"));
+}
+
+TEST_P(FileStoreTest, RenameMovesFilesAndWholeDirectories) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr a, st->Mkdir(kRootId, "a", 0755, kUser));
+  ASSERT_OK_AND_ASSIGN(Attr b, st->Mkdir(a.id, "b", 0755, kUser));
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(b.id, "f", 0644, kUser));
+  ASSERT_OK(st->Write(f.id, 0, std::string(200000, 'q')));
+  ASSERT_OK(st->Mkdir(kRootId, "z", 0755, kUser));
+  EXPECT_EQ(ErrnoOf(st->Rename(kRootId, "a", kRootId, "z/moved", 0)), EINVAL);  // not a name
+  ASSERT_OK_AND_ASSIGN(Attr z, st->Lookup(kRootId, "z"));
+  ASSERT_OK(st->Rename(kRootId, "a", z.id, "moved", 0));
+  EXPECT_EQ(ErrnoOf(st->Resolve("a").status()), ENOENT);
+  ASSERT_OK_AND_ASSIGN(Attr moved_f, st->Resolve("z/moved/b/f"));
+  EXPECT_EQ(moved_f.id, f.id);
+  // Ids the kernel holds follow the move.
+  EXPECT_EQ(ReadAll(*st, f.id), std::string(200000, 'q'));
+  ASSERT_OK(st->Create(b.id, "new", 0644, kUser));
+  ASSERT_OK(st->Resolve("z/moved/b/new"));
+  // Into itself.
+  EXPECT_EQ(ErrnoOf(st->Rename(kRootId, "z", b.id, "loop", 0)), EINVAL);
+  // Reopen: the move is in the store, not only in memory.
+  ASSERT_OK(st->Close());
+  ASSERT_OK_AND_ASSIGN(auto st2, Open());
+  ASSERT_OK_AND_ASSIGN(Attr again, st2->Resolve("z/moved/b/f"));
+  EXPECT_EQ(ReadAll(*st2, again.id), std::string(200000, 'q'));
+}
+
+TEST_P(FileStoreTest, RenameReplacesFollowingRename2) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr x, st->Create(kRootId, "x", 0644, kUser));
+  ASSERT_OK(st->Write(x.id, 0, "X"));
+  ASSERT_OK_AND_ASSIGN(Attr y, st->Create(kRootId, "y", 0644, kUser));
+  ASSERT_OK(st->Write(y.id, 0, std::string(100000, 'Y')));
+  ASSERT_OK_AND_ASSIGN(Attr d, st->Mkdir(kRootId, "d", 0755, kUser));
+  ASSERT_OK(st->Mkdir(kRootId, "e", 0755, kUser));
+  ASSERT_OK(st->Create(d.id, "in", 0644, kUser));
+
+  EXPECT_EQ(ErrnoOf(st->Rename(kRootId, "x", kRootId, "y", FileStore::kRenameNoReplace)), EEXIST);
+  EXPECT_EQ(ErrnoOf(st->Rename(kRootId, "x", kRootId, "d", 0)), EISDIR);
+  EXPECT_EQ(ErrnoOf(st->Rename(kRootId, "d", kRootId, "x", 0)), ENOTDIR);
+  EXPECT_EQ(ErrnoOf(st->Rename(kRootId, "e", kRootId, "d", 0)), ENOTEMPTY);
+  EXPECT_EQ(ErrnoOf(st->Rename(kRootId, "nope", kRootId, "q", 0)), ENOENT);
+  EXPECT_EQ(ErrnoOf(st->Rename(kRootId, "x", kRootId, "nope", FileStore::kRenameExchange)), ENOENT);
+
+  // Exchange two files, then a file and a directory.
+  ASSERT_OK(st->Rename(kRootId, "x", kRootId, "y", FileStore::kRenameExchange));
+  EXPECT_EQ(st->Resolve("x")->id, y.id);
+  EXPECT_EQ(st->Resolve("y")->id, x.id);
+  ASSERT_OK(st->Rename(kRootId, "x", kRootId, "d", FileStore::kRenameExchange));
+  EXPECT_EQ(st->Resolve("x")->id, d.id);
+  EXPECT_OK(st->Resolve("x/in"));
+  EXPECT_EQ(st->Resolve("d")->id, y.id);
+
+  // Plain replace of a file drops the old file's data (nobody holds it after Forget).
+  st->Forget(x.id, 100);
+  st->Forget(y.id, 100);
+  ASSERT_OK(st->Rename(kRootId, "y", kRootId, "d", 0));  // "X" replaces the 100000-byte file
+  EXPECT_EQ(CountChunkKeys(*st), 0u);
+  ASSERT_OK_AND_ASSIGN(Attr dd, st->Resolve("d"));
+  EXPECT_EQ(ReadAll(*st, dd.id), "X");
+  // An empty directory may be replaced by a directory.
+  ASSERT_OK(st->Rename(kRootId, "x", kRootId, "e", 0));
+  EXPECT_OK(st->Resolve("e/in"));
+}
+
+TEST_P(FileStoreTest, AnUnlinkedFileStaysReadableUntilForgotten) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+  ASSERT_OK(st->Write(f.id, 0, std::string(150000, 'o')));
+  ASSERT_OK(st->Unlink(kRootId, "f"));
+  EXPECT_EQ(ErrnoOf(st->Lookup(kRootId, "f").status()), ENOENT);
+  EXPECT_EQ(ReadAll(*st, f.id), std::string(150000, 'o'));
+  ASSERT_OK(st->Write(f.id, 150000, "more"));  // still writable, as on a local disk
+  EXPECT_EQ(st->GetAttr(f.id)->size, 150004u);
+  EXPECT_EQ(st->stats().orphans, 1u);
+  EXPECT_GT(CountChunkKeys(*st), 0u);
+  st->Forget(f.id, 1);
+  EXPECT_EQ(CountChunkKeys(*st), 0u);
+  EXPECT_EQ(ErrnoOf(st->GetAttr(f.id).status()), ENOENT);
+}
+
+TEST_P(FileStoreTest, OrphansLeftByADeadDaemonArePurgedAtOpen) {
+  {
+    ASSERT_OK_AND_ASSIGN(auto st, Open());
+    ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+    ASSERT_OK(st->Write(f.id, 0, std::string(150000, 'o')));
+    ASSERT_OK(st->Unlink(kRootId, "f"));
+    ASSERT_OK(st->Close());  // without Forget: the daemon stopped while the file was open
+  }
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  EXPECT_EQ(CountChunkKeys(*st), 0u);
+  engines::ScanOptions so;
+  so.prefix = "O";
+  int orphans = 0;
+  ASSERT_OK(st->engine()->Scan(so, [&](std::string_view, std::string_view) {
+    ++orphans;
+    return true;
+  }));
+  EXPECT_EQ(orphans, 0);
+}
+
+TEST_P(FileStoreTest, SymlinksAndXattrs) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr l, st->Symlink(kRootId, "l", "../target/x", kUser));
+  EXPECT_EQ(l.type, NodeType::kSymlink);
+  EXPECT_EQ(l.size, 11u);
+  EXPECT_EQ(*st->ReadLink(l.id), "../target/x");
+  EXPECT_EQ(ErrnoOf(st->Read(l.id, 0, 10).status()), EINVAL);
+
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+  EXPECT_EQ(ErrnoOf(st->GetXattr(f.id, "user.a").status()), ENODATA);
+  EXPECT_EQ(ErrnoOf(st->SetXattr(f.id, "user.a", "1", XATTR_REPLACE)), ENODATA);
+  ASSERT_OK(st->SetXattr(f.id, "user.a", "1", XATTR_CREATE));
+  EXPECT_EQ(ErrnoOf(st->SetXattr(f.id, "user.a", "2", XATTR_CREATE)), EEXIST);
+  ASSERT_OK(st->SetXattr(f.id, "user.b", std::string(1000, 'b'), 0));
+  EXPECT_EQ(*st->GetXattr(f.id, "user.a"), "1");
+  EXPECT_EQ(*st->ListXattr(f.id), (std::vector<std::string>{"user.a", "user.b"}));
+  ASSERT_OK(st->RemoveXattr(f.id, "user.a"));
+  EXPECT_EQ(ErrnoOf(st->RemoveXattr(f.id, "user.a")), ENODATA);
+  EXPECT_EQ(ErrnoOf(st->SetXattr(f.id, "user.big", std::string(70000, 'b'), 0)), E2BIG);
+}
+
+TEST_P(FileStoreTest, ASetgidDirectoryPassesItsGroupOn) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr d, st->Mkdir(kRootId, "shared", 0775, kUser));
+  AttrChange c;
+  c.mode = 02775;
+  c.gid = 500;
+  ASSERT_OK(st->SetAttr(d.id, c));
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(d.id, "f", 0664, kUser));
+  EXPECT_EQ(f.gid, 500u);
+  ASSERT_OK_AND_ASSIGN(Attr sub, st->Mkdir(d.id, "sub", 0775, kUser));
+  EXPECT_EQ(sub.gid, 500u);
+  EXPECT_EQ(sub.mode & 02000, 02000u);
+}
+
+TEST_P(FileStoreTest, AFailedSyncIsEioAndTheStoreTurnsReadOnly) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+  ASSERT_OK(st->Write(f.id, 0, "before"));
+  ASSERT_OK(st->SyncFile(f.id, true));
+  fs_.FailSyncAfter(1);
+  ASSERT_OK(st->Write(f.id, 0, "after!"));
+  EXPECT_EQ(ErrnoOf(st->SyncFile(f.id, true)), EIO);
+  EXPECT_TRUE(st->failed());
+  EXPECT_EQ(ErrnoOf(st->SyncFile(f.id, true)), EIO);  // never retried into a success
+  EXPECT_EQ(ErrnoOf(st->Write(f.id, 0, "x").status()), EROFS);
+  EXPECT_EQ(ErrnoOf(st->Create(kRootId, "g", 0644, kUser).status()), EROFS);
+  EXPECT_OK(st->Read(f.id, 0, 10));  // reads go on
+  EXPECT_GE(st->stats().sync_errors, 1u);
+}
+
+TEST_P(FileStoreTest, NoSpaceIsEnospcAndWritingResumesOnceSpaceIsFreed) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+  ASSERT_OK(st->Write(f.id, 0, "kept"));
+  ASSERT_OK(st->SyncFile(f.id, true));
+  fs_.SetSpaceLimit(UsedBytes() + 3 * kChunkSize);
+  Status s;
+  for (int i = 0; i < 64 && s.ok(); ++i) {
+    s = st->Write(f.id, 4 + i * kChunkSize, std::string(kChunkSize, 'w')).status();
+  }
+  EXPECT_EQ(ErrnoOf(s), ENOSPC) << s.ToString();
+  fs_.SetSpaceLimit(UINT64_MAX);
+  ASSERT_OK_AND_ASSIGN(Attr g, st->Create(kRootId, "g", 0644, kUser));
+  ASSERT_OK(st->Write(g.id, 0, "works again"));
+  ASSERT_OK(st->SyncFile(g.id, true));
+  ASSERT_OK(st->Close());
+  ASSERT_OK_AND_ASSIGN(auto st2, Open());
+  ASSERT_OK_AND_ASSIGN(Attr f2, st2->Resolve("f"));
+  EXPECT_EQ(ReadAll(*st2, f2.id).substr(0, 4), "kept");
+  ASSERT_OK_AND_ASSIGN(Attr g2, st2->Resolve("g"));
+  EXPECT_EQ(ReadAll(*st2, g2.id), "works again");
+}
+
+TEST_P(FileStoreTest, ConcurrentWritersAndListersOnDistinctFiles) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open(sync::SyncMode::kNone, /*always=*/true));
+  constexpr int kThreads = 4;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 30; ++i) {
+        const std::string name = "t" + std::to_string(t) + "_" + std::to_string(i);
+        auto f = st->Create(kRootId, name, 0644, kUser);
+        ASSERT_TRUE(f.ok()) << f.status().ToString();
+        ASSERT_OK(st->Write(f->id, 0, std::string(5000 + i, static_cast<char>('a' + t))));
+        ASSERT_OK(st->SyncFile(f->id, true));
+        std::vector<std::string> names;
+        ASSERT_OK(st->ReadDir(kRootId, "", false, [&](const DirEntry& e) {
+          names.push_back(e.name);
+          return true;
+        }));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(List(*st, kRootId).size(), static_cast<size_t>(kThreads * 30));
+}
+
+INSTANTIATE_TEST_SUITE_P(AllEngines, FileStoreTest, testing::ValuesIn(engines::EngineNames()),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace kvfs::fusefs
