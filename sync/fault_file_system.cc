@@ -179,6 +179,9 @@ struct FaultFileSystem::State {
   CrashMode schedule_mode = CrashMode::kDropUnsynced;
   std::optional<CrashMode> fired_mode;
 
+  // Set by CrashAndFreeze: the image is installed and must stay as it is while it is copied.
+  bool frozen = false;
+
   uint64_t fail_sync_remaining = 0;  // 0: no sync failure scheduled
   uint64_t space_limit = kNoLimit;
 
@@ -202,12 +205,14 @@ struct FaultFileSystem::State {
   }
   // Counts a mutating operation; fires the crash point if this is it.
   Status CountOp(std::string_view op, const std::string& path) {
+    if (frozen) return Status::IOError(Context(op, path) + ": the post-crash image is frozen");
     ++stats.mutating_ops;
     return Tick(ScheduleKind::kOp, op, path);
   }
   // Counts a sync attempt; fires the crash point if this is it, else reports whether this sync
   // is the one FailSyncAfter chose (as an injected EIO).
   Status CountSync(std::string_view op, const std::string& path) {
+    if (frozen) return Status::IOError(Context(op, path) + ": the post-crash image is frozen");
     KVFS_RETURN_IF_ERROR(Tick(ScheduleKind::kSync, op, path));
     if (fail_sync_remaining > 0 && --fail_sync_remaining == 0) {
       return Status::IOError(Context(op, path) + ": injected EIO", EIO);
@@ -646,6 +651,12 @@ uint64_t FaultFileSystem::seed() const { return state_->seed; }
 void FaultFileSystem::Crash(CrashMode mode) {
   std::lock_guard<std::mutex> lock(state_->mu);
   state_->InstallCrashImage(state_->fired_mode.value_or(mode));
+}
+
+void FaultFileSystem::CrashAndFreeze(CrashMode mode) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->InstallCrashImage(state_->fired_mode.value_or(mode));
+  state_->frozen = true;
 }
 
 void FaultFileSystem::CrashAtSync(uint64_t n, CrashMode mode) {

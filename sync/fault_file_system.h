@@ -78,6 +78,10 @@ class FaultFileSystem : public FileSystem {
   // Installs the post-crash image: the one taken at a scheduled crash point if one fired,
   // otherwise one taken now. After it the file system works again (a reboot).
   void Crash(CrashMode mode);
+  // As Crash, but the disk stays "off" for every call that would change it (they fail with
+  // EIO) while reads work: the surviving image can be copied out (CopyTreeDurably) while the
+  // threads of the process that "lost power" still run. For good: there is no unfreezing.
+  void CrashAndFreeze(CrashMode mode);
   // Schedules a power cut just before the n-th sync / mutating operation from now (n >= 1).
   // The image is taken with `mode`. Clears any earlier schedule.
   void CrashAtSync(uint64_t n, CrashMode mode);

@@ -46,5 +46,23 @@ TEST(CopyTreeDurably, ThePostCrashImageRoundTripsThroughARealDirectory) {
   EXPECT_EQ(ReadFileToString(&again, "/data/a/b/big")->size(), size_t{3} << 20);
 }
 
+TEST(CopyTreeDurably, AFrozenImageRefusesChangesButCanBeCopied) {
+  test::TempDir tmp;
+  FaultFileSystem fault(5);
+  ASSERT_OK(CreateDirDurably(&fault, "/data"));
+  ASSERT_OK(WriteSynced(&fault, "/data/kept", "durable"));
+  ASSERT_OK_AND_ASSIGN(auto open, fault.NewWritableFile("/data/pending", CreateMode::kCreateNew));
+  ASSERT_OK(open->Append("unsynced"));
+  fault.CrashAndFreeze(CrashMode::kDropUnsynced);
+  // The process that lost power goes on running for a moment: nothing it does lands.
+  EXPECT_FALSE(open->Append("more").ok());
+  EXPECT_FALSE(fault.NewWritableFile("/data/new", CreateMode::kCreateNew).ok());
+  EXPECT_FALSE(SyncDir(&fault, "/data").ok());
+  ASSERT_OK(CopyTreeDurably(&fault, "/data", DefaultFileSystem(), tmp.path()));
+  EXPECT_EQ(*ReadFileToString(DefaultFileSystem(), tmp.Sub("kept")), "durable");
+  EXPECT_FALSE(*DefaultFileSystem()->Exists(tmp.Sub("pending")));
+  EXPECT_FALSE(*DefaultFileSystem()->Exists(tmp.Sub("new")));
+}
+
 }  // namespace
 }  // namespace kvfs::sync
