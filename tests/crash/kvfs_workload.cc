@@ -1,0 +1,488 @@
+// kvfs_workload: a multi-process file workload with a durable record of what every sync
+// acknowledged, and the checker that compares a tree after a crash against that record.
+//
+//   kvfs_workload run DIR LOGDIR [--workers N] [--ops M] [--seed S]
+//   kvfs_workload check DIR LOGDIR [--floor synced|completed]
+//
+// `run` creates DIR/w0 .. DIR/w<N-1> (synced), then forks N workers. Worker w works only in
+// DIR/w<w>: creates, writes at offsets, appends, truncates, renames (to new names and over
+// files), unlinks, mkdirs, rmdirs, with fsync, fdatasync and fsync on directories in between.
+// Every operation is one system call that changes the tree (so one atomic batch in kvfs). Its
+// log LOGDIR/w<w>.log, on the real disk and written before and after each call, says:
+//   B <i> <op> <args...>   operation i is about to run (everything needed to replay it)
+//   E <i>                  operation i returned success
+//   A <i>                  operation i was a sync and returned success
+//   F <i> <errno>          operation i failed: the worker stops (the power went, or EIO)
+// A worker stops at its first failure, or after M operations.
+//
+// `check` replays each log into the sequence of trees the worker's directory went through and
+// requires the tree now in DIR/w<w> to be EXACTLY one of them, no older than the floor:
+//   synced     (a power cut) the tree after the last acknowledged sync: everything a sync
+//              covered is there; later operations may or may not be;
+//   completed  (the daemon was killed, the machine kept running) the tree after the last
+//              operation that returned: what a call acknowledged is in the log already.
+// The newest candidate is the tree after the last operation begun (it may have landed). Since
+// kvfs logs every operation as one batch in one log, the tree is always one of these: nothing
+// half-done, nothing never written. Exit 0 if every worker matches, 1 otherwise (with the
+// nearest candidate's differences), 2 on bad usage.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+// path (relative to the worker's dir) -> "d" or "f:" + content
+using Tree = std::map<std::string, std::string>;
+
+[[noreturn]] void Usage() {
+  std::fprintf(stderr,
+               "usage: kvfs_workload run DIR LOGDIR [--workers N] [--ops M] [--seed S]\n"
+               "       kvfs_workload check DIR LOGDIR [--floor synced|completed]\n");
+  std::exit(2);
+}
+
+// The bytes operation `i` of worker `w` writes: reproducible from the log line alone.
+std::string Content(uint64_t seed, uint64_t i, size_t len) {
+  std::mt19937_64 rng(seed * 1000003 + i);
+  std::string s(len, '\0');
+  for (char& c : s) c = static_cast<char>('a' + rng() % 26);
+  return s;
+}
+
+// One parsed log operation.
+struct Op {
+  uint64_t i = 0;
+  std::string kind;
+  std::vector<std::string> args;
+};
+
+bool IsUnder(const std::string& p, const std::string& dir) {
+  return p.size() > dir.size() && p.compare(0, dir.size(), dir) == 0 && p[dir.size()] == '/';
+}
+
+// Applies `op` to `t` as the file system should. `seed` is the worker's content seed.
+void Apply(const Op& op, uint64_t seed, Tree* t) {
+  const auto& a = op.args;
+  if (op.kind == "create") {
+    (*t)[a[0]] = "f:";
+  } else if (op.kind == "mkdir") {
+    (*t)[a[0]] = "d";
+  } else if (op.kind == "write" || op.kind == "append") {
+    std::string& f = (*t)[a[0]];
+    const uint64_t off = op.kind == "write" ? std::stoull(a[1]) : f.size() - 2;
+    const size_t len = std::stoull(a[2]);
+    const std::string data = Content(seed, op.i, len);
+    if (f.size() < 2 + off + len) f.resize(2 + off + len, '\0');
+    f.replace(2 + off, len, data);
+  } else if (op.kind == "truncate") {
+    (*t)[a[0]].resize(2 + std::stoull(a[1]), '\0');
+  } else if (op.kind == "unlink" || op.kind == "rmdir") {
+    t->erase(a[0]);
+  } else if (op.kind == "rename") {
+    Tree moved;
+    for (auto it = t->begin(); it != t->end();) {
+      if (it->first == a[0] || IsUnder(it->first, a[0])) {
+        moved[a[1] + it->first.substr(a[0].size())] = it->second;
+        it = t->erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto& [p, v] : moved) (*t)[p] = v;
+  }
+  // fsync, fdatasync, fsyncdir change nothing in the tree.
+}
+
+// --- run ---------------------------------------------------------------------------------
+
+class Worker {
+ public:
+  Worker(std::string dir, const std::string& log_path, uint64_t seed)
+      : dir_(std::move(dir)), seed_(seed), rng_(seed) {
+    log_ = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (log_ < 0) {
+      std::perror(log_path.c_str());
+      std::exit(3);
+    }
+  }
+
+  int Run(uint64_t ops) {
+    Log("S " + std::to_string(seed_));
+    for (uint64_t i = 1; i <= ops; ++i) {
+      if (!Step(i)) return 0;
+    }
+    return 0;
+  }
+
+ private:
+  void Log(const std::string& line) {
+    const std::string l = line + "\n";
+    if (::write(log_, l.data(), l.size()) != static_cast<ssize_t>(l.size())) std::exit(3);
+  }
+
+  std::string P(const std::string& rel) const { return dir_ + "/" + rel; }
+
+  // Runs operation i: logs it, does it, logs the outcome. False once it failed.
+  bool Step(uint64_t i) {
+    std::vector<std::string> dirs{""}, files, all;
+    for (const auto& [p, v] : model_) {
+      all.push_back(p);
+      (v == "d" ? dirs : files).push_back(p);
+    }
+    auto pick = [&](const std::vector<std::string>& v) { return v[rng_() % v.size()]; };
+    auto join = [](const std::string& d, const std::string& n) {
+      return d.empty() ? n : d + "/" + n;
+    };
+    Op op;
+    op.i = i;
+    const int r = static_cast<int>(rng_() % 16);
+    if (r < 2 || files.empty()) {
+      op.kind = "create";
+      op.args = {join(pick(dirs), "f" + std::to_string(i))};
+    } else if (r < 5) {
+      op.kind = "write";
+      const std::string f = pick(files);
+      const uint64_t size = model_[f].size() - 2;
+      const uint64_t offsets[] = {0, size, size / 2, 4096, 65536 - 100};
+      const size_t lens[] = {1, 512, 4096, 10000, 32768};
+      op.args = {f, std::to_string(offsets[rng_() % 5]), std::to_string(lens[rng_() % 5])};
+    } else if (r < 7) {
+      op.kind = "append";
+      op.args = {pick(files), "0", std::to_string(1 + rng_() % 6000)};
+    } else if (r == 7) {
+      op.kind = "truncate";
+      const std::string f = pick(files);
+      const uint64_t size = model_[f].size() - 2;
+      const uint64_t sizes[] = {0, size / 2, size + 3000, 70000};
+      op.args = {f, std::to_string(sizes[rng_() % 4])};
+    } else if (r == 8) {
+      op.kind = "mkdir";
+      op.args = {join(pick(dirs), "d" + std::to_string(i))};
+    } else if (r == 9) {
+      const std::string p = pick(all);
+      if (model_[p] == "d") {
+        auto next = model_.upper_bound(p);
+        if (next != model_.end() && IsUnder(next->first, p)) return Sync(i, "fsyncdir", "");
+        op.kind = "rmdir";
+      } else {
+        op.kind = "unlink";
+      }
+      op.args = {p};
+    } else if (r == 10) {
+      op.kind = "rename";
+      const std::string from = pick(all);
+      const std::string to_dir = pick(dirs);
+      if (to_dir == from || IsUnder(to_dir, from)) return Sync(i, "fsyncdir", "");
+      std::string to = join(to_dir, "r" + std::to_string(i));
+      if (model_[from] != "d" && files.size() > 1 && rng_() % 2 == 0) to = pick(files);
+      if (to == from) return Sync(i, "fsyncdir", "");
+      op.args = {from, to};
+    } else if (r < 13) {
+      return Sync(i, rng_() % 2 ? "fsync" : "fdatasync", pick(files));
+    } else {
+      return Sync(i, "fsyncdir", pick(dirs));
+    }
+    std::string line = "B " + std::to_string(i) + " " + op.kind;
+    for (const auto& a : op.args) line += " " + a;
+    Log(line);
+    const int err = Do(op);
+    if (err != 0) {
+      Log("F " + std::to_string(i) + " " + std::to_string(err));
+      return false;
+    }
+    Apply(op, seed_, &model_);
+    Log("E " + std::to_string(i));
+    return true;
+  }
+
+  // One mutation as one system call; 0 or the errno.
+  int Do(const Op& op) {
+    const auto& a = op.args;
+    int rc = 0;
+    if (op.kind == "create") {
+      const int fd = ::open(P(a[0]).c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+      if (fd < 0) return errno;
+      rc = ::close(fd);
+    } else if (op.kind == "write" || op.kind == "append") {
+      const int flags = O_WRONLY | O_CLOEXEC | (op.kind == "append" ? O_APPEND : 0);
+      const int fd = ::open(P(a[0]).c_str(), flags);
+      if (fd < 0) return errno;
+      const size_t len = std::stoull(a[2]);
+      const std::string data = Content(seed_, op.i, len);
+      const ssize_t n = op.kind == "append" ? ::write(fd, data.data(), len)
+                                            : ::pwrite(fd, data.data(), len, std::stoll(a[1]));
+      const int werr = n < 0 ? errno : (static_cast<size_t>(n) != len ? EIO : 0);
+      if (::close(fd) != 0 && werr == 0) return errno;
+      return werr;
+    } else if (op.kind == "truncate") {
+      rc = ::truncate(P(a[0]).c_str(), std::stoll(a[1]));
+    } else if (op.kind == "mkdir") {
+      rc = ::mkdir(P(a[0]).c_str(), 0755);
+    } else if (op.kind == "rmdir") {
+      rc = ::rmdir(P(a[0]).c_str());
+    } else if (op.kind == "unlink") {
+      rc = ::unlink(P(a[0]).c_str());
+    } else if (op.kind == "rename") {
+      rc = ::rename(P(a[0]).c_str(), P(a[1]).c_str());
+    }
+    return rc == 0 ? 0 : errno;
+  }
+
+  bool Sync(uint64_t i, const std::string& kind, const std::string& rel) {
+    Log("B " + std::to_string(i) + " " + kind + " " + (rel.empty() ? "." : rel));
+    const bool dir = kind == "fsyncdir";
+    const int fd = ::open(P(rel).c_str(), (dir ? O_RDONLY | O_DIRECTORY : O_WRONLY) | O_CLOEXEC);
+    int err = fd < 0 ? errno : 0;
+    if (err == 0) {
+      const int rc = kind == "fdatasync" ? ::fdatasync(fd) : ::fsync(fd);
+      if (rc != 0) err = errno;
+      ::close(fd);
+    }
+    if (err != 0) {
+      Log("F " + std::to_string(i) + " " + std::to_string(err));
+      return false;
+    }
+    Log("E " + std::to_string(i));
+    Log("A " + std::to_string(i));
+    return true;
+  }
+
+  std::string dir_;
+  uint64_t seed_;
+  std::mt19937_64 rng_;
+  int log_ = -1;
+  Tree model_;
+};
+
+int SyncPath(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  const int rc = ::fsync(fd);
+  const int err = rc == 0 ? 0 : errno;
+  ::close(fd);
+  return err;
+}
+
+int Run(const std::string& dir, const std::string& logdir, int workers, uint64_t ops,
+        uint64_t seed) {
+  std::printf("kvfs_workload run: %d workers x %llu ops, seed %llu (replay with --seed)\n", workers,
+              static_cast<unsigned long long>(ops), static_cast<unsigned long long>(seed));
+  std::fflush(stdout);
+  ::mkdir(logdir.c_str(), 0755);
+  for (int w = 0; w < workers; ++w) {
+    const std::string d = dir + "/w" + std::to_string(w);
+    if (::mkdir(d.c_str(), 0755) != 0) {
+      std::fprintf(stderr, "mkdir %s: %s\n", d.c_str(), std::strerror(errno));
+      return 1;
+    }
+  }
+  if (int err = SyncPath(dir); err != 0) {
+    std::fprintf(stderr, "fsync %s: %s\n", dir.c_str(), std::strerror(err));
+    return 1;
+  }
+  std::vector<pid_t> pids;
+  for (int w = 0; w < workers; ++w) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      Worker worker(dir + "/w" + std::to_string(w), logdir + "/w" + std::to_string(w) + ".log",
+                    seed * 7919 + w);
+      ::_exit(worker.Run(ops));
+    }
+    pids.push_back(pid);
+  }
+  int failed = 0;
+  for (pid_t pid : pids) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failed;
+  }
+  return failed == 0 ? 0 : 1;
+}
+
+// --- check -------------------------------------------------------------------------------
+
+bool ReadFile(const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  *out = ss.str();
+  return true;
+}
+
+// The tree under `root` as the file system shows it. False (with a message) on a read error.
+bool Snapshot(const std::string& root, const std::string& rel, Tree* out, std::string* error) {
+  const std::string path = rel.empty() ? root : root + "/" + rel;
+  DIR* d = ::opendir(path.c_str());
+  if (d == nullptr) {
+    *error = "opendir " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) {
+    const std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  ::closedir(d);
+  for (const std::string& n : names) {
+    const std::string r = rel.empty() ? n : rel + "/" + n;
+    struct stat st;
+    if (::lstat((root + "/" + r).c_str(), &st) != 0) {
+      *error = "stat " + r + ": " + std::strerror(errno);
+      return false;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      (*out)[r] = "d";
+      if (!Snapshot(root, r, out, error)) return false;
+    } else {
+      std::string data;
+      if (!ReadFile(root + "/" + r, &data)) {
+        *error = "read " + r + " failed";
+        return false;
+      }
+      (*out)[r] = "f:" + data;
+    }
+  }
+  return true;
+}
+
+std::string Diff(const Tree& want, const Tree& got) {
+  std::string out;
+  int shown = 0;
+  for (const auto& [p, v] : want) {
+    auto it = got.find(p);
+    if (it == got.end()) {
+      out += "  missing " + p + "\n";
+    } else if (it->second != v) {
+      out += "  differs " + p + " (want " + std::to_string(v.size() - (v == "d" ? 0 : 2)) +
+             " bytes, got " + std::to_string(it->second.size() - (it->second == "d" ? 0 : 2)) +
+             ")\n";
+    } else {
+      continue;
+    }
+    if (++shown >= 10) return out + "  ...\n";
+  }
+  for (const auto& [p, v] : got) {
+    if (!want.count(p)) {
+      out += "  unexpected " + p + "\n";
+      if (++shown >= 10) return out + "  ...\n";
+    }
+  }
+  return out;
+}
+
+int CheckWorker(const std::string& dir, const std::string& log_path, bool floor_synced) {
+  std::ifstream in(log_path);
+  if (!in) {
+    std::fprintf(stderr, "%s: cannot read\n", log_path.c_str());
+    return 1;
+  }
+  uint64_t seed = 0;
+  std::vector<Tree> history{Tree{}};  // history[k]: after the k-th begun operation
+  size_t synced = 0, completed = 0;
+  Tree t;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string tag;
+    ls >> tag;
+    if (tag == "S") {
+      ls >> seed;
+    } else if (tag == "B") {
+      Op op;
+      ls >> op.i >> op.kind;
+      for (std::string a; ls >> a;) op.args.push_back(a);
+      Apply(op, seed, &t);
+      history.push_back(t);
+    } else if (tag == "E") {
+      completed = history.size() - 1;
+    } else if (tag == "A") {
+      synced = history.size() - 1;
+    }
+  }
+  const size_t floor = floor_synced ? synced : completed;
+  Tree got;
+  std::string error;
+  if (!Snapshot(dir, "", &got, &error)) {
+    std::printf("%s: FAIL: %s\n", dir.c_str(), error.c_str());
+    return 1;
+  }
+  size_t best = floor;
+  size_t best_score = SIZE_MAX;
+  for (size_t k = floor; k < history.size(); ++k) {
+    if (history[k] == got) {
+      std::printf("%s: ok: tree after operation %zu of %zu begun (floor %zu, %s)\n", dir.c_str(), k,
+                  history.size() - 1, floor, floor_synced ? "last sync" : "last completed");
+      return 0;
+    }
+    const size_t score = Diff(history[k], got).size();
+    if (score < best_score) best_score = score, best = k;
+  }
+  std::printf(
+      "%s: FAIL: the tree is none of the trees after operations %zu..%zu; nearest is %zu:\n%s",
+      dir.c_str(), floor, history.size() - 1, best, Diff(history[best], got).c_str());
+  return 1;
+}
+
+int Check(const std::string& dir, const std::string& logdir, bool floor_synced) {
+  int failures = 0;
+  int workers = 0;
+  for (int w = 0;; ++w) {
+    const std::string log = logdir + "/w" + std::to_string(w) + ".log";
+    if (::access(log.c_str(), R_OK) != 0) break;
+    ++workers;
+    failures += CheckWorker(dir + "/w" + std::to_string(w), log, floor_synced);
+  }
+  if (workers == 0) {
+    std::fprintf(stderr, "no worker logs in %s\n", logdir.c_str());
+    return 1;
+  }
+  std::printf("kvfs_workload check: %d workers, %d lost or wrong\n", workers, failures);
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 4) Usage();
+  const std::string cmd = argv[1], dir = argv[2], logdir = argv[3];
+  int workers = 4;
+  uint64_t ops = 200;
+  uint64_t seed = static_cast<uint64_t>(::time(nullptr));
+  std::string floor = "synced";
+  for (int i = 4; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (i + 1 >= argc) Usage();
+    const std::string v = argv[++i];
+    if (a == "--workers") {
+      workers = std::atoi(v.c_str());
+    } else if (a == "--ops") {
+      ops = std::strtoull(v.c_str(), nullptr, 10);
+    } else if (a == "--seed") {
+      seed = std::strtoull(v.c_str(), nullptr, 10);
+    } else if (a == "--floor") {
+      floor = v;
+    } else {
+      Usage();
+    }
+  }
+  if (cmd == "run" && workers > 0) return Run(dir, logdir, workers, ops, seed);
+  if (cmd == "check" && (floor == "synced" || floor == "completed")) {
+    return Check(dir, logdir, floor == "synced");
+  }
+  Usage();
+}
