@@ -119,7 +119,9 @@ Result<std::string> PathOfNodeKey(std::string_view key) {
     return Status::InvalidArgument("not a node key: " + EscapeKey(key));
   }
   const size_t nul = key.find('\0', 1);
-  if (nul == std::string_view::npos || nul + 1 == key.size()) {
+  // A name holding '/' is no key NodeKey makes: its path would have another key.
+  if (nul == std::string_view::npos || nul + 1 == key.size() ||
+      key.find('/', nul + 1) != std::string_view::npos) {
     return Status::InvalidArgument("not a node key: " + EscapeKey(key));
   }
   return JoinPath(key.substr(1, nul - 1), key.substr(nul + 1));

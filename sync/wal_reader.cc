@@ -170,6 +170,9 @@ Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn, const 
       return Status::Corruption(f.path + ": header names segment " +
                                 std::to_string(f.header->segment_number));
     }
+    // LSNs start at 1 (the writer never starts a segment at 0): a checksummed header that
+    // says 0 is damage, not a log to continue from LSN 0.
+    if (f.header->first_lsn == 0) return Status::Corruption(f.path + ": header has first LSN 0");
   }
   // Only a checkpoint deletes segments, oldest first, so a gap means the segments before it
   // were being deleted when power went out: all their records are below the checkpoint.

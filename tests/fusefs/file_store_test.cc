@@ -425,6 +425,16 @@ TEST_P(FileStoreTest, ConcurrentWritersAndListersOnDistinctFiles) {
   EXPECT_EQ(List(*st, kRootId).size(), static_cast<size_t>(kThreads * 30));
 }
 
+// Found by tests/fuzz/layout_fuzz: a key whose name part holds '/' decoded to a path whose
+// NodeKey is another key, so two keys stood for one path.
+TEST(Layout, PathOfNodeKeyRefusesANameHoldingASlash) {
+  EXPECT_FALSE(PathOfNodeKey(std::string("Ma\0b/c", 6)).ok());
+  EXPECT_FALSE(PathOfNodeKey(std::string("M\0/", 3)).ok());
+  ASSERT_OK_AND_ASSIGN(std::string p, PathOfNodeKey(NodeKey("a/b/c")));
+  EXPECT_EQ(p, "a/b/c");
+  EXPECT_EQ(NodeKey(p), NodeKey("a/b/c"));
+}
+
 INSTANTIATE_TEST_SUITE_P(AllEngines, FileStoreTest, testing::ValuesIn(engines::EngineNames()),
                          [](const auto& info) { return info.param; });
 

@@ -300,6 +300,30 @@ TEST(Wal, BadHeaderInAnOlderSegmentIsCorruption) {
   EXPECT_NE(opened.status().message().find(names[0]), std::string::npos);
 }
 
+// Found by tests/fuzz/wal_reader_fuzz: a valid header starting at LSN 0 was accepted, and the
+// reader reported next LSN 0 while the writer continued at 1.
+TEST(Wal, SegmentHeaderStartingAtLsnZeroIsCorruption) {
+  FaultFileSystem fs(16);
+  ASSERT_OK(CreateDirDurably(&fs, "/db"));
+  ASSERT_OK(CreateDirDurably(&fs, kDir));
+  std::string segment = wal::EncodeSegmentHeader(wal::SegmentHeader{1, 0, 0, 0});
+  wal::AppendRecord(&segment, 0, "lsn zero");
+  {
+    ASSERT_OK_AND_ASSIGN(auto f,
+                         fs.NewWritableFile(Path(wal::SegmentFileName(1)), CreateMode::kCreateNew));
+    ASSERT_OK(f->Append(segment));
+    ASSERT_OK(f->Sync());
+  }
+  WalReadReport report;
+  Status s = ReadWal(
+      &fs, kDir, 0, [](uint64_t, std::string_view) { return Status::OK(); }, &report);
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  Replayed r;
+  auto opened = OpenWal(&fs, Always(), 0, &r);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_TRUE(opened.status().IsCorruption()) << opened.status().ToString();
+}
+
 TEST(Wal, HalfCreatedNewestSegmentIsIgnoredAndRemoved) {
   FaultFileSystem fs(15);
   Replayed r;
