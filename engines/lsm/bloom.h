@@ -1,0 +1,38 @@
+// Bloom filter over a table's keys (one filter per table), hashed with xxHash (XXH3, 64 bits).
+//
+// Encoding: the bit array (a whole number of bytes, at least 8) followed by one byte holding the
+// number of probes k. Probe i tests bit (h + i * delta) mod nbits, where h is the key's 64-bit
+// hash and delta its rotation by 31 bits (double hashing: one hash per key, k probes).
+//
+// Thread safety: a builder belongs to one thread; MayContain is a pure function.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kvfs::engines::lsm {
+
+uint64_t BloomHash(std::string_view key);
+
+class BloomBuilder {
+ public:
+  explicit BloomBuilder(uint32_t bits_per_key) : bits_per_key_(bits_per_key) {}
+  void AddKey(std::string_view key) { hashes_.push_back(BloomHash(key)); }
+  std::string Finish() const;
+
+ private:
+  uint32_t bits_per_key_;
+  std::vector<uint64_t> hashes_;
+};
+
+// False only if `key` was certainly not added. A filter with an impossible probe count (which a
+// valid table never has: the table reader rejects it at open) answers true.
+bool BloomMayContain(std::string_view filter, std::string_view key);
+bool BloomMayContainHash(std::string_view filter, uint64_t hash);
+
+// True if the encoding is well formed (size and probe count).
+bool BloomIsWellFormed(std::string_view filter);
+
+}  // namespace kvfs::engines::lsm

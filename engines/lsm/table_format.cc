@@ -1,0 +1,166 @@
+#include "engines/lsm/table_format.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "engines/lsm/coding.h"
+#include "engines/lsm/format.h"
+#include "sync/crc32c.h"
+
+namespace kvfs::engines::lsm {
+
+namespace crc32c = sync::crc32c;
+
+std::string EncodeFooter(const Footer& f) {
+  std::string out;
+  PutFixed64(&out, f.index.offset);
+  PutFixed64(&out, f.index.size);
+  PutFixed64(&out, f.filter.offset);
+  PutFixed64(&out, f.filter.size);
+  PutFixed64(&out, f.entries);
+  PutFixed32(&out, kTableFormatVersion);
+  PutFixed32(&out, crc32c::Value(out));
+  out.append(kTableMagic, sizeof(kTableMagic));
+  return out;
+}
+
+Result<Footer> DecodeFooter(std::string_view bytes, uint64_t file_size, const std::string& path) {
+  const uint64_t footer_offset = file_size >= kFooterSize ? file_size - kFooterSize : 0;
+  auto fail = [&](const std::string& why) {
+    return Status::Corruption("table " + path + " at offset " + std::to_string(footer_offset) +
+                              ": footer " + why);
+  };
+  if (file_size < kFooterSize || bytes.size() != kFooterSize) return fail("cut short");
+  if (std::memcmp(bytes.data() + 48, kTableMagic, sizeof(kTableMagic)) != 0) {
+    return fail("has a bad magic number (not a kvfs table)");
+  }
+  if (DecodeFixed32(bytes.data() + 44) != crc32c::Value(bytes.data(), 44)) {
+    return fail("checksum mismatch");
+  }
+  if (DecodeFixed32(bytes.data() + 40) != kTableFormatVersion) {
+    return fail("has unknown format version " + std::to_string(DecodeFixed32(bytes.data() + 40)));
+  }
+  Footer f;
+  f.index = {DecodeFixed64(bytes.data()), DecodeFixed64(bytes.data() + 8)};
+  f.filter = {DecodeFixed64(bytes.data() + 16), DecodeFixed64(bytes.data() + 24)};
+  f.entries = DecodeFixed64(bytes.data() + 32);
+  for (const BlockHandle& h : {f.index, f.filter}) {
+    if (h.offset > footer_offset || h.size > footer_offset - h.offset ||
+        footer_offset - h.offset - h.size < kBlockTrailerSize) {
+      return fail("points past the end of the file");
+    }
+  }
+  return f;
+}
+
+void BlockBuilder::Add(std::string_view key, std::string_view value) {
+  const size_t max_shared = std::min(key.size(), last_key_.size());
+  size_t shared = 0;
+  while (shared < max_shared && key[shared] == last_key_[shared]) ++shared;
+  PutVarint64(&buf_, shared);
+  PutVarint64(&buf_, key.size() - shared);
+  PutVarint64(&buf_, value.size());
+  buf_.append(key.substr(shared));
+  buf_.append(value);
+  last_key_.assign(key);
+}
+
+void AppendBlockWithTrailer(std::string* out, std::string_view contents) {
+  out->append(contents);
+  PutFixed32(out, crc32c::Value(contents));
+}
+
+Result<std::string_view> CheckBlock(std::string_view raw, const std::string& path,
+                                    uint64_t offset) {
+  if (raw.size() < kBlockTrailerSize) {
+    return Status::Corruption("table " + path + " at offset " + std::to_string(offset) +
+                              ": block cut short");
+  }
+  const std::string_view contents = raw.substr(0, raw.size() - kBlockTrailerSize);
+  if (DecodeFixed32(raw.data() + contents.size()) != crc32c::Value(contents)) {
+    return Status::Corruption("table " + path + " at offset " + std::to_string(offset) +
+                              ": block checksum mismatch");
+  }
+  return contents;
+}
+
+Result<std::string> ReadBlock(const sync::RandomAccessFile& file, uint64_t file_size,
+                              const BlockHandle& h) {
+  if (h.offset > file_size || h.size > file_size - h.offset ||
+      file_size - h.offset - h.size < kBlockTrailerSize) {
+    return Status::Corruption("table " + file.path() + " at offset " + std::to_string(h.offset) +
+                              ": block of " + std::to_string(h.size) +
+                              " bytes runs past the end of the file");
+  }
+  std::string raw(h.size + kBlockTrailerSize, '\0');
+  KVFS_ASSIGN_OR_RETURN(size_t got, file.Read(h.offset, raw.size(), raw.data()));
+  if (got != raw.size()) {
+    return Status::Corruption("table " + file.path() + " at offset " + std::to_string(h.offset) +
+                              ": block cut short (file too short)");
+  }
+  KVFS_RETURN_IF_ERROR(CheckBlock(raw, file.path(), h.offset).status());
+  raw.resize(h.size);
+  return raw;
+}
+
+bool BlockCursor::Fail(const char* why, size_t entry_offset) {
+  status_ = Status::Corruption("table " + *path_ + " at offset " +
+                               std::to_string(block_offset_ + entry_offset) + " (block at " +
+                               std::to_string(block_offset_) + "): " + why);
+  key_.clear();
+  value_ = {};
+  pos_ = contents_.size();
+  return false;
+}
+
+bool BlockCursor::Next() {
+  if (!status_.ok() || pos_ >= contents_.size()) return false;
+  const size_t entry_offset = pos_;
+  std::string_view in = contents_.substr(pos_);
+  uint32_t shared, unshared, value_size;
+  if (!GetVarint32(&in, &shared) || !GetVarint32(&in, &unshared) ||
+      !GetVarint32(&in, &value_size)) {
+    return Fail("entry header cut short", entry_offset);
+  }
+  if (shared > key_.size()) return Fail("entry shares more than the previous key", entry_offset);
+  if (unshared > in.size() || value_size > in.size() - unshared) {
+    return Fail("entry runs past the end of its block", entry_offset);
+  }
+  const std::string_view suffix = in.substr(0, unshared);
+  if (started_ && suffix.compare(std::string_view(key_).substr(shared)) <= 0) {
+    return Fail("keys out of order", entry_offset);
+  }
+  key_.resize(shared);
+  key_.append(suffix);
+  if (key_.empty()) return Fail("empty key", entry_offset);
+  value_ = in.substr(unshared, value_size);
+  pos_ = contents_.size() - (in.size() - unshared - value_size);
+  started_ = true;
+  return true;
+}
+
+void EncodeDataValue(std::string* out, uint8_t kind, uint64_t seq, std::string_view payload) {
+  out->push_back(static_cast<char>(kind));
+  PutVarint64(out, seq);
+  out->append(payload);
+}
+
+bool DecodeDataValue(std::string_view in, uint8_t* kind, uint64_t* seq, std::string_view* payload) {
+  if (in.empty()) return false;
+  *kind = static_cast<uint8_t>(in[0]);
+  in.remove_prefix(1);
+  if (!IsValidKind(*kind) || !GetVarint64(&in, seq)) return false;
+  *payload = in;
+  return true;
+}
+
+void EncodeHandle(std::string* out, const BlockHandle& h) {
+  PutVarint64(out, h.offset);
+  PutVarint64(out, h.size);
+}
+
+bool DecodeHandle(std::string_view in, BlockHandle* h) {
+  return GetVarint64(&in, &h->offset) && GetVarint64(&in, &h->size) && in.empty();
+}
+
+}  // namespace kvfs::engines::lsm

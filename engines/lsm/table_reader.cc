@@ -1,0 +1,226 @@
+#include "engines/lsm/table_reader.h"
+
+#include <algorithm>
+
+#include "engines/lsm/bloom.h"
+
+namespace kvfs::engines::lsm {
+
+Result<std::shared_ptr<TableReader>> TableReader::Open(sync::FileSystem* fs,
+                                                       const std::string& path, uint64_t number,
+                                                       BlockCache* cache) {
+  KVFS_ASSIGN_OR_RETURN(std::unique_ptr<sync::RandomAccessFile> file,
+                        fs->NewRandomAccessFile(path));
+  KVFS_ASSIGN_OR_RETURN(uint64_t size, file->Size());
+  return Open(std::shared_ptr<sync::RandomAccessFile>(std::move(file)), size, number, cache);
+}
+
+Result<std::shared_ptr<TableReader>> TableReader::Open(std::shared_ptr<sync::RandomAccessFile> file,
+                                                       uint64_t file_size, uint64_t number,
+                                                       BlockCache* cache) {
+  const std::string& path = file->path();
+  if (file_size < kFooterSize) {
+    return Status::Corruption("table " + path + " at offset 0: file of " +
+                              std::to_string(file_size) + " bytes is too short for a footer");
+  }
+  std::string footer_bytes(kFooterSize, '\0');
+  KVFS_ASSIGN_OR_RETURN(size_t got,
+                        file->Read(file_size - kFooterSize, kFooterSize, footer_bytes.data()));
+  if (got != kFooterSize) {
+    return Status::Corruption("table " + path + " at offset " +
+                              std::to_string(file_size - kFooterSize) + ": footer cut short");
+  }
+  KVFS_ASSIGN_OR_RETURN(Footer footer, DecodeFooter(footer_bytes, file_size, path));
+
+  std::shared_ptr<TableReader> t(new TableReader());
+  t->file_ = std::move(file);
+  t->file_size_ = file_size;
+  t->number_ = number;
+  t->entries_ = footer.entries;
+  t->cache_ = cache;
+  KVFS_ASSIGN_OR_RETURN(t->filter_, ReadBlock(*t->file_, file_size, footer.filter));
+  if (!BloomIsWellFormed(t->filter_)) {
+    return Status::Corruption("table " + path + " at offset " +
+                              std::to_string(footer.filter.offset) + ": malformed bloom filter");
+  }
+  KVFS_ASSIGN_OR_RETURN(std::string index, ReadBlock(*t->file_, file_size, footer.index));
+  BlockCursor cursor(index, &path, footer.index.offset);
+  const uint64_t data_end = footer.filter.offset;  // data blocks come before the filter
+  while (cursor.Next()) {
+    IndexEntry e;
+    e.last_key.assign(cursor.key());
+    if (!DecodeHandle(cursor.value(), &e.handle) || e.handle.offset > data_end ||
+        e.handle.size > data_end - e.handle.offset ||
+        data_end - e.handle.offset - e.handle.size < kBlockTrailerSize) {
+      return Status::Corruption("table " + path + " at offset " +
+                                std::to_string(footer.index.offset) + ": index entry for block " +
+                                std::to_string(t->index_.size()) +
+                                " points outside the data blocks");
+    }
+    t->index_.push_back(std::move(e));
+  }
+  KVFS_RETURN_IF_ERROR(cursor.status());
+  if (t->index_.empty() != (footer.entries == 0)) {
+    return Status::Corruption("table " + path + " at offset " +
+                              std::to_string(footer.index.offset) +
+                              ": index and entry count disagree");
+  }
+  return t;
+}
+
+Result<BlockCache::Block> TableReader::DataBlock(size_t i) const {
+  const BlockHandle& h = index_[i].handle;
+  if (cache_ != nullptr) {
+    if (BlockCache::Block b = cache_->Lookup(number_, h.offset)) return b;
+  }
+  KVFS_ASSIGN_OR_RETURN(std::string contents, ReadBlock(*file_, file_size_, h));
+  KVFS_RETURN_IF_ERROR(CheckAgainstIndex(i, contents));
+  auto block = std::make_shared<const std::string>(std::move(contents));
+  if (cache_ != nullptr) cache_->Insert(number_, h.offset, block);
+  return block;
+}
+
+Status TableReader::CheckAgainstIndex(size_t i, std::string_view contents) const {
+  // A checksum proves the block is what was written, not that the index describes it: Get
+  // trusts the index's last keys to pick the block, so a block whose keys stray from the range
+  // [previous block's last key, its own last key] would make Get miss keys a scan yields.
+  const BlockHandle& h = index_[i].handle;
+  BlockCursor cursor(contents, &path(), h.offset);
+  bool first = true;
+  std::string last;
+  while (cursor.Next()) {
+    if (first && i > 0 && cursor.key() <= index_[i - 1].last_key) {
+      return Status::Corruption("table " + path() + " at offset " + std::to_string(h.offset) +
+                                ": block's first key is not above the previous block's last");
+    }
+    first = false;
+    last.assign(cursor.key());
+  }
+  KVFS_RETURN_IF_ERROR(cursor.status());
+  if (first || last != index_[i].last_key) {
+    return Status::Corruption("table " + path() + " at offset " + std::to_string(h.offset) +
+                              ": block's last key differs from its index entry's");
+  }
+  return Status::OK();
+}
+
+bool TableReader::MayContain(uint64_t hash) const { return BloomMayContainHash(filter_, hash); }
+
+Result<std::optional<TableReader::Entry>> TableReader::Get(std::string_view key,
+                                                           uint64_t hash) const {
+  if (!MayContain(hash)) return std::optional<Entry>();
+  auto it =
+      std::lower_bound(index_.begin(), index_.end(), key,
+                       [](const IndexEntry& e, std::string_view k) { return e.last_key < k; });
+  if (it == index_.end()) return std::optional<Entry>();
+  KVFS_ASSIGN_OR_RETURN(BlockCache::Block block, DataBlock(it - index_.begin()));
+  BlockCursor cursor(*block, &path(), it->handle.offset);
+  while (cursor.Next()) {
+    const int c = cursor.key().compare(key);
+    if (c < 0) continue;
+    if (c > 0) break;
+    Entry e;
+    uint8_t kind;
+    std::string_view payload;
+    if (!DecodeDataValue(cursor.value(), &kind, &e.seq, &payload)) {
+      return Status::Corruption("table " + path() + " at offset " +
+                                std::to_string(it->handle.offset) + ": malformed entry value");
+    }
+    e.kind = static_cast<ValueKind>(kind);
+    e.payload.assign(payload);
+    return std::optional<Entry>(std::move(e));
+  }
+  KVFS_RETURN_IF_ERROR(cursor.status());
+  return std::optional<Entry>();
+}
+
+std::vector<BlockHandle> TableReader::DataBlocksForTesting() const {
+  std::vector<BlockHandle> out;
+  for (const IndexEntry& e : index_) out.push_back(e.handle);
+  return out;
+}
+
+class TableIterator final : public InternalIterator {
+ public:
+  explicit TableIterator(std::shared_ptr<const TableReader> t) : t_(std::move(t)) {}
+
+  bool Valid() const override { return valid_; }
+  void SeekToFirst() override {
+    status_ = Status::OK();
+    LoadBlock(0);
+    Advance();
+  }
+  void Seek(std::string_view target) override {
+    status_ = Status::OK();
+    auto it = std::lower_bound(
+        t_->index_.begin(), t_->index_.end(), target,
+        [](const TableReader::IndexEntry& e, std::string_view k) { return e.last_key < k; });
+    LoadBlock(it - t_->index_.begin());
+    Advance();
+    while (valid_ && key() < target) Advance();
+  }
+  void Next() override { Advance(); }
+  std::string_view key() const override { return cursor_->key(); }
+  ValueKind kind() const override { return kind_; }
+  std::string_view value() const override { return payload_; }
+  uint64_t seq() const override { return seq_; }
+  Status status() const override { return status_; }
+
+ private:
+  void LoadBlock(size_t i) {
+    block_index_ = i;
+    cursor_.reset();
+    block_.reset();
+    valid_ = false;
+    if (i >= t_->index_.size()) return;
+    Result<BlockCache::Block> b = t_->DataBlock(i);
+    if (!b.ok()) {
+      status_ = b.status();
+      return;
+    }
+    block_ = std::move(b).value();
+    cursor_.emplace(*block_, &t_->path(), t_->index_[i].handle.offset);
+  }
+
+  // To the next entry, crossing into the next block when this one is done.
+  void Advance() {
+    valid_ = false;
+    while (cursor_.has_value()) {
+      if (cursor_->Next()) {
+        uint8_t kind;
+        if (!DecodeDataValue(cursor_->value(), &kind, &seq_, &payload_)) {
+          status_ = Status::Corruption("table " + t_->path() + " at offset " +
+                                       std::to_string(t_->index_[block_index_].handle.offset) +
+                                       ": malformed entry value");
+          cursor_.reset();
+          return;
+        }
+        kind_ = static_cast<ValueKind>(kind);
+        valid_ = true;
+        return;
+      }
+      if (!cursor_->status().ok()) {
+        status_ = cursor_->status();
+        cursor_.reset();
+        return;
+      }
+      LoadBlock(block_index_ + 1);
+    }
+  }
+
+  std::shared_ptr<const TableReader> t_;
+  size_t block_index_ = 0;
+  BlockCache::Block block_;
+  std::optional<BlockCursor> cursor_;
+  bool valid_ = false;
+  ValueKind kind_ = ValueKind::kValue;
+  uint64_t seq_ = 0;
+  std::string_view payload_;
+  Status status_;
+};
+
+std::unique_ptr<InternalIterator> TableReader::NewIterator() const {
+  return std::make_unique<TableIterator>(shared_from_this());
+}
+
+}  // namespace kvfs::engines::lsm

@@ -1,0 +1,75 @@
+// TableReader: an open, verified sorted table.
+//
+// Open reads the footer, the index and the bloom filter, checking each block's CRC32C and every
+// length against the file's size, and keeps index and filter in memory. Data blocks are read on
+// demand (through the block cache), each checked again before use. Any damage is kCorruption
+// naming the file and the byte offset; nothing is trusted before it is checked.
+//
+// Thread safety: a TableReader is immutable after Open; any number of threads may Get and
+// iterate at once. Iterators keep their reader alive.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engines/lsm/block_cache.h"
+#include "engines/lsm/format.h"
+#include "engines/lsm/iterator.h"
+#include "engines/lsm/table_format.h"
+#include "sync/file_system.h"
+
+namespace kvfs::engines::lsm {
+
+class TableReader : public std::enable_shared_from_this<TableReader> {
+ public:
+  // `cache` may be null (no caching); it must outlive the reader.
+  static Result<std::shared_ptr<TableReader>> Open(sync::FileSystem* fs, const std::string& path,
+                                                   uint64_t number, BlockCache* cache);
+  static Result<std::shared_ptr<TableReader>> Open(std::shared_ptr<sync::RandomAccessFile> file,
+                                                   uint64_t file_size, uint64_t number,
+                                                   BlockCache* cache);
+
+  struct Entry {
+    ValueKind kind;
+    uint64_t seq;
+    std::string payload;  // the value, or an encoded BlobRef
+  };
+  // The entry for `key`, nullopt if the table has none. `hash` is BloomHash(key).
+  Result<std::optional<Entry>> Get(std::string_view key, uint64_t hash) const;
+  bool MayContain(uint64_t hash) const;
+
+  std::unique_ptr<InternalIterator> NewIterator() const;
+
+  const std::string& path() const { return file_->path(); }
+  uint64_t number() const { return number_; }
+  uint64_t file_size() const { return file_size_; }
+  uint64_t entries() const { return entries_; }
+
+  // Tests: the data blocks' handles, in order.
+  std::vector<BlockHandle> DataBlocksForTesting() const;
+
+ private:
+  friend class TableIterator;
+  struct IndexEntry {
+    std::string last_key;
+    BlockHandle handle;
+  };
+  TableReader() = default;
+  // Block i, read and checked (CRC, entries, keys within its index range) on a cache miss.
+  Result<BlockCache::Block> DataBlock(size_t i) const;
+  Status CheckAgainstIndex(size_t i, std::string_view contents) const;
+
+  std::shared_ptr<sync::RandomAccessFile> file_;
+  uint64_t file_size_ = 0;
+  uint64_t number_ = 0;
+  uint64_t entries_ = 0;
+  BlockCache* cache_ = nullptr;
+  std::vector<IndexEntry> index_;
+  std::string filter_;
+};
+
+}  // namespace kvfs::engines::lsm
