@@ -78,6 +78,13 @@ struct Loaded {
   Node node;
 };
 
+// A loaded node's attributes: an orphan (unlinked while held) has no name left, so no link.
+Attr AttrOf(const Loaded& l) {
+  Attr a = AttrOf(l.node);
+  if (l.orphan) a.nlink = 0;
+  return a;
+}
+
 struct FileStore::Impl {
   std::unique_ptr<engines::Engine> engine;
   FileStoreOptions options;
@@ -550,7 +557,7 @@ Result<Attr> FileStore::GetAttr(uint64_t id) {
   s.Count(&FileStoreStats::getattrs);
   std::shared_lock lock(s.mu);
   KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
-  return AttrOf(l.node);
+  return AttrOf(l);
 }
 
 Result<Attr> FileStore::SetAttr(uint64_t id, const AttrChange& change) {
@@ -578,7 +585,7 @@ Result<Attr> FileStore::SetAttr(uint64_t id, const AttrChange& change) {
     n.ctime_ns = now;
     s.PutNode(l, &batch);
     if (!batch.empty()) KVFS_RETURN_IF_ERROR(s.ApplyBatch(batch));
-    attr = AttrOf(n);
+    attr = AttrOf(l);
   }
   KVFS_RETURN_IF_ERROR(s.SyncIfAlways());
   return attr;

@@ -1,20 +1,25 @@
-// kvfs: the command line. Today it carries the offline tools; `kvfs mount` and the key tools
-// (ls, get, put, rm) join it with the daemon.
+// kvfs: the command line.
 //
-//   kvfs --version
-//   kvfs check --engine NAME DIR     open a store read-only and read every key and value,
-//                                    verifying every checksum; report damage by file and offset
+//   kvfs mount MOUNTPOINT [--data DIR | --config FILE] [--engine NAME] [--sync MODE] [-f] [-o OPTS]
+//   kvfs umount MOUNTPOINT [--lazy]
+//   kvfs DATADIR MOUNTPOINT -o OPTS      the form mount.fuse3 runs for fstab type fuse.kvfs
+//   kvfs ls [-l] PATH | get PATH | put PATH [FILE|-] | rm PATH     offline, on unmounted stores
+//   kvfs check [--data DIR | --config FILE] [--engine NAME]        verify unmounted stores
+//   kvfs check --engine NAME DIR     the same for the store in DIR
 //   kvfs wal dump DIR [--payloads]   list every record of the log in DIR, verifying checksums
 //   kvfs wal append DIR TEXT...      append each TEXT as a record, durably (sync "always")
+//   kvfs --version
 //
-// Exit status: 0 on success, 1 when the log is damaged or an operation fails (the message
-// names the file and offset), another non-zero code on bad usage.
+// Exit status: 0 on success, 1 when an operation fails or data is damaged (the message names
+// the file and offset), another non-zero code on bad usage. The subcommands live in
+// cli_mount.cc and cli_tools.cc (see cli.h).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "engines/engine.h"
+#include "fusefs/cli.h"
 #include "sync/file_system.h"
 #include "sync/wal.h"
 #include "sync/wal_reader.h"
@@ -87,43 +92,16 @@ int WalAppend(const std::string& dir, const std::vector<std::string>& texts) {
   return 0;
 }
 
-int Check(const std::string& engine_name, const std::string& dir) {
-  kvfs::engines::EngineOptions options;
-  options.read_only = true;
-  options.background_work = false;
-  auto engine =
-      kvfs::engines::OpenEngine(engine_name, kvfs::sync::DefaultFileSystem(), dir, options);
-  if (!engine.ok()) {
-    std::fprintf(stderr, "kvfs: %s store %s cannot be opened: %s\n", engine_name.c_str(),
-                 dir.c_str(), engine.status().ToString().c_str());
-    return 1;
-  }
-  // Reading every value makes the engine verify every entry's checksum on the way.
-  uint64_t keys = 0;
-  uint64_t bytes = 0;
-  const kvfs::Status s = (*engine)->Scan({}, [&](std::string_view key, std::string_view value) {
-    ++keys;
-    bytes += key.size() + value.size();
-    return true;
-  });
-  if (!s.ok()) {
-    std::fprintf(stderr, "kvfs: %s store %s is damaged: %s\n", engine_name.c_str(), dir.c_str(),
-                 s.ToString().c_str());
-    return 1;
-  }
-  std::printf(
-      "%s: %s store OK: %llu keys, %llu bytes of keys and values, every checksum verified\n",
-      dir.c_str(), engine_name.c_str(), static_cast<unsigned long long>(keys),
-      static_cast<unsigned long long>(bytes));
-  return (*engine)->Close().ok() ? 0 : 1;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"kvfs: every key of an embedded storage engine as a file"};
   app.set_version_flag("--version", std::string("kvfs ") + kVersion);
   app.require_subcommand(1);
+
+  std::vector<kvfs::cli::Command> commands;
+  kvfs::cli::AddMountCommands(&app, &commands);
+  kvfs::cli::AddToolCommands(&app, &commands);
 
   CLI::App* wal = app.add_subcommand("wal", "Offline tools for a write-ahead log directory");
   wal->require_subcommand(1);
@@ -133,24 +111,20 @@ int main(int argc, char** argv) {
   CLI::App* dump = wal->add_subcommand("dump", "List every record, verifying every checksum");
   dump->add_option("DIR", dump_dir, "Log directory")->required();
   dump->add_flag("--payloads", payloads, "Print each payload (escaped, first 200 bytes)");
+  commands.push_back({dump, [&] { return WalDump(dump_dir, payloads); }});
 
   std::string append_dir;
   std::vector<std::string> texts;
   CLI::App* append = wal->add_subcommand("append", "Append records durably (sync always)");
   append->add_option("DIR", append_dir, "Log directory (created if missing)")->required();
   append->add_option("TEXT", texts, "One record per argument")->required();
+  commands.push_back({append, [&] { return WalAppend(append_dir, texts); }});
 
-  std::string check_engine;
-  std::string check_dir;
-  CLI::App* check = app.add_subcommand("check", "Verify a store offline: every key and value");
-  check->add_option("--engine", check_engine, "Engine of the store")
-      ->required()
-      ->check(CLI::IsMember(kvfs::engines::EngineNames()));
-  check->add_option("DIR", check_dir, "The store's data directory")->required();
+  if (kvfs::cli::IsMountHelperForm(argc, argv, app)) return kvfs::cli::MountHelperMain(argc, argv);
 
   CLI11_PARSE(app, argc, argv);
-  if (check->parsed()) return Check(check_engine, check_dir);
-  if (dump->parsed()) return WalDump(dump_dir, payloads);
-  if (append->parsed()) return WalAppend(append_dir, texts);
+  for (const kvfs::cli::Command& c : commands) {
+    if (c.app->parsed()) return c.run();
+  }
   return 2;
 }

@@ -82,6 +82,38 @@ TEST(KvfsCli, CheckOfADamagedStoreFailsNamingTheFile) {
   EXPECT_NE(r.output.find("offset"), std::string::npos) << r.output;
 }
 
+TEST(KvfsCli, CheckOfADamagedLsmTableFailsNamingTheFileAndOffset) {
+  test::TempDir tmp;
+  const std::string dir = tmp.Sub("lsm");
+  {
+    engines::EngineOptions o;
+    o.sync_mode = sync::SyncMode::kNone;
+    auto e = engines::OpenEngine("lsm", sync::DefaultFileSystem(), dir, o);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    for (int i = 0; i < 2000; ++i) {
+      ASSERT_OK((*e)->Put("key" + std::to_string(i), std::string(100, 'v')));
+    }
+    ASSERT_OK((*e)->Compact());  // everything into one table
+    ASSERT_OK((*e)->Close());
+  }
+  CliRun ok = Kvfs("check --engine lsm " + dir);
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_NE(ok.output.find("2000 keys"), std::string::npos) << ok.output;
+  std::string table;
+  for (const auto& f : std::filesystem::directory_iterator(dir)) {
+    if (f.path().extension() == ".sst") table = f.path().string();
+  }
+  ASSERT_FALSE(table.empty());
+  {
+    std::fstream f(table, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(5000);  // inside a data block
+    f.put('#');
+  }
+  CliRun r = Kvfs("check --engine lsm " + dir);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(table + " at offset"), std::string::npos) << r.output;
+}
+
 TEST(KvfsCli, CheckRefusesAnUnknownEngine) {
   test::TempDir tmp;
   CliRun r = Kvfs("check --engine nosuch " + tmp.path());

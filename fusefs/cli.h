@@ -1,0 +1,60 @@
+// The kvfs command line's pieces (CLI11), one file per group of subcommands:
+//   cli_mount.cc  mount, umount, and the mount.fuse3 form `kvfs SOURCE MOUNTPOINT -o OPTS`
+//   cli_tools.cc  ls, get, put, rm, check: offline tools on an unmounted data directory
+//   kvfs_main.cc  wal dump/append, and the dispatch
+//
+// Every command that picks stores takes the same flags, so an offline tool sees exactly what a
+// mount of the same flags shows:
+//   --data DIR     data root (default /var/lib/kvfs as root, else $HOME/.local/share/kvfs)
+//   --config FILE  a TOML config (each store names its own data_dir; excludes --data/--engine)
+//   --engine NAME  one store of engine NAME in DIR itself, at the mount's root
+//   (none)         the embedded default: one store per engine, in DIR/<engine>
+// Exit status: 0 success, 1 failure (a message on stderr), other codes for bad usage.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "sync/status.h"
+
+namespace kvfs::cli {
+
+struct StoreFlags {
+  std::string data;
+  std::string config;
+  std::string engine;
+  std::string sync;  // "" = as configured
+};
+
+void AddStoreFlags(CLI::App* cmd, StoreFlags* flags, bool with_sync);
+
+struct Selection {
+  config::Config config;
+  bool single_store = false;
+  std::string data_root;  // --data or its default ("" with --config)
+};
+
+// The config the flags select, validated; errors name the flag or the config file's line.
+Result<Selection> SelectStores(const StoreFlags& flags);
+
+// /var/lib/kvfs for root, else $HOME/.local/share/kvfs.
+std::string DefaultDataRoot();
+
+// A parsed subcommand and what runs it (returns the exit code).
+struct Command {
+  CLI::App* app;
+  std::function<int()> run;
+};
+
+void AddMountCommands(CLI::App* app, std::vector<Command>* commands);
+void AddToolCommands(CLI::App* app, std::vector<Command>* commands);
+
+// mount.fuse3 runs `kvfs SOURCE MOUNTPOINT -o OPTS` for an fstab line of type fuse.kvfs: true
+// if argv has that form (its first argument is no subcommand and no option).
+bool IsMountHelperForm(int argc, char** argv, const CLI::App& app);
+int MountHelperMain(int argc, char** argv);
+
+}  // namespace kvfs::cli

@@ -1,0 +1,353 @@
+#define FUSE_USE_VERSION 314
+#include "fusefs/daemon.h"
+
+#include <fcntl.h>
+#include <fuse3/fuse_lowlevel.h>
+#include <poll.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/syslog_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "fusefs/fuse_ops.h"
+#include "fusefs/stores.h"
+
+namespace kvfs::fusefs {
+namespace {
+
+spdlog::level::level_enum SpdLevel(config::LogLevel level) {
+  switch (level) {
+    case config::LogLevel::kTrace:
+      return spdlog::level::trace;
+    case config::LogLevel::kDebug:
+      return spdlog::level::debug;
+    case config::LogLevel::kInfo:
+      return spdlog::level::info;
+    case config::LogLevel::kWarn:
+      return spdlog::level::warn;
+    case config::LogLevel::kError:
+      return spdlog::level::err;
+    case config::LogLevel::kCritical:
+      return spdlog::level::critical;
+    case config::LogLevel::kOff:
+      return spdlog::level::off;
+  }
+  return spdlog::level::info;
+}
+
+// Sets the default spdlog logger. Returns false (with a message on stderr) if the log file
+// cannot be opened.
+bool SetUpLogging(const config::LoggingConfig& logging, bool attached) {
+  try {
+    std::shared_ptr<spdlog::logger> logger;
+    if (!logging.file.empty()) {
+      logger = spdlog::basic_logger_mt("kvfs", logging.file);
+    } else if (attached) {
+      logger = spdlog::stderr_logger_mt("kvfs");
+    } else {
+      logger = spdlog::syslog_logger_mt("kvfs", "kvfs", LOG_PID, LOG_DAEMON);
+    }
+    logger->set_level(SpdLevel(logging.level));
+    logger->flush_on(spdlog::level::warn);
+    spdlog::set_default_logger(logger);
+    return true;
+  } catch (const spdlog::spdlog_ex& e) {
+    std::fprintf(stderr, "kvfs: cannot set up logging to %s: %s\n", logging.file.c_str(), e.what());
+    return false;
+  }
+}
+
+void FuseLog(enum fuse_log_level level, const char* fmt, va_list ap) {
+  char buf[1024];
+  std::vsnprintf(buf, sizeof(buf), fmt, ap);
+  std::string msg(buf);
+  while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+  switch (level) {
+    case FUSE_LOG_EMERG:
+    case FUSE_LOG_ALERT:
+    case FUSE_LOG_CRIT:
+    case FUSE_LOG_ERR:
+      spdlog::error("libfuse: {}", msg);
+      break;
+    case FUSE_LOG_WARNING:
+    case FUSE_LOG_NOTICE:
+      spdlog::warn("libfuse: {}", msg);
+      break;
+    case FUSE_LOG_INFO:
+      spdlog::info("libfuse: {}", msg);
+      break;
+    case FUSE_LOG_DEBUG:
+      spdlog::debug("libfuse: {}", msg);
+      break;
+  }
+}
+
+// Escapes ',' and '\' for libfuse's option parser.
+std::string EscapeOption(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == ',' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+// OK if `mountpoint` can be mounted on; otherwise the message to print.
+std::string CheckMountpoint(const std::string& mountpoint) {
+  struct stat st;
+  if (::stat(mountpoint.c_str(), &st) != 0) {
+    const int err = errno;
+    if (err == ENOTCONN) {
+      return "mountpoint " + mountpoint +
+             " is a FUSE mount whose daemon died; run: fusermount3 -u " + mountpoint;
+    }
+    return "mountpoint " + mountpoint + ": " + std::strerror(err);
+  }
+  if (!S_ISDIR(st.st_mode)) return "mountpoint " + mountpoint + " is not a directory";
+  return {};
+}
+
+void WriteAll(int fd, const char* data, size_t n) {
+  while (n > 0) {
+    const ssize_t w = ::write(fd, data, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    data += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+void Detach() {
+  const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null >= 0) {
+    ::dup2(null, 0);
+    ::dup2(null, 1);
+    ::dup2(null, 2);
+    if (null > 2) ::close(null);
+  }
+  if (::chdir("/") != 0) {
+    spdlog::warn("chdir /: {}", std::strerror(errno));
+  }
+}
+
+// The daemon proper (in the child when daemonized). `ready_fd` >= 0: write 'K' there once the
+// mount is live.
+int Serve(const DaemonOptions& options, const std::string& mountpoint, int ready_fd) {
+  const bool attached = ready_fd < 0;
+  config::LoggingConfig logging = options.config.logging;
+  if (options.debug) logging.level = config::LogLevel::kDebug;  // libfuse's trace is debug
+  if (!SetUpLogging(logging, /*attached=*/true)) return 1;
+  fuse_set_log_func(FuseLog);
+
+  auto stores = OpenStores(options.config, OpenStoresOptions{});
+  if (!stores.ok()) {
+    std::fprintf(stderr, "kvfs: %s\n", stores.status().ToString().c_str());
+    return 1;
+  }
+  FsOptions fso;
+  fso.single_store = options.single_store;
+  fso.no_open = options.no_open;
+  fso.writeback_cache = options.writeback_cache;
+  fso.xattrs = options.xattrs;
+  fso.timeout_s = options.timeout_s;
+  fso.mountpoint = mountpoint;
+  Filesystem fs(std::move(*stores), options.config, fso);
+
+  std::string opts = "default_permissions,subtype=kvfs,fsname=" + EscapeOption(options.fsname);
+  for (const std::string& o : options.fuse_options) opts += "," + o;
+  fuse_args args = FUSE_ARGS_INIT(0, nullptr);
+  fuse_opt_add_arg(&args, "kvfs");
+  if (options.debug) fuse_opt_add_arg(&args, "-d");
+  fuse_opt_add_arg(&args, "-o");
+  fuse_opt_add_arg(&args, opts.c_str());
+  fuse_session* se = fuse_session_new(&args, LowLevelOps(), sizeof(fuse_lowlevel_ops), &fs);
+  fuse_opt_free_args(&args);
+  if (se == nullptr) {
+    std::fprintf(stderr, "kvfs: FUSE refused the mount options: %s\n", opts.c_str());
+    return 1;
+  }
+  if (fuse_set_signal_handlers(se) != 0) {
+    std::fprintf(stderr, "kvfs: cannot install signal handlers\n");
+    fuse_session_destroy(se);
+    return 1;
+  }
+  if (fuse_session_mount(se, mountpoint.c_str()) != 0) {
+    std::fprintf(stderr, "kvfs: cannot mount at %s (see the message above)\n", mountpoint.c_str());
+    fuse_remove_signal_handlers(se);
+    fuse_session_destroy(se);
+    return 1;
+  }
+  std::fprintf(stderr, "kvfs: mounted at %s\n", mountpoint.c_str());
+  if (!attached) {
+    std::fflush(stderr);
+    WriteAll(ready_fd, "K", 1);
+    ::close(ready_fd);
+    Detach();
+    spdlog::drop_all();
+    if (!SetUpLogging(logging, /*attached=*/false)) {
+      // Nowhere to say it: carry on without logs.
+      spdlog::set_level(spdlog::level::off);
+    }
+  }
+  for (const config::StoreConfig& s : options.config.stores)
+    spdlog::info("serving {}", DescribeStore(s));
+
+  fuse_loop_config* loop = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_idle_threads(loop, 8);
+  fuse_loop_cfg_set_max_threads(loop, 64);  // blocked fsyncs must not starve other requests
+  const int ret = fuse_session_loop_mt(se, loop);
+  fuse_loop_cfg_destroy(loop);
+  spdlog::info("leaving the loop ({}), unmounting {}", ret, mountpoint);
+  fuse_session_unmount(se);
+  fuse_remove_signal_handlers(se);
+  fuse_session_destroy(se);  // calls destroy: every store synced and closed
+  Status closed = fs.Shutdown();
+  if (!closed.ok()) {
+    spdlog::error("closing the stores: {}", closed.ToString());
+    if (attached) std::fprintf(stderr, "kvfs: closing the stores: %s\n", closed.ToString().c_str());
+    return 1;
+  }
+  spdlog::info("clean exit");
+  spdlog::shutdown();
+  return ret < 0 ? 1 : 0;
+}
+
+// The daemon's pid as /.kvfs/stats reports it, or 0.
+pid_t DaemonPid(const std::string& mountpoint) {
+  std::ifstream in(mountpoint + "/" + std::string(kControlDirName) + "/stats");
+  if (!in) return 0;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  const size_t at = text.find("\"pid\":");
+  if (at == std::string::npos) return 0;
+  return static_cast<pid_t>(std::strtol(text.c_str() + at + 6, nullptr, 10));
+}
+
+}  // namespace
+
+int RunDaemon(const DaemonOptions& options) {
+  std::string mountpoint = options.mountpoint;
+  if (char* real = ::realpath(mountpoint.c_str(), nullptr); real != nullptr) {
+    mountpoint = real;
+    std::free(real);
+  }
+  if (const std::string bad = CheckMountpoint(mountpoint); !bad.empty()) {
+    std::fprintf(stderr, "kvfs: %s\n", bad.c_str());
+    return 1;
+  }
+  for (const config::StoreConfig& s : options.config.stores) {
+    std::fprintf(stderr, "kvfs: %s\n", DescribeStore(s).c_str());
+  }
+  if (options.foreground || options.debug) return Serve(options, mountpoint, -1);
+
+  std::fflush(stdout);
+  std::fflush(stderr);
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    std::fprintf(stderr, "kvfs: pipe: %s\n", std::strerror(errno));
+    return 1;
+  }
+  const pid_t child = ::fork();
+  if (child < 0) {
+    std::fprintf(stderr, "kvfs: fork: %s\n", std::strerror(errno));
+    return 1;
+  }
+  if (child == 0) {
+    ::close(fds[0]);
+    ::setsid();
+    const int code = Serve(options, mountpoint, fds[1]);
+    std::fflush(nullptr);
+    ::_exit(code);
+  }
+  ::close(fds[1]);
+  char c = 0;
+  ssize_t n;
+  do {
+    n = ::read(fds[0], &c, 1);
+  } while (n < 0 && errno == EINTR);
+  ::close(fds[0]);
+  if (n == 1 && c == 'K') return 0;
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) != 0) return WEXITSTATUS(status);
+  std::fprintf(stderr, "kvfs: the daemon stopped before the mount was live\n");
+  return 1;
+}
+
+int Unmount(const std::string& mountpoint_arg, bool lazy, double wait_s) {
+  std::string mountpoint = mountpoint_arg;
+  if (char* real = ::realpath(mountpoint.c_str(), nullptr); real != nullptr) {
+    mountpoint = real;
+    std::free(real);
+  }
+  // Hold the daemon by a pidfd before unmounting, so its pid cannot be reused under us.
+  int pidfd = -1;
+  if (const pid_t pid = DaemonPid(mountpoint); pid > 0) {
+    pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  }
+  int rc = 0;
+  if (::geteuid() == 0) {
+    if (::umount2(mountpoint.c_str(), lazy ? MNT_DETACH : 0) != 0) {
+      const int err = errno;
+      std::fprintf(stderr, "kvfs: cannot unmount %s: %s%s\n", mountpoint.c_str(),
+                   std::strerror(err),
+                   err == EBUSY ? " (files open or a working directory there; "
+                                  "kvfs umount --lazy detaches it now, it ends when unused)"
+                                : "");
+      rc = 1;
+    }
+  } else {
+    const pid_t child = ::fork();
+    if (child == 0) {
+      if (lazy) {
+        ::execlp("fusermount3", "fusermount3", "-u", "-z", mountpoint.c_str(), nullptr);
+      } else {
+        ::execlp("fusermount3", "fusermount3", "-u", mountpoint.c_str(), nullptr);
+      }
+      std::fprintf(stderr, "kvfs: cannot run fusermount3: %s\n", std::strerror(errno));
+      ::_exit(127);
+    }
+    int status = 0;
+    while (child > 0 && ::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (child < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) rc = 1;
+  }
+  if (rc == 0 && pidfd >= 0 && !lazy) {
+    // The daemon syncs and closes its stores after the unmount: wait for it, so that the data
+    // directory is free (and durable) when we return.
+    pollfd p = {pidfd, POLLIN, 0};
+    const int ms = static_cast<int>(wait_s * 1000);
+    int r;
+    do {
+      r = ::poll(&p, 1, ms);
+    } while (r < 0 && errno == EINTR);
+    if (r == 0) {
+      std::fprintf(stderr, "kvfs: unmounted %s, but its daemon is still running after %.0f s\n",
+                   mountpoint.c_str(), wait_s);
+      rc = 1;
+    }
+  }
+  if (pidfd >= 0) ::close(pidfd);
+  return rc;
+}
+
+}  // namespace kvfs::fusefs

@@ -1,0 +1,166 @@
+#include "fusefs/stores.h"
+
+#include <chrono>
+#include <utility>
+
+#include "engines/engine.h"
+#include "sync/durable.h"
+#include "sync/file_system.h"
+
+namespace kvfs::fusefs {
+namespace {
+
+std::string MarkerPath(const std::string& data_dir) {
+  return sync::JoinPath(data_dir, kStoreMarkerName);
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+// The value of `key` in marker text ("key = value" lines), or "" if absent.
+std::string MarkerValue(std::string_view text, std::string_view key) {
+  while (!text.empty()) {
+    const size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    const size_t eq = line.find('=');
+    if (eq == std::string_view::npos) continue;
+    if (Trim(line.substr(0, eq)) == key) return std::string(Trim(line.substr(eq + 1)));
+  }
+  return {};
+}
+
+engines::EngineOptions EngineOptionsFor(const config::StoreConfig& store,
+                                        const OpenStoresOptions& options) {
+  engines::EngineOptions eo;
+  switch (store.sync) {
+    case config::SyncMode::kAlways:
+      // The FileStore syncs each mutation itself, outside its lock (group commit).
+      eo.sync_mode = sync::SyncMode::kNone;
+      break;
+    case config::SyncMode::kBatch:
+      eo.sync_mode = sync::SyncMode::kBatch;
+      break;
+    case config::SyncMode::kNone:
+      eo.sync_mode = sync::SyncMode::kNone;
+      break;
+  }
+  eo.batch_records = static_cast<uint32_t>(std::min<uint64_t>(store.batch_records, UINT32_MAX));
+  eo.batch_interval = std::chrono::milliseconds(store.batch_window_ms);
+  eo.segment_size = store.segment_size;
+  eo.cache_size = store.cache_size;
+  eo.read_only = options.read_only;
+  eo.background_work = options.background_work && !options.read_only;
+  return eo;
+}
+
+}  // namespace
+
+std::string StoreMarkerText(const std::string& engine) {
+  return "engine = " + engine + "\nlayout = " + std::to_string(kStoreMarkerLayout) + "\n";
+}
+
+Status CheckStoreMarker(const std::string& data_dir, const std::string& engine, bool* present) {
+  *present = false;
+  sync::FileSystem* fs = sync::DefaultFileSystem();
+  const std::string path = MarkerPath(data_dir);
+  KVFS_ASSIGN_OR_RETURN(const bool exists, fs->Exists(path));
+  if (!exists) return Status::OK();
+  KVFS_ASSIGN_OR_RETURN(const std::string text, sync::ReadFileToString(fs, path));
+  const std::string found = MarkerValue(text, "engine");
+  if (found.empty()) {
+    return Status::Corruption(path + ": no \"engine = NAME\" line; it should read \"" +
+                              StoreMarkerText(engine) + "\"");
+  }
+  const std::string layout = MarkerValue(text, "layout");
+  if (layout != std::to_string(kStoreMarkerLayout)) {
+    return Status::Corruption(path + ": layout \"" + layout + "\" is not one this kvfs reads (" +
+                              std::to_string(kStoreMarkerLayout) + ")");
+  }
+  if (found != engine) {
+    return Status::InvalidArgument("data directory " + data_dir + " holds a " + found + " store (" +
+                                   path + " says engine = " + found + "), but engine " + engine +
+                                   " was asked for");
+  }
+  *present = true;
+  return Status::OK();
+}
+
+Result<Store> OpenStore(const config::StoreConfig& store, const OpenStoresOptions& options) {
+  sync::FileSystem* fs = sync::DefaultFileSystem();
+  const std::string context = "store " + store.name + " (" + store.data_dir + ")";
+  if (options.read_only) {
+    auto exists = fs->IsDirectory(store.data_dir);
+    if (!exists.ok() || !*exists) {
+      return Status::NotFound(context + ": no data directory " + store.data_dir);
+    }
+  } else {
+    Status made = sync::CreateDirDurably(fs, store.data_dir);
+    if (!made.ok()) return made.WithContext(context + ": cannot create its data directory");
+  }
+  bool marker = false;
+  Status checked = CheckStoreMarker(store.data_dir, store.engine, &marker);
+  if (!checked.ok()) return checked.WithContext(context);
+
+  auto engine =
+      engines::OpenEngine(store.engine, fs, store.data_dir, EngineOptionsFor(store, options));
+  if (!engine.ok()) {
+    if (engine.status().IsBusy()) {
+      return engine.status().WithContext(context + " is in use (is it mounted? unmount it first)");
+    }
+    return engine.status().WithContext(context + ": engine " + store.engine + " cannot open it");
+  }
+  if (!marker && !options.read_only) {
+    // Under the engine's lock: no other kvfs writes it at the same time.
+    Status written =
+        sync::WriteFileAtomically(fs, MarkerPath(store.data_dir), StoreMarkerText(store.engine));
+    if (!written.ok()) {
+      (*engine)->Close().PermitUnchecked();
+      return written.WithContext(context + ": cannot write " + kStoreMarkerName);
+    }
+  }
+  FileStoreOptions fso;
+  fso.sync_every_mutation = store.sync == config::SyncMode::kAlways;
+  fso.read_only = options.read_only;
+  auto files = FileStore::Open(std::move(*engine), fso);
+  if (!files.ok()) return files.status().WithContext(context);
+  return Store{store, std::move(*files)};
+}
+
+Result<std::vector<Store>> OpenStores(const config::Config& config,
+                                      const OpenStoresOptions& options) {
+  std::vector<Store> stores;
+  for (const config::StoreConfig& sc : config.stores) {
+    auto store = OpenStore(sc, options);
+    if (!store.ok()) {
+      CloseStores(&stores).PermitUnchecked();
+      return store.status();
+    }
+    stores.push_back(std::move(*store));
+  }
+  return stores;
+}
+
+Status CloseStores(std::vector<Store>* stores) {
+  Status first;
+  for (Store& store : *stores) {
+    if (store.files == nullptr) continue;
+    Status s = store.files->Close();
+    if (!s.ok() && first.ok()) first = s.WithContext("store " + store.config.name);
+    store.files.reset();
+  }
+  stores->clear();
+  return first;
+}
+
+std::string DescribeStore(const config::StoreConfig& store) {
+  return "store " + store.name + " (engine " + store.engine + ", sync " +
+         std::string(config::SyncModeName(store.sync)) + ") in " + store.data_dir;
+}
+
+}  // namespace kvfs::fusefs

@@ -1,0 +1,79 @@
+// Stores: opening the stores a config::Config names, for the daemon and the offline tools.
+//
+// Each store's data directory carries a marker file, KVFS_STORE, written durably on first use
+// (sync::WriteFileAtomically after sync::CreateDirDurably):
+//
+//   engine = bitcask
+//   layout = 1
+//
+// It records which engine owns the directory, so that opening it later with another engine
+// (a changed config, a wrong `--engine`) is refused with a message naming the directory and
+// both engines, before that engine touches a file. A directory without a marker (made by an
+// older kvfs or by the engine directly) is taken to hold the configured engine; a writable open
+// then adds the marker.
+//
+// Sync modes (config::SyncMode) map onto the engine and the FileStore so that each has one job:
+// - always: the engine's log in mode `none`, FileStoreOptions::sync_every_mutation set: the
+//   FileStore syncs after each mutation outside its lock, so concurrent writers share one log
+//   sync (group commit);
+// - batch:  the engine's log in mode `batch` (batch_records, batch_window_ms);
+// - none:   the engine's log in mode `none` (a sync only on fsync, fdatasync, fsyncdir).
+//
+// Thread safety: OpenStores and CloseStores are called by one thread; the opened FileStores are
+// thread-safe (file_store.h).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "fusefs/file_store.h"
+#include "sync/status.h"
+
+namespace kvfs::fusefs {
+
+inline constexpr const char* kStoreMarkerName = "KVFS_STORE";
+inline constexpr int kStoreMarkerLayout = 1;
+
+// One opened store: its configuration and its file tree.
+struct Store {
+  config::StoreConfig config;
+  std::unique_ptr<FileStore> files;
+};
+
+struct OpenStoresOptions {
+  // Offline read tools: the engine and the FileStore open read-only, nothing is written (not
+  // even the marker), background work is off. A missing data directory is NotFound.
+  bool read_only = false;
+  // Background merges/compactions (off for offline tools, which exit soon).
+  bool background_work = true;
+};
+
+// The marker's text for `engine`.
+std::string StoreMarkerText(const std::string& engine);
+
+// Checks the marker of `data_dir` against `engine`: OK when it matches or is absent;
+// InvalidArgument naming the directory and both engines when it names another; Corruption
+// naming the file when it cannot be parsed. Sets *present to whether a marker exists.
+Status CheckStoreMarker(const std::string& data_dir, const std::string& engine, bool* present);
+
+// Opens one store: checks the marker, creates the data directory (unless read_only), opens the
+// engine with the options `store` asks for, writes the marker if it was missing, and opens the
+// FileStore on it. Errors name the store and its directory; a directory locked by another
+// process (a mounted kvfs) is kBusy with the holder's pid, as the engine reports it.
+Result<Store> OpenStore(const config::StoreConfig& store, const OpenStoresOptions& options);
+
+// Opens every store of `config` in order. On the first failure, closes those already opened
+// and returns that failure.
+Result<std::vector<Store>> OpenStores(const config::Config& config,
+                                      const OpenStoresOptions& options);
+
+// Syncs and closes every store (each is attempted even if an earlier one fails); returns the
+// first error, naming its store. Leaves `stores` empty.
+Status CloseStores(std::vector<Store>* stores);
+
+// "store lsm (engine lsm, sync batch) in /var/lib/kvfs/lsm": where a store's data lives.
+std::string DescribeStore(const config::StoreConfig& store);
+
+}  // namespace kvfs::fusefs

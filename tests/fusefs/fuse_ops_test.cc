@@ -1,0 +1,426 @@
+// The daemon's work without a mount: inode numbering, the virtual root and control directory,
+// the errnos the FUSE replies carry, readdir offsets, and opening stores (markers, sync modes).
+#define FUSE_USE_VERSION 314
+#include "fusefs/fuse_ops.h"
+
+#include <fuse3/fuse_lowlevel.h>
+#include <gtest/gtest.h>
+#include <linux/fs.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "engines/engine.h"
+#include "fusefs/inode_map.h"
+#include "fusefs/stores.h"
+#include "tests/test_util.h"
+
+namespace kvfs::fusefs {
+namespace {
+
+const Caller kUser{1000, 1000, 022};
+
+template <typename T>
+int ErrnoOfResult(const Result<T>& r) {
+  return r.ok() ? 0 : ErrnoOf(r.status());
+}
+
+TEST(InodeMap, SingleStoreIsIdentityAndRootIsFuseRoot) {
+  InodeMap m(/*single_store=*/true);
+  EXPECT_EQ(m.StoreIno(0, kRootId), uint64_t{FUSE_ROOT_ID});
+  EXPECT_EQ(m.StoreIno(0, 12345), 12345u);
+  const InodeRef r = m.Decode(12345);
+  EXPECT_EQ(r.kind, InodeKind::kStore);
+  EXPECT_EQ(r.store, 0u);
+  EXPECT_EQ(r.id, 12345u);
+  EXPECT_EQ(m.Decode(InodeMap::VirtualIno(kStatsNode)).kind, InodeKind::kVirtual);
+  EXPECT_EQ(m.Decode(0).kind, InodeKind::kInvalid);
+}
+
+TEST(InodeMap, MultiStoreRoundTripsAndKeepsStoresApart) {
+  InodeMap m(/*single_store=*/false);
+  EXPECT_EQ(m.Decode(FUSE_ROOT_ID).kind, InodeKind::kMountRoot);
+  std::set<uint64_t> seen;
+  for (size_t store = 0; store < 3; ++store) {
+    for (uint64_t id : {kRootId, kFirstFreeId, kIdMask}) {
+      const uint64_t ino = m.StoreIno(store, id);
+      ASSERT_NE(ino, 0u);
+      EXPECT_NE(ino, uint64_t{FUSE_ROOT_ID});
+      EXPECT_TRUE(seen.insert(ino).second) << ino;
+      const InodeRef r = m.Decode(ino);
+      EXPECT_EQ(r.kind, InodeKind::kStore);
+      EXPECT_EQ(r.store, store);
+      EXPECT_EQ(r.id, id);
+      EXPECT_LT(ino, kVirtualBase);
+    }
+  }
+  EXPECT_EQ(m.StoreIno(0, kIdMask + 1), 0u) << "ids beyond 2^48 cannot be represented";
+  const InodeRef v = m.Decode(InodeMap::VirtualIno(kConfigNode));
+  EXPECT_EQ(v.kind, InodeKind::kVirtual);
+  EXPECT_EQ(v.id, kConfigNode);
+}
+
+class FilesystemTest : public testing::Test {
+ protected:
+  // Mounts (without FUSE) the embedded default: one store per engine.
+  void OpenMulti() {
+    config_ = config::DefaultConfig(tmp_.Sub("data"), engines::EngineNames());
+    Open(/*single=*/false);
+  }
+  void OpenSingle(const std::string& engine) {
+    auto c = config::SingleEngineConfig(tmp_.Sub("data"), engine, engines::EngineNames());
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    config_ = *c;
+    Open(/*single=*/true);
+  }
+  void Open(bool single) {
+    auto stores = OpenStores(config_, {});
+    ASSERT_TRUE(stores.ok()) << stores.status().ToString();
+    FsOptions o;
+    o.single_store = single;
+    o.mountpoint = "/mnt/test";
+    fs_ = std::make_unique<Filesystem>(std::move(*stores), config_, o);
+  }
+  uint64_t StoreRoot(const std::string& name) {
+    auto e = fs_->Lookup(FUSE_ROOT_ID, name);
+    EXPECT_TRUE(e.ok()) << e.status().ToString();
+    return e.ok() ? e->ino : 0;
+  }
+  std::vector<std::string> List(uint64_t dir_ino, bool plus = false) {
+    auto d = fs_->OpenDir(dir_ino);
+    EXPECT_TRUE(d.ok()) << d.status().ToString();
+    std::vector<std::string> names;
+    if (!d.ok()) return names;
+    off_t off = 0;
+    for (;;) {
+      size_t got = 0;
+      Status s =
+          fs_->ReadDir(d->get(), off, plus, [&](std::string_view n, const Entry& e, off_t next) {
+            if (got == 2) return false;  // a tiny reply buffer: two entries per call
+            names.emplace_back(n);
+            if (plus && e.ino != 0) fs_->Forget(e.ino, 1);
+            off = next;
+            ++got;
+            return true;
+          });
+      EXPECT_OK(s);
+      if (got == 0) break;
+    }
+    return names;
+  }
+
+  test::TempDir tmp_;
+  config::Config config_;
+  std::unique_ptr<Filesystem> fs_;
+};
+
+TEST_F(FilesystemTest, MountRootListsTheStoresAndHidesTheControlDirectory) {
+  OpenMulti();
+  std::vector<std::string> expected = {".", ".."};
+  for (const std::string& e : engines::EngineNames()) expected.push_back(e);
+  EXPECT_EQ(List(FUSE_ROOT_ID), expected);
+  auto control = fs_->Lookup(FUSE_ROOT_ID, ".kvfs");
+  ASSERT_TRUE(control.ok()) << control.status().ToString();
+  EXPECT_TRUE(S_ISDIR(control->attr.st_mode));
+  EXPECT_EQ(List(control->ino), (std::vector<std::string>{".", "..", "stats", "config"}));
+  EXPECT_EQ(ErrnoOfResult(fs_->Lookup(FUSE_ROOT_ID, "nosuch")), ENOENT);
+}
+
+TEST_F(FilesystemTest, TheMountRootAcceptsNoNewNames) {
+  OpenMulti();
+  const std::string store = engines::EngineNames()[0];
+  EXPECT_EQ(ErrnoOfResult(fs_->Create(FUSE_ROOT_ID, "f", 0644, 0, kUser)), EPERM);
+  EXPECT_EQ(ErrnoOfResult(fs_->Mkdir(FUSE_ROOT_ID, "d", 0755, kUser)), EPERM);
+  EXPECT_EQ(ErrnoOfResult(fs_->Mkdir(FUSE_ROOT_ID, store, 0755, kUser)), EEXIST);
+  EXPECT_EQ(ErrnoOfResult(fs_->Mkdir(FUSE_ROOT_ID, ".kvfs", 0755, kUser)), EEXIST);
+  EXPECT_NE(ErrnoOf(fs_->Rmdir(FUSE_ROOT_ID, store)), 0);
+  EXPECT_EQ(ErrnoOf(fs_->Unlink(FUSE_ROOT_ID, store)), EPERM);
+}
+
+TEST_F(FilesystemTest, FilesLiveInTheirStoreAndRenamesAcrossStoresAreExdev) {
+  OpenMulti();
+  const std::vector<std::string> names = engines::EngineNames();
+  ASSERT_GE(names.size(), 2u);
+  const uint64_t a = StoreRoot(names[0]);
+  const uint64_t b = StoreRoot(names[1]);
+  auto f = fs_->Create(a, "file", 0644, O_EXCL, kUser);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  EXPECT_EQ(f->attr.st_mode, S_IFREG | 0644u);
+  EXPECT_EQ(f->attr.st_uid, 1000u);
+  ASSERT_TRUE(fs_->Write(f->ino, 0, "hello").ok());
+  auto data = fs_->Read(f->ino, 0, 100, nullptr);
+  ASSERT_TRUE(data.ok());
+  EXPECT_EQ(*data, "hello");
+  EXPECT_EQ(ErrnoOfResult(fs_->Lookup(b, "file")), ENOENT);
+  EXPECT_EQ(ErrnoOf(fs_->Rename(a, "file", b, "file", 0)), EXDEV);
+  EXPECT_EQ(ErrnoOf(fs_->Rename(a, "file", FUSE_ROOT_ID, "file", 0)), EXDEV);
+  EXPECT_OK(fs_->Rename(a, "file", a, "moved", 0));
+  EXPECT_EQ(ErrnoOfResult(fs_->Create(a, "moved", 0644, O_EXCL, kUser)), EEXIST);
+  // Without O_EXCL an existing file is opened, and O_TRUNC truncates it.
+  auto again = fs_->Create(a, "moved", 0644, O_TRUNC, kUser);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->ino, f->ino);
+  EXPECT_EQ(again->attr.st_size, 0);
+  EXPECT_EQ(ErrnoOf(fs_->Rename(a, "moved", a, "x", RENAME_WHITEOUT)), EINVAL);
+}
+
+TEST_F(FilesystemTest, SpecialFilesAndHardLinksAreRefused) {
+  OpenSingle(engines::EngineNames()[0]);
+  EXPECT_EQ(ErrnoOfResult(fs_->MakeNode(FUSE_ROOT_ID, "fifo", S_IFIFO | 0644, kUser)), EPERM);
+  EXPECT_EQ(ErrnoOfResult(fs_->MakeNode(FUSE_ROOT_ID, "dev", S_IFCHR | 0644, kUser)), EPERM);
+  auto f = fs_->MakeNode(FUSE_ROOT_ID, "plain", S_IFREG | 0600, kUser);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  EXPECT_EQ(f->attr.st_mode, S_IFREG | 0600u);
+}
+
+TEST_F(FilesystemTest, SingleStoreReservesDotKvfsAtTheRoot) {
+  OpenSingle(engines::EngineNames()[0]);
+  auto root = fs_->GetAttr(FUSE_ROOT_ID);
+  ASSERT_TRUE(root.ok());
+  EXPECT_TRUE(S_ISDIR(root->st_mode));
+  auto control = fs_->Lookup(FUSE_ROOT_ID, ".kvfs");
+  ASSERT_TRUE(control.ok());
+  EXPECT_EQ(control->ino, InodeMap::VirtualIno(kControlDirNode));
+  EXPECT_EQ(ErrnoOfResult(fs_->Mkdir(FUSE_ROOT_ID, ".kvfs", 0755, kUser)), EEXIST);
+  EXPECT_EQ(ErrnoOfResult(fs_->Create(FUSE_ROOT_ID, ".kvfs", 0644, 0, kUser)), EEXIST);
+  ASSERT_TRUE(fs_->Create(FUSE_ROOT_ID, "f", 0644, 0, kUser).ok());
+  EXPECT_EQ(ErrnoOf(fs_->Rename(FUSE_ROOT_ID, "f", FUSE_ROOT_ID, ".kvfs", 0)), EPERM);
+  EXPECT_EQ(ErrnoOf(fs_->Rename(FUSE_ROOT_ID, ".kvfs", FUSE_ROOT_ID, "g", 0)), EPERM);
+  // Below the root the name is an ordinary one.
+  auto d = fs_->Mkdir(FUSE_ROOT_ID, "d", 0755, kUser);
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(fs_->Mkdir(d->ino, ".kvfs", 0755, kUser).ok());
+  EXPECT_EQ(List(FUSE_ROOT_ID), (std::vector<std::string>{".", "..", "d", "f"}));
+  EXPECT_EQ(ErrnoOf(fs_->Rmdir(FUSE_ROOT_ID, ".kvfs")), EPERM);
+}
+
+TEST_F(FilesystemTest, ReaddirResumesAfterTheLastNameWhileEntriesChange) {
+  OpenSingle(engines::EngineNames()[0]);
+  for (const char* n : {"a", "b", "c", "d", "e"}) {
+    ASSERT_TRUE(fs_->Create(FUSE_ROOT_ID, n, 0644, 0, kUser).ok());
+  }
+  auto d = fs_->OpenDir(FUSE_ROOT_ID);
+  ASSERT_TRUE(d.ok());
+  std::vector<std::string> names;
+  off_t off = 0;
+  auto read_some = [&](size_t max) {
+    size_t got = 0;
+    EXPECT_OK(fs_->ReadDir(d->get(), off, false, [&](std::string_view n, const Entry&, off_t next) {
+      if (got == max) return false;
+      names.emplace_back(n);
+      off = next;
+      ++got;
+      return true;
+    }));
+    return got;
+  };
+  EXPECT_EQ(read_some(3), 3u);  // ".", "..", "a"
+  const off_t after_a = off;
+  EXPECT_EQ(read_some(1), 1u);  // "b"
+  // "b" (already listed) and "c" (not yet) go, "bb" and "z" come.
+  EXPECT_OK(fs_->Unlink(FUSE_ROOT_ID, "b"));
+  EXPECT_OK(fs_->Unlink(FUSE_ROOT_ID, "c"));
+  ASSERT_TRUE(fs_->Create(FUSE_ROOT_ID, "bb", 0644, 0, kUser).ok());
+  ASSERT_TRUE(fs_->Create(FUSE_ROOT_ID, "z", 0644, 0, kUser).ok());
+  while (read_some(2) > 0) {
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{".", "..", "a", "b", "bb", "d", "e", "z"}));
+  // An offset handed out earlier still resumes after its name (seekdir / telldir).
+  names.clear();
+  off = after_a;
+  while (read_some(10) > 0) {
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"bb", "d", "e", "z"}));
+  off = 12345;  // never handed out
+  EXPECT_EQ(ErrnoOf(fs_->ReadDir(d->get(), off, false,
+                                 [](std::string_view, const Entry&, off_t) { return true; })),
+            EINVAL);
+}
+
+TEST_F(FilesystemTest, ReaddirplusEntriesCarryALookupReferenceEach) {
+  OpenSingle(engines::EngineNames()[0]);
+  for (const char* n : {"a", "b"}) {
+    auto e = fs_->Create(FUSE_ROOT_ID, n, 0644, 0, kUser);
+    ASSERT_TRUE(e.ok());
+    fs_->Forget(e->ino, 1);
+  }
+  const uint64_t before = fs_->store(0)->stats().known_nodes;
+  auto d = fs_->OpenDir(FUSE_ROOT_ID);
+  ASSERT_TRUE(d.ok());
+  std::vector<uint64_t> inos;
+  EXPECT_OK(fs_->ReadDir(d->get(), 0, true, [&](std::string_view, const Entry& e, off_t) {
+    if (e.ino != 0) inos.push_back(e.ino);
+    return true;
+  }));
+  ASSERT_EQ(inos.size(), 2u);
+  EXPECT_EQ(fs_->store(0)->stats().known_nodes, before + 2);
+  for (uint64_t ino : inos) fs_->Forget(ino, 1);
+  EXPECT_EQ(fs_->store(0)->stats().known_nodes, before);
+}
+
+TEST_F(FilesystemTest, XattrsRoundTripAndPosixAclsAreRefused) {
+  OpenSingle(engines::EngineNames()[0]);
+  auto f = fs_->Create(FUSE_ROOT_ID, "f", 0644, 0, kUser);
+  ASSERT_TRUE(f.ok());
+  EXPECT_OK(fs_->SetXattr(f->ino, "user.color", "blue", 0));
+  auto v = fs_->GetXattr(f->ino, "user.color");
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, "blue");
+  auto list = fs_->ListXattr(f->ino);
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(*list, std::string("user.color\0", 11));
+  EXPECT_EQ(ErrnoOfResult(fs_->GetXattr(f->ino, "user.none")), ENODATA);
+  EXPECT_EQ(ErrnoOf(fs_->SetXattr(f->ino, "system.posix_acl_access", "x", 0)), EOPNOTSUPP);
+  EXPECT_OK(fs_->RemoveXattr(f->ino, "user.color"));
+  EXPECT_EQ(ErrnoOfResult(fs_->GetXattr(f->ino, "user.color")), ENODATA);
+}
+
+TEST_F(FilesystemTest, OpenOfAStoreFileIsEnosysSoTheKernelStopsAsking) {
+  OpenSingle(engines::EngineNames()[0]);
+  auto f = fs_->Create(FUSE_ROOT_ID, "f", 0644, 0, kUser);
+  ASSERT_TRUE(f.ok());
+  std::unique_ptr<OpenFile> open_file;
+  EXPECT_EQ(ErrnoOf(fs_->Open(f->ino, O_RDWR, &open_file)), ENOSYS);
+  EXPECT_EQ(open_file, nullptr);
+  // fsync and fsyncdir always answer (never ENOSYS).
+  EXPECT_OK(fs_->Fsync(f->ino, true));
+  EXPECT_OK(fs_->Fsync(f->ino, false));
+  EXPECT_OK(fs_->FsyncDir(FUSE_ROOT_ID));
+}
+
+TEST_F(FilesystemTest, StatsAndConfigAreServedFromTheControlDirectory) {
+  OpenMulti();
+  auto control = fs_->Lookup(FUSE_ROOT_ID, ".kvfs");
+  ASSERT_TRUE(control.ok());
+  auto stats = fs_->Lookup(control->ino, "stats");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->attr_timeout, 0) << "never cached";
+  std::unique_ptr<OpenFile> open_file;
+  ASSERT_OK(fs_->Open(stats->ino, O_RDONLY, &open_file));
+  ASSERT_NE(open_file, nullptr);
+  for (const std::string& e : engines::EngineNames()) {
+    EXPECT_NE(open_file->snapshot.find("\"name\": \"" + e + "\""), std::string::npos)
+        << open_file->snapshot;
+  }
+  EXPECT_NE(open_file->snapshot.find("\"wal\""), std::string::npos);
+  EXPECT_EQ(ErrnoOf(fs_->Open(stats->ino, O_WRONLY, &open_file)), EACCES);
+  EXPECT_EQ(ErrnoOfResult(fs_->Write(stats->ino, 0, "x")), EPERM);
+  // Without an open (no_open), reads serve the snapshot the last lookup took; its size is the
+  // one getattr reports.
+  auto attr = fs_->GetAttr(stats->ino);
+  ASSERT_TRUE(attr.ok());
+  auto body = fs_->Read(stats->ino, 0, 1 << 20, nullptr);
+  ASSERT_TRUE(body.ok());
+  EXPECT_EQ(static_cast<off_t>(body->size()), attr->st_size);
+
+  auto cfg = fs_->Lookup(control->ino, "config");
+  ASSERT_TRUE(cfg.ok());
+  auto toml = fs_->Read(cfg->ino, 0, 1 << 20, nullptr);
+  ASSERT_TRUE(toml.ok());
+  auto parsed = config::ParseConfig(*toml, "config", engines::EngineNames());
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(*parsed, config_);
+}
+
+TEST_F(FilesystemTest, AfterShutdownEveryOperationFailsWithEio) {
+  OpenSingle(engines::EngineNames()[0]);
+  EXPECT_OK(fs_->Shutdown());
+  EXPECT_OK(fs_->Shutdown());  // once only
+  EXPECT_EQ(ErrnoOfResult(fs_->GetAttr(FUSE_ROOT_ID)), EIO);
+  EXPECT_EQ(ErrnoOfResult(fs_->Lookup(FUSE_ROOT_ID, "x")), EIO);
+}
+
+TEST_F(FilesystemTest, StatfsReportsTheDataDirsFileSystem) {
+  OpenMulti();
+  auto sv = fs_->StatFs(FUSE_ROOT_ID);
+  ASSERT_TRUE(sv.ok()) << sv.status().ToString();
+  EXPECT_EQ(sv->f_bsize, 4096u);
+  EXPECT_EQ(sv->f_namemax, 255u);
+  EXPECT_GT(sv->f_blocks, 0u);
+}
+
+// --- stores ----------------------------------------------------------------------------------
+
+TEST(Stores, TheMarkerRecordsTheEngineAndRefusesAnother) {
+  test::TempDir tmp;
+  const std::vector<std::string> names = engines::EngineNames();
+  ASSERT_GE(names.size(), 2u);
+  auto c = config::SingleEngineConfig(tmp.Sub("d"), names[0], names);
+  ASSERT_TRUE(c.ok());
+  {
+    auto stores = OpenStores(*c, {});
+    ASSERT_TRUE(stores.ok()) << stores.status().ToString();
+    EXPECT_OK(CloseStores(&*stores));
+  }
+  std::ifstream in(tmp.Sub("d/KVFS_STORE"));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "engine = " + names[0] + "\nlayout = 1\n");
+
+  auto other = config::SingleEngineConfig(tmp.Sub("d"), names[1], names);
+  ASSERT_TRUE(other.ok());
+  auto refused = OpenStores(*other, {});
+  ASSERT_FALSE(refused.ok());
+  const std::string msg = refused.status().message();
+  EXPECT_NE(msg.find(tmp.Sub("d")), std::string::npos) << msg;
+  EXPECT_NE(msg.find(names[0]), std::string::npos) << msg;
+  EXPECT_NE(msg.find(names[1]), std::string::npos) << msg;
+}
+
+TEST(Stores, ASecondOpenOfTheSameDirIsBusy) {
+  test::TempDir tmp;
+  auto c =
+      config::SingleEngineConfig(tmp.Sub("d"), engines::EngineNames()[0], engines::EngineNames());
+  ASSERT_TRUE(c.ok());
+  auto first = OpenStores(*c, {});
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  auto second = OpenStores(*c, {});
+  ASSERT_FALSE(second.ok());
+  EXPECT_TRUE(second.status().IsBusy()) << second.status().ToString();
+  EXPECT_NE(second.status().message().find("pid"), std::string::npos) << second.status().ToString();
+  EXPECT_OK(CloseStores(&*first));
+}
+
+TEST(Stores, ReadOnlyOpenOfAMissingDirIsNotFoundAndCreatesNothing) {
+  test::TempDir tmp;
+  auto c =
+      config::SingleEngineConfig(tmp.Sub("d"), engines::EngineNames()[0], engines::EngineNames());
+  ASSERT_TRUE(c.ok());
+  OpenStoresOptions o;
+  o.read_only = true;
+  auto stores = OpenStores(*c, o);
+  ASSERT_FALSE(stores.ok());
+  EXPECT_TRUE(stores.status().IsNotFound()) << stores.status().ToString();
+  EXPECT_FALSE(std::filesystem::exists(tmp.Sub("d")));
+}
+
+TEST(Stores, SyncAlwaysIsTheFileStoresJobAndSurvivesReopen) {
+  test::TempDir tmp;
+  auto c =
+      config::SingleEngineConfig(tmp.Sub("d"), engines::EngineNames()[0], engines::EngineNames());
+  ASSERT_TRUE(c.ok());
+  c->stores[0].sync = config::SyncMode::kAlways;
+  {
+    auto stores = OpenStores(*c, {});
+    ASSERT_TRUE(stores.ok()) << stores.status().ToString();
+    FileStore* files = (*stores)[0].files.get();
+    auto f = files->Create(kRootId, "f", 0644, kUser);
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE(files->Write(f->id, 0, "durable").ok());
+    // Every mutation was synced: the log has nothing pending.
+    const sync::WalStats wal = files->engine()->stats().wal;
+    EXPECT_EQ(wal.durable_lsn, wal.last_lsn);
+    EXPECT_OK(CloseStores(&*stores));
+  }
+  OpenStoresOptions ro;
+  ro.read_only = true;
+  auto again = OpenStores(*c, ro);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  auto attr = (*again)[0].files->Resolve("f");
+  ASSERT_TRUE(attr.ok());
+  EXPECT_EQ(*(*again)[0].files->Read(attr->id, 0, 100), "durable");
+  EXPECT_OK(CloseStores(&*again));
+}
+
+}  // namespace
+}  // namespace kvfs::fusefs
