@@ -869,9 +869,9 @@ void OpLink(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) {
   fuse_reply_err(req, EPERM);  // no hard links (as filesystems without them answer)
 }
 
-void SetOpenFlags(fuse_file_info* fi, std::unique_ptr<OpenFile> open_file) {
+void SetOpenFlags(Filesystem* fs, fuse_file_info* fi, std::unique_ptr<OpenFile> open_file) {
   if (open_file != nullptr) {
-    fi->fh = reinterpret_cast<uint64_t>(open_file.release());
+    fi->fh = fs->open_files().Add(std::move(open_file));
     fi->direct_io = 1;  // the snapshot's size is not the cached size
     fi->keep_cache = 0;
   } else {
@@ -885,9 +885,10 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   std::unique_ptr<OpenFile> open_file;
   Status s = Fs(req)->Open(ino, fi->flags, &open_file);
   if (!s.ok()) return ReplyErr(req, s);
-  OpenFile* raw = open_file.get();
-  SetOpenFlags(fi, std::move(open_file));
-  if (fuse_reply_open(req, fi) == -ENOENT) delete raw;  // interrupted: no release will come
+  const bool handle = open_file != nullptr;
+  SetOpenFlags(Fs(req), fi, std::move(open_file));
+  // Interrupted: no release will come.
+  if (fuse_reply_open(req, fi) == -ENOENT && handle) Fs(req)->open_files().Remove(fi->fh);
 }
 
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
@@ -895,7 +896,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   Filesystem* fs = Fs(req);
   auto e = fs->Create(parent, name, mode, fi->flags, CallerOf(req));
   if (!e.ok()) return ReplyErr(req, e.status());
-  SetOpenFlags(fi, nullptr);
+  SetOpenFlags(fs, fi, nullptr);
   const fuse_entry_param p = ToParam(*e);
   if (fuse_reply_create(req, &p, fi) == -ENOENT) fs->Forget(e->ino, 1);
 }
@@ -905,8 +906,8 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
     fuse_reply_err(req, EINVAL);
     return;
   }
-  auto data = Fs(req)->Read(ino, static_cast<uint64_t>(off), size,
-                            reinterpret_cast<const OpenFile*>(fi->fh));
+  auto data =
+      Fs(req)->Read(ino, static_cast<uint64_t>(off), size, HandleTable<OpenFile>::Get(fi->fh));
   if (!data.ok()) return ReplyErr(req, data.status());
   fuse_reply_buf(req, data->data(), data->size());
 }
@@ -929,7 +930,7 @@ void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
 }
 
 void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete reinterpret_cast<OpenFile*>(fi->fh);
+  if (fi->fh != 0) Fs(req)->open_files().Remove(fi->fh);
   fuse_reply_err(req, 0);
 }
 
@@ -940,14 +941,13 @@ void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto d = Fs(req)->OpenDir(ino);
   if (!d.ok()) return ReplyErr(req, d.status());
-  DirHandle* raw = d->release();
-  fi->fh = reinterpret_cast<uint64_t>(raw);
-  if (fuse_reply_open(req, fi) == -ENOENT) delete raw;
+  fi->fh = Fs(req)->dir_handles().Add(std::move(*d));
+  if (fuse_reply_open(req, fi) == -ENOENT) Fs(req)->dir_handles().Remove(fi->fh);
 }
 
 void DoReaddir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi, bool plus) {
   Filesystem* fs = Fs(req);
-  auto* dir = reinterpret_cast<DirHandle*>(fi->fh);
+  DirHandle* dir = HandleTable<DirHandle>::Get(fi->fh);
   std::string buf(size, '\0');
   size_t used = 0;
   std::vector<uint64_t> referenced;  // lookup references handed out (plus)
@@ -983,7 +983,7 @@ void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
 }
 
 void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete reinterpret_cast<DirHandle*>(fi->fh);
+  Fs(req)->dir_handles().Remove(fi->fh);
   fuse_reply_err(req, 0);
 }
 

@@ -47,6 +47,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "config/config.h"
@@ -93,6 +94,33 @@ struct DirHandle {
 // Per-open state, only for the virtual files (store files need none).
 struct OpenFile {
   std::string snapshot;  // the virtual file's content as of open
+};
+
+// The handles (fuse_file_info::fh) handed to the kernel: owned here rather than by the kernel's
+// promise of a RELEASE, because a session that ends while files or directories are open (an
+// unmount, SIGTERM) gets no RELEASE for them. fh is the object's address.
+template <typename T>
+class HandleTable {
+ public:
+  uint64_t Add(std::unique_ptr<T> handle) {
+    T* raw = handle.get();
+    std::lock_guard lock(mu_);
+    handles_.emplace(raw, std::move(handle));
+    return reinterpret_cast<uint64_t>(raw);
+  }
+  static T* Get(uint64_t fh) { return reinterpret_cast<T*>(fh); }
+  void Remove(uint64_t fh) {
+    std::unique_ptr<T> gone;
+    std::lock_guard lock(mu_);
+    auto it = handles_.find(Get(fh));
+    if (it == handles_.end()) return;
+    gone = std::move(it->second);
+    handles_.erase(it);
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<T*, std::unique_ptr<T>> handles_;  // guarded by mu_
 };
 
 class Filesystem {
@@ -159,6 +187,9 @@ class Filesystem {
   std::string StatsJson() const;
   const std::string& ConfigToml() const { return config_toml_; }
 
+  HandleTable<DirHandle>& dir_handles() { return dir_handles_; }
+  HandleTable<OpenFile>& open_files() { return open_files_; }
+
   // Syncs and closes every store, once; later calls return the first call's result. After it,
   // every operation on a store fails with EIO.
   Status Shutdown();
@@ -186,6 +217,9 @@ class Filesystem {
   mutable std::mutex stats_mu_;
   std::string stats_snapshot_;  // guarded by stats_mu_
   int64_t stats_time_ns_ = 0;   // guarded by stats_mu_
+
+  HandleTable<DirHandle> dir_handles_;
+  HandleTable<OpenFile> open_files_;
 
   std::mutex shutdown_mu_;
   bool shut_down_ = false;  // guarded by shutdown_mu_
