@@ -1,6 +1,8 @@
 // The non-virtual fronts of the file classes: where the sync failure policy lives.
 #include "sync/file_system.h"
 
+#include <algorithm>
+
 namespace kvfs::sync {
 
 Status FailureLatch::Check(const std::string& path) const {
@@ -21,6 +23,25 @@ Status WritableFile::Append(std::string_view data) {
   if (data.empty()) return Status::OK();
   KVFS_RETURN_IF_ERROR(latch_.Record(DoWrite(offset_, data)));
   offset_ += data.size();
+  return Status::OK();
+}
+
+Status WritableFile::AppendZeros(uint64_t n) {
+  if (closed_) return Status::InvalidArgument("append to closed file " + path_);
+  KVFS_RETURN_IF_ERROR(latch_.Check(path_));
+  if (n == 0) return Status::OK();
+  KVFS_RETURN_IF_ERROR(latch_.Record(DoWriteZeros(offset_, n)));
+  offset_ += n;
+  return Status::OK();
+}
+
+Status WritableFile::DoWriteZeros(uint64_t offset, uint64_t n) {
+  const std::string zeros(std::min<uint64_t>(n, 1 << 20), '\0');
+  for (uint64_t done = 0; done < n;) {
+    const uint64_t m = std::min<uint64_t>(zeros.size(), n - done);
+    KVFS_RETURN_IF_ERROR(DoWrite(offset + done, std::string_view(zeros.data(), m)));
+    done += m;
+  }
   return Status::OK();
 }
 

@@ -66,6 +66,12 @@ class WritableFile {
   // Writes `data` at Size() and advances it. On error Size() is unchanged (bytes past it may
   // hold garbage that the next Append overwrites).
   Status Append(std::string_view data);
+  // Appends `n` zero bytes, as Append would (used to write log segments full of zeros before
+  // use). The real disk gets them a page per write: ext4 caches a file written in large writes
+  // in large folios, and every later small write into such a folio costs in proportion to the
+  // folio (measured here: 130-byte overwrites took 2.6 us in a file zero-filled by 1 MiB writes,
+  // 1.0 us in one zero-filled by 4 KiB writes, 1.2 us appending to a growing file).
+  Status AppendZeros(uint64_t n);
   // fdatasync: everything appended so far, and the file size, reach stable storage.
   Status DataSync();
   // fsync: as DataSync plus every other inode field.
@@ -82,6 +88,8 @@ class WritableFile {
       : path_(std::move(path)), offset_(initial_offset) {}
 
   virtual Status DoWrite(uint64_t offset, std::string_view data) = 0;
+  // Default: DoWrite of zeros, up to 1 MiB at a time.
+  virtual Status DoWriteZeros(uint64_t offset, uint64_t n);
   virtual Status DoSync(bool data_only) = 0;
   virtual Status DoPreallocate(uint64_t length) = 0;
   virtual Status DoClose() = 0;

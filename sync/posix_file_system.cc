@@ -195,6 +195,16 @@ class PosixWritableFile final : public WritableFile {
   Status DoWrite(uint64_t offset, std::string_view data) override {
     return PwriteFully(fd_, path(), offset, data);
   }
+  // A page per pwrite, so the page cache holds the file in page-sized folios (file_system.h).
+  Status DoWriteZeros(uint64_t offset, uint64_t n) override {
+    static constexpr char kPage[4096] = {};
+    for (uint64_t done = 0; done < n;) {
+      const uint64_t m = std::min<uint64_t>(sizeof(kPage), n - done);
+      KVFS_RETURN_IF_ERROR(PwriteFully(fd_, path(), offset + done, std::string_view(kPage, m)));
+      done += m;
+    }
+    return Status::OK();
+  }
   Status DoSync(bool data_only) override { return SyncFd(fd_, path(), data_only); }
   Status DoPreallocate(uint64_t length) override { return PreallocateFd(fd_, path(), length); }
   Status DoClose() override { return CloseFd(std::exchange(fd_, -1), path()); }

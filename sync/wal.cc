@@ -128,14 +128,9 @@ Status Wal::PrepareSegment(uint64_t number) {
     case Preallocation::kFallocate:
       s = file->Preallocate(options_.segment_size);
       break;
-    case Preallocation::kZeroFill: {
-      const std::string zeros(std::min<uint64_t>(options_.segment_size, 1 << 20), '\0');
-      while (s.ok() && file->Size() < options_.segment_size) {
-        const uint64_t n = std::min<uint64_t>(zeros.size(), options_.segment_size - file->Size());
-        s = file->Append(std::string_view(zeros.data(), n));
-      }
+    case Preallocation::kZeroFill:
+      s = file->AppendZeros(options_.segment_size);
       break;
-    }
   }
   // fsync, not fdatasync: the new inode and its size must be durable.
   if (s.ok()) s = file->Sync();

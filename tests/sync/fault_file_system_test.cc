@@ -95,6 +95,20 @@ TEST(FaultFileSystemTest, SyncedAppendSurvivesCrash) {
   EXPECT_EQ(data, "synced");
 }
 
+TEST(FaultFileSystemTest, AppendZerosIsAnAppendLikeAnyOther) {
+  FaultFileSystem fs(1);
+  ASSERT_OK(WriteDurable(fs, "/f", "", "/"));
+  ASSERT_OK_AND_ASSIGN(auto file, fs.NewWritableFile("/f", CreateMode::kAppend));
+  ASSERT_OK(file->Append("a"));
+  ASSERT_OK(file->AppendZeros(3 << 20));  // more than one 1 MiB write
+  EXPECT_EQ(file->Size(), (3u << 20) + 1);
+  ASSERT_OK(file->DataSync());
+  ASSERT_OK(file->AppendZeros(5));
+  fs.Crash(CrashMode::kDropUnsynced);
+  ASSERT_OK_AND_ASSIGN(std::string data, ReadFile(fs, "/f"));
+  EXPECT_EQ(data, "a" + std::string(3 << 20, '\0'));
+}
+
 TEST(FaultFileSystemTest, OverwriteModeWritesFromTheStartAndUnsyncedOverwriteReverts) {
   FaultFileSystem fs(1);
   ASSERT_OK(WriteDurable(fs, "/f", "0000000000", "/"));

@@ -153,6 +153,17 @@ TEST_F(PosixFileSystemTest, LargeAppendIsWrittenWhole) {
   EXPECT_EQ(Get(path), big);
 }
 
+TEST_F(PosixFileSystemTest, AppendZerosWritesZerosAfterTheDataAndAdvances) {
+  const std::string path = dir_.Sub("f");
+  ASSERT_OK_AND_ASSIGN(auto file, fs_.NewWritableFile(path, CreateMode::kCreateNew));
+  ASSERT_OK(file->Append("head"));
+  ASSERT_OK(file->AppendZeros(10000));  // not a multiple of the page size
+  EXPECT_EQ(file->Size(), 10004u);
+  ASSERT_OK(file->Append("tail"));
+  ASSERT_OK(file->Close());
+  EXPECT_EQ(Get(path), "head" + std::string(10000, '\0') + "tail");
+}
+
 TEST_F(PosixFileSystemTest, PreallocateGrowsFileButNotLogicalSize) {
   const std::string path = dir_.Sub("f");
   ASSERT_OK_AND_ASSIGN(auto file, fs_.NewWritableFile(path, CreateMode::kCreateNew));
