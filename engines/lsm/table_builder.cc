@@ -29,7 +29,7 @@ BlockHandle TableBuilder::AddBlock(std::string_view contents) {
 
 void TableBuilder::FinishDataBlock() {
   if (data_.empty()) return;
-  const BlockHandle h = AddBlock(data_.contents());
+  const BlockHandle h = AddBlock(data_.Finish());
   std::string handle;
   EncodeHandle(&handle, h);
   // The index key is the block's last key: the first block whose last key is >= a target is
@@ -52,7 +52,7 @@ Status TableBuilder::Finish() {
   Footer f;
   f.entries = entries_;
   f.filter = AddBlock(bloom_.Finish());
-  f.index = AddBlock(index_.contents());
+  f.index = AddBlock(index_.Finish());
   pending_ += EncodeFooter(f);
   WritePending(true);
   return status_;

@@ -54,15 +54,26 @@ Result<Footer> DecodeFooter(std::string_view bytes, uint64_t file_size, const st
 }
 
 void BlockBuilder::Add(std::string_view key, std::string_view value) {
-  const size_t max_shared = std::min(key.size(), last_key_.size());
   size_t shared = 0;
-  while (shared < max_shared && key[shared] == last_key_[shared]) ++shared;
+  if (entries_ % kRestartInterval == 0) {
+    restarts_.push_back(static_cast<uint32_t>(buf_.size()));
+  } else {
+    const size_t max_shared = std::min(key.size(), last_key_.size());
+    while (shared < max_shared && key[shared] == last_key_[shared]) ++shared;
+  }
   PutVarint64(&buf_, shared);
   PutVarint64(&buf_, key.size() - shared);
   PutVarint64(&buf_, value.size());
   buf_.append(key.substr(shared));
   buf_.append(value);
   last_key_.assign(key);
+  ++entries_;
+}
+
+const std::string& BlockBuilder::Finish() {
+  for (uint32_t r : restarts_) PutFixed32(&buf_, r);
+  PutFixed32(&buf_, static_cast<uint32_t>(restarts_.size()));
+  return buf_;
 }
 
 void AppendBlockWithTrailer(std::string* out, std::string_view contents) {
@@ -103,40 +114,128 @@ Result<std::string> ReadBlock(const sync::RandomAccessFile& file, uint64_t file_
   return raw;
 }
 
+BlockCursor::BlockCursor(std::string_view contents, const std::string* path, uint64_t block_offset,
+                         Trust trust)
+    : contents_(contents),
+      path_(path),
+      block_offset_(block_offset),
+      verified_(trust == Trust::kVerified) {
+  if (contents.size() < 4) {
+    Fail("block too short for its restart count", 0);
+    return;
+  }
+  const uint32_t n = DecodeFixed32(contents.data() + contents.size() - 4);
+  if (n > (contents.size() - 4) / 4) {
+    Fail("restart count larger than the block", contents.size() - 4);
+    return;
+  }
+  num_restarts_ = n;
+  data_end_ = contents.size() - 4 - 4 * size_t{n};
+  if (verified_) return;
+  // Ascending offsets inside the entries, the first at 0: binary search relies on it.
+  if ((n == 0) != (data_end_ == 0) || (n > 0 && RestartOffset(0) != 0)) {
+    Fail("restart array does not match the entries", data_end_);
+    return;
+  }
+  for (uint32_t i = 1; i < n; ++i) {
+    if (RestartOffset(i) <= RestartOffset(i - 1) || RestartOffset(i) >= data_end_) {
+      Fail("restart offsets not ascending inside the block", data_end_ + 4 * size_t{i});
+      return;
+    }
+  }
+}
+
+uint32_t BlockCursor::RestartOffset(uint32_t i) const {
+  return DecodeFixed32(contents_.data() + data_end_ + 4 * size_t{i});
+}
+
 bool BlockCursor::Fail(const char* why, size_t entry_offset) {
   status_ = Status::Corruption("table " + *path_ + " at offset " +
                                std::to_string(block_offset_ + entry_offset) + " (block at " +
                                std::to_string(block_offset_) + "): " + why);
   key_.clear();
   value_ = {};
-  pos_ = contents_.size();
+  pos_ = data_end_ = 0;
+  num_restarts_ = 0;
   return false;
 }
 
 bool BlockCursor::Next() {
-  if (!status_.ok() || pos_ >= contents_.size()) return false;
+  if (!status_.ok() || pos_ >= data_end_) {
+    if (status_.ok() && !verified_ && started_ && next_restart_ != num_restarts_) {
+      return Fail("restart point not at an entry", data_end_);
+    }
+    return false;
+  }
   const size_t entry_offset = pos_;
-  std::string_view in = contents_.substr(pos_);
+  std::string_view in = contents_.substr(pos_, data_end_ - pos_);
   uint32_t shared, unshared, value_size;
   if (!GetVarint32(&in, &shared) || !GetVarint32(&in, &unshared) ||
       !GetVarint32(&in, &value_size)) {
     return Fail("entry header cut short", entry_offset);
   }
-  if (shared > key_.size()) return Fail("entry shares more than the previous key", entry_offset);
+  if (!verified_) {
+    const bool at_restart = next_restart_ < num_restarts_ && RestartOffset(next_restart_) == pos_;
+    if (at_restart) {
+      if (shared != 0) return Fail("entry at a restart point shares a prefix", entry_offset);
+      ++next_restart_;
+    } else if (next_restart_ < num_restarts_ && RestartOffset(next_restart_) < pos_) {
+      return Fail("restart point not at an entry", entry_offset);
+    }
+  }
+  if (shared > (started_ ? key_.size() : 0)) {
+    return Fail("entry shares more than the previous key", entry_offset);
+  }
   if (unshared > in.size() || value_size > in.size() - unshared) {
     return Fail("entry runs past the end of its block", entry_offset);
   }
   const std::string_view suffix = in.substr(0, unshared);
-  if (started_ && suffix.compare(std::string_view(key_).substr(shared)) <= 0) {
+  if (!verified_ && started_ && suffix.compare(std::string_view(key_).substr(shared)) <= 0) {
     return Fail("keys out of order", entry_offset);
   }
   key_.resize(shared);
   key_.append(suffix);
   if (key_.empty()) return Fail("empty key", entry_offset);
   value_ = in.substr(unshared, value_size);
-  pos_ = contents_.size() - (in.size() - unshared - value_size);
+  pos_ = data_end_ - (in.size() - unshared - value_size);
   started_ = true;
   return true;
+}
+
+bool BlockCursor::RestartKey(uint32_t i, std::string_view* key) {
+  const size_t offset = RestartOffset(i);
+  std::string_view in = contents_.substr(offset, data_end_ - offset);
+  uint32_t shared, unshared, value_size;
+  if (!GetVarint32(&in, &shared) || !GetVarint32(&in, &unshared) ||
+      !GetVarint32(&in, &value_size) || shared != 0 || unshared > in.size()) {
+    return Fail("malformed entry at a restart point", offset);
+  }
+  *key = in.substr(0, unshared);
+  return true;
+}
+
+bool BlockCursor::Seek(std::string_view target) {
+  if (!status_.ok() || num_restarts_ == 0) return false;
+  // The last restart point whose key is below the target: the target, if here, is at or after it.
+  uint32_t lo = 0, hi = num_restarts_ - 1;
+  while (lo < hi) {
+    const uint32_t mid = lo + (hi - lo + 1) / 2;
+    std::string_view k;
+    if (!RestartKey(mid, &k)) return false;
+    if (k < target) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  pos_ = RestartOffset(lo);
+  next_restart_ = lo;
+  started_ = false;
+  key_.clear();
+  while (Next()) {
+    if (std::string_view(key_) >= target) return true;
+  }
+  return false;
 }
 
 void EncodeDataValue(std::string* out, uint8_t kind, uint64_t seq, std::string_view payload) {

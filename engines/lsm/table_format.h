@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "sync/file_system.h"
 #include "sync/status.h"
@@ -40,24 +41,34 @@ std::string EncodeFooter(const Footer& f);
 // before the footer.
 Result<Footer> DecodeFooter(std::string_view bytes, uint64_t file_size, const std::string& path);
 
-// Builds one block: entries with keys in strictly ascending order, each key sharing a prefix with
-// the previous one: varint shared, varint unshared, varint value length, key suffix, value.
+// Builds one block (FORMAT.md, "Tables"): entries with keys in strictly ascending order, each
+// `varint shared, varint unshared, varint value length, key suffix, value`, where `shared` is
+// the prefix shared with the previous key, 0 at every kRestartInterval-th entry (a restart
+// point); then the restart points' offsets (fixed32 each) and their count (fixed32).
 class BlockBuilder {
  public:
+  static constexpr uint32_t kRestartInterval = 16;
+
   void Add(std::string_view key, std::string_view value);
-  // The contents (no trailer). Reset() before reuse.
-  const std::string& contents() const { return buf_; }
-  size_t size() const { return buf_.size(); }
-  bool empty() const { return buf_.empty(); }
+  // Appends the restart array and returns the block's contents (no trailer); Reset() before
+  // the next Add.
+  const std::string& Finish();
+  // The size the finished block will have.
+  size_t size() const { return buf_.size() + 4 * (restarts_.size() + 1); }
+  bool empty() const { return entries_ == 0; }
   const std::string& last_key() const { return last_key_; }
   void Reset() {
     buf_.clear();
+    restarts_.clear();
     last_key_.clear();
+    entries_ = 0;
   }
 
  private:
   std::string buf_;
+  std::vector<uint32_t> restarts_;
   std::string last_key_;
+  uint32_t entries_ = 0;
 };
 
 // Appends `contents` and its CRC32C trailer to `out`.
@@ -71,26 +82,42 @@ Result<std::string_view> CheckBlock(std::string_view raw, const std::string& pat
 Result<std::string> ReadBlock(const sync::RandomAccessFile& file, uint64_t file_size,
                               const BlockHandle& h);
 
-// Walks the entries of checked block contents. Keys must strictly ascend; anything malformed
-// stops the walk with kCorruption naming `path`, the block's offset and the entry's.
+// Walks the entries of checked block contents. Keys must strictly ascend and every restart
+// point must start an entry that shares nothing: a walk from the first entry to the end checks
+// both, so a block walked whole once (TableReader does, before caching it) may then be Sought.
+// Anything malformed stops the cursor with kCorruption naming `path`, the block's offset and the
+// entry's.
 class BlockCursor {
  public:
-  BlockCursor(std::string_view contents, const std::string* path, uint64_t block_offset)
-      : contents_(contents), path_(path), block_offset_(block_offset) {}
+  // kVerified: the block was walked whole before (TableReader::DataBlock's blocks): the cursor
+  // skips the order and restart checks, keeping only the bounds checks that keep it in memory.
+  enum class Trust { kUnchecked, kVerified };
+  BlockCursor(std::string_view contents, const std::string* path, uint64_t block_offset,
+              Trust trust = Trust::kUnchecked);
   // Moves to the next entry (the first, on the first call). False at the end or on damage.
   bool Next();
+  // Moves to the first entry whose key is >= `target` (binary search over the restart points,
+  // then forward). False if there is none, or on damage.
+  bool Seek(std::string_view target);
   std::string_view key() const { return key_; }
   std::string_view value() const { return value_; }
   const Status& status() const { return status_; }
 
  private:
   bool Fail(const char* why, size_t entry_offset);
+  uint32_t RestartOffset(uint32_t i) const;
+  // The key of the entry at restart point i (which shares nothing), or false on damage.
+  bool RestartKey(uint32_t i, std::string_view* key);
 
   std::string_view contents_;
   const std::string* path_;
   uint64_t block_offset_;
-  size_t pos_ = 0;
-  bool started_ = false;
+  bool verified_;
+  size_t data_end_ = 0;  // where the restart array begins
+  uint32_t num_restarts_ = 0;
+  uint32_t next_restart_ = 0;  // the restart point the walk reaches next
+  size_t pos_ = 0;             // offset of the next entry
+  bool started_ = false;       // key_ holds the previous entry's key
   std::string key_;
   std::string_view value_;
   Status status_;

@@ -48,7 +48,9 @@ Result<std::shared_ptr<TableReader>> TableReader::Open(std::shared_ptr<sync::Ran
   const uint64_t data_end = footer.filter.offset;  // data blocks come before the filter
   while (cursor.Next()) {
     IndexEntry e;
-    e.last_key.assign(cursor.key());
+    e.key_offset = static_cast<uint32_t>(t->index_keys_.size());
+    e.key_size = static_cast<uint32_t>(cursor.key().size());
+    t->index_keys_.append(cursor.key());
     if (!DecodeHandle(cursor.value(), &e.handle) || e.handle.offset > data_end ||
         e.handle.size > data_end - e.handle.offset ||
         data_end - e.handle.offset - e.handle.size < kBlockTrailerSize) {
@@ -60,6 +62,7 @@ Result<std::shared_ptr<TableReader>> TableReader::Open(std::shared_ptr<sync::Ran
     t->index_.push_back(std::move(e));
   }
   KVFS_RETURN_IF_ERROR(cursor.status());
+  if (cache != nullptr) t->slots_ = std::make_shared<BlockCache::Slots>(t->index_.size());
   if (t->index_.empty() != (footer.entries == 0)) {
     return Status::Corruption("table " + path + " at offset " +
                               std::to_string(footer.index.offset) +
@@ -70,26 +73,26 @@ Result<std::shared_ptr<TableReader>> TableReader::Open(std::shared_ptr<sync::Ran
 
 Result<BlockCache::Block> TableReader::DataBlock(size_t i) const {
   const BlockHandle& h = index_[i].handle;
-  if (cache_ != nullptr) {
-    if (BlockCache::Block b = cache_->Lookup(number_, h.offset)) return b;
+  if (slots_ != nullptr) {
+    if (BlockCache::Block b = slots_->Lookup(i)) return b;
   }
   KVFS_ASSIGN_OR_RETURN(std::string contents, ReadBlock(*file_, file_size_, h));
   KVFS_RETURN_IF_ERROR(CheckAgainstIndex(i, contents));
   auto block = std::make_shared<const std::string>(std::move(contents));
-  if (cache_ != nullptr) cache_->Insert(number_, h.offset, block);
+  if (slots_ != nullptr) cache_->Insert(slots_, i, block);
   return block;
 }
 
 Status TableReader::CheckAgainstIndex(size_t i, std::string_view contents) const {
-  // A checksum proves the block is what was written, not that the index describes it: Get
-  // trusts the index's last keys to pick the block, so a block whose keys stray from the range
-  // [previous block's last key, its own last key] would make Get miss keys a scan yields.
+  // A checksum proves the block is what was written, not that it is well formed or that the
+  // index describes it. This walk checks its entries and restart points (BlockCursor), and that
+  // its keys lie in (previous block's last key, its own last key]: Get and Seek rely on both.
   const BlockHandle& h = index_[i].handle;
   BlockCursor cursor(contents, &path(), h.offset);
   bool first = true;
   std::string last;
   while (cursor.Next()) {
-    if (first && i > 0 && cursor.key() <= index_[i - 1].last_key) {
+    if (first && i > 0 && cursor.key() <= IndexKey(i - 1)) {
       return Status::Corruption("table " + path() + " at offset " + std::to_string(h.offset) +
                                 ": block's first key is not above the previous block's last");
     }
@@ -97,11 +100,24 @@ Status TableReader::CheckAgainstIndex(size_t i, std::string_view contents) const
     last.assign(cursor.key());
   }
   KVFS_RETURN_IF_ERROR(cursor.status());
-  if (first || last != index_[i].last_key) {
+  if (first || last != IndexKey(i)) {
     return Status::Corruption("table " + path() + " at offset " + std::to_string(h.offset) +
                               ": block's last key differs from its index entry's");
   }
   return Status::OK();
+}
+
+size_t TableReader::FindBlock(std::string_view key) const {
+  size_t lo = 0, hi = index_.size();
+  while (lo < hi) {
+    const size_t mid = lo + (hi - lo) / 2;
+    if (IndexKey(mid) < key) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
 }
 
 bool TableReader::MayContain(uint64_t hash) const { return BloomMayContainHash(filter_, hash); }
@@ -109,29 +125,25 @@ bool TableReader::MayContain(uint64_t hash) const { return BloomMayContainHash(f
 Result<std::optional<TableReader::Entry>> TableReader::Get(std::string_view key,
                                                            uint64_t hash) const {
   if (!MayContain(hash)) return std::optional<Entry>();
-  auto it =
-      std::lower_bound(index_.begin(), index_.end(), key,
-                       [](const IndexEntry& e, std::string_view k) { return e.last_key < k; });
-  if (it == index_.end()) return std::optional<Entry>();
-  KVFS_ASSIGN_OR_RETURN(BlockCache::Block block, DataBlock(it - index_.begin()));
-  BlockCursor cursor(*block, &path(), it->handle.offset);
-  while (cursor.Next()) {
-    const int c = cursor.key().compare(key);
-    if (c < 0) continue;
-    if (c > 0) break;
-    Entry e;
-    uint8_t kind;
-    std::string_view payload;
-    if (!DecodeDataValue(cursor.value(), &kind, &e.seq, &payload)) {
-      return Status::Corruption("table " + path() + " at offset " +
-                                std::to_string(it->handle.offset) + ": malformed entry value");
-    }
-    e.kind = static_cast<ValueKind>(kind);
-    e.payload.assign(payload);
-    return std::optional<Entry>(std::move(e));
+  const size_t i = FindBlock(key);
+  if (i == index_.size()) return std::optional<Entry>();
+  KVFS_ASSIGN_OR_RETURN(BlockCache::Block block, DataBlock(i));
+  BlockCursor cursor(*block, &path(), index_[i].handle.offset, BlockCursor::Trust::kVerified);
+  if (!cursor.Seek(key)) {
+    KVFS_RETURN_IF_ERROR(cursor.status());
+    return std::optional<Entry>();
   }
-  KVFS_RETURN_IF_ERROR(cursor.status());
-  return std::optional<Entry>();
+  if (cursor.key() != key) return std::optional<Entry>();
+  Entry e;
+  uint8_t kind;
+  std::string_view payload;
+  if (!DecodeDataValue(cursor.value(), &kind, &e.seq, &payload)) {
+    return Status::Corruption("table " + path() + " at offset " +
+                              std::to_string(index_[i].handle.offset) + ": malformed entry value");
+  }
+  e.kind = static_cast<ValueKind>(kind);
+  e.payload.assign(payload);
+  return std::optional<Entry>(std::move(e));
 }
 
 std::vector<BlockHandle> TableReader::DataBlocksForTesting() const {
@@ -152,12 +164,21 @@ class TableIterator final : public InternalIterator {
   }
   void Seek(std::string_view target) override {
     status_ = Status::OK();
-    auto it = std::lower_bound(
-        t_->index_.begin(), t_->index_.end(), target,
-        [](const TableReader::IndexEntry& e, std::string_view k) { return e.last_key < k; });
-    LoadBlock(it - t_->index_.begin());
+    LoadBlock(t_->FindBlock(target));
+    if (!cursor_.has_value()) return;
+    if (cursor_->Seek(target)) {
+      TakeEntry();
+      return;
+    }
+    if (!cursor_->status().ok()) {
+      status_ = cursor_->status();
+      cursor_.reset();
+      return;
+    }
+    // Every key of the block is below the target (the index said otherwise: it was checked
+    // against the block, so only an empty tail): go on with the next block.
+    LoadBlock(block_index_ + 1);
     Advance();
-    while (valid_ && key() < target) Advance();
   }
   void Next() override { Advance(); }
   std::string_view key() const override { return cursor_->key(); }
@@ -179,7 +200,23 @@ class TableIterator final : public InternalIterator {
       return;
     }
     block_ = std::move(b).value();
-    cursor_.emplace(*block_, &t_->path(), t_->index_[i].handle.offset);
+    cursor_.emplace(*block_, &t_->path(), t_->index_[i].handle.offset,
+                    BlockCursor::Trust::kVerified);
+  }
+
+  // Makes the cursor's entry the iterator's.
+  void TakeEntry() {
+    uint8_t kind;
+    if (!DecodeDataValue(cursor_->value(), &kind, &seq_, &payload_)) {
+      status_ = Status::Corruption("table " + t_->path() + " at offset " +
+                                   std::to_string(t_->index_[block_index_].handle.offset) +
+                                   ": malformed entry value");
+      cursor_.reset();
+      valid_ = false;
+      return;
+    }
+    kind_ = static_cast<ValueKind>(kind);
+    valid_ = true;
   }
 
   // To the next entry, crossing into the next block when this one is done.
@@ -187,16 +224,7 @@ class TableIterator final : public InternalIterator {
     valid_ = false;
     while (cursor_.has_value()) {
       if (cursor_->Next()) {
-        uint8_t kind;
-        if (!DecodeDataValue(cursor_->value(), &kind, &seq_, &payload_)) {
-          status_ = Status::Corruption("table " + t_->path() + " at offset " +
-                                       std::to_string(t_->index_[block_index_].handle.offset) +
-                                       ": malformed entry value");
-          cursor_.reset();
-          return;
-        }
-        kind_ = static_cast<ValueKind>(kind);
-        valid_ = true;
+        TakeEntry();
         return;
       }
       if (!cursor_->status().ok()) {

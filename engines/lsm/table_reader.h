@@ -54,10 +54,18 @@ class TableReader : public std::enable_shared_from_this<TableReader> {
 
  private:
   friend class TableIterator;
+  // The index, decoded at open. Its keys (each block's last key) live in one buffer, so a
+  // binary search over them touches few cache lines.
   struct IndexEntry {
-    std::string last_key;
+    uint32_t key_offset;
+    uint32_t key_size;
     BlockHandle handle;
   };
+  std::string_view IndexKey(size_t i) const {
+    return std::string_view(index_keys_).substr(index_[i].key_offset, index_[i].key_size);
+  }
+  // The first block whose last key is >= `key` (index_.size() if none).
+  size_t FindBlock(std::string_view key) const;
   TableReader() = default;
   // Block i, read and checked (CRC, entries, keys within its index range) on a cache miss.
   Result<BlockCache::Block> DataBlock(size_t i) const;
@@ -68,7 +76,9 @@ class TableReader : public std::enable_shared_from_this<TableReader> {
   uint64_t number_ = 0;
   uint64_t entries_ = 0;
   BlockCache* cache_ = nullptr;
+  std::shared_ptr<BlockCache::Slots> slots_;  // null without a cache
   std::vector<IndexEntry> index_;
+  std::string index_keys_;
   std::string filter_;
 };
 

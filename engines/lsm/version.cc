@@ -220,55 +220,81 @@ class LevelIterator final : public InternalIterator {
 class MergingIterator final : public InternalIterator {
  public:
   MergingIterator(std::vector<std::unique_ptr<InternalIterator>> children, bool newest_only)
-      : children_(std::move(children)), newest_only_(newest_only) {}
+      : newest_only_(newest_only) {
+    children_.reserve(children.size());
+    for (auto& c : children) children_.push_back(Child{std::move(c), {}, false});
+  }
 
   bool Valid() const override { return current_ >= 0; }
   void SeekToFirst() override {
-    for (auto& c : children_) c->SeekToFirst();
+    for (Child& c : children_) {
+      c.it->SeekToFirst();
+      Refresh(&c);
+    }
     FindSmallest();
   }
   void Seek(std::string_view target) override {
-    for (auto& c : children_) c->Seek(target);
+    for (Child& c : children_) {
+      c.it->Seek(target);
+      Refresh(&c);
+    }
     FindSmallest();
   }
   void Next() override {
     if (newest_only_) {
-      // Skip every other version of this key, in every child.
-      key_.assign(children_[current_]->key());
-      for (auto& c : children_) {
-        while (c->Valid() && c->key() == key_) c->Next();
+      // Skip every other version of this key, in every child. The key is copied: moving the
+      // child that holds it may overwrite it.
+      key_.assign(children_[current_].key);
+      for (Child& c : children_) {
+        while (c.valid && c.key == key_) {
+          c.it->Next();
+          Refresh(&c);
+        }
       }
     } else {
-      children_[current_]->Next();
+      Child& c = children_[current_];
+      c.it->Next();
+      Refresh(&c);
     }
     FindSmallest();
   }
-  std::string_view key() const override { return children_[current_]->key(); }
-  ValueKind kind() const override { return children_[current_]->kind(); }
-  std::string_view value() const override { return children_[current_]->value(); }
-  uint64_t seq() const override { return children_[current_]->seq(); }
+  std::string_view key() const override { return children_[current_].key; }
+  ValueKind kind() const override { return children_[current_].it->kind(); }
+  std::string_view value() const override { return children_[current_].it->value(); }
+  uint64_t seq() const override { return children_[current_].it->seq(); }
   Status status() const override { return status_; }
 
  private:
-  void FindSmallest() {
-    current_ = -1;
-    for (size_t i = 0; i < children_.size(); ++i) {
-      InternalIterator& c = *children_[i];
-      if (!c.Valid()) {
-        if (!c.status().ok()) {
-          // A source that failed may have hidden a newer version: stop rather than guess.
-          status_ = c.status();
-          current_ = -1;
-          return;
-        }
-        continue;
-      }
-      // Strictly smaller only: on equal keys the lower index (newer) stays.
-      if (current_ < 0 || c.key() < children_[current_]->key()) current_ = static_cast<int>(i);
+  // A child and its current key, kept here so that finding the smallest costs no virtual call.
+  struct Child {
+    std::unique_ptr<InternalIterator> it;
+    std::string_view key;  // valid until the child moves
+    bool valid;
+  };
+
+  void Refresh(Child* c) {
+    c->valid = c->it->Valid();
+    if (c->valid) {
+      c->key = c->it->key();
+    } else if (!c->it->status().ok() && status_.ok()) {
+      status_ = c->it->status();
     }
   }
 
-  std::vector<std::unique_ptr<InternalIterator>> children_;
+  void FindSmallest() {
+    current_ = -1;
+    // A source that failed may have hidden a newer version: stop rather than guess.
+    if (!status_.ok()) return;
+    for (size_t i = 0; i < children_.size(); ++i) {
+      const Child& c = children_[i];
+      // Strictly smaller only: on equal keys the lower index (newer) stays.
+      if (c.valid && (current_ < 0 || c.key < children_[current_].key)) {
+        current_ = static_cast<int>(i);
+      }
+    }
+  }
+
+  std::vector<Child> children_;
   const bool newest_only_;
   int current_ = -1;
   std::string key_;

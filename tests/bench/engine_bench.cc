@@ -2,7 +2,12 @@
 //
 //   engine_bench --dir DIR [--store S]... [--stores S,S,...] [--engine NAME] [--keys N]
 //                [--value-bytes B] [--seconds S] [--threads 1,4,16] [--prefix-scans N]
-//                [--md FILE] [--csv FILE]
+//                [--md FILE] [--csv FILE] [--perf-control FIFO --perf-workload NAME]
+//
+// Profiling one workload of one store:
+//   mkfifo /tmp/ctl
+//   perf record -D -1 --control fifo:/tmp/ctl -g -- engine_bench --store kvfs:lsm --dir DIR
+//     --perf-control /tmp/ctl --perf-workload readrandom
 //
 // Stores: kvfs:ENGINE (any registered engine, through Engine/OpenEngine), leveldb, rocksdb,
 // lmdb (those compiled in: see tests/bench/CMakeLists.txt), or "all". --engine NAME means
@@ -71,6 +76,10 @@ struct Args {
   std::string md_path;
   std::string csv_path;
   std::string command;
+  // --perf-control FIFO --perf-workload NAME: "enable" / "disable" are written to FIFO around
+  // NAME's timed body, for `perf record -D -1 --control fifo:FIFO` (profile one workload).
+  std::string perf_fifo;
+  std::string perf_workload;
 };
 
 constexpr size_t kKeyBytes = 16;
@@ -500,9 +509,12 @@ class Runner {
     const IoCounters io0 = ReadIo();
     if constexpr (!std::is_same_v<Setup, std::nullptr_t>) setup();
     Histogram h;
+    const bool profiled = !a_.perf_fifo.empty() && name == a_.perf_workload;
+    if (profiled) PerfControl("enable");
     const auto t0 = Clock::now();
     const uint64_t ops = body(h);
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (profiled) PerfControl("disable");
     Row r;
     r.workload = name;
     r.store = spec_.name;
@@ -523,6 +535,12 @@ class Runner {
     const std::string line = Serialize(r);
     if (write(out_fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
       Die("write to parent");
+  }
+
+  void PerfControl(const char* command) {
+    std::ofstream fifo(a_.perf_fifo);
+    fifo << command << "\n";
+    if (!fifo.flush()) Die("cannot write to " + a_.perf_fifo);
   }
 
   const Args& a_;
@@ -800,7 +818,8 @@ Args Parse(int argc, char** argv) {
   const char* usage =
       "usage: engine_bench --dir DIR [--store kvfs:ENGINE|leveldb|rocksdb|lmdb|all]... "
       "[--stores S,S,...] [--engine NAME] [--keys N] [--value-bytes B] [--seconds S] "
-      "[--threads 1,4,16] [--prefix-scans N] [--md FILE] [--csv FILE]";
+      "[--threads 1,4,16] [--prefix-scans N] [--md FILE] [--csv FILE] "
+      "[--perf-control FIFO --perf-workload NAME]";
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&]() -> std::string {
@@ -830,6 +849,10 @@ Args Parse(int argc, char** argv) {
       a.md_path = value();
     } else if (arg == "--csv") {
       a.csv_path = value();
+    } else if (arg == "--perf-control") {
+      a.perf_fifo = value();
+    } else if (arg == "--perf-workload") {
+      a.perf_workload = value();
     } else {
       Die(usage);
     }
