@@ -183,7 +183,7 @@ Status LsmEngine::RunJob(const CompactionJob& job) {
   auto merge = [&](const std::vector<std::vector<TablePtr>>& runs, int level) -> Status {
     std::vector<std::unique_ptr<InternalIterator>> children;
     for (const auto& run : runs) {
-      children.push_back(run.size() == 1 ? run[0]->reader->NewIterator() : NewLevelIterator(run));
+      children.push_back(run.size() == 1 ? run[0]->reader->NewIterator() : NewLevelIterator(&run));
     }
     std::unique_ptr<InternalIterator> it = NewMergingIterator(std::move(children), false);
     Output* out = nullptr;

@@ -407,26 +407,30 @@ Status LsmEngine::Scan(const ScanOptions& options, const ScanFn& fn) {
   const std::string& start = std::max(options.prefix, options.start_after);
   it->Seek(start);
   std::string blob_value;
-  for (; it->Valid(); it->Next()) {
-    const std::string_view key = it->key();
-    if (!key.starts_with(options.prefix)) break;
-    if (!options.start_after.empty() && key <= options.start_after) continue;
-    if (it->kind() == ValueKind::kDeletion) continue;
-    std::string_view value;
-    if (!options.keys_only) {
-      if (it->kind() == ValueKind::kBlob) {
-        Result<std::string> v = sv->version->ReadBlob(key, it->value());
-        if (!v.ok()) return CountError(v.status());
-        blob_value = std::move(v).value();
-        value = blob_value;
-      } else {
-        value = it->value();
+  uint64_t bytes = 0;  // counted once at the end: an atomic add per row showed in profiles
+  Status s = [&]() -> Status {
+    for (; it->Valid(); it->Next()) {
+      const std::string_view key = it->key();
+      if (!key.starts_with(options.prefix)) break;
+      if (!options.start_after.empty() && key <= options.start_after) continue;
+      const ValueKind kind = it->kind();
+      if (kind == ValueKind::kDeletion) continue;
+      std::string_view value;
+      if (!options.keys_only) {
+        if (kind == ValueKind::kBlob) {
+          KVFS_ASSIGN_OR_RETURN(blob_value, sv->version->ReadBlob(key, it->value()));
+          value = blob_value;
+        } else {
+          value = it->value();
+        }
+        bytes += value.size();
       }
-      bytes_read_.fetch_add(value.size(), std::memory_order_relaxed);
+      if (!fn(key, value)) return Status::OK();
     }
-    if (!fn(key, value)) return Status::OK();
-  }
-  return CountError(it->status());
+    return it->status();
+  }();
+  bytes_read_.fetch_add(bytes, std::memory_order_relaxed);
+  return CountError(std::move(s));
 }
 
 Status LsmEngine::Sync(SyncKind kind) {

@@ -71,7 +71,7 @@ Result<std::shared_ptr<TableReader>> TableReader::Open(std::shared_ptr<sync::Ran
   return t;
 }
 
-Result<BlockCache::Block> TableReader::DataBlock(size_t i) const {
+Result<BlockCache::Block> TableReader::DataBlock(size_t i, bool fill_cache) const {
   const BlockHandle& h = index_[i].handle;
   if (slots_ != nullptr) {
     if (BlockCache::Block b = slots_->Lookup(i)) return b;
@@ -79,7 +79,7 @@ Result<BlockCache::Block> TableReader::DataBlock(size_t i) const {
   KVFS_ASSIGN_OR_RETURN(std::string contents, ReadBlock(*file_, file_size_, h));
   KVFS_RETURN_IF_ERROR(CheckAgainstIndex(i, contents));
   auto block = std::make_shared<const std::string>(std::move(contents));
-  if (slots_ != nullptr) cache_->Insert(slots_, i, block);
+  if (slots_ != nullptr && fill_cache) cache_->Insert(slots_, i, block);
   return block;
 }
 
@@ -159,11 +159,13 @@ class TableIterator final : public InternalIterator {
   bool Valid() const override { return valid_; }
   void SeekToFirst() override {
     status_ = Status::OK();
+    sequential_blocks_ = 0;
     LoadBlock(0);
     Advance();
   }
   void Seek(std::string_view target) override {
     status_ = Status::OK();
+    sequential_blocks_ = 0;
     LoadBlock(t_->FindBlock(target));
     if (!cursor_.has_value()) return;
     if (cursor_->Seek(target)) {
@@ -177,6 +179,7 @@ class TableIterator final : public InternalIterator {
     }
     // Every key of the block is below the target (the index said otherwise: it was checked
     // against the block, so only an empty tail): go on with the next block.
+    ++sequential_blocks_;
     LoadBlock(block_index_ + 1);
     Advance();
   }
@@ -194,7 +197,9 @@ class TableIterator final : public InternalIterator {
     block_.reset();
     valid_ = false;
     if (i >= t_->index_.size()) return;
-    Result<BlockCache::Block> b = t_->DataBlock(i);
+    // A seek's block and the one after it enter the cache; past those the iterator is a long
+    // scan, whose blocks would only push out what lookups reuse.
+    Result<BlockCache::Block> b = t_->DataBlock(i, sequential_blocks_ < kCachedScanBlocks);
     if (!b.ok()) {
       status_ = b.status();
       return;
@@ -232,12 +237,16 @@ class TableIterator final : public InternalIterator {
         cursor_.reset();
         return;
       }
+      ++sequential_blocks_;
       LoadBlock(block_index_ + 1);
     }
   }
 
+  static constexpr size_t kCachedScanBlocks = 2;
+
   std::shared_ptr<const TableReader> t_;
   size_t block_index_ = 0;
+  size_t sequential_blocks_ = 0;  // blocks entered by Next since the last seek
   BlockCache::Block block_;
   std::optional<BlockCursor> cursor_;
   bool valid_ = false;

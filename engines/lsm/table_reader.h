@@ -68,7 +68,9 @@ class TableReader : public std::enable_shared_from_this<TableReader> {
   size_t FindBlock(std::string_view key) const;
   TableReader() = default;
   // Block i, read and checked (CRC, entries, keys within its index range) on a cache miss.
-  Result<BlockCache::Block> DataBlock(size_t i) const;
+  // `fill_cache` false: a block read from the file is not kept (long scans: they would push
+  // out blocks that lookups reuse, for blocks they read once).
+  Result<BlockCache::Block> DataBlock(size_t i, bool fill_cache = true) const;
   Status CheckAgainstIndex(size_t i, std::string_view contents) const;
 
   std::shared_ptr<sync::RandomAccessFile> file_;

@@ -111,7 +111,7 @@ std::vector<TablePtr> Version::Overlapping(int level, std::string_view smallest,
 void Version::AddIterators(std::vector<std::unique_ptr<InternalIterator>>* out) const {
   for (const TablePtr& t : levels[0]) out->push_back(t->reader->NewIterator());
   for (int level = 1; level < kNumLevels; ++level) {
-    if (!levels[level].empty()) out->push_back(NewLevelIterator(levels[level]));
+    if (!levels[level].empty()) out->push_back(NewLevelIterator(&levels[level]));
   }
 }
 
@@ -168,7 +168,7 @@ namespace {
 
 class LevelIterator final : public InternalIterator {
  public:
-  explicit LevelIterator(std::vector<TablePtr> tables) : tables_(std::move(tables)) {}
+  explicit LevelIterator(const std::vector<TablePtr>* tables) : tables_(*tables) {}
 
   bool Valid() const override { return cur_ != nullptr && cur_->Valid(); }
   void SeekToFirst() override {
@@ -211,7 +211,7 @@ class LevelIterator final : public InternalIterator {
     }
   }
 
-  std::vector<TablePtr> tables_;
+  const std::vector<TablePtr>& tables_;
   size_t i_ = 0;
   std::unique_ptr<InternalIterator> cur_;
   Status status_;
@@ -242,14 +242,17 @@ class MergingIterator final : public InternalIterator {
   }
   void Next() override {
     if (newest_only_) {
-      // Skip every other version of this key, in every child. The key is copied: moving the
-      // child that holds it may overwrite it.
+      // Skip every other version of this key: the children FindSmallest found holding it
+      // (older versions within one child come right after, so a child may move more than once).
+      // The key is copied: moving the child that holds it may overwrite it.
       key_.assign(children_[current_].key);
-      for (Child& c : children_) {
-        while (c.valid && c.key == key_) {
+      for (size_t i = 0; i < children_.size(); ++i) {
+        Child& c = children_[i];
+        if (!c.at_smallest) continue;
+        do {
           c.it->Next();
           Refresh(&c);
-        }
+        } while (c.valid && c.key == key_);
       }
     } else {
       Child& c = children_[current_];
@@ -270,6 +273,7 @@ class MergingIterator final : public InternalIterator {
     std::unique_ptr<InternalIterator> it;
     std::string_view key;  // valid until the child moves
     bool valid;
+    bool at_smallest = false;  // set by FindSmallest: its key is the merged current key
   };
 
   void Refresh(Child* c) {
@@ -281,15 +285,23 @@ class MergingIterator final : public InternalIterator {
     }
   }
 
+  // One three-way comparison per child finds the smallest key and every child holding it.
   void FindSmallest() {
     current_ = -1;
     // A source that failed may have hidden a newer version: stop rather than guess.
     if (!status_.ok()) return;
     for (size_t i = 0; i < children_.size(); ++i) {
-      const Child& c = children_[i];
-      // Strictly smaller only: on equal keys the lower index (newer) stays.
-      if (c.valid && (current_ < 0 || c.key < children_[current_].key)) {
+      Child& c = children_[i];
+      c.at_smallest = false;
+      if (!c.valid) continue;
+      const int cmp = current_ < 0 ? -1 : c.key.compare(children_[current_].key);
+      if (cmp < 0) {
+        // A new smallest: the ones marked so far hold a larger key.
+        for (size_t j = 0; j < i; ++j) children_[j].at_smallest = false;
         current_ = static_cast<int>(i);
+        c.at_smallest = true;
+      } else if (cmp == 0) {
+        c.at_smallest = true;  // an older version (on equal keys the lower index, newer, stays)
       }
     }
   }
@@ -303,8 +315,8 @@ class MergingIterator final : public InternalIterator {
 
 }  // namespace
 
-std::unique_ptr<InternalIterator> NewLevelIterator(std::vector<TablePtr> tables) {
-  return std::make_unique<LevelIterator>(std::move(tables));
+std::unique_ptr<InternalIterator> NewLevelIterator(const std::vector<TablePtr>* tables) {
+  return std::make_unique<LevelIterator>(tables);
 }
 
 std::unique_ptr<InternalIterator> NewMergingIterator(

@@ -66,6 +66,7 @@ class Version {
   std::vector<TablePtr> Overlapping(int level, std::string_view smallest,
                                     std::string_view largest) const;
   // An iterator per level 0 table (newest first), then one per non-empty deeper level.
+  // The iterators refer to this Version, which must outlive them.
   void AddIterators(std::vector<std::unique_ptr<InternalIterator>>* out) const;
 };
 
@@ -84,8 +85,10 @@ std::shared_ptr<Version> ApplyEdit(const Version& base, const VersionEdit& edit,
                                    std::vector<uint64_t>* dead_blobs);
 
 // Iterates a sorted run of non-overlapping tables (one level >= 1) as one stream, opening each
-// table's iterator only when reached.
-std::unique_ptr<InternalIterator> NewLevelIterator(std::vector<TablePtr> tables);
+// table's iterator only when reached. `tables` must outlive the iterator (a Version the caller
+// holds, or a compaction job's run): not copying it keeps a scan from touching every table's
+// reference count.
+std::unique_ptr<InternalIterator> NewLevelIterator(const std::vector<TablePtr>* tables);
 
 // Merges child iterators into one ascending stream. Children are ranked: for equal keys, the
 // lower index is newer and comes first. With `newest_only`, only the first (newest) entry of

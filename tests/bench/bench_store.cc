@@ -6,6 +6,13 @@
 
 namespace kvfs::bench {
 
+namespace {
+uint64_t block_cache_bytes = 0;
+}  // namespace
+
+void SetBlockCacheBytes(uint64_t bytes) { block_cache_bytes = bytes; }
+uint64_t BlockCacheBytes() { return block_cache_bytes; }
+
 StoreSpec DescribeStore(const std::string& name) {
   StoreSpec s;
   s.name = name;

@@ -66,6 +66,12 @@ struct StoreSpec {
   std::string settings;  // how the store is opened, per write mode, for the report
 };
 
+// --cache-mb: one block-cache size for every store that has one (kvfs's cache_size, LevelDB's
+// and RocksDB's block cache; LMDB has none, the page cache serves it), 0 = each library's own
+// default. Set once, before any store is described or opened.
+void SetBlockCacheBytes(uint64_t bytes);
+uint64_t BlockCacheBytes();
+
 // Parses and checks a store name; never fails (an unusable one has available == false).
 StoreSpec DescribeStore(const std::string& name);
 // Every store this binary can run: each registered kvfs engine, then each compiled-in peer.

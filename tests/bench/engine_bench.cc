@@ -2,7 +2,8 @@
 //
 //   engine_bench --dir DIR [--store S]... [--stores S,S,...] [--engine NAME] [--keys N]
 //                [--value-bytes B] [--seconds S] [--threads 1,4,16] [--prefix-scans N]
-//                [--md FILE] [--csv FILE] [--perf-control FIFO --perf-workload NAME]
+//                [--cache-mb N] [--md FILE] [--csv FILE]
+//                [--perf-control FIFO --perf-workload NAME]
 //
 // Profiling one workload of one store:
 //   mkfifo /tmp/ctl
@@ -818,7 +819,7 @@ Args Parse(int argc, char** argv) {
   const char* usage =
       "usage: engine_bench --dir DIR [--store kvfs:ENGINE|leveldb|rocksdb|lmdb|all]... "
       "[--stores S,S,...] [--engine NAME] [--keys N] [--value-bytes B] [--seconds S] "
-      "[--threads 1,4,16] [--prefix-scans N] [--md FILE] [--csv FILE] "
+      "[--threads 1,4,16] [--prefix-scans N] [--cache-mb N] [--md FILE] [--csv FILE] "
       "[--perf-control FIFO --perf-workload NAME]";
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -849,6 +850,8 @@ Args Parse(int argc, char** argv) {
       a.md_path = value();
     } else if (arg == "--csv") {
       a.csv_path = value();
+    } else if (arg == "--cache-mb") {
+      kvfs::bench::SetBlockCacheBytes(std::strtoull(value().c_str(), nullptr, 10) << 20);
     } else if (arg == "--perf-control") {
       a.perf_fifo = value();
     } else if (arg == "--perf-workload") {

@@ -53,14 +53,19 @@ Result<std::unique_ptr<BenchStore>> OpenKvfsStore(const std::string& engine, con
                                                   WriteMode mode) {
   engines::EngineOptions o;  // defaults: 64 MiB segments, 64 MiB cache, background work on
   o.sync_mode = mode == WriteMode::kSyncEachWrite ? sync::SyncMode::kAlways : sync::SyncMode::kNone;
+  if (BlockCacheBytes() != 0) o.cache_size = BlockCacheBytes();
   auto e = engines::OpenEngine(engine, sync::DefaultFileSystem(), dir, o);
   if (!e.ok()) return e.status();
   return std::unique_ptr<BenchStore>(new KvfsStore(std::move(*e)));
 }
 
 std::string KvfsSettings() {
-  return "EngineOptions defaults (64 MiB log segments, 64 MiB cache where the engine has one, "
-         "background merge/compaction on); buffered: sync mode none, Sync(kData) = fdatasync "
+  const std::string cache =
+      BlockCacheBytes() != 0 ? std::to_string(BlockCacheBytes() >> 20) + " MiB cache (--cache-mb)"
+                             : "64 MiB cache";
+  return "EngineOptions defaults (64 MiB log segments, " + cache +
+         " where the engine has one, background merge/compaction on); buffered: sync mode none, "
+         "Sync(kData) = fdatasync "
          "of the log at the end of a fill; synced: sync mode always (each write is in an "
          "fdatasync'ed log on return; concurrent writers share one fdatasync)";
 }

@@ -1,6 +1,8 @@
 // The RocksDB adapter (Debian librocksdb-dev). Built only when CMake found RocksDB.
+#include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
+#include <rocksdb/table.h>
 #include <rocksdb/version.h>
 #include <rocksdb/write_batch.h>
 
@@ -71,6 +73,11 @@ Result<std::unique_ptr<BenchStore>> OpenRocksDbStore(const std::string& dir, Wri
   o.create_if_missing = true;
   o.compression = rocksdb::kNoCompression;
   o.bottommost_compression = rocksdb::kNoCompression;
+  if (BlockCacheBytes() != 0) {
+    rocksdb::BlockBasedTableOptions t;
+    t.block_cache = rocksdb::NewLRUCache(BlockCacheBytes());
+    o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  }
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(o, dir, &db);
   if (!s.ok()) return Status::IOError("rocksdb open " + dir + ": " + s.ToString());
@@ -83,8 +90,11 @@ std::string RocksDbVersion() {
 }
 
 std::string RocksDbSettings() {
-  return "Options defaults (64 MiB write buffer, 2 background jobs, 8 MiB block cache, 4 KiB "
-         "blocks, no bloom filter) except compression and bottommost compression off; "
+  const std::string cache = BlockCacheBytes() != 0 ? std::to_string(BlockCacheBytes() >> 20) +
+                                                         " MiB block cache (--cache-mb)"
+                                                   : "8 MiB block cache";
+  return "Options defaults (64 MiB write buffer, 2 background jobs, " + cache +
+         ", 4 KiB blocks, no bloom filter) except compression and bottommost compression off; "
          "buffered: WriteOptions.sync=false (WAL on), then SyncWAL() at the end of a fill; "
          "synced: WriteOptions.sync=true on every write (group commit across writers)";
 }
