@@ -6,14 +6,18 @@
 namespace kvfs::sync {
 
 Status FailureLatch::Check(const std::string& path) const {
-  if (failure_.ok()) return Status::OK();
+  if (!failed()) return Status::OK();
+  std::lock_guard<std::mutex> lock(mu_);
   return Status(StatusCode::kFailed,
                 path + " refuses writes after an earlier failure (" + failure_.ToString() + ")",
                 failure_.sys_errno() != 0 ? failure_.sys_errno() : EIO);
 }
 
 Status FailureLatch::Record(Status s) {
-  if (!s.ok() && !s.IsNoSpace() && failure_.ok()) failure_ = s;
+  if (s.ok() || s.IsNoSpace()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (failure_.ok()) failure_ = s;
+  failed_.store(true, std::memory_order_release);
   return s;
 }
 

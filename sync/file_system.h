@@ -22,12 +22,17 @@
 // is freed.
 //
 // Thread safety: a FileSystem may be used from many threads at once. A WritableFile,
-// RandomRWFile or Directory object must be used by one thread at a time (its owner serialises);
-// a RandomAccessFile may be read from many threads at once.
+// RandomRWFile or Directory object must be used by one thread at a time (its owner serialises),
+// with one exception: a WritableFile's DataSync or Sync may run while another thread Appends
+// (the write-ahead log keeps writing while it syncs); the sync covers what was appended before
+// it began, and may or may not cover the concurrent append. A RandomAccessFile may be read from
+// many threads at once.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,9 +43,10 @@ namespace kvfs::sync {
 
 // Shared by the file classes: remembers the first sync or write failure and refuses further
 // mutations after it.
+// Thread-safe (a sync and an append may meet here, see above).
 class FailureLatch {
  public:
-  bool failed() const { return !failure_.ok(); }
+  bool failed() const { return failed_.load(std::memory_order_acquire); }
   // Returns OK, or the latched failure as a kFailed Status naming the path.
   Status Check(const std::string& path) const;
   // Latches `s` if it is an error that must not be retried (anything but OK and ENOSPC).
@@ -48,7 +54,9 @@ class FailureLatch {
   Status Record(Status s);
 
  private:
-  Status failure_;
+  std::atomic<bool> failed_{false};
+  mutable std::mutex mu_;
+  Status failure_;  // guarded by mu_
 };
 
 // A file written sequentially from a logical end offset: logs, data files, tables.

@@ -28,15 +28,12 @@ Result<SyncMode> ParseSyncMode(std::string_view name) {
                                  std::string(name) + "'");
 }
 
-// One caller waiting in the queue: an append or a sync.
+// One appender waiting in the write queue.
 struct Wal::Request {
-  bool is_sync = false;
-  std::string_view payload;  // appends
-  uint64_t sync_lsn = 0;     // syncs: make records up to here durable
-  bool data_only = true;     // syncs
+  std::string_view payload;
   bool done = false;
   Status status;
-  WalPosition position;  // appends: where the record went
+  WalPosition position;  // where the record went
   std::condition_variable cv;
 };
 
@@ -211,19 +208,47 @@ Status Wal::ActivateSegment(uint64_t number, uint64_t first_lsn, uint64_t prev_n
   return Status::OK();
 }
 
-// Called by the leader when the next record does not fit: seals the active segment (its end is
-// now recorded in the next header, so nothing more may go into it), makes it durable, then
-// activates the next segment and asks for the one after it.
+// Called by the write leader when the next record does not fit: seals the active segment (its
+// end is now recorded in the next header, so nothing more may go into it), makes it durable,
+// then activates the next segment and asks for the one after it. No sync runs meanwhile: the
+// active file changes hands.
 Status Wal::Rotate(uint64_t next_lsn) {
-  active_sealed_ = true;
-  KVFS_RETURN_IF_ERROR(active_->DataSync());
-  uint64_t number;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    number = segments_.back().number + 1;
+    std::unique_lock<std::mutex> lock(mu_);
+    rotating_ = true;
+    sync_cv_.wait(lock, [this] { return !syncing_; });
   }
-  KVFS_RETURN_IF_ERROR(TakePreparedOrPrepare(number));
-  return ActivateSegment(number, next_lsn, number - 1, active_->Size());
+  Status s = [&]() -> Status {
+    active_sealed_ = true;
+    KVFS_RETURN_IF_ERROR(active_->DataSync());
+    uint64_t number;
+    {
+      // Everything written so far is in the sealed segment, durable now.
+      std::lock_guard<std::mutex> lock(mu_);
+      ++stats_.syncs;
+      last_lsn_.store(std::max(last_lsn(), next_lsn - 1), std::memory_order_release);
+      NoteDurable(next_lsn - 1);
+      number = segments_.back().number + 1;
+    }
+    KVFS_RETURN_IF_ERROR(TakePreparedOrPrepare(number));
+    return ActivateSegment(number, next_lsn, number - 1, active_->Size());
+  }();
+  std::lock_guard<std::mutex> lock(mu_);
+  rotating_ = false;
+  sync_cv_.notify_all();
+  return s;
+}
+
+// Records that every record up to `lsn` is on stable storage. Requires mu_.
+void Wal::NoteDurable(uint64_t lsn) {
+  if (lsn > durable_lsn()) {
+    durable_lsn_.store(lsn, std::memory_order_release);
+    stats_.durable_lsn = lsn;
+  }
+  const uint64_t last = last_lsn();
+  unsynced_records_ = last > durable_lsn() ? last - durable_lsn() : 0;
+  // Those left were written while the sync ran: their batch window starts about now.
+  if (unsynced_records_ > 0) oldest_unsynced_ = std::chrono::steady_clock::now();
 }
 
 void Wal::Fail(const Status& s) {
@@ -253,105 +278,75 @@ Result<WalPosition> Wal::AppendWithPosition(std::string_view payload) {
   }
   Request r;
   r.payload = payload;
-  KVFS_RETURN_IF_ERROR(Submit(&r));
+  bool sync = options_.sync_mode == SyncMode::kAlways;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (closed_) return Status::InvalidArgument("write-ahead log " + dir_ + " is closed");
+    if (!failure_.ok()) return FailedStatus();
+    queue_.push_back(&r);
+    while (!r.done && queue_.front() != &r) r.cv.wait(lock);
+    if (!r.done) LeadWrite(lock, &r);
+    if (!r.status.ok()) return r.status;
+    // In kBatch mode a full batch is synced by the appenders that filled it (sharing one sync),
+    // so no more than about batch_records records are ever unsynced.
+    if (options_.sync_mode == SyncMode::kBatch && unsynced_records_ >= options_.batch_records) {
+      sync = true;
+    }
+  }
+  if (sync) KVFS_RETURN_IF_ERROR(SyncUpTo(r.position.lsn));
   return r.position;
 }
 
-Status Wal::SyncUpTo(uint64_t lsn, bool data_only) {
-  Request r;
-  r.is_sync = true;
-  r.sync_lsn = lsn;
-  r.data_only = data_only;
-  return Submit(&r);
-}
-
-Status Wal::Submit(Request* r) {
-  std::unique_lock<std::mutex> lock(mu_);
-  if (closed_) return Status::InvalidArgument("write-ahead log " + dir_ + " is closed");
-  if (!failure_.ok()) return FailedStatus();
-  // A full sync is asked for file metadata too, so it always reaches the disk; a data sync
-  // that is already covered costs nothing.
-  if (r->is_sync && r->data_only && durable_lsn() >= r->sync_lsn) return Status::OK();
-  queue_.push_back(r);
-  while (!r->done && queue_.front() != r) r->cv.wait(lock);
-  if (!r->done) LeadGroup(lock, r);
-  return r->status;
-}
-
-// The leader (the queue's head, holding mu_) takes a group from the front of the queue, drops
-// the lock to write and sync it, then reports to every member and wakes the next leader.
-void Wal::LeadGroup(std::unique_lock<std::mutex>& lock, Request* leader) {
+// The write leader (the queue's head, holding mu_) takes a group of appends from the front of
+// the queue, drops the lock to write them in one write, then reports to every member and wakes
+// the next leader. A sync in flight does not hold it up: fdatasync covers what was written
+// before it began, and records written meanwhile wait for the next one.
+void Wal::LeadWrite(std::unique_lock<std::mutex>& lock, Request* leader) {
   assert(queue_.front() == leader);
   std::vector<Request*> group;
   size_t bytes = 0;
-  size_t appends = 0;
-  bool sync_requested = false;
-  bool data_only = true;
   for (Request* q : queue_) {
-    if (!q->is_sync) {
-      bytes += wal::RecordSize(q->payload.size());
-      if (!group.empty() && bytes > options_.max_group_bytes) break;
-      ++appends;
-    } else {
-      sync_requested = true;
-      data_only = data_only && q->data_only;
-    }
+    bytes += wal::RecordSize(q->payload.size());
+    if (!group.empty() && bytes > options_.max_group_bytes) break;
     group.push_back(q);
   }
-  bool sync = sync_requested;
-  if (appends > 0 && options_.sync_mode == SyncMode::kAlways) sync = true;
-  if (appends > 0 && options_.sync_mode == SyncMode::kBatch &&
-      unsynced_records_ + appends >= options_.batch_records) {
-    sync = true;
-  }
-  const uint64_t unsynced_before = unsynced_records_;
-
   Status write_status;
-  Status sync_status;
   size_t written = 0;
+  uint64_t first_lsn = 0;
   if (!failure_.ok()) {
     write_status = FailedStatus();
   } else {
     lock.unlock();
-    WriteGroup(group, sync, data_only, &written, &write_status, &sync_status);
+    first_lsn = next_lsn_;
+    write_status = WriteGroup(group, &written);
     lock.lock();
   }
-
-  if (!sync_status.ok()) Fail(sync_status);
   if (!write_status.ok() && !write_status.IsNoSpace()) Fail(write_status);
   const bool failed = !failure_.ok();
-  const uint64_t first_lsn_of_group = next_lsn_ - written;
-  last_lsn_.store(next_lsn_ - 1, std::memory_order_release);
-  stats_.last_lsn = next_lsn_ - 1;
-  stats_.writes += written > 0 ? 1 : 0;
-  if (!failed && sync && (written > 0 || sync_requested || unsynced_before > 0)) {
-    durable_lsn_.store(next_lsn_ - 1, std::memory_order_release);
-    stats_.durable_lsn = next_lsn_ - 1;
-    unsynced_records_ = 0;
-    ++stats_.syncs;
-    stats_.synced_requests += group.size();
-    stats_.max_group = std::max<uint64_t>(stats_.max_group, group.size());
-  } else if (!failed && written > 0) {
-    if (unsynced_records_ == 0) oldest_unsynced_ = std::chrono::steady_clock::now();
-    unsynced_records_ += written;
-    timer_cv_.notify_one();
+  if (written > 0) {
+    last_lsn_.store(first_lsn + written - 1, std::memory_order_release);
+    stats_.last_lsn = first_lsn + written - 1;
+    ++stats_.writes;
+    const uint64_t before = unsynced_records_;
+    if (before == 0) oldest_unsynced_ = std::chrono::steady_clock::now();
+    const uint64_t last = last_lsn();
+    unsynced_records_ = last > durable_lsn() ? last - durable_lsn() : 0;
+    // The batch timer syncs once the window of the oldest unsynced record has passed: it needs
+    // waking when a window opens, not at every write.
+    if (options_.sync_mode == SyncMode::kBatch && before == 0) timer_cv_.notify_one();
   }
-
-  size_t append_index = 0;
-  for (Request* q : group) {
+  for (size_t i = 0; i < group.size(); ++i) {
+    Request* q = group[i];
     if (failed) {
-      q->status = FailedStatus();
-    } else if (q->is_sync) {
-      q->status = Status::OK();  // the sync covered everything written before it queued
-    } else if (append_index < written) {
-      q->position.lsn = first_lsn_of_group + append_index;
+      q->status = FailedStatus();  // written or not, a failed log acknowledges nothing
+    } else if (i < written) {
+      q->position.lsn = first_lsn + i;
       q->status = Status::OK();
       ++stats_.appends;
       stats_.bytes_appended += q->payload.size();
     } else {
       q->status = write_status;  // ENOSPC: this record was not written
     }
-    if (!q->is_sync) ++append_index;
   }
   for (size_t i = 0; i < group.size(); ++i) queue_.pop_front();
   for (Request* q : group) {
@@ -361,11 +356,9 @@ void Wal::LeadGroup(std::unique_lock<std::mutex>& lock, Request* leader) {
   if (!queue_.empty()) queue_.front()->cv.notify_one();
 }
 
-// Writes the group's records (rotating segments as needed) and syncs once if asked. Runs
-// without mu_. `written` counts the leading appends that reached the file; on ENOSPC the rest
-// were not written and the log stays usable.
-void Wal::WriteGroup(std::vector<Request*>& group, bool sync, bool data_only, size_t* written,
-                     Status* write_status, Status* sync_status) {
+// Writes the group's records, rotating segments as needed; *written counts those written, in
+// order. Runs in the write leader, without mu_.
+Status Wal::WriteGroup(const std::vector<Request*>& group, size_t* written) {
   std::string buf;
   size_t buffered = 0;  // appends in buf
   auto flush = [&]() -> Status {
@@ -379,22 +372,22 @@ void Wal::WriteGroup(std::vector<Request*>& group, bool sync, bool data_only, si
     buffered = 0;
     return s;
   };
+  Status status;
   for (Request* q : group) {
-    if (q->is_sync) continue;
     const uint64_t size = wal::RecordSize(q->payload.size());
     const uint64_t end = active_->Size() + buf.size() + size;
     const bool has_records = active_->Size() + buf.size() > wal::kSegmentHeaderSize;
     if (active_sealed_ || (end > options_.segment_size && has_records)) {
-      *write_status = flush();
-      if (write_status->ok()) *write_status = Rotate(next_lsn_);
-      if (!write_status->ok()) break;
+      status = flush();
+      if (status.ok()) status = Rotate(next_lsn_);
+      if (!status.ok()) break;
     }
     q->position.segment = active_number_;
     q->position.payload_offset = active_->Size() + buf.size() + wal::kRecordHeaderSize;
     wal::AppendRecord(&buf, next_lsn_ + buffered, q->payload);
     ++buffered;
   }
-  if (write_status->ok()) *write_status = flush();
+  if (status.ok()) status = flush();
   // Once the active segment is half full, have the next one prepared in the background, so it
   // is ready (zero-filled and durable) by the time it is needed. Not earlier: an idle or
   // freshly opened log does no background I/O and holds no spare segment.
@@ -403,10 +396,65 @@ void Wal::WriteGroup(std::vector<Request*>& group, bool sync, bool data_only, si
     next_prepare_requested_ = true;
     RequestPrepare(active_number_ + 1);
   }
-  // A failed write other than ENOSPC fails the log; nothing more to do. After ENOSPC the
-  // records that were written still get the sync they asked for.
-  if (!write_status->ok() && !write_status->IsNoSpace()) return;
-  if (sync) *sync_status = data_only ? active_->DataSync() : active_->Sync();
+  return status;
+}
+
+// Group commit for syncs: while one caller's sync runs, the others wait; when it ends, those it
+// covered return and one of the rest leads the next sync, which covers everything written by
+// the time it starts. N concurrent fdatasyncs cost at most two syncs, and appends are never
+// held up by a sync.
+Status Wal::SyncUpTo(uint64_t lsn, bool data_only) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (closed_) return Status::InvalidArgument("write-ahead log " + dir_ + " is closed");
+  if (!failure_.ok()) return FailedStatus();
+  lsn = std::min(lsn, last_lsn());  // nothing past what was written can be asked for
+  // A data sync is covered by any sync that reached `lsn`. A full sync (fsync) is asked for
+  // metadata too, so only an fsync begun after the call covers it (and reaches `lsn`, which
+  // was written by then).
+  const uint64_t arrival = fsync_starts_;
+  auto covered = [&] { return data_only ? durable_lsn() >= lsn : fsync_done_start_ > arrival; };
+  if (data_only && covered()) return Status::OK();  // already durable: costs nothing
+  ++sync_waiters_;
+  if (!data_only) ++fsync_waiters_;
+  Status result;
+  for (;;) {
+    if (!failure_.ok()) {
+      result = FailedStatus();
+      break;
+    }
+    if (covered()) {
+      ++stats_.synced_requests;
+      break;
+    }
+    if (syncing_ || rotating_) {
+      sync_cv_.wait(lock);
+      continue;
+    }
+    // Lead a sync of everything written so far: an fsync if anyone waiting needs one.
+    syncing_ = true;
+    const bool full = fsync_waiters_ > 0;
+    const uint64_t start = full ? ++fsync_starts_ : 0;
+    const uint64_t target = last_lsn();
+    stats_.max_group = std::max<uint64_t>(stats_.max_group, sync_waiters_);
+    WritableFile* file = active_.get();  // Rotate does not replace it while syncing_
+    lock.unlock();
+    const Status s = full ? file->Sync() : file->DataSync();
+    lock.lock();
+    syncing_ = false;
+    sync_cv_.notify_all();
+    if (!s.ok()) {
+      // Never retried: the kernel may have dropped the pages the failed sync did not write.
+      Fail(s);
+      result = FailedStatus();
+      break;
+    }
+    ++stats_.syncs;
+    NoteDurable(target);
+    if (full) fsync_done_start_ = start;
+  }
+  --sync_waiters_;
+  if (!data_only) --fsync_waiters_;
+  return result;
 }
 
 Status Wal::Checkpoint(uint64_t lsn) {
@@ -521,7 +569,7 @@ Status Wal::health() const {
 
 size_t Wal::pending_requests() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return queue_.size();
+  return queue_.size() + sync_waiters_;
 }
 
 WalStats Wal::stats() const {

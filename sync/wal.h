@@ -12,15 +12,19 @@
 // Durability (what "acknowledged durable" means, per sync mode):
 // - kAlways: Append returns OK only once the record is on stable storage (fdatasync).
 // - kBatch:  Append returns once the record is written to the OS (it survives a process crash);
-//            it becomes durable at the next sync, which happens after `batch_records` unsynced
-//            records or `batch_interval` since the oldest unsynced one, whichever comes first,
-//            or at an explicit Sync.
+//            it becomes durable at the next sync: the append that brings the unsynced records
+//            to `batch_records` syncs them before it returns, and a background thread syncs
+//            once `batch_interval` has passed since the oldest unsynced one; or at an explicit
+//            Sync.
 // - kNone:   only an explicit Sync (or Close) makes records durable.
 // SyncUpTo / Sync return OK only once every record up to the given LSN is on stable storage.
 //
-// Group commit: concurrent appenders and syncers queue up; the one at the head (the leader)
-// takes the whole queue, writes every record in one write, syncs once if anyone in the group
-// needs it, and hands the result to each member. N concurrent fsyncs cost one fdatasync.
+// Group commit, writes and syncs apart: concurrent appenders queue up, and the one at the head
+// (the write leader) writes the whole queue in one write and hands each member its LSN.
+// Concurrent syncers share syncs: while one fdatasync runs, the others wait, and when it ends
+// one of them leads the next, covering everything written by then (so N concurrent fsyncs cost
+// at most two). A sync in flight never holds up an append: fdatasync covers what was written
+// before it began. In kAlways mode an append is a write, then a sync shared in that way.
 //
 // Failure: any sync error, or a write error other than ENOSPC, puts the log into a failed
 // state for good: every later Append and Sync returns kFailed naming the original error, and
@@ -148,7 +152,7 @@ class Wal {
   // OK, or the error that failed the log.
   Status health() const;
   WalStats stats() const;
-  // Appends and syncs queued or in flight (the group being written included).
+  // Appends queued or being written, plus callers waiting for or leading a sync.
   size_t pending_requests() const;
   const std::string& dir() const { return dir_; }
 
@@ -168,27 +172,35 @@ class Wal {
                          uint64_t prev_end);
   void PreparerLoop();
   void StopBackgroundThreads();
-  Status Submit(Request* r);
-  void LeadGroup(std::unique_lock<std::mutex>& lock, Request* leader);
-  void WriteGroup(std::vector<Request*>& group, bool sync, bool data_only, size_t* written,
-                  Status* write_status, Status* sync_status);
+  void LeadWrite(std::unique_lock<std::mutex>& lock, Request* leader);
+  Status WriteGroup(const std::vector<Request*>& group, size_t* written);
   Status Rotate(uint64_t next_lsn);
-  void Fail(const Status& s);   // requires mu_
-  Status FailedStatus() const;  // requires mu_
+  void NoteDurable(uint64_t lsn);  // requires mu_
+  void Fail(const Status& s);      // requires mu_
+  Status FailedStatus() const;     // requires mu_
   void BatchTimerLoop();
 
   FileSystem* const fs_;
   const std::string dir_;
   const WalOptions options_;
 
-  // Lock order: dir_mu_ before mu_. The leader drops mu_ while it writes and syncs; it alone
+  // Lock order: dir_mu_ before mu_. The write leader drops mu_ while it writes; it alone
   // touches active_, active_sealed_ and next_lsn_ then, which is safe because only the queue
-  // head may lead. dir_mu_ serialises segment creation (leader) with deletion (Checkpoint),
-  // both of which fsync the directory.
+  // head may lead. A sync leader uses active_ (through a pointer taken under mu_) while
+  // syncing_; Rotate, which replaces it, first sets rotating_ and waits for !syncing_, and no
+  // sync starts while rotating_. dir_mu_ serialises segment creation (write leader) with
+  // deletion (Checkpoint), both of which fsync the directory.
   std::mutex dir_mu_;
   mutable std::mutex mu_;
   std::condition_variable timer_cv_;
-  std::deque<Request*> queue_;             // guarded by mu_
+  std::condition_variable sync_cv_;        // a sync or a rotation ended
+  std::deque<Request*> queue_;             // guarded by mu_: appends waiting to be written
+  bool syncing_ = false;                   // guarded by mu_: a sync leader is in its sync
+  bool rotating_ = false;                  // guarded by mu_: the write leader is rotating
+  uint64_t sync_waiters_ = 0;              // guarded by mu_: callers inside SyncUpTo
+  uint64_t fsync_waiters_ = 0;             // guarded by mu_: those asking for a full sync
+  uint64_t fsync_starts_ = 0;              // guarded by mu_: full syncs begun
+  uint64_t fsync_done_start_ = 0;          // guarded by mu_: the last finished one's number
   std::vector<Segment> segments_;          // guarded by mu_, oldest first; back() is active
   std::unique_ptr<WritableFile> active_;   // used by the leader only
   bool active_sealed_ = false;             // used by the leader only

@@ -805,18 +805,47 @@ TEST(WalGroupCommit, ConcurrentSyncCallsShareOneSync) {
   fs.Close();
   std::thread first([&] { EXPECT_OK(wal->Sync()); });
   fs.WaitForSyncAtGate();
-  std::thread appender([&] { EXPECT_OK(wal->Append("b")); });  // queues behind the sync
-  WaitForPending(wal.get(), 2);
+  // A sync in flight does not hold up an append: it is written at once.
+  ASSERT_OK_AND_ASSIGN(uint64_t lsn, wal->Append("b"));
+  EXPECT_EQ(lsn, 2u);
+  EXPECT_EQ(wal->durable_lsn(), 0u);
   std::vector<std::thread> syncers;
   for (int i = 0; i < 5; ++i) syncers.emplace_back([&] { EXPECT_OK(wal->Sync()); });
-  WaitForPending(wal.get(), 7);
+  WaitForPending(wal.get(), 6);  // the first sync, and five waiting behind it
   const int syncs_before_release = fs.syncs();
   fs.Open();
   first.join();
-  appender.join();
   for (auto& t : syncers) t.join();
+  // The first covered "a"; one more covered "b" for all five.
   EXPECT_EQ(fs.syncs() - syncs_before_release, 2);
   EXPECT_EQ(wal->durable_lsn(), 2u);
+}
+
+// A full sync (fsync, asked for metadata too) is not covered by an fsync that was already
+// running when it was asked for; several asked for meanwhile share the next one.
+TEST(WalGroupCommit, FullSyncsWaitForAnFsyncBegunAfterThemAndShareIt) {
+  test::TempDir tmp;
+  GatedFileSystem fs;
+  WalOptions o = Always();
+  o.sync_mode = SyncMode::kNone;
+  ASSERT_OK_AND_ASSIGN(auto wal,
+                       Wal::Open(&fs, tmp.Sub("wal"), o, 0,
+                                 [](uint64_t, std::string_view) { return Status::OK(); }));
+  ASSERT_OK(wal->Append("a"));
+  fs.Close();
+  std::thread first([&] { EXPECT_OK(wal->Sync(/*data_only=*/false)); });
+  fs.WaitForSyncAtGate();
+  std::vector<std::thread> later;
+  for (int i = 0; i < 3; ++i) later.emplace_back([&] { EXPECT_OK(wal->Sync(false)); });
+  WaitForPending(wal.get(), 4);
+  const int before = fs.syncs();
+  fs.Open();
+  first.join();
+  for (auto& t : later) t.join();
+  EXPECT_EQ(fs.syncs() - before, 2);  // the first fsync, then one for the three
+  const int after = fs.syncs();
+  ASSERT_OK(wal->Sync());  // a data sync of what is durable already costs nothing
+  EXPECT_EQ(fs.syncs(), after);
 }
 
 TEST(WalGroupCommit, SyncOfAlreadyDurableRecordsCostsNothing) {
