@@ -210,8 +210,10 @@ int Serve(const DaemonOptions& options, const std::string& mountpoint, int ready
     spdlog::info("serving {}", DescribeStore(s));
 
   fuse_loop_config* loop = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_idle_threads(loop, 8);
+  // Idle workers are kept (libfuse's default): with a limit, every burst of concurrent fsyncs
+  // created and destroyed threads. clone_fd: each worker reads its own /dev/fuse descriptor.
   fuse_loop_cfg_set_max_threads(loop, 64);  // blocked fsyncs must not starve other requests
+  fuse_loop_cfg_set_clone_fd(loop, 1);
   const int ret = fuse_session_loop_mt(se, loop);
   fuse_loop_cfg_destroy(loop);
   spdlog::info("leaving the loop ({}), unmounting {}", ret, mountpoint);

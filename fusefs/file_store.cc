@@ -268,6 +268,31 @@ struct FileStore::Impl {
     n = std::min(n, node.size - offset);
     if (node.data_inline) return node.inline_data.substr(offset, n);
     std::string out(n, '\0');
+    const uint64_t first = offset / kChunkSize;
+    const uint64_t last = (offset + n - 1) / kChunkSize;
+    if (last - first >= 2) {
+      // Many chunks: one ordered scan over their keys instead of a lookup each.
+      engines::ScanOptions so;
+      so.prefix = ChunkPrefix(node.id);
+      if (first > 0) so.start_after = ChunkKey(node.id, first - 1);
+      Status bad;
+      KVFS_RETURN_IF_ERROR(engine->Scan(so, [&](std::string_view key, std::string_view data) {
+        auto chunk = DecodeU64(key.substr(so.prefix.size()), key);
+        if (!chunk.ok()) {
+          bad = chunk.status();
+          return false;
+        }
+        if (*chunk > last) return false;
+        const uint64_t start = *chunk * kChunkSize;  // file offset of the chunk's first byte
+        const uint64_t from = std::max(start, offset);
+        const uint64_t to = std::min(start + data.size(), offset + n);
+        if (to > from)
+          std::memcpy(out.data() + (from - offset), data.data() + (from - start), to - from);
+        return true;
+      }));
+      KVFS_RETURN_IF_ERROR(bad);
+      return out;
+    }
     uint64_t pos = offset;
     while (pos < offset + n) {
       const uint64_t chunk = pos / kChunkSize;

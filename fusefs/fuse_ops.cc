@@ -65,7 +65,7 @@ struct stat StatOf(const Attr& a, uint64_t ino) {
   st.st_uid = a.uid;
   st.st_gid = a.gid;
   st.st_size = static_cast<off_t>(a.size);
-  st.st_blksize = static_cast<blksize_t>(kChunkSize);  // stdio and cp size their I/O by it
+  st.st_blksize = static_cast<blksize_t>(kPreferredIoSize);  // stdio and cp size their I/O by it
   st.st_blocks = static_cast<blkcnt_t>((a.size + 511) / 512);
   st.st_atim = ToTimespec(a.atime_ns);
   st.st_mtim = ToTimespec(a.mtime_ns);

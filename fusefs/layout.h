@@ -32,6 +32,14 @@
 // larger files keep it in chunks of kChunkSize bytes, so a 4 KiB write into a 1 GiB file
 // rewrites one chunk. A chunk may be shorter than kChunkSize or absent: the missing bytes up
 // to the file's size read as zeros (holes).
+//
+// Why 4 KiB chunks, a page each: a write rewrites every chunk it touches, whole. With 64 KiB
+// chunks a program appending 4 KiB and calling fdatasync (a log, a database) logged 34 KiB per
+// write on average and synced that: 2,564 synced appends/s through the mount from one thread,
+// 5,150 from four, against 4,862 and 10,804 with 4 KiB chunks (16 KiB: 4,008 and 7,213), on
+// the same disk, ext4 doing 4,156 and 9,299. Large files pay in keys instead (a 1 GiB file is
+// 262,144 chunk keys), which an ordered scan reads back in order (FileStore reads a range of
+// chunks with one scan).
 #pragma once
 
 #include <cstdint>
@@ -43,8 +51,11 @@
 
 namespace kvfs::fusefs {
 
-inline constexpr uint64_t kChunkSize = 64 * 1024;
+inline constexpr uint64_t kChunkSize = 4 * 1024;
 inline constexpr uint64_t kInlineMax = 4096;
+// st_blksize: the I/O size stdio and cp pick, independent of the chunk size (one FUSE round
+// trip per 128 KiB written, not per chunk).
+inline constexpr uint64_t kPreferredIoSize = 128 * 1024;
 inline constexpr size_t kMaxNameLength = 255;      // NAME_MAX
 inline constexpr size_t kMaxPathLength = 4095;     // PATH_MAX - 1, per store
 inline constexpr size_t kMaxSymlinkLength = 4095;  // as Linux

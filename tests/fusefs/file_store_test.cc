@@ -384,9 +384,12 @@ TEST_P(FileStoreTest, NoSpaceIsEnospcAndWritingResumesOnceSpaceIsFreed) {
   ASSERT_OK(st->Write(f.id, 0, "kept"));
   ASSERT_OK(st->SyncFile(f.id, true));
   fs_.SetSpaceLimit(UsedBytes() + 3 * kChunkSize);
+  // Writes of 64 KiB until the disk is full: the log's segment was reserved in advance, so the
+  // space runs out once a new segment (or a table or blob file) is needed.
   Status s;
-  for (int i = 0; i < 64 && s.ok(); ++i) {
-    s = st->Write(f.id, 4 + i * kChunkSize, std::string(kChunkSize, 'w')).status();
+  constexpr uint64_t kPiece = 64 * 1024;
+  for (int i = 0; i < 4096 && s.ok(); ++i) {
+    s = st->Write(f.id, 4 + i * kPiece, std::string(kPiece, 'w')).status();
   }
   EXPECT_EQ(ErrnoOf(s), ENOSPC) << s.ToString();
   fs_.SetSpaceLimit(UINT64_MAX);
