@@ -272,6 +272,11 @@ TEST_F(FilesystemTest, XattrsRoundTripAndPosixAclsAreRefused) {
   EXPECT_EQ(*list, std::string("user.color\0", 11));
   EXPECT_EQ(ErrnoOfResult(fs_->GetXattr(f->ino, "user.none")), ENODATA);
   EXPECT_EQ(ErrnoOf(fs_->SetXattr(f->ino, "system.posix_acl_access", "x", 0)), EOPNOTSUPP);
+  // Not kept, so not there: EOPNOTSUPP (tools remember it per file system), not ENODATA.
+  EXPECT_EQ(ErrnoOfResult(fs_->GetXattr(f->ino, "system.posix_acl_access")), EOPNOTSUPP);
+  EXPECT_EQ(ErrnoOfResult(fs_->GetXattr(f->ino, "security.selinux")), EOPNOTSUPP);
+  EXPECT_EQ(ErrnoOf(fs_->SetXattr(f->ino, "security.capability", "x", 0)), EOPNOTSUPP);
+  EXPECT_EQ(ErrnoOf(fs_->RemoveXattr(f->ino, "security.capability")), EOPNOTSUPP);
   EXPECT_OK(fs_->RemoveXattr(f->ino, "user.color"));
   EXPECT_EQ(ErrnoOfResult(fs_->GetXattr(f->ino, "user.color")), ENODATA);
 }

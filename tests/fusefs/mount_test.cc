@@ -1313,6 +1313,24 @@ TEST_P(MountTest, OwnershipFollowsTheCallerAndPermissionsAreChecked) {
             "EACCES")
       << "create in root's 0755 directory";
   EXPECT_EQ(ReadFile(secret), "secret");
+  // Writing to a setuid/setgid file drops those bits, as on a local disk (the writer lacks
+  // CAP_FSETID); else anyone allowed to write could plant code that runs as the owner.
+  const std::string suid = pub + "/suid";
+  ASSERT_TRUE(WriteFile(suid, "#!/bin/sh\n"));
+  ASSERT_SYSCALL_OK(::chmod(suid.c_str(), 06777));
+  const char* suid_c = suid.c_str();
+  EXPECT_EQ(ErrnoName(RunAs(kNobody, kNobody,
+                            [&] {
+                              const int fd = ::open(suid_c, O_WRONLY | O_APPEND);
+                              if (fd < 0) return errno;
+                              const bool ok = ::write(fd, "id\n", 3) == 3;
+                              const int err = errno;
+                              ::close(fd);
+                              return ok ? 0 : err;
+                            })),
+            "success");
+  ASSERT_SYSCALL_OK(::stat(suid_c, &st));
+  EXPECT_EQ(st.st_mode & 07777, 0777u) << "a write by another user kept setuid/setgid";
   // A setgid directory hands its group down, and its setgid bit to new subdirectories.
   const std::string sgid = m().At("sgid");
   ASSERT_SYSCALL_OK(::mkdir(sgid.c_str(), 0755));
