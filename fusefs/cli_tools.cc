@@ -421,7 +421,7 @@ void Walk(FileStore* files, const std::string& store, const std::string& path, u
 // kvfs file tree, the tree as the mount shows it.
 bool CheckStore(const config::StoreConfig& sc) {
   bool marker = false;
-  Status m = fusefs::CheckStoreMarker(sc.data_dir, sc.engine, &marker);
+  Status m = fusefs::CheckStoreMarker(sync::DefaultFileSystem(), sc.data_dir, sc.engine, &marker);
   if (!m.ok()) {
     std::fprintf(stderr, "kvfs: store %s: %s\n", sc.name.c_str(), m.ToString().c_str());
     return false;

@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "fusefs/fuse_ops.h"
+#include "fusefs/power_cut.h"
 #include "fusefs/stores.h"
 
 namespace kvfs::fusefs {
@@ -156,11 +157,23 @@ int Serve(const DaemonOptions& options, const std::string& mountpoint, int ready
   if (!SetUpLogging(logging, /*attached=*/true)) return 1;
   fuse_set_log_func(FuseLog);
 
-  auto stores = OpenStores(options.config, OpenStoresOptions{});
+  std::unique_ptr<PowerCutHarness> fault;  // tests only (daemon.h)
+  OpenStoresOptions store_options;
+  if (options.fault.enabled) {
+    auto started = PowerCutHarness::Start(options.config, options.fault);
+    if (!started.ok()) {
+      std::fprintf(stderr, "kvfs: %s\n", started.status().ToString().c_str());
+      return 1;
+    }
+    fault = std::move(*started);
+    store_options.fs = fault->fs();
+  }
+  auto stores = OpenStores(options.config, store_options);
   if (!stores.ok()) {
     std::fprintf(stderr, "kvfs: %s\n", stores.status().ToString().c_str());
     return 1;
   }
+  if (fault != nullptr) fault->Arm();
   FsOptions fso;
   fso.single_store = options.single_store;
   fso.no_open = options.no_open;

@@ -574,7 +574,7 @@ Result<struct statvfs> Filesystem::StatFs(uint64_t ino) {
   sv.f_namemax = kMaxNameLength;
   if (!stores_.empty()) {
     KVFS_ASSIGN_OR_RETURN(sync::SpaceInfo space,
-                          sync::DefaultFileSystem()->GetSpaceInfo(stores_[store].config.data_dir));
+                          stores_[store].fs->GetSpaceInfo(stores_[store].config.data_dir));
     sv.f_blocks = space.total_bytes / sv.f_frsize;
     sv.f_bfree = space.free_bytes / sv.f_frsize;
     sv.f_bavail = sv.f_bfree;

@@ -65,9 +65,9 @@ std::string StoreMarkerText(const std::string& engine) {
   return "engine = " + engine + "\nlayout = " + std::to_string(kStoreMarkerLayout) + "\n";
 }
 
-Status CheckStoreMarker(const std::string& data_dir, const std::string& engine, bool* present) {
+Status CheckStoreMarker(sync::FileSystem* fs, const std::string& data_dir,
+                        const std::string& engine, bool* present) {
   *present = false;
-  sync::FileSystem* fs = sync::DefaultFileSystem();
   const std::string path = MarkerPath(data_dir);
   KVFS_ASSIGN_OR_RETURN(const bool exists, fs->Exists(path));
   if (!exists) return Status::OK();
@@ -92,7 +92,7 @@ Status CheckStoreMarker(const std::string& data_dir, const std::string& engine, 
 }
 
 Result<Store> OpenStore(const config::StoreConfig& store, const OpenStoresOptions& options) {
-  sync::FileSystem* fs = sync::DefaultFileSystem();
+  sync::FileSystem* fs = options.fs != nullptr ? options.fs : sync::DefaultFileSystem();
   const std::string context = "store " + store.name + " (" + store.data_dir + ")";
   if (options.read_only) {
     auto exists = fs->IsDirectory(store.data_dir);
@@ -104,7 +104,7 @@ Result<Store> OpenStore(const config::StoreConfig& store, const OpenStoresOption
     if (!made.ok()) return made.WithContext(context + ": cannot create its data directory");
   }
   bool marker = false;
-  Status checked = CheckStoreMarker(store.data_dir, store.engine, &marker);
+  Status checked = CheckStoreMarker(fs, store.data_dir, store.engine, &marker);
   if (!checked.ok()) return checked.WithContext(context);
 
   auto engine =
@@ -129,7 +129,7 @@ Result<Store> OpenStore(const config::StoreConfig& store, const OpenStoresOption
   fso.read_only = options.read_only;
   auto files = FileStore::Open(std::move(*engine), fso);
   if (!files.ok()) return files.status().WithContext(context);
-  return Store{store, std::move(*files)};
+  return Store{store, std::move(*files), fs};
 }
 
 Result<std::vector<Store>> OpenStores(const config::Config& config,

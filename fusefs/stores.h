@@ -29,6 +29,7 @@
 
 #include "config/config.h"
 #include "fusefs/file_store.h"
+#include "sync/file_system.h"
 #include "sync/status.h"
 
 namespace kvfs::fusefs {
@@ -40,6 +41,7 @@ inline constexpr int kStoreMarkerLayout = 1;
 struct Store {
   config::StoreConfig config;
   std::unique_ptr<FileStore> files;
+  sync::FileSystem* fs = nullptr;  // what the store's files live on (statfs asks it)
 };
 
 struct OpenStoresOptions {
@@ -48,6 +50,9 @@ struct OpenStoresOptions {
   bool read_only = false;
   // Background merges/compactions (off for offline tools, which exit soon).
   bool background_work = true;
+  // Where the data directories are; null: the real disk (sync::DefaultFileSystem()). Tests of
+  // power cuts through the mount put a FaultFileSystem here (daemon.h).
+  sync::FileSystem* fs = nullptr;
 };
 
 // The marker's text for `engine`.
@@ -56,7 +61,8 @@ std::string StoreMarkerText(const std::string& engine);
 // Checks the marker of `data_dir` against `engine`: OK when it matches or is absent;
 // InvalidArgument naming the directory and both engines when it names another; Corruption
 // naming the file when it cannot be parsed. Sets *present to whether a marker exists.
-Status CheckStoreMarker(const std::string& data_dir, const std::string& engine, bool* present);
+Status CheckStoreMarker(sync::FileSystem* fs, const std::string& data_dir,
+                        const std::string& engine, bool* present);
 
 // Opens one store: checks the marker, creates the data directory (unless read_only), opens the
 // engine with the options `store` asks for, writes the marker if it was missing, and opens the

@@ -271,6 +271,7 @@ testing::AssertionResult KvfsMount::Mount() {
   if (!options_.config.empty()) args.insert(args.end(), {"--config", options_.config});
   if (!options_.engine.empty()) args.insert(args.end(), {"--engine", options_.engine});
   if (!options_.sync.empty()) args.insert(args.end(), {"--sync", options_.sync});
+  args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   args.push_back("-f");
   if (!options_.fuse_options.empty()) {
     std::string o;
@@ -435,6 +436,31 @@ testing::AssertionResult KvfsMount::KillDaemon() {
   if (IsMounted(mnt_)) Exec({"fusermount3", "-uz", mnt_}, kDaemonDeadline);
   if (IsMounted(mnt_)) {
     return testing::AssertionFailure() << "cannot detach the dead mount " << mnt_;
+  }
+  return testing::AssertionSuccess();
+}
+
+testing::AssertionResult KvfsMount::PowerCut(bool signal) {
+  if (pid_ <= 0 || !child_) return testing::AssertionFailure() << "no daemon of ours to cut";
+  if (signal && ::kill(pid_, SIGUSR1) != 0) {
+    return testing::AssertionFailure() << "kill(SIGUSR1): " << std::strerror(errno);
+  }
+  if (!WaitExit(pid_, Ms(kDaemonDeadline))) {
+    return testing::AssertionFailure() << "daemon " << pid_ << " still running after the cut\n"
+                                       << DaemonLog();
+  }
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+  if (IsMounted(mnt_)) Exec({"fusermount3", "-u", mnt_}, kDaemonDeadline);
+  if (IsMounted(mnt_)) Exec({"fusermount3", "-uz", mnt_}, kDaemonDeadline);
+  if (IsMounted(mnt_)) {
+    return testing::AssertionFailure() << "cannot detach the dead mount " << mnt_;
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return testing::AssertionFailure()
+           << "the power cut did not write its image back (status " << status << ")\n"
+           << DaemonLog();
   }
   return testing::AssertionSuccess();
 }
