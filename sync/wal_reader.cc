@@ -190,11 +190,15 @@ Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn, const 
     }
     return Status::OK();
   }
-  if (from_lsn > 0 && files.front().header->first_lsn > from_lsn) {
-    return Status::Corruption(files.front().path + ": oldest segment starts at LSN " +
-                              std::to_string(files.front().header->first_lsn) +
-                              " but records from LSN " + std::to_string(from_lsn) +
-                              " are needed; a segment is missing");
+  // LSNs start at 1, so a caller that needs everything (from_lsn 0) needs LSN 1 on.
+  const uint64_t needed = std::max<uint64_t>(from_lsn, 1);
+  if (files.front().header->first_lsn > needed) {
+    const uint64_t prev = files.front().header->prev_segment_number;
+    return Status::Corruption(
+        (prev != 0 ? JoinPath(dir, wal::SegmentFileName(prev)) + " is missing: " : std::string()) +
+        "the oldest segment, " + files.front().path + ", starts at LSN " +
+        std::to_string(files.front().header->first_lsn) + " but records from LSN " +
+        std::to_string(needed) + " are needed");
   }
 
   uint64_t next_lsn = files.front().header->first_lsn;

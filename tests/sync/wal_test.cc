@@ -355,14 +355,27 @@ TEST(Wal, SegmentsLeftByAnInterruptedCheckpointAreIgnored) {
   }
   auto names = SegmentNames(&fs);
   ASSERT_GT(names.size(), 4u);
+  // The checkpoint's LSN: the fourth segment's first. Its caller made everything below it
+  // durable elsewhere, and reads from there on.
+  WalReadReport before;
+  ASSERT_OK(ReadWal(
+      &fs, kDir, 0, [](uint64_t, std::string_view) { return Status::OK(); }, &before));
+  const uint64_t checkpoint = before.segments[3].first_lsn;
   // A checkpoint deleting the first three segments got only the second one done.
   ASSERT_OK(fs.RemoveFile(Path(names[1])));
   WalReadReport report;
   ASSERT_OK(ReadWal(
-      &fs, kDir, 0, [](uint64_t, std::string_view) { return Status::OK(); }, &report));
+      &fs, kDir, checkpoint, [](uint64_t, std::string_view) { return Status::OK(); }, &report));
   EXPECT_EQ(report.stale_segments.size(), 1u);
-  ASSERT_OK_AND_ASSIGN(auto wal, OpenWal(&fs, Always(1024), 0, &r));
+  ASSERT_OK_AND_ASSIGN(auto wal, OpenWal(&fs, Always(1024), checkpoint, &r));
   EXPECT_FALSE(fs.Exists(Path(names[0])).value());
+  // Who asks for records the checkpoint deleted finds them missing, not silently skipped.
+  wal.reset();
+  ASSERT_OK(fs.RemoveFile(Path(names[2])));
+  Status missing = ReadWal(
+      &fs, kDir, 1, [](uint64_t, std::string_view) { return Status::OK(); }, &report);
+  EXPECT_TRUE(missing.IsCorruption()) << missing.ToString();
+  EXPECT_NE(missing.message().find("is missing"), std::string::npos) << missing.ToString();
 }
 
 TEST(Wal, MissingSegmentIsCorruptionWhenItsRecordsAreNeeded) {
