@@ -172,16 +172,9 @@ class TableIterator final : public InternalIterator {
       TakeEntry();
       return;
     }
-    if (!cursor_->status().ok()) {
-      status_ = cursor_->status();
-      cursor_.reset();
-      return;
-    }
     // Every key of the block is below the target (the index said otherwise: it was checked
     // against the block, so only an empty tail): go on with the next block.
-    ++sequential_blocks_;
-    LoadBlock(block_index_ + 1);
-    Advance();
+    if (NextBlock()) Advance();
   }
   void Next() override { Advance(); }
   std::string_view key() const override { return cursor_->key(); }
@@ -232,14 +225,21 @@ class TableIterator final : public InternalIterator {
         TakeEntry();
         return;
       }
-      if (!cursor_->status().ok()) {
-        status_ = cursor_->status();
-        cursor_.reset();
-        return;
-      }
-      ++sequential_blocks_;
-      LoadBlock(block_index_ + 1);
+      if (!NextBlock()) return;
     }
+  }
+
+  // The cursor has run out: on damage keeps its status and stops (false), else loads the next
+  // block (none past the last).
+  bool NextBlock() {
+    if (!cursor_->status().ok()) {
+      status_ = cursor_->status();
+      cursor_.reset();
+      return false;
+    }
+    ++sequential_blocks_;
+    LoadBlock(block_index_ + 1);
+    return true;
   }
 
   static constexpr size_t kCachedScanBlocks = 2;
