@@ -56,6 +56,7 @@ Status BitcaskEngine::Open(BitcaskRecoveryReport* report) {
       KVFS_RETURN_IF_ERROR(sync::SyncDir(fs_, merged_dir_));
     }
   }
+  keydir_.BeginBulkLoad();
   for (uint64_t number : merged_files_) KVFS_RETURN_IF_ERROR(LoadMergedFile(number, report));
 
   // Then the log from merged_lsn on, each record a batch whose entries stay where they are.
@@ -77,6 +78,7 @@ Status BitcaskEngine::Open(BitcaskRecoveryReport* report) {
   };
   if (options_.read_only) {
     KVFS_RETURN_IF_ERROR(sync::ReadWal(fs_, wal_dir_, merged_lsn_, replay, &report->wal));
+    keydir_.EndBulkLoad();
     return Status::OK();
   }
   sync::WalOptions wo;
@@ -86,6 +88,7 @@ Status BitcaskEngine::Open(BitcaskRecoveryReport* report) {
   wo.batch_interval = options_.batch_interval;
   KVFS_ASSIGN_OR_RETURN(wal_,
                         sync::Wal::Open(fs_, wal_dir_, wo, merged_lsn_, replay, &report->wal));
+  keydir_.EndBulkLoad();
   // Finishes the cleanup of a merge that made its MANIFEST durable but crashed before this.
   KVFS_RETURN_IF_ERROR(wal_->Checkpoint(merged_lsn_));
   if (options_.background_work) bg_ = std::thread([this] { BackgroundLoop(); });
@@ -171,12 +174,9 @@ Status BitcaskEngine::LoadMergedFile(uint64_t number, BitcaskRecoveryReport* rep
 }
 
 void BitcaskEngine::Install(std::string_view key, const Location& loc) {
-  // Merged files (and so their hints) hold keys in ascending order: appending past the last
-  // key needs no search, which makes loading a merged file linear.
-  auto it =
-      keydir_.empty() || keydir_.rbegin()->first < key ? keydir_.end() : keydir_.lower_bound(key);
-  if (it == keydir_.end() || it->first != key) {
-    keydir_.emplace_hint(it, std::string(key), loc);
+  auto [it, present] = keydir_.FindOrHint(key);
+  if (!present) {
+    keydir_.insert(it, std::string(key), loc);
   } else {
     // Concurrent Applies may reach here out of LSN order; the later LSN wins. Equal LSNs are
     // entries of one batch, where the later entry wins.
@@ -291,20 +291,26 @@ std::optional<Location> BitcaskEngine::Lookup(std::string_view key) const {
 Result<std::string> BitcaskEngine::ReadEntryBytes(std::string_view key, const Location& loc,
                                                   const sync::RandomAccessFile& file) {
   std::string buf(loc.size, '\0');
-  const std::string where = file.path() + " offset " + std::to_string(loc.offset);
+  // Every read is a point lookup's hot path: the location's name is built only for an error.
+  const auto damaged = [&](std::string_view what) {
+    return Status::Corruption(file.path() + " offset " + std::to_string(loc.offset) +
+                              std::string(what));
+  };
   KVFS_ASSIGN_OR_RETURN(size_t got, file.Read(loc.offset, loc.size, buf.data()));
-  if (got != loc.size) return Status::Corruption(where + ": entry cut short (file too short)");
-  KVFS_ASSIGN_OR_RETURN(BatchEntry e, DecodeEntry(buf, where));
-  if (e.key != key) return Status::Corruption(where + ": entry holds another key");
-  if (e.kind != EntryKind::kPut) return Status::Corruption(where + ": entry is not a put");
-  if (e.size != loc.size) return Status::Corruption(where + ": entry size differs from keydir");
+  if (got != loc.size) return damaged(": entry cut short (file too short)");
+  Result<BatchEntry> e = DecodeEntry(buf, "");
+  if (!e.ok()) return damaged(e.status().message());
+  if (e->key != key) return damaged(": entry holds another key");
+  if (e->kind != EntryKind::kPut) return damaged(": entry is not a put");
+  if (e->size != loc.size) return damaged(": entry size differs from keydir");
   return buf;
 }
 
 Result<std::string> BitcaskEngine::ReadValue(std::string_view key, const Location& loc,
                                              const sync::RandomAccessFile& file) {
   KVFS_ASSIGN_OR_RETURN(std::string entry, ReadEntryBytes(key, loc, file));
-  return entry.substr(kEntryHeaderSize + key.size());
+  entry.erase(0, kEntryHeaderSize + key.size());  // in place: no second allocation
+  return entry;
 }
 
 Result<std::string> BitcaskEngine::Get(std::string_view key) {
