@@ -23,6 +23,23 @@ void Put(KeyDir* dir, const std::string& key, const Location& loc) {
   }
 }
 
+// Random puts and erases of keys "key0".."key<universe-1>" on both the keydir and the model,
+// with LSNs first_lsn, first_lsn+1, ...; one op in `erase_one_in` is an erase found by find().
+void RandomOps(KeyDir* dir, std::map<std::string, Location>* model, std::mt19937* rng, int universe,
+               uint64_t first_lsn, uint64_t ops, unsigned erase_one_in) {
+  for (uint64_t lsn = first_lsn; lsn < first_lsn + ops; ++lsn) {
+    const std::string key = "key" + std::to_string((*rng)() % universe);
+    if ((*rng)() % erase_one_in == 0) {
+      auto it = dir->find(key);
+      if (it != dir->end()) dir->erase(it);
+      model->erase(key);
+    } else {
+      Put(dir, key, At(lsn));
+      (*model)[key] = At(lsn);
+    }
+  }
+}
+
 void ExpectSame(KeyDir& dir, const std::map<std::string, Location>& model, int universe) {
   ASSERT_EQ(dir.size(), model.size());
   auto want = model.begin();
@@ -49,17 +66,7 @@ TEST(KeyDirTest, PointLookupsAgreeWithTheOrderThroughInsertsUpdatesAndErases) {
   std::mt19937 rng(7);
   KeyDir dir;
   std::map<std::string, Location> model;
-  for (uint64_t step = 1; step <= 20000; ++step) {
-    const std::string key = "key" + std::to_string(rng() % kUniverse);
-    if (rng() % 4 == 0) {
-      auto it = dir.find(key);
-      if (it != dir.end()) dir.erase(it);
-      model.erase(key);
-    } else {
-      Put(&dir, key, At(step));
-      model[key] = At(step);
-    }
-  }
+  RandomOps(&dir, &model, &rng, kUniverse, 1, 20000, 4);
   ExpectSame(dir, model, kUniverse);
 }
 
@@ -86,17 +93,7 @@ TEST(KeyDirTest, ABulkLoadIndexesEveryKeyAtItsEnd) {
   Put(&dir, "key1", At(1));  // indexed before the load: the load starts over
   model["key1"] = At(1);
   dir.BeginBulkLoad();
-  for (uint64_t step = 2; step <= 10000; ++step) {
-    const std::string key = "key" + std::to_string(rng() % kUniverse);
-    if (rng() % 5 == 0) {
-      auto it = dir.find(key);  // answered by the map while the index is off
-      if (it != dir.end()) dir.erase(it);
-      model.erase(key);
-    } else {
-      Put(&dir, key, At(step));
-      model[key] = At(step);
-    }
-  }
+  RandomOps(&dir, &model, &rng, kUniverse, 2, 10000, 5);  // find() walks the map meanwhile
   ExpectSame(dir, model, kUniverse);
   dir.EndBulkLoad();
   ExpectSame(dir, model, kUniverse);
