@@ -21,24 +21,24 @@ void EncodeEntry(std::string* out, EntryKind kind, std::string_view key, std::st
 }
 
 Result<BatchEntry> DecodeEntry(std::string_view bytes, std::string_view where) {
-  if (bytes.size() < kEntryHeaderSize) {
-    return Status::Corruption(std::string(where) + ": entry header cut short");
-  }
+  // An empty `where` leaves the naming of the place to the caller (see ForEachEntry).
+  const auto damaged = [where](const std::string& what) {
+    return Status::Corruption(where.empty() ? what : std::string(where) + ": " + what);
+  };
+  if (bytes.size() < kEntryHeaderSize) return damaged("entry header cut short");
   const uint32_t crc = DecodeFixed32(bytes.data());
   const auto kind = static_cast<EntryKind>(static_cast<uint8_t>(bytes[4]));
   const uint64_t key_size = DecodeFixed32(bytes.data() + 5);
   const uint64_t value_size = DecodeFixed32(bytes.data() + 9);
   if (kind != EntryKind::kPut && kind != EntryKind::kDelete) {
-    return Status::Corruption(std::string(where) + ": unknown entry kind " +
-                              std::to_string(static_cast<int>(kind)));
+    return damaged("unknown entry kind " + std::to_string(static_cast<int>(kind)));
   }
   const uint64_t size = kEntryHeaderSize + key_size + value_size;
   if (size > bytes.size()) {
-    return Status::Corruption(std::string(where) + ": entry of " + std::to_string(size) +
-                              " bytes runs past the end");
+    return damaged("entry of " + std::to_string(size) + " bytes runs past the end");
   }
   if (sync::crc32c::Value(bytes.data() + 4, size - 4) != crc) {
-    return Status::Corruption(std::string(where) + ": entry checksum mismatch");
+    return damaged("entry checksum mismatch");
   }
   BatchEntry e;
   e.kind = kind;

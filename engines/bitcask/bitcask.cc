@@ -61,20 +61,23 @@ Status BitcaskEngine::Open(BitcaskRecoveryReport* report) {
 
   // Then the log from merged_lsn on, each record a batch whose entries stay where they are.
   const sync::WalRecordFn replay = [this](const sync::WalRecord& r) -> Status {
-    const std::string where = files_.PathOf(FileKind::kWal, r.segment) + " record LSN " +
-                              std::to_string(r.lsn) + " at offset " +
-                              std::to_string(r.payload_offset - sync::wal::kRecordHeaderSize);
     std::unique_lock<std::shared_mutex> lock(keydir_mu_);
     SegmentInfo& seg = segments_[r.segment];
     seg.max_lsn = std::max(seg.max_lsn, r.lsn);
     seg.bytes += r.payload.size();
-    return ForEachEntry(r.payload, where, [&](const BatchEntry& e) -> Status {
-      if (!IsValidKey(e.key)) return Status::Corruption(where + ": invalid key length");
+    Status s = ForEachEntry(r.payload, "", [&](const BatchEntry& e) -> Status {
+      if (!IsValidKey(e.key)) return Status::Corruption("invalid key length");
       Install(e.key,
               Location{r.lsn, r.segment, r.payload_offset + e.offset, static_cast<uint32_t>(e.size),
                        FileKind::kWal, e.kind == EntryKind::kDelete});
       return Status::OK();
     });
+    // The record is named only when it is damaged: a million records replayed at open
+    // would otherwise build a million names.
+    if (s.ok()) return s;
+    return s.WithContext(files_.PathOf(FileKind::kWal, r.segment) + " record LSN " +
+                         std::to_string(r.lsn) + " at offset " +
+                         std::to_string(r.payload_offset - sync::wal::kRecordHeaderSize));
   };
   if (options_.read_only) {
     KVFS_RETURN_IF_ERROR(sync::ReadWal(fs_, wal_dir_, merged_lsn_, replay, &report->wal));
@@ -293,16 +296,16 @@ Result<std::string> BitcaskEngine::ReadEntryBytes(std::string_view key, const Lo
   std::string buf(loc.size, '\0');
   // Every read is a point lookup's hot path: the location's name is built only for an error.
   const auto damaged = [&](std::string_view what) {
-    return Status::Corruption(file.path() + " offset " + std::to_string(loc.offset) +
+    return Status::Corruption(file.path() + " offset " + std::to_string(loc.offset) + ": " +
                               std::string(what));
   };
   KVFS_ASSIGN_OR_RETURN(size_t got, file.Read(loc.offset, loc.size, buf.data()));
-  if (got != loc.size) return damaged(": entry cut short (file too short)");
+  if (got != loc.size) return damaged("entry cut short (file too short)");
   Result<BatchEntry> e = DecodeEntry(buf, "");
   if (!e.ok()) return damaged(e.status().message());
-  if (e->key != key) return damaged(": entry holds another key");
-  if (e->kind != EntryKind::kPut) return damaged(": entry is not a put");
-  if (e->size != loc.size) return damaged(": entry size differs from keydir");
+  if (e->key != key) return damaged("entry holds another key");
+  if (e->kind != EntryKind::kPut) return damaged("entry is not a put");
+  if (e->size != loc.size) return damaged("entry size differs from keydir");
   return buf;
 }
 

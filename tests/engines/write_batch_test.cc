@@ -139,6 +139,21 @@ TEST(WriteBatch, ChecksumMismatchIsCorruptionNamingWhere) {
   EXPECT_NE(r.status().message().find("checksum"), std::string::npos);
 }
 
+TEST(WriteBatch, WithoutWhereTheCallerNamesThePlace) {
+  WriteBatch b;
+  b.Put("key", "value");
+  std::string bad = b.encoded();
+  bad.back() ^= 0x40;
+  auto r = DecodeEntry(bad, "");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "entry checksum mismatch");
+  Status named = ForEachEntry(bad, "", [](const BatchEntry&) {
+                   return Status::OK();
+                 }).WithContext("wal/0007.log record LSN 3 at offset 512");
+  EXPECT_EQ(named.message(),
+            "wal/0007.log record LSN 3 at offset 512: entry at offset 0: entry checksum mismatch");
+}
+
 TEST(WriteBatch, HeaderCutShortIsCorruption) {
   WriteBatch b;
   b.Put("key", "value");
