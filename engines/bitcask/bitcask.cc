@@ -144,25 +144,27 @@ Status BitcaskEngine::LoadMergedFile(uint64_t number, BitcaskRecoveryReport* rep
   // before the MANIFEST named it, so any damage, even at the very end, is corruption.
   uint64_t pos = kDataHeaderSize;
   while (pos < size) {
-    const std::string where = path + " at offset " + std::to_string(pos);
-    if (size - pos < kRecordPrefixSize + kEntryHeaderSize) {
-      return Status::Corruption("merged data file " + where + ": record cut short");
-    }
+    // Named only on damage: a file without hints is scanned entry by entry at open.
+    const auto damaged = [&](std::string_view what) {
+      return Status::Corruption("merged data file " + path + " at offset " + std::to_string(pos) +
+                                ": " + std::string(what));
+    };
+    if (size - pos < kRecordPrefixSize + kEntryHeaderSize) return damaged("record cut short");
     KVFS_ASSIGN_OR_RETURN(std::string_view prefix,
                           reader.Read(pos, kRecordPrefixSize + kEntryHeaderSize));
     const std::optional<uint64_t> lsn = bitcask::DecodeRecordPrefix(prefix.data());
-    if (!lsn) return Status::Corruption("merged data file " + where + ": record checksum mismatch");
+    if (!lsn) return damaged("record checksum mismatch");
     const uint64_t key_size = sync::wal::DecodeFixed32(prefix.data() + kRecordPrefixSize + 5);
     const uint64_t value_size = sync::wal::DecodeFixed32(prefix.data() + kRecordPrefixSize + 9);
     const uint64_t entry_size = kEntryHeaderSize + key_size + value_size;
-    if (entry_size > size - pos - kRecordPrefixSize) {
-      return Status::Corruption("merged data file " + where + ": record runs past the end");
-    }
+    if (entry_size > size - pos - kRecordPrefixSize) return damaged("record runs past the end");
     KVFS_ASSIGN_OR_RETURN(std::string_view entry_bytes,
                           reader.Read(pos + kRecordPrefixSize, entry_size));
-    KVFS_ASSIGN_OR_RETURN(BatchEntry e, DecodeEntry(entry_bytes, "merged data file " + where));
+    Result<BatchEntry> decoded = DecodeEntry(entry_bytes, "");
+    if (!decoded.ok()) return damaged(decoded.status().message());
+    const BatchEntry& e = *decoded;
     if (e.kind != EntryKind::kPut || !IsValidKey(e.key)) {
-      return Status::Corruption("merged data file " + where + ": not a put of a valid key");
+      return damaged("not a put of a valid key");
     }
     {
       std::unique_lock<std::shared_mutex> lock(keydir_mu_);

@@ -53,6 +53,7 @@ class KeyDir {
   size_t size() const { return map_.size(); }
   iterator begin() { return map_.begin(); }
   iterator end() { return map_.end(); }
+  const_iterator end() const { return map_.end(); }
 
   iterator find(std::string_view key) {
     if (!indexed_) return map_.find(key);
@@ -79,7 +80,6 @@ class KeyDir {
     }
     indexed_ = true;
   }
-  const_iterator end() const { return map_.end(); }
   iterator lower_bound(std::string_view key) { return map_.lower_bound(key); }
   iterator upper_bound(std::string_view key) { return map_.upper_bound(key); }
 
