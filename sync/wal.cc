@@ -95,6 +95,7 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, std::string dir, WalOptio
   const uint64_t first_lsn = std::max<uint64_t>({report->next_lsn, from_lsn, 1});
   const uint64_t prev_number = report->segments.empty() ? 0 : report->segments.back().number;
   const uint64_t prev_end = report->segments.empty() ? 0 : report->segments.back().valid_end;
+  wal->open_number_ = max_number + 1;
   KVFS_RETURN_IF_ERROR(wal->PrepareSegment(max_number + 1));
   KVFS_RETURN_IF_ERROR(wal->ActivateSegment(max_number + 1, first_lsn, prev_number, prev_end));
   wal->next_lsn_ = first_lsn;
@@ -111,6 +112,13 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, std::string dir, WalOptio
 
 Wal::~Wal() { Close().PermitUnchecked(); }
 
+uint64_t Wal::SegmentCapacity(uint64_t number) const {
+  const uint64_t min_size = wal::kSegmentHeaderSize + wal::kRecordHeaderSize;
+  uint64_t size = std::clamp(options_.first_segment_size, min_size, options_.segment_size);
+  for (uint64_t n = open_number_; n < number && size < options_.segment_size; ++n) size *= 2;
+  return std::min(size, options_.segment_size);
+}
+
 // Creates segment file `number` with its space reserved, fsyncs it and the directory. It has
 // no header yet: a reader takes a newest segment without a valid header for one that was never
 // used, and ignores it. Run by the preparer thread, or by Open and the leader when nothing is
@@ -123,10 +131,10 @@ Status Wal::PrepareSegment(uint64_t number) {
     case Preallocation::kNone:
       break;
     case Preallocation::kFallocate:
-      s = file->Preallocate(options_.segment_size);
+      s = file->Preallocate(SegmentCapacity(number));
       break;
     case Preallocation::kZeroFill:
-      s = file->AppendZeros(options_.segment_size);
+      s = file->AppendZeros(SegmentCapacity(number));
       break;
   }
   // fsync, not fdatasync: the new inode and its size must be durable.
@@ -201,6 +209,7 @@ Status Wal::ActivateSegment(uint64_t number, uint64_t first_lsn, uint64_t prev_n
   active_ = std::move(file);
   active_sealed_ = false;
   active_number_ = number;
+  active_capacity_ = SegmentCapacity(number);
   next_prepare_requested_ = false;
   std::lock_guard<std::mutex> lock(mu_);
   segments_.push_back(Segment{number, first_lsn});
@@ -377,7 +386,7 @@ Status Wal::WriteGroup(const std::vector<Request*>& group, size_t* written) {
     const uint64_t size = wal::RecordSize(q->payload.size());
     const uint64_t end = active_->Size() + buf.size() + size;
     const bool has_records = active_->Size() + buf.size() > wal::kSegmentHeaderSize;
-    if (active_sealed_ || (end > options_.segment_size && has_records)) {
+    if (active_sealed_ || (end > active_capacity_ && has_records)) {
       status = flush();
       if (status.ok()) status = Rotate(next_lsn_);
       if (!status.ok()) break;
@@ -392,7 +401,7 @@ Status Wal::WriteGroup(const std::vector<Request*>& group, size_t* written) {
   // is ready (zero-filled and durable) by the time it is needed. Not earlier: an idle or
   // freshly opened log does no background I/O and holds no spare segment.
   if (options_.preallocation != Preallocation::kNone && !next_prepare_requested_ &&
-      active_->Size() >= options_.segment_size / 2) {
+      active_->Size() >= active_capacity_ / 2) {
     next_prepare_requested_ = true;
     RequestPrepare(active_number_ + 1);
   }

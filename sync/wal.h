@@ -1,13 +1,14 @@
 // Wal: the segmented write-ahead log every kvfs engine writes through.
 //
 // A record is an opaque payload (an engine's encoded write batch) that gets the next log
-// sequence number (LSN). Records are appended to the active segment, a file of `segment_size`
-// zeros written and synced in advance, so that the fdatasync of an append writes data blocks
-// but never the inode or the journal. Once the active segment is half full, a background
-// thread prepares the next one (create, fill, fsync, directory fsync). When a record does not fit,
-// the active segment is fdatasync'd, the prepared one gets its header (fdatasync'd too) and becomes
-// active. So every segment a record is acknowledged in is durable, name and all. The format is in
-// WAL_FORMAT.md.
+// sequence number (LSN). Records are appended to the active segment, a file of zeros written
+// and synced in advance (`first_segment_size` bytes for the segment an Open starts, twice the
+// previous one's for each next, up to `segment_size`), so that the fdatasync of an append writes
+// data blocks but never the inode or the journal. Once the active segment is half full, a
+// background thread prepares the next one (create, fill, fsync, directory fsync). When a record
+// does not fit, the active segment is fdatasync'd, the prepared one gets its header (fdatasync'd
+// too) and becomes active. So every segment a record is acknowledged in is durable, name and all.
+// The format is in WAL_FORMAT.md.
 //
 // Durability (what "acknowledged durable" means, per sync mode):
 // - kAlways: Append returns OK only once the record is on stable storage (fdatasync).
@@ -72,6 +73,11 @@ enum class Preallocation {
 
 struct WalOptions {
   uint64_t segment_size = uint64_t{64} << 20;
+  // The segment an Open starts gets this many bytes (at most segment_size), and each next one
+  // twice as many as the last, up to segment_size. An Open then writes 4 MiB of zeros rather
+  // than 64 (the zero-fill of a full segment was most of the time a store took to open), and a
+  // busy log still reaches full segments after a few rotations.
+  uint64_t first_segment_size = uint64_t{4} << 20;
   SyncMode sync_mode = SyncMode::kBatch;
   uint32_t batch_records = 1000;
   std::chrono::milliseconds batch_interval{10};
@@ -165,6 +171,8 @@ class Wal {
 
   Wal(FileSystem* fs, std::string dir, WalOptions options);
 
+  // How big segment `number` is made: see WalOptions::first_segment_size.
+  uint64_t SegmentCapacity(uint64_t number) const;
   Status PrepareSegment(uint64_t number);
   Status TakePreparedOrPrepare(uint64_t number);
   void RequestPrepare(uint64_t number);
@@ -205,6 +213,8 @@ class Wal {
   std::unique_ptr<WritableFile> active_;   // used by the leader only
   bool active_sealed_ = false;             // used by the leader only
   uint64_t active_number_ = 0;             // used by the leader only
+  uint64_t active_capacity_ = 0;           // used by the leader only: where records end
+  uint64_t open_number_ = 0;               // set by Open: the first segment it started
   bool next_prepare_requested_ = false;    // used by the leader only
   std::unique_ptr<Directory> dir_handle_;  // guarded by dir_mu_
   uint64_t next_lsn_ = 1;                  // used by the leader only

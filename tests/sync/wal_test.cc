@@ -158,6 +158,44 @@ TEST(Wal, RotatesToANewPreallocatedSegmentWhenFull) {
   EXPECT_EQ(r.report.dropped_bytes, 0u) << r.report.Summary();
 }
 
+TEST(Wal, SegmentsStartSmallAtEachOpenAndDoubleUpToTheSegmentSize) {
+  FaultFileSystem fs(66);
+  Replayed r;
+  WalOptions o = Always(16 << 10);
+  o.first_segment_size = 2 << 10;
+  auto sizes = [&] {
+    std::vector<uint64_t> out;
+    for (const auto& n : SegmentNames(&fs)) {
+      auto size = fs.FileSize(Path(n));
+      out.push_back(size.ok() ? *size : 0);
+    }
+    return out;
+  };
+  {
+    ASSERT_OK_AND_ASSIGN(auto wal, OpenWal(&fs, o, 0, &r));
+    // 2 + 4 + 8 KiB, then full-sized segments.
+    for (int i = 0; i < 400; ++i) ASSERT_OK(wal->Append(std::string(100, 'a' + i % 26)));
+  }
+  std::vector<uint64_t> first_open = sizes();
+  ASSERT_GE(first_open.size(), 5u);
+  const std::vector<uint64_t> growing = {2 << 10, 4 << 10, 8 << 10, 16 << 10};
+  EXPECT_EQ(std::vector<uint64_t>(first_open.begin(), first_open.begin() + 4), growing);
+  // The segment being prepared when the log closed may be there too; every one is full-sized.
+  for (size_t i = 4; i < first_open.size(); ++i) EXPECT_EQ(first_open[i], 16u << 10) << i;
+  {
+    // A reopen starts small again, and replays every record across the mixed sizes.
+    ASSERT_OK_AND_ASSIGN(auto wal, OpenWal(&fs, o, 0, &r));
+    ASSERT_EQ(r.records.size(), 400u);
+    EXPECT_EQ(r.report.dropped_bytes, 0u) << r.report.Summary();
+    ASSERT_OK(wal->Append("after reopen"));
+  }
+  std::vector<uint64_t> reopened = sizes();
+  ASSERT_GT(reopened.size(), first_open.size());
+  EXPECT_EQ(reopened.back(), 2u << 10);
+  ASSERT_OK_AND_ASSIGN(auto wal, OpenWal(&fs, o, 0, &r));
+  EXPECT_EQ(r.records.size(), 401u);
+}
+
 TEST(Wal, WithoutPreallocationSegmentsGrowWithTheirRecords) {
   FaultFileSystem fs(7);
   Replayed r;
