@@ -52,6 +52,12 @@ inline void PutLengthPrefixed(std::string* out, std::string_view s) {
 
 // At most 10 bytes; false if `in` ends first or the encoding is longer than 64 bits.
 inline bool GetVarint64(std::string_view* in, uint64_t* v) {
+  // Most varints in a table (key lengths, value sizes) are one byte.
+  if (!in->empty() && static_cast<unsigned char>(in->front()) < 0x80) {
+    *v = static_cast<unsigned char>(in->front());
+    in->remove_prefix(1);
+    return true;
+  }
   uint64_t result = 0;
   for (int shift = 0, i = 0; i < 10 && i < static_cast<int>(in->size()); ++i, shift += 7) {
     const auto byte = static_cast<unsigned char>((*in)[i]);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "engines/lsm/format.h"
+#include "engines/lsm/key_compare.h"
 
 namespace kvfs::engines::lsm {
 
@@ -126,7 +127,7 @@ class SkipList {
  private:
   // <0 if node sorts before (key, seq).
   static int Compare(const Node* n, std::string_view key, uint64_t seq) {
-    const int c = n->key().compare(key);
+    const int c = CompareKeys(n->key(), key);
     if (c != 0) return c;
     return n->seq > seq ? -1 : (n->seq < seq ? 1 : 0);
   }

@@ -5,6 +5,7 @@
 
 #include "engines/lsm/coding.h"
 #include "engines/lsm/format.h"
+#include "engines/lsm/key_compare.h"
 #include "sync/crc32c.h"
 
 namespace kvfs::engines::lsm {
@@ -116,10 +117,21 @@ Result<std::string> ReadBlock(const sync::RandomAccessFile& file, uint64_t file_
 
 BlockCursor::BlockCursor(std::string_view contents, const std::string* path, uint64_t block_offset,
                          Trust trust)
-    : contents_(contents),
-      path_(path),
-      block_offset_(block_offset),
-      verified_(trust == Trust::kVerified) {
+    : path_(path) {
+  Reset(contents, block_offset, trust);
+}
+
+void BlockCursor::Reset(std::string_view contents, uint64_t block_offset, Trust trust) {
+  contents_ = contents;
+  block_offset_ = block_offset;
+  verified_ = trust == Trust::kVerified;
+  data_end_ = 0;
+  num_restarts_ = next_restart_ = 0;
+  pos_ = 0;
+  started_ = false;
+  key_.clear();  // keeps its capacity: a scan moving block to block allocates no key
+  value_ = {};
+  status_ = Status::OK();
   if (contents.size() < 4) {
     Fail("block too short for its restart count", 0);
     return;
@@ -170,8 +182,15 @@ bool BlockCursor::Next() {
   const size_t entry_offset = pos_;
   std::string_view in = contents_.substr(pos_, data_end_ - pos_);
   uint32_t shared, unshared, value_size;
-  if (!GetVarint32(&in, &shared) || !GetVarint32(&in, &unshared) ||
-      !GetVarint32(&in, &value_size)) {
+  // The usual entry header: three one-byte varints (a scan decodes one per row).
+  const auto* h = reinterpret_cast<const unsigned char*>(in.data());
+  if (in.size() >= 3 && (h[0] | h[1] | h[2]) < 0x80) {
+    shared = h[0];
+    unshared = h[1];
+    value_size = h[2];
+    in.remove_prefix(3);
+  } else if (!GetVarint32(&in, &shared) || !GetVarint32(&in, &unshared) ||
+             !GetVarint32(&in, &value_size)) {
     return Fail("entry header cut short", entry_offset);
   }
   if (!verified_) {
@@ -222,7 +241,7 @@ bool BlockCursor::Seek(std::string_view target) {
     const uint32_t mid = lo + (hi - lo + 1) / 2;
     std::string_view k;
     if (!RestartKey(mid, &k)) return false;
-    if (k < target) {
+    if (CompareKeys(k, target) < 0) {
       lo = mid;
     } else {
       hi = mid - 1;
@@ -233,7 +252,7 @@ bool BlockCursor::Seek(std::string_view target) {
   started_ = false;
   key_.clear();
   while (Next()) {
-    if (std::string_view(key_) >= target) return true;
+    if (CompareKeys(key_, target) >= 0) return true;
   }
   return false;
 }

@@ -94,6 +94,8 @@ class BlockCursor {
   enum class Trust { kUnchecked, kVerified };
   BlockCursor(std::string_view contents, const std::string* path, uint64_t block_offset,
               Trust trust = Trust::kUnchecked);
+  // Starts over on another block of the same file, as if newly constructed.
+  void Reset(std::string_view contents, uint64_t block_offset, Trust trust = Trust::kUnchecked);
   // Moves to the next entry (the first, on the first call). False at the end or on damage.
   bool Next();
   // Moves to the first entry whose key is >= `target` (binary search over the restart points,

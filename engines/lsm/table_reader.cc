@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engines/lsm/bloom.h"
+#include "engines/lsm/key_compare.h"
 
 namespace kvfs::engines::lsm {
 
@@ -111,7 +112,7 @@ size_t TableReader::FindBlock(std::string_view key) const {
   size_t lo = 0, hi = index_.size();
   while (lo < hi) {
     const size_t mid = lo + (hi - lo) / 2;
-    if (IndexKey(mid) < key) {
+    if (CompareKeys(IndexKey(mid), key) < 0) {
       lo = mid + 1;
     } else {
       hi = mid;
@@ -186,20 +187,28 @@ class TableIterator final : public InternalIterator {
  private:
   void LoadBlock(size_t i) {
     block_index_ = i;
-    cursor_.reset();
-    block_.reset();
     valid_ = false;
-    if (i >= t_->index_.size()) return;
+    if (i >= t_->index_.size()) {
+      cursor_.reset();
+      block_.reset();
+      return;
+    }
     // A seek's block and the one after it enter the cache; past those the iterator is a long
     // scan, whose blocks would only push out what lookups reuse.
     Result<BlockCache::Block> b = t_->DataBlock(i, sequential_blocks_ < kCachedScanBlocks);
     if (!b.ok()) {
+      cursor_.reset();
+      block_.reset();
       status_ = b.status();
       return;
     }
     block_ = std::move(b).value();
-    cursor_.emplace(*block_, &t_->path(), t_->index_[i].handle.offset,
-                    BlockCursor::Trust::kVerified);
+    const uint64_t offset = t_->index_[i].handle.offset;
+    if (cursor_.has_value()) {
+      cursor_->Reset(*block_, offset, BlockCursor::Trust::kVerified);
+    } else {
+      cursor_.emplace(*block_, &t_->path(), offset, BlockCursor::Trust::kVerified);
+    }
   }
 
   // Makes the cursor's entry the iterator's.

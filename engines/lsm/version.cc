@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engines/lsm/bloom.h"
+#include "engines/lsm/key_compare.h"
 
 namespace kvfs::engines::lsm {
 
@@ -41,9 +42,9 @@ namespace {
 
 // The table of sorted run `run` whose range may hold `key`, or null.
 const Table* FindInRun(const std::vector<TablePtr>& run, std::string_view key) {
-  auto it =
-      std::lower_bound(run.begin(), run.end(), key,
-                       [](const TablePtr& t, std::string_view k) { return t->meta.largest < k; });
+  auto it = std::lower_bound(
+      run.begin(), run.end(), key,
+      [](const TablePtr& t, std::string_view k) { return CompareKeys(t->meta.largest, k) < 0; });
   if (it == run.end() || key < (*it)->meta.smallest) return nullptr;
   return it->get();
 }
@@ -177,9 +178,9 @@ class LevelIterator final : public InternalIterator {
     SkipEmpty();
   }
   void Seek(std::string_view target) override {
-    auto it =
-        std::lower_bound(tables_.begin(), tables_.end(), target,
-                         [](const TablePtr& t, std::string_view k) { return t->meta.largest < k; });
+    auto it = std::lower_bound(
+        tables_.begin(), tables_.end(), target,
+        [](const TablePtr& t, std::string_view k) { return CompareKeys(t->meta.largest, k) < 0; });
     Open(it - tables_.begin());
     if (cur_) cur_->Seek(target);
     SkipEmpty();
@@ -252,7 +253,7 @@ class MergingIterator final : public InternalIterator {
         do {
           c.it->Next();
           Refresh(&c);
-        } while (c.valid && c.key == key_);
+        } while (c.valid && CompareKeys(c.key, key_) == 0);
       }
     } else {
       Child& c = children_[current_];
@@ -294,7 +295,7 @@ class MergingIterator final : public InternalIterator {
       Child& c = children_[i];
       c.at_smallest = false;
       if (!c.valid) continue;
-      const int cmp = current_ < 0 ? -1 : c.key.compare(children_[current_].key);
+      const int cmp = current_ < 0 ? -1 : CompareKeys(c.key, children_[current_].key);
       if (cmp < 0) {
         // A new smallest: the ones marked so far hold a larger key.
         for (size_t j = 0; j < i; ++j) children_[j].at_smallest = false;

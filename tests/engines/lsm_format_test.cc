@@ -10,6 +10,7 @@
 
 #include "engines/lsm/blob_file.h"
 #include "engines/lsm/bloom.h"
+#include "engines/lsm/key_compare.h"
 #include "engines/lsm/manifest.h"
 #include "engines/lsm/memtable.h"
 #include "engines/lsm/table_builder.h"
@@ -33,6 +34,28 @@ std::vector<BatchEntry> Puts(const std::vector<std::pair<std::string, std::strin
     out.push_back(BatchEntry{EntryKind::kPut, key, storage->back()});
   }
   return out;
+}
+
+TEST(LsmKeyCompare, OrdersAsBytewiseCompareDoes) {
+  // Lengths around the 8-byte words, bytes from the ends of the range (0x00, 0x7f, 0x80, 0xff:
+  // signedness), keys that are prefixes of each other and keys differing in one byte.
+  std::mt19937_64 rng(7);
+  const char alphabet[] = {'\x00', '\x01', '\x7f', '\x80', '\xff', 'a'};
+  auto random_key = [&] {
+    std::string k(rng() % 25, '\0');
+    for (char& c : k) c = alphabet[rng() % sizeof(alphabet)];
+    return k;
+  };
+  auto sign = [](int c) { return (c > 0) - (c < 0); };
+  for (int i = 0; i < 20000; ++i) {
+    const std::string a = random_key();
+    std::string b = rng() % 2 ? random_key() : a;
+    if (!b.empty() && rng() % 2) b[rng() % b.size()] = alphabet[rng() % sizeof(alphabet)];
+    if (rng() % 4 == 0) b = b.substr(0, rng() % (b.size() + 1));
+    ASSERT_EQ(sign(CompareKeys(a, b)), sign(std::string_view(a).compare(b)))
+        << testing::PrintToString(a) << " vs " << testing::PrintToString(b);
+    ASSERT_EQ(sign(CompareKeys(b, a)), -sign(CompareKeys(a, b)));
+  }
 }
 
 TEST(LsmMemTable, GetReturnsTheNewestVersionAndTombstones) {
