@@ -2,7 +2,7 @@
 //
 //   engine_bench --dir DIR [--store S]... [--stores S,S,...] [--engine NAME] [--keys N]
 //                [--value-bytes B] [--seconds S] [--threads 1,4,16] [--prefix-scans N]
-//                [--cache-mb N] [--md FILE] [--csv FILE]
+//                [--cache-mb N] [--repeat N] [--md FILE] [--csv FILE]
 //                [--perf-control FIFO --perf-workload NAME]
 //
 // Profiling one workload of one store:
@@ -15,7 +15,8 @@
 // --store kvfs:NAME. Default: kvfs:bitcask.
 //
 // Each store runs in its own forked process (so peak memory and /proc/self/io are its own)
-// in a fresh subdirectory of DIR, one store after another. Every store gets the same keys
+// in a fresh subdirectory of DIR, one store after another; --repeat N does that N times over
+// and reports each figure from the median round (with the range). Every store gets the same keys
 // (16 bytes, "key" + 13 digits), the same incompressible values of B bytes and the same
 // random orders (fixed seeds). Workloads, in this order:
 //   fillseq       fresh store, N puts in key order, buffered, one Sync at the end
@@ -49,6 +50,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -74,6 +76,8 @@ struct Args {
   double seconds = 5;
   std::vector<int> threads = {1, 4, 16};
   uint64_t prefix_scans = 0;  // 0: min(10,000, keys / 100)
+  // Rounds: each runs every store once, in turn; a figure is the median round's.
+  int repeat = 1;
   std::string md_path;
   std::string csv_path;
   std::string command;
@@ -308,8 +312,36 @@ struct Row {
   uint64_t page_bytes = 0;  // page cache bytes dirtied (write_bytes - cancelled)
   uint64_t user_bytes = 0;
   uint64_t space_bytes = 0;
+  // Filled in by Median: how many rounds measured this, and their lowest and highest ops/s.
+  int runs = 1;
+  double min_ops_per_sec = 0;
+  double max_ops_per_sec = 0;
   double ops_per_sec() const { return seconds > 0 ? ops / seconds : 0; }
 };
+
+// One row per (workload, store) of several rounds' rows: the median round's row, whole (its
+// latencies and bytes go with its throughput), with the range of ops/s across the rounds. With
+// an even count, the lower of the two middle rounds. In the order the rows first appear.
+std::vector<Row> Median(const std::vector<std::vector<Row>>& rounds) {
+  std::vector<Row> out;
+  std::set<std::pair<std::string, std::string>> done;
+  for (const std::vector<Row>& first_round : rounds)
+    for (const Row& first : first_round) {
+      if (!done.insert({first.workload, first.store}).second) continue;
+      std::vector<Row> same;
+      for (const std::vector<Row>& round : rounds)
+        for (const Row& r : round)
+          if (r.workload == first.workload && r.store == first.store) same.push_back(r);
+      std::sort(same.begin(), same.end(),
+                [](const Row& a, const Row& b) { return a.ops_per_sec() < b.ops_per_sec(); });
+      Row m = same[(same.size() - 1) / 2];
+      m.runs = static_cast<int>(same.size());
+      m.min_ops_per_sec = same.front().ops_per_sec();
+      m.max_ops_per_sec = same.back().ops_per_sec();
+      out.push_back(m);
+    }
+  return out;
+}
 
 std::string Serialize(const Row& r) {
   std::ostringstream o;
@@ -655,8 +687,16 @@ std::string Markdown(const Args& a, const std::string& machine, const std::strin
   o << "- Workload size: " << Thousands(a.keys) << " keys of " << kKeyBytes << " bytes, "
     << a.value_bytes << "-byte incompressible values; synced fills run " << a.seconds
     << " s per thread count.\n";
-  o << "- Each store ran alone, in its own process, in a fresh directory, one after another "
-       "(one run: figures drift between runs on a shared machine; compare within a table).\n\n";
+  if (a.repeat > 1) {
+    o << "- Each store ran alone, in its own process, in a fresh directory, one after another, in "
+      << a.repeat
+      << " rounds (every store once per round, so drift on the shared machine hits them alike). "
+         "Every figure is the median round's; the throughput table gives the lowest and highest "
+         "round in brackets.\n\n";
+  } else {
+    o << "- Each store ran alone, in its own process, in a fresh directory, one after another "
+         "(one run: figures drift between runs on a shared machine; compare within a table).\n\n";
+  }
   o << "## Stores\n\n| store | version | settings | load average (1 min) before, after "
        "|\n|---|---|---|---|\n";
   for (const StoreSpec& s : specs) {
@@ -696,9 +736,18 @@ std::string Markdown(const Args& a, const std::string& machine, const std::strin
       if (r == nullptr) {
         o << " - |";
       } else if (w == "reopen") {  // one operation: show its time
-        o << " " << Fixed(r->seconds * 1e3, 1) << " ms |";
+        o << " " << Fixed(r->seconds * 1e3, 1) << " ms";
+        if (r->runs > 1) {
+          o << " (" << Fixed(1e3 / r->max_ops_per_sec, 1) << "-"
+            << Fixed(1e3 / r->min_ops_per_sec, 1) << ")";
+        }
+        o << " |";
       } else {
-        o << " " << Thousands(r->ops_per_sec()) << " |";
+        o << " " << Thousands(r->ops_per_sec());
+        if (r->runs > 1) {
+          o << " (" << Thousands(r->min_ops_per_sec) << "-" << Thousands(r->max_ops_per_sec) << ")";
+        }
+        o << " |";
       }
     }
     for (const std::string& s : ran) {
@@ -777,7 +826,7 @@ std::string Csv(const std::vector<Row>& rows) {
   std::ostringstream o;
   o << "workload,store,ops,seconds,ops_per_sec,p50_us,p99_us,peak_rss_bytes,disk_write_bytes,"
        "page_dirty_bytes,user_bytes,write_amp,space_bytes,kvfs_over_leveldb,kvfs_over_rocksdb,kvfs_"
-       "over_lmdb\n";
+       "over_lmdb,runs,ops_per_sec_min,ops_per_sec_max\n";
   for (const Row& r : rows) {
     o << r.workload << "," << r.store << "," << r.ops << "," << Fixed(r.seconds, 6) << ","
       << Fixed(r.ops_per_sec(), 1) << "," << (r.p50_ns ? Fixed(r.p50_ns / 1e3, 2) : "") << ","
@@ -785,7 +834,8 @@ std::string Csv(const std::vector<Row>& rows) {
       << "," << r.page_bytes << "," << r.user_bytes << "," << (r.user_bytes ? Amp(r) : "") << ","
       << r.space_bytes;
     for (const char* p : kPeers) o << "," << Ratio(rows, r, p);
-    o << "\n";
+    o << "," << r.runs << "," << Fixed(r.runs > 1 ? r.min_ops_per_sec : r.ops_per_sec(), 1) << ","
+      << Fixed(r.runs > 1 ? r.max_ops_per_sec : r.ops_per_sec(), 1) << "\n";
   }
   return o.str();
 }
@@ -819,8 +869,8 @@ Args Parse(int argc, char** argv) {
   const char* usage =
       "usage: engine_bench --dir DIR [--store kvfs:ENGINE|leveldb|rocksdb|lmdb|all]... "
       "[--stores S,S,...] [--engine NAME] [--keys N] [--value-bytes B] [--seconds S] "
-      "[--threads 1,4,16] [--prefix-scans N] [--cache-mb N] [--md FILE] [--csv FILE] "
-      "[--perf-control FIFO --perf-workload NAME]";
+      "[--threads 1,4,16] [--prefix-scans N] [--cache-mb N] [--repeat N] [--md FILE] "
+      "[--csv FILE] [--perf-control FIFO --perf-workload NAME]";
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&]() -> std::string {
@@ -846,6 +896,8 @@ Args Parse(int argc, char** argv) {
       while (std::getline(in, t, ',')) a.threads.push_back(std::atoi(t.c_str()));
     } else if (arg == "--prefix-scans") {
       a.prefix_scans = std::strtoull(value().c_str(), nullptr, 10);
+    } else if (arg == "--repeat") {
+      a.repeat = std::atoi(value().c_str());
     } else if (arg == "--md") {
       a.md_path = value();
     } else if (arg == "--csv") {
@@ -862,6 +914,7 @@ Args Parse(int argc, char** argv) {
   }
   if (a.dir.empty()) Die(std::string("--dir is required\n") + usage);
   if (a.keys == 0 || a.value_bytes == 0) Die("--keys and --value-bytes must be positive");
+  if (a.repeat < 1) Die("--repeat takes a positive count");
   for (int t : a.threads)
     if (t <= 0) Die("--threads takes positive counts");
   if (a.stores.empty()) a.stores.push_back("kvfs:bitcask");
@@ -885,27 +938,36 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "\n");
 
   std::vector<StoreSpec> specs;
-  std::vector<Row> rows;
-  std::vector<std::string> notes;
-  std::map<std::string, std::string> loads;
   for (const std::string& name : a.stores) {
     specs.push_back(kvfs::bench::DescribeStore(name));
-    const StoreSpec& spec = specs.back();
-    if (!spec.available) {
-      std::fprintf(stderr, "skipping %s: %s\n", name.c_str(), spec.why_not.c_str());
-      continue;
-    }
-    std::fprintf(stderr, "%s %s\n", name.c_str(), spec.version.c_str());
-    std::string error;
-    const std::string load_before = LoadAverage();
-    std::vector<Row> got = RunForked(a, spec, &error);
-    loads[name] = load_before + ", " + LoadAverage();
-    rows.insert(rows.end(), got.begin(), got.end());
-    if (!error.empty()) {
-      notes.push_back(name + " stopped early (" + error + "); its missing rows were not measured.");
-      std::fprintf(stderr, "%s\n", notes.back().c_str());
+    if (!specs.back().available) {
+      std::fprintf(stderr, "skipping %s: %s\n", name.c_str(), specs.back().why_not.c_str());
     }
   }
+  std::vector<std::vector<Row>> rounds(a.repeat);
+  std::vector<std::string> notes;
+  std::map<std::string, std::string> loads;  // the first round's load before, the last's after
+  for (int round = 0; round < a.repeat; ++round) {
+    for (const StoreSpec& spec : specs) {
+      if (!spec.available) continue;
+      std::fprintf(stderr, "%s %s (round %d of %d)\n", spec.name.c_str(), spec.version.c_str(),
+                   round + 1, a.repeat);
+      std::string error;
+      const std::string load_before = LoadAverage();
+      std::vector<Row> got = RunForked(a, spec, &error);
+      loads[spec.name] =
+          (round == 0 ? load_before : loads[spec.name].substr(0, loads[spec.name].find(','))) +
+          ", " + LoadAverage();
+      rounds[round].insert(rounds[round].end(), got.begin(), got.end());
+      if (!error.empty()) {
+        notes.push_back(spec.name + " stopped early in round " + std::to_string(round + 1) + " (" +
+                        error + "); its missing rows were not measured.");
+        std::fprintf(stderr, "%s\n", notes.back().c_str());
+      }
+    }
+  }
+  // A store that stopped early in some round has fewer runs for the rows it missed there.
+  const std::vector<Row> rows = Median(rounds);
 
   std::vector<std::string> workloads;
   for (const Row& r : rows)
