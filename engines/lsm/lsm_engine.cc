@@ -148,7 +148,11 @@ Status LsmEngine::Open(LsmRecoveryReport* report) {
     KVFS_RETURN_IF_ERROR(sync::ReadWal(fs_, wal_dir_, m.log_lsn, replay, &report->wal));
   } else {
     sync::WalOptions wo;
-    wo.segment_size = options_.segment_size;
+    // Segments no bigger than a memtable, so each flush's checkpoint frees the segments before
+    // it and the log holds about two memtables: with 64 MiB segments and 4 MiB memtables it held
+    // up to 64 MiB of flushed records, which every reopen read and checked again (most of its
+    // time in the log).
+    wo.segment_size = std::min(options_.segment_size, std::max<uint64_t>(memtable_size_, 4096));
     wo.sync_mode = options_.sync_mode;
     wo.batch_records = options_.batch_records;
     wo.batch_interval = options_.batch_interval;
@@ -160,14 +164,17 @@ Status LsmEngine::Open(LsmRecoveryReport* report) {
   {
     std::unique_lock<std::mutex> lock(state_mu_);
     InstallSuperVersion();
-    // What the log replayed becomes a level-0 table now (as LevelDB does), and the segments
+    // What the log replayed becomes a level-0 table (as LevelDB does), and the segments
     // holding it are dropped: every open starts a fresh log segment, so without this a store
     // opened often with few writes in between would keep every segment it ever had.
     if (wal_ != nullptr && !mem_->empty()) SwitchMemtable(lock);
   }
-  if (wal_ != nullptr) {
+  // With background work, the flush thread flushes that memtable like any other, after the open
+  // returns (half the time a reopen took was this flush: table, MANIFEST, segment deletions and
+  // their syncs); readers see it as an immutable memtable meanwhile. Without, it is flushed here.
+  if (wal_ != nullptr && !options_.background_work) {
     // A full disk does not keep the store from opening: the log still holds the batches, and
-    // the flush is retried (by the flush thread, or by the next writer without one).
+    // the flush is retried by the next writer.
     Status flushed = FlushAll();
     if (!flushed.ok() && !flushed.IsNoSpace()) return flushed;
   }
@@ -491,7 +498,12 @@ Status LsmEngine::Close() {
   state_cv_.notify_all();
   if (flush_thread_.joinable()) flush_thread_.join();
   if (compaction_thread_.joinable()) compaction_thread_.join();
-  // Memtables are not flushed: their batches are in the log, which the next open replays.
+  // The active memtable is not flushed: its batches are in the log, which the next open
+  // replays. Immutable ones still waiting are (the one an open replayed, when the store closes
+  // before the flush thread got to it): else a store opened and closed in quick succession
+  // would keep one more log segment per open. A failure loses nothing (the log has them all)
+  // and fails no close: the next open replays them again.
+  if (wal_ != nullptr && FailedStatus().ok()) FlushAll().PermitUnchecked();
   Status s;
   if (wal_ != nullptr) s = wal_->Close();
   lock_.reset();

@@ -71,6 +71,8 @@ class LsmTest : public testing::Test {
     ASSERT_TRUE(scanned == model);
   }
 
+  void ReopenOften(bool background);
+
   sync::FaultFileSystem fs_{11};
   LsmRecoveryReport report_;
 };
@@ -394,6 +396,50 @@ TEST_F(LsmTest, FailedSyncDuringAFlushRefusesWritesUntilReopen) {
   ASSERT_OK_AND_ASSIGN(auto r, Open());
   EXPECT_EQ(*r->Get("before"), "1");
   ASSERT_OK(r->Put("after", "works"));
+}
+
+// Each open starts a log segment; what it replayed is flushed (by the flush thread after the
+// open, or by the close when that comes first), so the log stays a few segments however often
+// the store is reopened, with or without background work, and nothing is lost on the way.
+void LsmTest::ReopenOften(bool background) {
+  std::map<std::string, std::string> model;
+  size_t most_segments = 0;
+  for (int round = 0; round < 30; ++round) {
+    ASSERT_OK_AND_ASSIGN(auto e, Open(Small(background)));
+    ExpectMatches(*e, model);
+    const std::string key = "k" + std::to_string(round % 7);
+    ASSERT_OK(e->Put(key, "v" + std::to_string(round)));
+    model[key] = "v" + std::to_string(round);
+    ASSERT_OK(e->Close());
+    auto names = fs_.ListDir(sync::JoinPath(kDir, lsm::kWalDirName));
+    ASSERT_OK(names);
+    most_segments = std::max(most_segments, names->size());
+  }
+  EXPECT_LE(most_segments, 3u);
+  ASSERT_OK_AND_ASSIGN(auto e, Open(Small(background)));
+  ExpectMatches(*e, model);
+}
+
+TEST_F(LsmTest, ReopeningOftenKeepsTheLogShortAndEveryWrite) { ReopenOften(false); }
+TEST_F(LsmTest, ReopeningOftenWithBackgroundWorkKeepsTheLogShortAndEveryWrite) {
+  ReopenOften(true);
+}
+
+// Log segments are no bigger than a memtable, so flushes free them and the log holds about
+// two memtables' worth of records, which is all a reopen reads.
+TEST_F(LsmTest, TheLogHoldsAboutTwoMemtables) {
+  EngineOptions o = Small();
+  o.segment_size = 1 << 20;  // far larger than Tiny()'s 8 KiB memtable
+  ASSERT_OK_AND_ASSIGN(auto e, Open(o));
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 3000; ++i) {
+    ASSERT_OK(e->Put("key" + std::to_string(rng() % 500), std::string(40, 'v')));
+  }
+  ASSERT_OK(e->Close());
+  e.reset();
+  ASSERT_OK_AND_ASSIGN(auto r, Open(o));
+  EXPECT_LE(report_.wal.records_read, 2 * (8 << 10) / 40) << report_.wal.Summary();
+  EXPECT_GT(report_.wal.records_replayed, 0u);
 }
 
 TEST_F(LsmTest, IsRegisteredAsLsm) {
