@@ -24,10 +24,11 @@
 //
 // EngineOptions: sync_mode, batch_records, batch_interval and segment_size configure the log;
 // the memtable size defaults to segment_size (capped at 4 MiB), and log segments are no bigger
-// than a memtable, so a flush frees about one log segment and the log holds about two; cache_size is the block cache (block_cache.h); background_work starts the flush and
-// compaction threads (without it a writer flushes a full memtable itself, and compacts when level 0
-// reaches its trigger; Compact() always works). read_only opens without creating, deleting or
-// writing anything, and refuses writes with kNotSupported.
+// than a memtable, so a flush frees about one log segment and the log holds about two; cache_size
+// is the block cache (block_cache.h); background_work starts the flush and compaction threads
+// (without it a writer flushes a full memtable itself, and compacts when level 0 reaches its
+// trigger; Compact() always works). read_only opens without creating, deleting or writing anything,
+// and refuses writes with kNotSupported.
 #pragma once
 
 #include <chrono>
