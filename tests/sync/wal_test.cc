@@ -810,12 +810,16 @@ class GatedFileSystem : public PosixFileSystem {
   std::atomic<int> syncs_{0};
 };
 
-void WaitForPending(Wal* wal, size_t n) {
+// Waits until n requests are pending and records up to `written` are written (so those of
+// them that are appends wait for a sync, not for their write).
+void WaitForPending(Wal* wal, size_t n, uint64_t written = 0) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (wal->pending_requests() < n && std::chrono::steady_clock::now() < deadline) {
+  while ((wal->pending_requests() < n || wal->last_lsn() < written) &&
+         std::chrono::steady_clock::now() < deadline) {
     std::this_thread::yield();
   }
   ASSERT_EQ(wal->pending_requests(), n);
+  ASSERT_GE(wal->last_lsn(), written);
 }
 
 TEST(WalGroupCommit, AppendersQueuedBehindALeaderShareOneSync) {
@@ -833,7 +837,10 @@ TEST(WalGroupCommit, AppendersQueuedBehindALeaderShareOneSync) {
   for (int i = 0; i < 7; ++i) {
     followers.emplace_back([&, i] { EXPECT_OK(wal->Append("follower" + std::to_string(i))); });
   }
-  WaitForPending(wal.get(), 8);  // the leader's group plus seven queued behind it
+  // The leader in its sync, and all seven written and waiting for the next one: with only
+  // "pending", a follower writing the others' group could still be writing when the gate
+  // opened, and the seven then took two syncs (seen under ThreadSanitizer).
+  WaitForPending(wal.get(), 8, /*written=*/8);
   fs.Open();
   leader.join();
   for (auto& t : followers) t.join();
