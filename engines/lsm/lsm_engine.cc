@@ -502,8 +502,9 @@ Status LsmEngine::Close() {
   // replays. Immutable ones still waiting are (the one an open replayed, when the store closes
   // before the flush thread got to it): else a store opened and closed in quick succession
   // would keep one more log segment per open. A failure loses nothing (the log has them all)
-  // and fails no close: the next open replays them again.
-  if (wal_ != nullptr && FailedStatus().ok()) FlushAll().PermitUnchecked();
+  // and fails no close: the next open replays them again. (FlushOne does nothing once the
+  // store has latched a failure.)
+  if (wal_ != nullptr) FlushAll().PermitUnchecked();
   Status s;
   if (wal_ != nullptr) s = wal_->Close();
   lock_.reset();

@@ -946,18 +946,17 @@ int main(int argc, char** argv) {
   }
   std::vector<std::vector<Row>> rounds(a.repeat);
   std::vector<std::string> notes;
-  std::map<std::string, std::string> loads;  // the first round's load before, the last's after
+  std::map<std::string, std::string> first_load;  // each store's load before its first round
+  std::map<std::string, std::string> loads;       // that, and the load after its last round
   for (int round = 0; round < a.repeat; ++round) {
     for (const StoreSpec& spec : specs) {
       if (!spec.available) continue;
       std::fprintf(stderr, "%s %s (round %d of %d)\n", spec.name.c_str(), spec.version.c_str(),
                    round + 1, a.repeat);
       std::string error;
-      const std::string load_before = LoadAverage();
+      first_load.emplace(spec.name, LoadAverage());  // kept from round 1
       std::vector<Row> got = RunForked(a, spec, &error);
-      loads[spec.name] =
-          (round == 0 ? load_before : loads[spec.name].substr(0, loads[spec.name].find(','))) +
-          ", " + LoadAverage();
+      loads[spec.name] = first_load[spec.name] + ", " + LoadAverage();
       rounds[round].insert(rounds[round].end(), got.begin(), got.end());
       if (!error.empty()) {
         notes.push_back(spec.name + " stopped early in round " + std::to_string(round + 1) + " (" +

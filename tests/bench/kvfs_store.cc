@@ -63,7 +63,9 @@ std::string KvfsSettings() {
   const std::string cache =
       BlockCacheBytes() != 0 ? std::to_string(BlockCacheBytes() >> 20) + " MiB cache (--cache-mb)"
                              : "64 MiB cache";
-  return "EngineOptions defaults (64 MiB log segments, " + cache +
+  return "EngineOptions defaults (64 MiB log segments, the LSM's no bigger than its 4 MiB "
+         "memtable; " +
+         cache +
          " where the engine has one, background merge/compaction on); buffered: sync mode none, "
          "Sync(kData) = fdatasync "
          "of the log at the end of a fill; synced: sync mode always (each write is in an "
