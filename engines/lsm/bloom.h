@@ -1,8 +1,12 @@
 // Bloom filter over a table's keys (one filter per table), hashed with xxHash (XXH3, 64 bits).
 //
-// Encoding: the bit array (a whole number of bytes, at least 8) followed by one byte holding the
-// number of probes k. Probe i tests bit (h + i * delta) mod nbits, where h is the key's 64-bit
-// hash and delta its rotation by 31 bits (double hashing: one hash per key, k probes).
+// Encoding (FORMAT.md, "Filter block"), told apart by the last byte:
+// - blocked (what BloomBuilder writes): 64-byte lines (at least one), then `0x80 | k`. A key
+//   with hash h sets k bits in one line, line ((h >> 32) * lines) >> 32; probe i is bit
+//   (a_i >> 23) of it, a_0 the low 32 bits of h and a_(i+1) = a_i * 0x9e3779b9 mod 2^32. A
+//   lookup touches one cache line and divides nothing.
+// - legacy (tables of format version 1): the bit array (a whole number of bytes, at least 8),
+//   then k (1..30). Probe i tests bit (h + i * delta) mod nbits, delta = h rotated by 31 bits.
 //
 // Thread safety: a builder belongs to one thread; MayContain is a pure function.
 #pragma once

@@ -127,6 +127,7 @@ std::optional<CompactionJob> LsmEngine::PickBlobGc(const Version& v) {
 
 Status LsmEngine::RunJob(const CompactionJob& job) {
   KVFS_RETURN_IF_ERROR(FailedStatus());
+  const ThreadCpuTimer cpu(&compaction_cpu_ns_);
   const std::shared_ptr<const Version> base = current();
   VersionEdit edit;
   std::vector<uint64_t> removed_tables;
@@ -181,9 +182,12 @@ Status LsmEngine::RunJob(const CompactionJob& job) {
 
   // Merges one group of runs into outputs at `level`.
   auto merge = [&](const std::vector<std::vector<TablePtr>>& runs, int level) -> Status {
+    // Every input block is read once, in order: many blocks per read, none through the cache.
+    constexpr TableReader::ReadMode kMode = TableReader::ReadMode::kSequential;
     std::vector<std::unique_ptr<InternalIterator>> children;
     for (const auto& run : runs) {
-      children.push_back(run.size() == 1 ? run[0]->reader->NewIterator() : NewLevelIterator(&run));
+      children.push_back(run.size() == 1 ? run[0]->reader->NewIterator(kMode)
+                                         : NewLevelIterator(&run, kMode));
     }
     std::unique_ptr<InternalIterator> it = NewMergingIterator(std::move(children), false);
     Output* out = nullptr;

@@ -71,6 +71,7 @@ Status LsmEngine::FlushAll() {
 
 Status LsmEngine::FlushOne() {
   KVFS_RETURN_IF_ERROR(FailedStatus());
+  const ThreadCpuTimer cpu(&flush_cpu_ns_);
   std::shared_ptr<MemTable> imm;
   std::shared_ptr<const Version> base;
   {

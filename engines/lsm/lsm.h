@@ -89,6 +89,9 @@ struct LsmDebugStats {
   uint64_t slowdowns = 0;           // writer 1 ms delays
   uint64_t compaction_bytes_written = 0;
   uint64_t flush_bytes_written = 0;  // tables and blob files written by flushes
+  // CPU time spent in compactions and in flushes (ThreadCpuTimer), without their disk waits.
+  double compaction_cpu_seconds = 0;
+  double flush_cpu_seconds = 0;
   std::vector<uint64_t> tables_per_level;
   uint64_t blob_files = 0;
   uint64_t immutable_memtables = 0;

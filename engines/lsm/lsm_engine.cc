@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <unordered_set>
 #include <utility>
 
@@ -468,6 +469,12 @@ EngineStats LsmEngine::stats() const {
   return s;
 }
 
+uint64_t ThreadCpuTimer::Now() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000 + static_cast<uint64_t>(ts.tv_nsec);
+}
+
 LsmDebugStats LsmEngine::debug_stats() const {
   LsmDebugStats d;
   d.flushes = flushes_.load();
@@ -479,6 +486,8 @@ LsmDebugStats LsmEngine::debug_stats() const {
   d.slowdowns = slowdowns_.load();
   d.compaction_bytes_written = compaction_bytes_.load();
   d.flush_bytes_written = flush_bytes_.load();
+  d.compaction_cpu_seconds = compaction_cpu_ns_.load() / 1e9;
+  d.flush_cpu_seconds = flush_cpu_ns_.load() / 1e9;
   if (auto sv = GetSuperVersion()) {
     for (const auto& level : sv->version->levels) d.tables_per_level.push_back(level.size());
     d.blob_files = sv->version->blobs.size();

@@ -159,7 +159,23 @@ class LsmEngine final : public Engine {
   mutable std::atomic<uint64_t> gets_{0}, puts_{0}, deletes_{0}, batches_{0}, scans_{0},
       bytes_written_{0}, bytes_read_{0}, syncs_{0}, errors_{0};
   std::atomic<uint64_t> flushes_{0}, compactions_{0}, trivial_moves_{0}, blob_gcs_{0},
-      blob_files_deleted_{0}, stalls_{0}, slowdowns_{0}, compaction_bytes_{0}, flush_bytes_{0};
+      blob_files_deleted_{0}, stalls_{0}, slowdowns_{0}, compaction_bytes_{0}, flush_bytes_{0},
+      compaction_cpu_ns_{0}, flush_cpu_ns_{0};
+};
+
+// Adds the calling thread's CPU time from construction to destruction to a counter: what a
+// flush or compaction cost in CPU, apart from the time it waited for the disk.
+class ThreadCpuTimer {
+ public:
+  explicit ThreadCpuTimer(std::atomic<uint64_t>* total) : total_(total), start_(Now()) {}
+  ~ThreadCpuTimer() { total_->fetch_add(Now() - start_, std::memory_order_relaxed); }
+  ThreadCpuTimer(const ThreadCpuTimer&) = delete;
+  ThreadCpuTimer& operator=(const ThreadCpuTimer&) = delete;
+
+ private:
+  static uint64_t Now();
+  std::atomic<uint64_t>* const total_;
+  const uint64_t start_;
 };
 
 }  // namespace kvfs::engines::lsm

@@ -38,8 +38,9 @@ Result<Footer> DecodeFooter(std::string_view bytes, uint64_t file_size, const st
   if (DecodeFixed32(bytes.data() + 44) != crc32c::Value(bytes.data(), 44)) {
     return fail("checksum mismatch");
   }
-  if (DecodeFixed32(bytes.data() + 40) != kTableFormatVersion) {
-    return fail("has unknown format version " + std::to_string(DecodeFixed32(bytes.data() + 40)));
+  const uint32_t version = DecodeFixed32(bytes.data() + 40);
+  if (version < kOldestTableFormatVersion || version > kTableFormatVersion) {
+    return fail("has unknown format version " + std::to_string(version));
   }
   Footer f;
   f.index = {DecodeFixed64(bytes.data()), DecodeFixed64(bytes.data() + 8)};

@@ -18,7 +18,9 @@
 namespace kvfs::engines::lsm {
 
 inline constexpr char kTableMagic[8] = {'K', 'V', 'F', 'S', 'S', 'S', 'T', '\0'};
-inline constexpr uint32_t kTableFormatVersion = 1;
+// Written by this version; 1 (the legacy bloom filter, bloom.h) is still read.
+inline constexpr uint32_t kTableFormatVersion = 2;
+inline constexpr uint32_t kOldestTableFormatVersion = 1;
 inline constexpr size_t kFooterSize = 56;
 inline constexpr size_t kBlockTrailerSize = 4;  // crc32c of the block's contents
 

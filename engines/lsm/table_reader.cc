@@ -155,7 +155,8 @@ std::vector<BlockHandle> TableReader::DataBlocksForTesting() const {
 
 class TableIterator final : public InternalIterator {
  public:
-  explicit TableIterator(std::shared_ptr<const TableReader> t) : t_(std::move(t)) {}
+  TableIterator(std::shared_ptr<const TableReader> t, TableReader::ReadMode mode)
+      : t_(std::move(t)), sequential_(mode == TableReader::ReadMode::kSequential) {}
 
   bool Valid() const override { return valid_; }
   void SeekToFirst() override {
@@ -169,6 +170,7 @@ class TableIterator final : public InternalIterator {
     sequential_blocks_ = 0;
     LoadBlock(t_->FindBlock(target));
     if (!cursor_.has_value()) return;
+    check_first_key_ = false;  // the walk starts inside the block
     if (cursor_->Seek(target)) {
       TakeEntry();
       return;
@@ -193,33 +195,93 @@ class TableIterator final : public InternalIterator {
       block_.reset();
       return;
     }
-    // A seek's block and the one after it enter the cache; past those the iterator is a long
-    // scan, whose blocks would only push out what lookups reuse.
-    Result<BlockCache::Block> b = t_->DataBlock(i, sequential_blocks_ < kCachedScanBlocks);
-    if (!b.ok()) {
-      cursor_.reset();
-      block_.reset();
-      status_ = b.status();
-      return;
-    }
-    block_ = std::move(b).value();
     const uint64_t offset = t_->index_[i].handle.offset;
-    if (cursor_.has_value()) {
-      cursor_->Reset(*block_, offset, BlockCursor::Trust::kVerified);
+    std::string_view contents;
+    BlockCursor::Trust trust = BlockCursor::Trust::kVerified;
+    if (sequential_) {
+      Result<std::string_view> c = SequentialBlock(i);
+      if (!c.ok()) {
+        Stop(c.status());
+        return;
+      }
+      contents = *c;
+      trust = BlockCursor::Trust::kUnchecked;  // the walk checks entries and restarts
+      check_first_key_ = true;
     } else {
-      cursor_.emplace(*block_, &t_->path(), offset, BlockCursor::Trust::kVerified);
+      // A seek's block and the one after it enter the cache; past those the iterator is a long
+      // scan, whose blocks would only push out what lookups reuse.
+      Result<BlockCache::Block> b = t_->DataBlock(i, sequential_blocks_ < kCachedScanBlocks);
+      if (!b.ok()) {
+        Stop(b.status());
+        return;
+      }
+      block_ = std::move(b).value();
+      contents = *block_;
     }
+    if (cursor_.has_value()) {
+      cursor_->Reset(contents, offset, trust);
+    } else {
+      cursor_.emplace(contents, &t_->path(), offset, trust);
+    }
+  }
+
+  // Block i's checked contents, out of chunk_: one read brings in kSequentialReadBytes of
+  // blocks (or the rest of the data blocks), so a compaction makes a read per many blocks.
+  Result<std::string_view> SequentialBlock(size_t i) {
+    const BlockHandle& h = t_->index_[i].handle;
+    const uint64_t need = h.size + kBlockTrailerSize;  // Open checked it lies in the file
+    if (h.offset < chunk_offset_ || h.offset + need > chunk_offset_ + chunk_size_) {
+      const BlockHandle& last = t_->index_.back().handle;
+      const uint64_t data_end = last.offset + last.size + kBlockTrailerSize;
+      const uint64_t n =
+          std::max(need, std::min<uint64_t>(TableReader::kSequentialReadBytes,
+                                            data_end > h.offset ? data_end - h.offset : 0));
+      if (chunk_.size() < n) chunk_.resize(n);
+      chunk_size_ = 0;
+      KVFS_ASSIGN_OR_RETURN(size_t got, t_->file_->Read(h.offset, n, chunk_.data()));
+      if (got != n) {
+        return Status::Corruption("table " + t_->path() + " at offset " + std::to_string(h.offset) +
+                                  ": block cut short (file too short)");
+      }
+      chunk_offset_ = h.offset;
+      chunk_size_ = n;
+    }
+    return CheckBlock(std::string_view(chunk_.data() + (h.offset - chunk_offset_), need),
+                      t_->path(), h.offset);
+  }
+
+  // A block walked from its first entry lies between the previous block's last key and its own
+  // index key (TableReader::CheckAgainstIndex, for blocks not read through the cache).
+  bool CheckFirstKey() {
+    check_first_key_ = false;
+    if (block_index_ == 0 || cursor_->key() > t_->IndexKey(block_index_ - 1)) return true;
+    Stop(Status::Corruption("table " + t_->path() + " at offset " +
+                            std::to_string(t_->index_[block_index_].handle.offset) +
+                            ": block's first key is not above the previous block's last"));
+    return false;
+  }
+  bool CheckLastKey() {
+    if (cursor_->key() == t_->IndexKey(block_index_)) return true;
+    Stop(Status::Corruption("table " + t_->path() + " at offset " +
+                            std::to_string(t_->index_[block_index_].handle.offset) +
+                            ": block's last key differs from its index entry's"));
+    return false;
+  }
+
+  void Stop(Status s) {
+    status_ = std::move(s);
+    cursor_.reset();
+    block_.reset();
+    valid_ = false;
   }
 
   // Makes the cursor's entry the iterator's.
   void TakeEntry() {
     uint8_t kind;
     if (!DecodeDataValue(cursor_->value(), &kind, &seq_, &payload_)) {
-      status_ = Status::Corruption("table " + t_->path() + " at offset " +
-                                   std::to_string(t_->index_[block_index_].handle.offset) +
-                                   ": malformed entry value");
-      cursor_.reset();
-      valid_ = false;
+      Stop(Status::Corruption("table " + t_->path() + " at offset " +
+                              std::to_string(t_->index_[block_index_].handle.offset) +
+                              ": malformed entry value"));
       return;
     }
     kind_ = static_cast<ValueKind>(kind);
@@ -231,6 +293,7 @@ class TableIterator final : public InternalIterator {
     valid_ = false;
     while (cursor_.has_value()) {
       if (cursor_->Next()) {
+        if (check_first_key_ && !CheckFirstKey()) return;
         TakeEntry();
         return;
       }
@@ -242,10 +305,10 @@ class TableIterator final : public InternalIterator {
   // block (none past the last).
   bool NextBlock() {
     if (!cursor_->status().ok()) {
-      status_ = cursor_->status();
-      cursor_.reset();
+      Stop(cursor_->status());
       return false;
     }
+    if (sequential_ && !CheckLastKey()) return false;
     ++sequential_blocks_;
     LoadBlock(block_index_ + 1);
     return true;
@@ -254,9 +317,14 @@ class TableIterator final : public InternalIterator {
   static constexpr size_t kCachedScanBlocks = 2;
 
   std::shared_ptr<const TableReader> t_;
+  const bool sequential_;
   size_t block_index_ = 0;
   size_t sequential_blocks_ = 0;  // blocks entered by Next since the last seek
-  BlockCache::Block block_;
+  BlockCache::Block block_;       // kCached: the cursor's block
+  std::string chunk_;             // kSequential: file bytes [chunk_offset_, + chunk_size_)
+  uint64_t chunk_offset_ = 0;
+  uint64_t chunk_size_ = 0;
+  bool check_first_key_ = false;  // kSequential: the block was entered at its first entry
   std::optional<BlockCursor> cursor_;
   bool valid_ = false;
   ValueKind kind_ = ValueKind::kValue;
@@ -265,8 +333,8 @@ class TableIterator final : public InternalIterator {
   Status status_;
 };
 
-std::unique_ptr<InternalIterator> TableReader::NewIterator() const {
-  return std::make_unique<TableIterator>(shared_from_this());
+std::unique_ptr<InternalIterator> TableReader::NewIterator(ReadMode mode) const {
+  return std::make_unique<TableIterator>(shared_from_this(), mode);
 }
 
 }  // namespace kvfs::engines::lsm

@@ -42,7 +42,13 @@ class TableReader : public std::enable_shared_from_this<TableReader> {
   Result<std::optional<Entry>> Get(std::string_view key, uint64_t hash) const;
   bool MayContain(uint64_t hash) const;
 
-  std::unique_ptr<InternalIterator> NewIterator() const;
+  // How an iterator gets its data blocks. kCached: through the block cache (lookups and scans;
+  // a seek's first blocks are kept). kSequential: a compaction's, which reads every block once,
+  // in order: many blocks per read (kSequentialReadBytes), none looked up in or added to the
+  // cache, each checked (CRC, entries, keys against the index) as the walk reaches it.
+  enum class ReadMode { kCached, kSequential };
+  static constexpr size_t kSequentialReadBytes = size_t{256} << 10;
+  std::unique_ptr<InternalIterator> NewIterator(ReadMode mode = ReadMode::kCached) const;
 
   const std::string& path() const { return file_->path(); }
   uint64_t number() const { return number_; }

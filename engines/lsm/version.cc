@@ -169,7 +169,8 @@ namespace {
 
 class LevelIterator final : public InternalIterator {
  public:
-  explicit LevelIterator(const std::vector<TablePtr>* tables) : tables_(*tables) {}
+  LevelIterator(const std::vector<TablePtr>* tables, TableReader::ReadMode mode)
+      : tables_(*tables), mode_(mode) {}
 
   bool Valid() const override { return cur_ != nullptr && cur_->Valid(); }
   void SeekToFirst() override {
@@ -198,7 +199,7 @@ class LevelIterator final : public InternalIterator {
  private:
   void Open(size_t i) {
     i_ = i;
-    cur_ = i < tables_.size() ? tables_[i]->reader->NewIterator() : nullptr;
+    cur_ = i < tables_.size() ? tables_[i]->reader->NewIterator(mode_) : nullptr;
   }
   void SkipEmpty() {
     while (cur_ != nullptr && !cur_->Valid()) {
@@ -213,6 +214,7 @@ class LevelIterator final : public InternalIterator {
   }
 
   const std::vector<TablePtr>& tables_;
+  const TableReader::ReadMode mode_;
   size_t i_ = 0;
   std::unique_ptr<InternalIterator> cur_;
   Status status_;
@@ -316,8 +318,9 @@ class MergingIterator final : public InternalIterator {
 
 }  // namespace
 
-std::unique_ptr<InternalIterator> NewLevelIterator(const std::vector<TablePtr>* tables) {
-  return std::make_unique<LevelIterator>(tables);
+std::unique_ptr<InternalIterator> NewLevelIterator(const std::vector<TablePtr>* tables,
+                                                   TableReader::ReadMode mode) {
+  return std::make_unique<LevelIterator>(tables, mode);
 }
 
 std::unique_ptr<InternalIterator> NewMergingIterator(

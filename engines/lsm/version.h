@@ -87,8 +87,10 @@ std::shared_ptr<Version> ApplyEdit(const Version& base, const VersionEdit& edit,
 // Iterates a sorted run of non-overlapping tables (one level >= 1) as one stream, opening each
 // table's iterator only when reached. `tables` must outlive the iterator (a Version the caller
 // holds, or a compaction job's run): not copying it keeps a scan from touching every table's
-// reference count.
-std::unique_ptr<InternalIterator> NewLevelIterator(const std::vector<TablePtr>* tables);
+// reference count. `mode`: how the tables' iterators read their blocks.
+std::unique_ptr<InternalIterator> NewLevelIterator(
+    const std::vector<TablePtr>* tables,
+    TableReader::ReadMode mode = TableReader::ReadMode::kCached);
 
 // Merges child iterators into one ascending stream. Children are ranked: for equal keys, the
 // lower index is newer and comes first. With `newest_only`, only the first (newest) entry of
