@@ -13,6 +13,16 @@ uint64_t block_cache_bytes = 0;
 void SetBlockCacheBytes(uint64_t bytes) { block_cache_bytes = bytes; }
 uint64_t BlockCacheBytes() { return block_cache_bytes; }
 
+std::string LevelShape(const std::vector<uint64_t>& tables_per_level) {
+  size_t levels = tables_per_level.size();
+  while (levels > 1 && tables_per_level[levels - 1] == 0) --levels;
+  std::string out;
+  for (size_t l = 0; l < levels; ++l) {
+    out += (l == 0 ? "L" : ", L") + std::to_string(l) + " " + std::to_string(tables_per_level[l]);
+  }
+  return out.empty() ? out : out + " tables";
+}
+
 StoreSpec DescribeStore(const std::string& name) {
   StoreSpec s;
   s.name = name;

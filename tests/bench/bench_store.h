@@ -52,6 +52,9 @@ class BenchStore {
   virtual Status Sync() = 0;
   // Syncs and closes; nothing may be called afterwards.
   virtual Status Close() = 0;
+  // The store's tree right now ("L0 3, L1 5, L2 48 tables"), for the progress lines: a read
+  // or scan figure depends on how many tables it had to look through. "" where it has none.
+  virtual std::string Shape() { return ""; }
 };
 
 // A store that engine_bench can run: "kvfs:NAME" (a registered kvfs engine), "leveldb",
@@ -71,6 +74,10 @@ struct StoreSpec {
 // default. Set once, before any store is described or opened.
 void SetBlockCacheBytes(uint64_t bytes);
 uint64_t BlockCacheBytes();
+
+// "L0 3, L1 5, L2 48 tables" from tables per level, the empty deepest levels left out; a
+// store's Shape().
+std::string LevelShape(const std::vector<uint64_t>& tables_per_level);
 
 // Parses and checks a store name; never fails (an unusable one has available == false).
 StoreSpec DescribeStore(const std::string& name);

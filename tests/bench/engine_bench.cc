@@ -563,8 +563,10 @@ class Runner {
     r.page_bytes = io1.page_bytes - std::min(io1.page_bytes, io0.page_bytes);
     r.user_bytes = ops_counter ? ops_counter->load() * entry_bytes : user_bytes;
     r.space_bytes = SpaceUsed(dir_);
-    std::fprintf(stderr, "  %-14s %-13s %12.0f ops/s  p50 %8.1f us  p99 %8.1f us\n",
-                 spec_.name.c_str(), name.c_str(), r.ops_per_sec(), r.p50_ns / 1e3, r.p99_ns / 1e3);
+    const std::string shape = store_ ? store_->Shape() : "";
+    std::fprintf(stderr, "  %-14s %-13s %12.0f ops/s  p50 %8.1f us  p99 %8.1f us%s%s\n",
+                 spec_.name.c_str(), name.c_str(), r.ops_per_sec(), r.p50_ns / 1e3, r.p99_ns / 1e3,
+                 shape.empty() ? "" : "  after: ", shape.c_str());
     const std::string line = Serialize(r);
     if (write(out_fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
       Die("write to parent");

@@ -1,5 +1,6 @@
 // The kvfs adapter: any registered engine, through the Engine interface and OpenEngine.
 #include "engines/engine.h"
+#include "engines/lsm/lsm.h"
 #include "sync/posix_file_system.h"
 #include "tests/bench/bench_store.h"
 
@@ -8,7 +9,8 @@ namespace {
 
 class KvfsStore : public BenchStore {
  public:
-  explicit KvfsStore(std::unique_ptr<engines::Engine> engine) : engine_(std::move(engine)) {}
+  KvfsStore(std::unique_ptr<engines::Engine> engine, bool lsm)
+      : engine_(std::move(engine)), lsm_(lsm) {}
 
   Status Put(std::string_view key, std::string_view value) override {
     return engine_->Put(key, value);
@@ -42,9 +44,28 @@ class KvfsStore : public BenchStore {
   }
   Status Sync() override { return engine_->Sync(engines::SyncKind::kData); }
   Status Close() override { return engine_->Close(); }
+  std::string Shape() override {
+    if (!lsm_) return "";
+    const engines::LsmDebugStats d = engines::GetLsmDebugStats(*engine_);
+    std::string out = LevelShape(d.tables_per_level);
+    if (d.immutable_memtables != 0)
+      out += ", " + std::to_string(d.immutable_memtables) + " memtables to flush";
+    // Since the open: how often writers waited for a flush or compaction.
+    out += "; " + std::to_string(d.stalls) + " stalls, " + std::to_string(d.slowdowns) +
+           " slowdowns, " + std::to_string(d.compactions) + " compactions (" +
+           std::to_string(d.trivial_moves) + " moves)";
+    char cpu[96];
+    std::snprintf(cpu, sizeof(cpu), ", %.1f ms CPU per MiB compacted",
+                  d.compaction_bytes_written == 0
+                      ? 0.0
+                      : d.compaction_cpu_seconds * 1e3 / (d.compaction_bytes_written / 1048576.0));
+    if (d.compaction_bytes_written != 0) out += cpu;
+    return out;
+  }
 
  private:
   std::unique_ptr<engines::Engine> engine_;
+  const bool lsm_;  // GetLsmDebugStats works only on the LSM engine
 };
 
 }  // namespace
@@ -56,7 +77,7 @@ Result<std::unique_ptr<BenchStore>> OpenKvfsStore(const std::string& engine, con
   if (BlockCacheBytes() != 0) o.cache_size = BlockCacheBytes();
   auto e = engines::OpenEngine(engine, sync::DefaultFileSystem(), dir, o);
   if (!e.ok()) return e.status();
-  return std::unique_ptr<BenchStore>(new KvfsStore(std::move(*e)));
+  return std::unique_ptr<BenchStore>(new KvfsStore(std::move(*e), engine == "lsm"));
 }
 
 std::string KvfsSettings() {

@@ -60,6 +60,15 @@ class LevelDbStore : public BenchStore {
     leveldb::WriteBatch empty;
     return Convert(db_->Write(w, &empty), "leveldb sync");
   }
+  std::string Shape() override {
+    std::vector<uint64_t> per_level;
+    for (int level = 0; level < 7; ++level) {
+      std::string n;
+      if (!db_->GetProperty("leveldb.num-files-at-level" + std::to_string(level), &n)) break;
+      per_level.push_back(std::stoull(n));
+    }
+    return LevelShape(per_level);
+  }
   Status Close() override {
     Status s = Sync();
     delete db_;

@@ -53,6 +53,15 @@ class RocksDbStore : public BenchStore {
     return Convert(it->status(), "rocksdb scan");
   }
   Status Sync() override { return Convert(db_->SyncWAL(), "rocksdb sync"); }
+  std::string Shape() override {
+    std::vector<uint64_t> per_level;
+    for (int level = 0; level < db_->NumberLevels(); ++level) {
+      std::string n;
+      if (!db_->GetProperty("rocksdb.num-files-at-level" + std::to_string(level), &n)) break;
+      per_level.push_back(std::stoull(n));
+    }
+    return LevelShape(per_level);
+  }
   Status Close() override {
     Status s = Sync();
     Status c = Convert(db_->Close(), "rocksdb close");
