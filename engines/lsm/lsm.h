@@ -28,7 +28,8 @@
 // is the block cache (block_cache.h); background_work starts the flush and compaction threads
 // (without it a writer flushes a full memtable itself, and compacts when level 0 reaches its
 // trigger; Compact() always works). read_only opens without creating, deleting or writing anything,
-// and refuses writes with kNotSupported.
+// and refuses writes with kNotSupported. Close flushes every memtable (a shutdown checkpoint), so
+// the open after a clean close replays no log.
 #pragma once
 
 #include <chrono>
