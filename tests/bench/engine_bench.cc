@@ -787,7 +787,8 @@ std::string Markdown(const Args& a, const std::string& machine, const std::strin
   keys in random order, every value checked; `readseq` one full ordered scan (ops = rows; no
   per-op latency); `prefixscan` scans of a 14-byte prefix matching exactly 100 keys (ops =
   scans); `reopen` the open of the store holding N keys after a close (ops/s = 1 / seconds;
-  p50 = the open time); `batch100` N puts over the existing keys in atomic batches of 100
+  p50 = the open time; the close is not timed: kvfs's LSM flushes its memtables there, so its
+  open replays no log, where LevelDB and RocksDB replay theirs at open); `batch100` N puts over the existing keys in atomic batches of 100
   (ops = puts, latency per batch); `deleterandom` a delete of every key in random order;
   `fillsync/T` T threads putting random keys into a fresh store, every put durable before it
   returns, for the stated seconds.
