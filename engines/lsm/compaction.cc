@@ -66,6 +66,12 @@ std::optional<CompactionJob> LsmEngine::PickCompaction(const Version& v) {
       best = level;
     }
   }
+  if (best < 0 && !v.levels[0].empty() && l0_seek_due_.load(std::memory_order_relaxed)) {
+    best = 0;  // below its trigger, but scans have paid more seeks in it than compacting costs
+    seek_compactions_.fetch_add(1, std::memory_order_relaxed);
+  }
+  // Whatever compacts level 0 (or finds it empty) settles what the scans asked for.
+  if (best == 0 || v.levels[0].empty()) l0_seek_due_.store(false, std::memory_order_relaxed);
   if (best < 0) return std::nullopt;
   CompactionJob job;
   job.level = best;

@@ -84,6 +84,7 @@ struct LsmDebugStats {
   uint64_t flushes = 0;
   uint64_t compactions = 0;
   uint64_t trivial_moves = 0;
+  uint64_t seek_compactions = 0;    // level-0 compactions scans asked for (ChargeScanSeek)
   uint64_t blob_gcs = 0;            // compactions run to rewrite a blob file
   uint64_t blob_files_deleted = 0;  // blob files dropped once all their values were dead
   uint64_t stalls = 0;              // writer waits on a full set of memtables or level 0

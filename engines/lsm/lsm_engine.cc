@@ -411,6 +411,9 @@ Status LsmEngine::Scan(const ScanOptions& options, const ScanFn& fn) {
   children.push_back(sv->mem->NewIterator());
   for (const auto& imm : sv->imms) children.push_back(imm->NewIterator());
   sv->version->AddIterators(&children);
+  bool seek_due = false;
+  for (const TablePtr& t : sv->version->levels[0]) seek_due |= t->reader->ChargeScanSeek();
+  if (seek_due && !options_.read_only) RequestL0SeekCompaction();
   std::unique_ptr<InternalIterator> it = NewMergingIterator(std::move(children), true);
   const std::string& start = std::max(options.prefix, options.start_after);
   it->Seek(start);
@@ -469,6 +472,15 @@ EngineStats LsmEngine::stats() const {
   return s;
 }
 
+void LsmEngine::RequestL0SeekCompaction() {
+  l0_seek_due_.store(true, std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    compaction_wanted_ = true;
+  }
+  state_cv_.notify_all();  // the compaction thread (without one, the next writer's compaction)
+}
+
 uint64_t ThreadCpuTimer::Now() {
   timespec ts{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
@@ -488,6 +500,7 @@ LsmDebugStats LsmEngine::debug_stats() const {
   d.flush_bytes_written = flush_bytes_.load();
   d.compaction_cpu_seconds = compaction_cpu_ns_.load() / 1e9;
   d.flush_cpu_seconds = flush_cpu_ns_.load() / 1e9;
+  d.seek_compactions = seek_compactions_.load();
   if (auto sv = GetSuperVersion()) {
     for (const auto& level : sv->version->levels) d.tables_per_level.push_back(level.size());
     d.blob_files = sv->version->blobs.size();

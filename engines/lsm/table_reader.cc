@@ -38,6 +38,8 @@ Result<std::shared_ptr<TableReader>> TableReader::Open(std::shared_ptr<sync::Ran
   t->file_size_ = file_size;
   t->number_ = number;
   t->entries_ = footer.entries;
+  t->seeks_left_.store(std::max<int64_t>(100, static_cast<int64_t>(file_size / 16384)),
+                       std::memory_order_relaxed);
   t->cache_ = cache;
   KVFS_ASSIGN_OR_RETURN(t->filter_, ReadBlock(*t->file_, file_size, footer.filter));
   if (!BloomIsWellFormed(t->filter_)) {

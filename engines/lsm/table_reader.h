@@ -9,6 +9,7 @@
 // iterate at once. Iterators keep their reader alive.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -55,6 +56,12 @@ class TableReader : public std::enable_shared_from_this<TableReader> {
   uint64_t file_size() const { return file_size_; }
   uint64_t entries() const { return entries_; }
 
+  // Read-triggered compaction (LevelDB's "allowed seeks", applied to scans): a scan pays a seek
+  // in every level-0 table, so each table may be sought max(100, file size / 16 KiB) times (a
+  // seek costing about what compacting 16 KiB does) before compacting it pays for itself. True
+  // exactly once: for the charge that uses the last one.
+  bool ChargeScanSeek() const { return seeks_left_.fetch_sub(1, std::memory_order_relaxed) == 1; }
+
   // Tests: the data blocks' handles, in order.
   std::vector<BlockHandle> DataBlocksForTesting() const;
 
@@ -82,6 +89,7 @@ class TableReader : public std::enable_shared_from_this<TableReader> {
   std::shared_ptr<sync::RandomAccessFile> file_;
   uint64_t file_size_ = 0;
   uint64_t number_ = 0;
+  mutable std::atomic<int64_t> seeks_left_{0};
   uint64_t entries_ = 0;
   BlockCache* cache_ = nullptr;
   std::shared_ptr<BlockCache::Slots> slots_;  // null without a cache

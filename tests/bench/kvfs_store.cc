@@ -53,7 +53,8 @@ class KvfsStore : public BenchStore {
     // Since the open: how often writers waited for a flush or compaction.
     out += "; " + std::to_string(d.stalls) + " stalls, " + std::to_string(d.slowdowns) +
            " slowdowns, " + std::to_string(d.compactions) + " compactions (" +
-           std::to_string(d.trivial_moves) + " moves)";
+           std::to_string(d.trivial_moves) + " moves, " + std::to_string(d.seek_compactions) +
+           " for scans)";
     char cpu[96];
     std::snprintf(cpu, sizeof(cpu), ", %.1f ms CPU per MiB compacted",
                   d.compaction_bytes_written == 0

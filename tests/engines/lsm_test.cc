@@ -479,6 +479,52 @@ TEST_F(LsmTest, ACleanCloseFlushesEveryMemtableSoTheOpenReplaysNothing) {
   }
 }
 
+// Scans pay a seek in every level-0 table: once they have paid a table's allowed seeks
+// (max(100, size / 16 KiB)), level 0 is compacted even below its trigger (LevelDB's seek
+// compaction, for scans). Without background work it runs with the next writer's flush.
+TEST_F(LsmTest, ScansThatPayALevel0TablesAllowedSeeksCompactLevel0BelowItsTrigger) {
+  LsmOptions l = Tiny();
+  l.l0_compaction_trigger = 4;  // two tables stay in level 0 unless scans ask
+  ASSERT_OK_AND_ASSIGN(auto e, Open(Small(), l));
+  std::map<std::string, std::string> model;
+  int next = 0;
+  // Writes until one more flush has run (and, without background work, the compactions the
+  // writer runs after it).
+  auto write_one_flush = [&] {
+    const uint64_t flushes = GetLsmDebugStats(*e).flushes;
+    for (int i = 0; i < 10000 && GetLsmDebugStats(*e).flushes == flushes; ++i) {
+      const std::string key = "k" + std::to_string(100000 + next++);
+      model[key] = std::string(60, static_cast<char>('a' + next % 26));
+      ASSERT_OK(e->Put(key, model[key]));
+    }
+    ASSERT_EQ(GetLsmDebugStats(*e).flushes, flushes + 1);
+  };
+  ScanOptions ten;
+  ten.prefix = "k10000";  // k100000 .. k100009
+  auto scan = [&](int times) {
+    for (int i = 0; i < times; ++i) {
+      uint64_t rows = 0;
+      ASSERT_OK(e->Scan(ten, [&](std::string_view, std::string_view) {
+        ++rows;
+        return true;
+      }));
+      ASSERT_EQ(rows, 10u);
+    }
+  };
+  write_one_flush();
+  ASSERT_EQ(GetLsmDebugStats(*e).tables_per_level[0], 1u);
+  scan(50);  // half of the first table's 100 seeks
+  write_one_flush();
+  EXPECT_EQ(GetLsmDebugStats(*e).tables_per_level[0], 2u);  // below the trigger: they stay
+  EXPECT_EQ(GetLsmDebugStats(*e).seek_compactions, 0u);
+  scan(50);           // the first table's last 50
+  write_one_flush();  // its writer compacts level 0 after the flush
+  const LsmDebugStats d = GetLsmDebugStats(*e);
+  EXPECT_EQ(d.seek_compactions, 1u);
+  EXPECT_EQ(d.tables_per_level[0], 0u);
+  ExpectMatches(*e, model);
+}
+
 TEST_F(LsmTest, IsRegisteredAsLsm) {
   auto names = EngineNames();
   EXPECT_NE(std::find(names.begin(), names.end(), "lsm"), names.end());
