@@ -34,6 +34,9 @@ class InternalIterator {
   virtual std::string_view value() const = 0;  // the value, an encoded BlobRef, or empty
   virtual uint64_t seq() const = 0;            // the LSN of the batch that wrote it
   virtual Status status() const = 0;
+  // True if no key comes twice (a table, a level): a merge need not look for older versions
+  // right after an entry.
+  virtual bool unique_keys() const { return false; }
 };
 
 }  // namespace kvfs::engines::lsm

@@ -187,6 +187,7 @@ class TableIterator final : public InternalIterator {
   std::string_view value() const override { return payload_; }
   uint64_t seq() const override { return seq_; }
   Status status() const override { return status_; }
+  bool unique_keys() const override { return true; }  // a table holds a key once
 
  private:
   void LoadBlock(size_t i) {

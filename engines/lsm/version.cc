@@ -195,6 +195,7 @@ class LevelIterator final : public InternalIterator {
   std::string_view value() const override { return cur_->value(); }
   uint64_t seq() const override { return cur_->seq(); }
   Status status() const override { return status_; }
+  bool unique_keys() const override { return true; }  // its tables' key ranges do not overlap
 
  private:
   void Open(size_t i) {
@@ -225,7 +226,10 @@ class MergingIterator final : public InternalIterator {
   MergingIterator(std::vector<std::unique_ptr<InternalIterator>> children, bool newest_only)
       : newest_only_(newest_only) {
     children_.reserve(children.size());
-    for (auto& c : children) children_.push_back(Child{std::move(c), {}, false});
+    for (auto& c : children) {
+      const bool unique = c->unique_keys();
+      children_.push_back(Child{std::move(c), {}, false, false, unique});
+    }
   }
 
   bool Valid() const override { return current_ >= 0; }
@@ -246,16 +250,20 @@ class MergingIterator final : public InternalIterator {
   void Next() override {
     if (newest_only_) {
       // Skip every other version of this key: the children FindSmallest found holding it
-      // (older versions within one child come right after, so a child may move more than once).
-      // The key is copied: moving the child that holds it may overwrite it.
-      key_.assign(children_[current_].key);
+      // (older versions within a memtable come right after, so such a child may move more than
+      // once; a table or level moves once). The key is copied for that comparison: moving the
+      // child that holds it may overwrite it.
+      if (smallest_in_repeating_child_) key_.assign(children_[current_].key);
       for (size_t i = 0; i < children_.size(); ++i) {
         Child& c = children_[i];
         if (!c.at_smallest) continue;
-        do {
+        c.it->Next();
+        Refresh(&c);
+        if (c.unique) continue;
+        while (c.valid && CompareKeys(c.key, key_) == 0) {
           c.it->Next();
           Refresh(&c);
-        } while (c.valid && CompareKeys(c.key, key_) == 0);
+        }
       }
     } else {
       Child& c = children_[current_];
@@ -277,6 +285,7 @@ class MergingIterator final : public InternalIterator {
     std::string_view key;  // valid until the child moves
     bool valid;
     bool at_smallest = false;  // set by FindSmallest: its key is the merged current key
+    bool unique = false;       // it->unique_keys()
   };
 
   void Refresh(Child* c) {
@@ -307,11 +316,16 @@ class MergingIterator final : public InternalIterator {
         c.at_smallest = true;  // an older version (on equal keys the lower index, newer, stays)
       }
     }
+    smallest_in_repeating_child_ = false;
+    for (const Child& c : children_) {
+      if (c.at_smallest && !c.unique) smallest_in_repeating_child_ = true;
+    }
   }
 
   std::vector<Child> children_;
   const bool newest_only_;
   int current_ = -1;
+  bool smallest_in_repeating_child_ = false;  // a memtable holds the current key
   std::string key_;
   Status status_;
 };
