@@ -131,6 +131,32 @@ std::optional<CompactionJob> LsmEngine::PickBlobGc(const Version& v) {
   return job;
 }
 
+std::string LsmEngine::SubcompactionSplit(const CompactionJob& job) const {
+  // Level-0 jobs only (every level-0 table and the overlapping part of level 1: the big job
+  // writers wait for), no blob relocation (one blob writer per job), at least the threshold.
+  if (lopts_.subcompaction_min_bytes == 0 || job.kind != CompactionJob::Kind::kLevel ||
+      job.level != 0 || job.per_run || !job.relocate.empty() || job.runs.size() < 2) {
+    return {};
+  }
+  uint64_t bytes = 0;
+  for (const auto& run : job.runs) {
+    for (const TablePtr& t : run) bytes += t->meta.file_size;
+  }
+  if (bytes < lopts_.subcompaction_min_bytes) return {};
+  // The level-1 run (the last, when there is one) cut at the table boundary nearest half its
+  // bytes: its tables partition the key space the job covers.
+  const std::vector<TablePtr>& below = job.runs.back();
+  if (below.size() < 2 || below[0]->meta.level != job.output_level) return {};
+  uint64_t below_bytes = 0;
+  for (const TablePtr& t : below) below_bytes += t->meta.file_size;
+  uint64_t seen = 0;
+  for (size_t i = 1; i < below.size(); ++i) {
+    seen += below[i - 1]->meta.file_size;
+    if (2 * seen >= below_bytes) return below[i]->meta.smallest;
+  }
+  return {};
+}
+
 Status LsmEngine::RunJob(const CompactionJob& job) {
   KVFS_RETURN_IF_ERROR(FailedStatus());
   const ThreadCpuTimer cpu(&compaction_cpu_ns_);
@@ -186,8 +212,12 @@ Status LsmEngine::RunJob(const CompactionJob& job) {
     return FinishTableFile(o.file.get(), TablePath(o.number) + kTempSuffix, o.number);
   };
 
-  // Merges one group of runs into outputs at `level`.
-  auto merge = [&](const std::vector<std::vector<TablePtr>>& runs, int level) -> Status {
+  // Merges one group of runs, the keys in [lo, hi) ("" = unbounded), into *outs at `level`,
+  // counting blob records that became dead in *garbage. Relocation (blob GC) only with both
+  // bounds open: its blob writer is one per job.
+  auto merge = [&](const std::vector<std::vector<TablePtr>>& runs, int level, std::string_view lo,
+                   std::string_view hi, std::vector<Output>* outs,
+                   std::map<uint64_t, uint64_t>* garbage) -> Status {
     // Every input block is read once, in order: many blocks per read, none through the cache.
     constexpr TableReader::ReadMode kMode = TableReader::ReadMode::kSequential;
     std::vector<std::unique_ptr<InternalIterator>> children;
@@ -199,8 +229,14 @@ Status LsmEngine::RunJob(const CompactionJob& job) {
     Output* out = nullptr;
     std::string last_key, relocated_ref, value;
     bool first = true;
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (lo.empty()) {
+      it->SeekToFirst();
+    } else {
+      it->Seek(lo);
+    }
+    for (; it->Valid(); it->Next()) {
       const std::string_view key = it->key();
+      if (!hi.empty() && CompareKeys(key, hi) >= 0) break;
       ValueKind kind = it->kind();
       std::string_view payload = it->value();
       std::optional<BlobRef> ref;
@@ -213,7 +249,7 @@ Status LsmEngine::RunJob(const CompactionJob& job) {
       }
       if (!first && key == last_key) {
         // Shadowed by a newer version: its blob record, if any, is now dead.
-        if (ref) edit.garbage[ref->file] += BlobRecordSize(key.size(), ref->size);
+        if (ref) (*garbage)[ref->file] += BlobRecordSize(key.size(), ref->size);
         continue;
       }
       first = false;
@@ -230,14 +266,14 @@ Status LsmEngine::RunJob(const CompactionJob& job) {
               blob, BlobWriter::Create(fs_, BlobPath(blob_number) + kTempSuffix, blob_number));
         }
         KVFS_ASSIGN_OR_RETURN(BlobRef moved, blob->Add(key, value));
-        edit.garbage[ref->file] += BlobRecordSize(key.size(), ref->size);
+        (*garbage)[ref->file] += BlobRecordSize(key.size(), ref->size);
         ref = moved;
         relocated_ref = EncodeBlobRef(moved);
         payload = relocated_ref;
       }
       if (out == nullptr) {
-        outputs.emplace_back();
-        out = &outputs.back();
+        outs->emplace_back();
+        out = &outs->back();
         out->number = NewFileNumber();
         KVFS_ASSIGN_OR_RETURN(out->file, fs_->NewWritableFile(TablePath(out->number) + kTempSuffix,
                                                               sync::CreateMode::kTruncate));
@@ -261,11 +297,32 @@ Status LsmEngine::RunJob(const CompactionJob& job) {
   Status built = [&]() -> Status {
     if (job.per_run) {
       for (const auto& run : job.runs) {
-        KVFS_RETURN_IF_ERROR(merge({run}, run[0]->meta.level));
+        KVFS_RETURN_IF_ERROR(merge({run}, run[0]->meta.level, {}, {}, &outputs, &edit.garbage));
         output_levels.resize(outputs.size(), run[0]->meta.level);
       }
+    } else if (const std::string split = SubcompactionSplit(job); !split.empty()) {
+      // Two halves of the key space at once, the upper one on a second thread: writers are
+      // slowed while level 0 waits for this job, so its time is what they lose. The halves'
+      // outputs do not overlap (keys below the split, keys from it), and the one MANIFEST
+      // edit below installs them together, exactly as one merge's would be.
+      split_compactions_.fetch_add(1, std::memory_order_relaxed);
+      std::vector<Output> upper;
+      std::map<uint64_t, uint64_t> upper_garbage;
+      Status upper_status;
+      std::thread upper_thread([&] {
+        const ThreadCpuTimer upper_cpu(&compaction_cpu_ns_);
+        upper_status = merge(job.runs, job.output_level, split, {}, &upper, &upper_garbage);
+      });
+      const Status lower_status =
+          merge(job.runs, job.output_level, {}, split, &outputs, &edit.garbage);
+      upper_thread.join();
+      for (Output& o : upper) outputs.push_back(std::move(o));  // cleanup() must see them too
+      for (const auto& [file, bytes] : upper_garbage) edit.garbage[file] += bytes;
+      KVFS_RETURN_IF_ERROR(lower_status);
+      KVFS_RETURN_IF_ERROR(upper_status);
+      output_levels.resize(outputs.size(), job.output_level);
     } else {
-      KVFS_RETURN_IF_ERROR(merge(job.runs, job.output_level));
+      KVFS_RETURN_IF_ERROR(merge(job.runs, job.output_level, {}, {}, &outputs, &edit.garbage));
       output_levels.resize(outputs.size(), job.output_level);
     }
     if (blob) {

@@ -59,6 +59,9 @@ struct LsmOptions {
   uint32_t level_size_ratio = 10;
   // A compaction starts a new output table past this size.
   uint64_t target_file_size = uint64_t{2} << 20;
+  // A level-0 compaction of at least this many input bytes runs as two merges at once, each
+  // over half of level 1's key range (0: never).
+  uint64_t subcompaction_min_bytes = uint64_t{8} << 20;
   // Uncompressed bytes per data block.
   uint32_t block_size = 4096;
   uint32_t bloom_bits_per_key = 10;
@@ -85,6 +88,7 @@ struct LsmDebugStats {
   uint64_t compactions = 0;
   uint64_t trivial_moves = 0;
   uint64_t seek_compactions = 0;    // level-0 compactions scans asked for (ChargeScanSeek)
+  uint64_t split_compactions = 0;   // run as two merges at once (subcompaction_min_bytes)
   uint64_t blob_gcs = 0;            // compactions run to rewrite a blob file
   uint64_t blob_files_deleted = 0;  // blob files dropped once all their values were dead
   uint64_t stalls = 0;              // writer waits on a full set of memtables or level 0

@@ -501,6 +501,7 @@ LsmDebugStats LsmEngine::debug_stats() const {
   d.compaction_cpu_seconds = compaction_cpu_ns_.load() / 1e9;
   d.flush_cpu_seconds = flush_cpu_ns_.load() / 1e9;
   d.seek_compactions = seek_compactions_.load();
+  d.split_compactions = split_compactions_.load();
   if (auto sv = GetSuperVersion()) {
     for (const auto& level : sv->version->levels) d.tables_per_level.push_back(level.size());
     d.blob_files = sv->version->blobs.size();

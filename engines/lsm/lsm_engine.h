@@ -105,6 +105,8 @@ class LsmEngine final : public Engine {
 
   // --- compaction.cc
   std::optional<CompactionJob> PickCompaction(const Version& v);
+  // Where RunJob splits `job` into two merges run at once, or "" to run it whole.
+  std::string SubcompactionSplit(const CompactionJob& job) const;
   // A scan used up a level-0 table's allowed seeks (TableReader::ChargeScanSeek): compact
   // level 0 even below its trigger.
   void RequestL0SeekCompaction();
@@ -163,7 +165,7 @@ class LsmEngine final : public Engine {
       bytes_written_{0}, bytes_read_{0}, syncs_{0}, errors_{0};
   std::atomic<uint64_t> flushes_{0}, compactions_{0}, trivial_moves_{0}, blob_gcs_{0},
       blob_files_deleted_{0}, stalls_{0}, slowdowns_{0}, compaction_bytes_{0}, flush_bytes_{0},
-      compaction_cpu_ns_{0}, flush_cpu_ns_{0}, seek_compactions_{0};
+      compaction_cpu_ns_{0}, flush_cpu_ns_{0}, seek_compactions_{0}, split_compactions_{0};
   std::atomic<bool> l0_seek_due_{false};
 };
 

@@ -173,6 +173,17 @@ class TableIterator final : public InternalIterator {
     LoadBlock(t_->FindBlock(target));
     if (!cursor_.has_value()) return;
     check_first_key_ = false;  // the walk starts inside the block
+    if (sequential_) {
+      // The binary search below trusts the block's order, which its walk has not checked yet
+      // (a compaction's upper half starts with a seek): check it whole first.
+      Result<std::string_view> c = SequentialBlock(block_index_);  // still in chunk_
+      Status checked = c.ok() ? t_->CheckAgainstIndex(block_index_, *c) : c.status();
+      if (!checked.ok()) {
+        Stop(std::move(checked));
+        return;
+      }
+      cursor_->Reset(*c, t_->index_[block_index_].handle.offset, BlockCursor::Trust::kVerified);
+    }
     if (cursor_->Seek(target)) {
       TakeEntry();
       return;

@@ -39,6 +39,7 @@ LsmOptions Tiny() {
   l.target_file_size = 6 << 10;
   l.block_size = 512;
   l.min_blob_size = 600;
+  l.subcompaction_min_bytes = 1;  // level-0 jobs run as two merges at once
   return l;
 }
 
@@ -50,18 +51,28 @@ struct Outcome {
   LsmDebugStats debug;
 };
 
-void RunWorkload(Engine* e, uint64_t seed, Outcome* out) {
+// What a workload exercises: the default reaches flushes, compactions and blob GC (large values,
+// Compact() every 40 ops); the split one, many small keys and no Compact(), reaches level-0
+// compactions run as two merges (level 1 holding several tables).
+struct Shape {
+  int ops = 120;
+  int keys = 24;
+  bool compact_every_40 = true;
+  bool large_values = true;
+};
+
+void RunWorkload(Engine* e, uint64_t seed, const Shape& shape, Outcome* out) {
   std::mt19937_64 rng(seed);
-  for (int op = 1; op <= 120; ++op) {
-    if (op % 40 == 0) {
+  for (int op = 1; op <= shape.ops; ++op) {
+    if (shape.compact_every_40 && op % 40 == 0) {
       if (!e->Compact().ok()) return;  // includes blob GC once garbage piles up
       continue;
     }
-    const std::string key = "k" + std::to_string(rng() % 24);
+    const std::string key = "k" + std::to_string(rng() % shape.keys);
     std::optional<std::string> value;
     if (rng() % 7 != 0) {
       // Large values (to blob files) for a few hot keys, so overwrites make blob garbage.
-      const size_t n = key.size() == 2 ? 700 + rng() % 500 : rng() % 150;
+      const size_t n = shape.large_values && key.size() == 2 ? 700 + rng() % 500 : rng() % 150;
       value = std::to_string(op) + ":" + std::string(n, static_cast<char>('a' + op % 26));
     }
     out->in_flight = {key, value};
@@ -72,7 +83,8 @@ void RunWorkload(Engine* e, uint64_t seed, Outcome* out) {
   }
 }
 
-void RunOnce(sync::CrashMode mode, uint64_t crash_at, uint64_t seed, Outcome* calibration) {
+void RunOnce(sync::CrashMode mode, uint64_t crash_at, uint64_t seed, Outcome* calibration,
+             const Shape& shape = Shape()) {
   SCOPED_TRACE("seed " + std::to_string(seed) + ", crash at sync " + std::to_string(crash_at) +
                ", " + sync::CrashModeName(mode));
   sync::FaultFileSystem fs(seed);
@@ -83,7 +95,7 @@ void RunOnce(sync::CrashMode mode, uint64_t crash_at, uint64_t seed, Outcome* ca
   {
     auto e = OpenLsmWith(&fs, kDir, Options(), Tiny());
     if (e.ok()) {
-      RunWorkload(e->get(), seed, &out);
+      RunWorkload(e->get(), seed, shape, &out);
       out.debug = GetLsmDebugStats(**e);
     }
     if (calibration != nullptr) {
@@ -93,7 +105,7 @@ void RunOnce(sync::CrashMode mode, uint64_t crash_at, uint64_t seed, Outcome* ca
   }
   fs.Crash(mode);
   ASSERT_OK_AND_ASSIGN(auto e, OpenLsmWith(&fs, kDir, Options(), Tiny()));
-  for (int k = 0; k < 24; ++k) {
+  for (int k = 0; k < shape.keys; ++k) {
     const std::string key = "k" + std::to_string(k);
     auto got = e->Get(key);
     ASSERT_TRUE(got.ok() || got.status().IsNotFound()) << key << ": " << got.status().ToString();
@@ -144,10 +156,29 @@ TEST_P(LsmCrashTest, PowerCutAtEverySyncOfFlushesCompactionsAndBlobGcLosesNothin
   }
 }
 
+TEST_P(LsmCrashTest, PowerCutAtEverySyncOfALevel0CompactionRunAsTwoMergesLosesNothing) {
+  const uint64_t seed = test::TestSeed();
+  Shape split;
+  split.ops = 400;
+  split.keys = 300;
+  split.compact_every_40 = false;
+  split.large_values = false;
+  Outcome calibration;
+  RunOnce(GetParam(), 0, seed, &calibration, split);
+  if (HasFailure()) return;
+  const uint64_t syncs = calibration.debug.flushes;
+  ASSERT_GT(calibration.debug.split_compactions, 0u) << "seed " << seed;
+  for (uint64_t n = 1; n <= syncs + 2; ++n) {
+    RunOnce(GetParam(), n, seed, nullptr, split);
+    if (HasFailure()) return;
+  }
+}
+
 // The flush a reopen brings: what the log replayed, flushed by the flush thread after Open
 // returns, or by Close when that comes first. The store is written (every write durable, less
-// than a memtable, so all of it is replayed), then opened with background work and closed at
-// once, with a power cut at every sync of that open and close; every write must survive.
+// than a memtable) and loses power before it is closed (a clean close would flush it: nothing
+// would be left to replay), then opened with background work and closed at once, with a power
+// cut at every sync of that open and close; every write must survive.
 void ReopenAndCloseOnce(sync::CrashMode mode, uint64_t crash_at, uint64_t seed, uint64_t* syncs) {
   SCOPED_TRACE("seed " + std::to_string(seed) + ", crash at sync " + std::to_string(crash_at) +
                ", " + sync::CrashModeName(mode));
@@ -161,8 +192,9 @@ void ReopenAndCloseOnce(sync::CrashMode mode, uint64_t crash_at, uint64_t seed, 
       written[key] = std::to_string(seed % 1000) + ":" + std::string(k * 3, 'v');
       ASSERT_OK(e->Put(key, written[key]));
     }
-    ASSERT_OK(e->Close());
+    fs.CrashAtSync(1, sync::CrashMode::kDropUnsynced);  // nothing the close does is durable
   }
+  fs.Crash(sync::CrashMode::kDropUnsynced);
   const uint64_t before = fs.stats().syncs;
   if (crash_at > 0) fs.CrashAtSync(crash_at, mode);
   {
