@@ -7,6 +7,8 @@
 // applies to whatever version is current when it finishes.
 #include <algorithm>
 #include <cmath>
+#include <system_error>
+#include <thread>
 
 #include "engines/lsm/lsm_engine.h"
 #include "engines/lsm/table_builder.h"
@@ -107,6 +109,15 @@ std::optional<CompactionJob> LsmEngine::PickCompaction(const Version& v) {
   if (!below.empty()) job.runs.push_back(std::move(below));
   job.kind = CompactionJob::Kind::kLevel;
   return job;
+}
+
+void LsmEngine::RequestL0SeekCompaction() {
+  l0_seek_due_.store(true, std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    compaction_wanted_ = true;
+  }
+  state_cv_.notify_all();  // the compaction thread (without one, the next writer's compaction)
 }
 
 std::optional<CompactionJob> LsmEngine::PickBlobGc(const Version& v) {
@@ -309,13 +320,26 @@ Status LsmEngine::RunJob(const CompactionJob& job) {
       std::vector<Output> upper;
       std::map<uint64_t, uint64_t> upper_garbage;
       Status upper_status;
-      std::thread upper_thread([&] {
-        const ThreadCpuTimer upper_cpu(&compaction_cpu_ns_);
+      auto merge_upper = [&] {
         upper_status = merge(job.runs, job.output_level, split, {}, &upper, &upper_garbage);
-      });
+      };
+      std::thread upper_thread;
+      try {
+        upper_thread = std::thread([&] {
+          const ThreadCpuTimer upper_cpu(&compaction_cpu_ns_);
+          merge_upper();
+        });
+      } catch (const std::system_error&) {
+        // No thread to be had (a process at its thread limit): the halves run one after the
+        // other on this one, rather than the daemon dying of an uncaught exception.
+      }
       const Status lower_status =
           merge(job.runs, job.output_level, {}, split, &outputs, &edit.garbage);
-      upper_thread.join();
+      if (upper_thread.joinable()) {
+        upper_thread.join();
+      } else {
+        merge_upper();
+      }
       for (Output& o : upper) outputs.push_back(std::move(o));  // cleanup() must see them too
       for (const auto& [file, bytes] : upper_garbage) edit.garbage[file] += bytes;
       KVFS_RETURN_IF_ERROR(lower_status);

@@ -411,9 +411,11 @@ Status LsmEngine::Scan(const ScanOptions& options, const ScanFn& fn) {
   children.push_back(sv->mem->NewIterator());
   for (const auto& imm : sv->imms) children.push_back(imm->NewIterator());
   sv->version->AddIterators(&children);
-  bool seek_due = false;
-  for (const TablePtr& t : sv->version->levels[0]) seek_due |= t->reader->ChargeScanSeek();
-  if (seek_due && !options_.read_only) RequestL0SeekCompaction();
+  if (!options_.read_only) {  // a read-only store compacts nothing
+    bool seek_due = false;
+    for (const TablePtr& t : sv->version->levels[0]) seek_due |= t->reader->ChargeScanSeek();
+    if (seek_due) RequestL0SeekCompaction();
+  }
   std::unique_ptr<InternalIterator> it = NewMergingIterator(std::move(children), true);
   const std::string& start = std::max(options.prefix, options.start_after);
   it->Seek(start);
@@ -470,15 +472,6 @@ EngineStats LsmEngine::stats() const {
   }
   if (wal_ != nullptr) s.wal = wal_->stats();
   return s;
-}
-
-void LsmEngine::RequestL0SeekCompaction() {
-  l0_seek_due_.store(true, std::memory_order_relaxed);
-  {
-    std::lock_guard<std::mutex> lock(state_mu_);
-    compaction_wanted_ = true;
-  }
-  state_cv_.notify_all();  // the compaction thread (without one, the next writer's compaction)
 }
 
 uint64_t ThreadCpuTimer::Now() {
