@@ -98,10 +98,10 @@ void RunOnce(sync::CrashMode mode, uint64_t crash_at, uint64_t seed, Outcome* ca
       RunWorkload(e->get(), seed, shape, &out);
       out.debug = GetLsmDebugStats(**e);
     }
-    if (calibration != nullptr) {
-      *calibration = out;
-      calibration->debug.flushes = fs.stats().syncs - syncs_before;  // reused: sync count
-    }
+  }  // the close (a shutdown checkpoint: it flushes) has sync points too
+  if (calibration != nullptr) {
+    *calibration = out;
+    calibration->debug.flushes = fs.stats().syncs - syncs_before;  // reused: sync count
   }
   fs.Crash(mode);
   ASSERT_OK_AND_ASSIGN(auto e, OpenLsmWith(&fs, kDir, Options(), Tiny()));
@@ -177,8 +177,10 @@ TEST_P(LsmCrashTest, PowerCutAtEverySyncOfALevel0CompactionRunAsTwoMergesLosesNo
 // The flush a reopen brings: what the log replayed, flushed by the flush thread after Open
 // returns, or by Close when that comes first. The store is written (every write durable, less
 // than a memtable) and loses power before it is closed (a clean close would flush it: nothing
-// would be left to replay), then opened with background work and closed at once, with a power
-// cut at every sync of that open and close; every write must survive.
+// would be left to replay). It is then opened with background work, given a few more writes
+// (so the close's shutdown checkpoint flushes an active memtable on the flush thread) and
+// closed, with a power cut at every sync of that open, those writes and that close; every
+// acknowledged write must survive.
 void ReopenAndCloseOnce(sync::CrashMode mode, uint64_t crash_at, uint64_t seed, uint64_t* syncs) {
   SCOPED_TRACE("seed " + std::to_string(seed) + ", crash at sync " + std::to_string(crash_at) +
                ", " + sync::CrashModeName(mode));
@@ -201,7 +203,15 @@ void ReopenAndCloseOnce(sync::CrashMode mode, uint64_t crash_at, uint64_t seed, 
     EngineOptions background = Options();
     background.background_work = true;
     auto e = OpenLsmWith(&fs, kDir, background, Tiny());
-    if (e.ok()) (*e)->Close().PermitUnchecked();
+    if (e.ok()) {
+      for (int k = 30; k < 36; ++k) {  // sync mode always: acknowledged is durable
+        const std::string key = "k" + std::to_string(k);
+        const std::string value = "after reopen:" + std::string(k, 'w');
+        if (!(*e)->Put(key, value).ok()) break;
+        written[key] = value;
+      }
+      (*e)->Close().PermitUnchecked();
+    }
   }
   if (syncs != nullptr) *syncs = fs.stats().syncs - before;
   fs.Crash(mode);
