@@ -316,6 +316,7 @@ class MergingIterator final : public InternalIterator {
         c.at_smallest = true;  // an older version (on equal keys the lower index, newer, stays)
       }
     }
+    if (!newest_only_) return;  // only Next's skipping of older versions needs the flag
     smallest_in_repeating_child_ = false;
     for (const Child& c : children_) {
       if (c.at_smallest && !c.unique) smallest_in_repeating_child_ = true;
