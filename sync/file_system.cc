@@ -67,6 +67,13 @@ Status WritableFile::Preallocate(uint64_t length) {
   return latch_.Record(DoPreallocate(length));
 }
 
+Status WritableFile::StartWriteback(uint64_t offset, uint64_t n) {
+  if (closed_) return Status::InvalidArgument("writeback of closed file " + path_);
+  KVFS_RETURN_IF_ERROR(latch_.Check(path_));
+  if (n == 0) return Status::OK();
+  return latch_.Record(DoStartWriteback(offset, n));
+}
+
 Status WritableFile::Close() {
   if (closed_) return Status::OK();
   closed_ = true;

@@ -88,6 +88,10 @@ class WritableFile {
   // past Size() read as zeros), so later appends into that range neither allocate blocks nor
   // change the size: their fdatasync need not write the inode. Size() is unchanged.
   Status Preallocate(uint64_t length);
+  // Asks the OS to start writing [offset, offset + n) to disk now, without waiting, so that a
+  // later DataSync waits only for what was written since. A hint with no durability meaning:
+  // nothing may count on it having happened. An error is latched as a failed write would be.
+  Status StartWriteback(uint64_t offset, uint64_t n);
   // Releases the descriptor. Does not sync. Calling it twice is harmless.
   Status Close();
 
@@ -100,6 +104,8 @@ class WritableFile {
   virtual Status DoWriteZeros(uint64_t offset, uint64_t n);
   virtual Status DoSync(bool data_only) = 0;
   virtual Status DoPreallocate(uint64_t length) = 0;
+  // Default: nothing (a file system that has no writeback to start, such as an in-memory one).
+  virtual Status DoStartWriteback(uint64_t /*offset*/, uint64_t /*n*/) { return Status::OK(); }
   virtual Status DoClose() = 0;
 
  private:

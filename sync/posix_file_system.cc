@@ -176,6 +176,27 @@ Status PreallocateFd(int fd, const std::string& path, uint64_t length) {
 #endif
 }
 
+// Queues the dirty pages of [offset, offset + n) for writing and returns without waiting for
+// them. A file system that cannot (sync_file_range is Linux-only; some file systems reject it)
+// just leaves the pages to the next sync: it was only a hint.
+Status StartWritebackFd(int fd, const std::string& path, uint64_t offset, uint64_t n) {
+#if defined(__linux__)
+  if (RetryOnEintr([&] {
+        return ::sync_file_range(fd, static_cast<off_t>(offset), static_cast<off_t>(n),
+                                 SYNC_FILE_RANGE_WRITE);
+      }) == 0) {
+    return Status::OK();
+  }
+  if (errno == ENOSYS || errno == EINVAL || errno == ESPIPE || errno == EOPNOTSUPP) {
+    return Status::OK();
+  }
+  return PosixError("sync_file_range", path, errno);
+#else
+  (void)fd, (void)path, (void)offset, (void)n;
+  return Status::OK();
+#endif
+}
+
 Status TruncateFd(int fd, const std::string& path, uint64_t size) {
   if (RetryOnEintr([&] { return ::ftruncate(fd, static_cast<off_t>(size)); }) != 0) {
     return PosixError("ftruncate", path, errno);
@@ -207,6 +228,9 @@ class PosixWritableFile final : public WritableFile {
   }
   Status DoSync(bool data_only) override { return SyncFd(fd_, path(), data_only); }
   Status DoPreallocate(uint64_t length) override { return PreallocateFd(fd_, path(), length); }
+  Status DoStartWriteback(uint64_t offset, uint64_t n) override {
+    return StartWritebackFd(fd_, path(), offset, n);
+  }
   Status DoClose() override { return CloseFd(std::exchange(fd_, -1), path()); }
 
   int fd_;

@@ -86,6 +86,12 @@ struct WalOptions {
   Preallocation preallocation = Preallocation::kZeroFill;
   // A leader stops adding records to its group past this many bytes (but always takes one).
   size_t max_group_bytes = size_t{4} << 20;
+  // Once this many bytes have been written to the active segment since the last hint, the
+  // write leader asks the OS to start writing them to disk (WritableFile::StartWriteback), so
+  // the fdatasync that seals a full segment at rotation, or the next sync, waits only for what
+  // came since the last hint rather than for everything written since the last sync.
+  // 0: no hints.
+  uint64_t writeback_bytes = uint64_t{1} << 20;
 };
 
 struct WalStats {
@@ -182,6 +188,7 @@ class Wal {
   void StopBackgroundThreads();
   void LeadWrite(std::unique_lock<std::mutex>& lock, Request* leader);
   Status WriteGroup(const std::vector<Request*>& group, size_t* written);
+  Status HintWriteback();
   Status Rotate(uint64_t next_lsn);
   void NoteDurable(uint64_t lsn);  // requires mu_
   void Fail(const Status& s);      // requires mu_
@@ -214,6 +221,7 @@ class Wal {
   bool active_sealed_ = false;             // used by the leader only
   uint64_t active_number_ = 0;             // used by the leader only
   uint64_t active_capacity_ = 0;           // used by the leader only: where records end
+  uint64_t writeback_from_ = 0;            // used by the leader only: active_ bytes not hinted
   uint64_t open_number_ = 0;               // set by Open: the first segment it started
   bool next_prepare_requested_ = false;    // used by the leader only
   std::unique_ptr<Directory> dir_handle_;  // guarded by dir_mu_

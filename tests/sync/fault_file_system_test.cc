@@ -854,6 +854,22 @@ TEST(FaultFileSystemTest, SyncedPreallocationSurvivesCrash) {
   EXPECT_EQ(data, "abc" + std::string(13, '\0'));
 }
 
+TEST(FaultFileSystemTest, StartWritebackIsNeitherASyncNorAnOpAndDurabilityIgnoresIt) {
+  FaultFileSystem fs(1);
+  ASSERT_OK(WriteDurable(fs, "/f", "", "/"));
+  ASSERT_OK_AND_ASSIGN(auto file, fs.NewWritableFile("/f", CreateMode::kAppend));
+  ASSERT_OK(file->Append("abc"));
+  const FaultStats before = fs.stats();
+  ASSERT_OK(file->StartWriteback(0, 3));
+  EXPECT_EQ(fs.stats().syncs, before.syncs);
+  EXPECT_EQ(fs.stats().mutating_ops, before.mutating_ops);
+  fs.Crash(CrashMode::kDropUnsynced);
+  ASSERT_OK_AND_ASSIGN(std::string data, ReadFile(fs, "/f"));
+  EXPECT_EQ(data, "") << "writeback started is not writeback done";
+  const Status s = file->StartWriteback(0, 3);
+  EXPECT_TRUE(s.IsIOError()) << "a handle from before the crash: " << s.ToString();
+}
+
 // ---- POSIX behaviours --------------------------------------------------------------------------
 
 TEST(FaultFileSystemTest, CreateModesBehaveLikeOpenFlags) {

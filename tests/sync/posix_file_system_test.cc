@@ -191,6 +191,23 @@ TEST_F(PosixFileSystemTest, AppendsAfterPreallocateLandAtLogicalOffset) {
   EXPECT_EQ(contents.substr(6), std::string(4096 - 6, '\0'));
 }
 
+TEST_F(PosixFileSystemTest, StartWritebackLeavesTheContentsAndTheLogicalEndAlone) {
+  const std::string path = dir_.Sub("f");
+  ASSERT_OK_AND_ASSIGN(auto file, fs_.NewWritableFile(path, CreateMode::kCreateNew));
+  ASSERT_OK(file->Preallocate(1 << 20));
+  const std::string data(3 * 4096 + 100, 'w');
+  ASSERT_OK(file->Append(data));
+  ASSERT_OK(file->StartWriteback(0, 3 * 4096));
+  ASSERT_OK(file->StartWriteback(3 * 4096, 0));           // an empty range: nothing to do
+  ASSERT_OK(file->StartWriteback(0, uint64_t{1} << 30));  // past the end: harmless
+  EXPECT_EQ(file->Size(), data.size());
+  ASSERT_OK(file->Append("tail"));
+  ASSERT_OK(file->DataSync());
+  ASSERT_OK(file->Close());
+  EXPECT_EQ(Get(path).substr(0, data.size() + 4), data + "tail");
+  EXPECT_EQ(file->StartWriteback(0, 4096).code(), StatusCode::kInvalidArgument) << "closed";
+}
+
 TEST_F(PosixFileSystemTest, PreallocateSmallerThanFileDoesNotShrinkIt) {
   const std::string path = dir_.Sub("f");
   ASSERT_OK_AND_ASSIGN(auto file, fs_.NewWritableFile(path, CreateMode::kCreateNew));
@@ -656,8 +673,10 @@ class ScriptedWritableFile : public WritableFile {
   Status write_result;
   Status sync_result;
   Status preallocate_result;
+  Status writeback_result;
   int writes = 0;
   int syncs = 0;
+  int writebacks = 0;
 
  protected:
   Status DoWrite(uint64_t, std::string_view) override {
@@ -669,6 +688,10 @@ class ScriptedWritableFile : public WritableFile {
     return sync_result;
   }
   Status DoPreallocate(uint64_t) override { return preallocate_result; }
+  Status DoStartWriteback(uint64_t, uint64_t) override {
+    ++writebacks;
+    return writeback_result;
+  }
   Status DoClose() override { return Status::OK(); }
 };
 
@@ -692,6 +715,27 @@ TEST(FailureLatchTest, AppendAfterFailedSyncIsFailedWithoutWriting) {
   EXPECT_NE(s.message().find("/scripted/wal.log"), std::string::npos) << s.ToString();
   EXPECT_EQ(file.writes, 0);
   EXPECT_EQ(file.Size(), 0u);
+}
+
+TEST(FailureLatchTest, FailedWritebackLatchesAndLaterSyncsAreFailedWithoutCallingDoSync) {
+  ScriptedWritableFile file;
+  ASSERT_OK(file.Append("x"));
+  file.writeback_result = Status::FromErrno(EIO, "sync_file_range /scripted/wal.log");
+  const Status s = file.StartWriteback(0, 4096);
+  EXPECT_EQ(s.sys_errno(), EIO) << s.ToString();
+  EXPECT_TRUE(file.failed());
+  EXPECT_TRUE(file.DataSync().IsFailed());
+  EXPECT_EQ(file.syncs, 0);
+  EXPECT_TRUE(file.StartWriteback(0, 4096).IsFailed());
+  EXPECT_EQ(file.writebacks, 1);
+}
+
+TEST(FailureLatchTest, WritebackAfterFailedSyncIsFailedWithoutCallingIt) {
+  ScriptedWritableFile file;
+  file.sync_result = Status::FromErrno(EIO, "fdatasync /scripted/wal.log");
+  ASSERT_FALSE(file.DataSync().ok());
+  EXPECT_TRUE(file.StartWriteback(0, 4096).IsFailed());
+  EXPECT_EQ(file.writebacks, 0);
 }
 
 TEST(FailureLatchTest, SecondSyncAfterFailureIsFailedWithoutCallingDoSync) {

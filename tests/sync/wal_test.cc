@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -958,6 +959,142 @@ TEST(WalGroupCommit, ManyThreadsOnTheRealDiskKeepEveryRecordInOrder) {
                          return Status::OK();
                        }));
   EXPECT_EQ(count, static_cast<uint64_t>(kThreads * kPerThread));
+}
+
+// --- Writeback hints -----------------------------------------------------------------------
+
+// Records every StartWriteback on the active segments (files opened to overwrite their zeros),
+// and can fail them.
+class WritebackRecordingFileSystem : public PosixFileSystem {
+ public:
+  struct Hint {
+    std::string path;
+    uint64_t offset, n, size_then;
+  };
+  std::vector<Hint> hints() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return hints_;
+  }
+  void FailHints(Status s) {
+    std::lock_guard<std::mutex> l(mu_);
+    fail_ = std::move(s);
+  }
+
+  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path,
+                                                        CreateMode mode) override {
+    KVFS_ASSIGN_OR_RETURN(auto inner, PosixFileSystem::NewWritableFile(path, mode));
+    if (mode != CreateMode::kOverwrite) return inner;
+    return std::unique_ptr<WritableFile>(new RecordingFile(this, std::move(inner)));
+  }
+
+ private:
+  class RecordingFile : public WritableFile {
+   public:
+    RecordingFile(WritebackRecordingFileSystem* fs, std::unique_ptr<WritableFile> inner)
+        : WritableFile(inner->path(), inner->Size()), fs_(fs), inner_(std::move(inner)) {}
+
+   protected:
+    Status DoWrite(uint64_t, std::string_view data) override { return inner_->Append(data); }
+    Status DoSync(bool data_only) override {
+      return data_only ? inner_->DataSync() : inner_->Sync();
+    }
+    Status DoPreallocate(uint64_t length) override { return inner_->Preallocate(length); }
+    Status DoStartWriteback(uint64_t offset, uint64_t n) override {
+      std::lock_guard<std::mutex> l(fs_->mu_);
+      fs_->hints_.push_back({path(), offset, n, inner_->Size()});
+      if (!fs_->fail_.ok()) return fs_->fail_;
+      return inner_->StartWriteback(offset, n);
+    }
+    Status DoClose() override { return inner_->Close(); }
+
+   private:
+    WritebackRecordingFileSystem* fs_;
+    std::unique_ptr<WritableFile> inner_;
+  };
+
+  mutable std::mutex mu_;
+  std::vector<Hint> hints_;
+  Status fail_;
+};
+
+WalOptions Buffered(uint64_t segment_size, uint64_t writeback_bytes) {
+  WalOptions o;
+  o.sync_mode = SyncMode::kNone;
+  o.segment_size = segment_size;
+  o.first_segment_size = segment_size;
+  o.writeback_bytes = writeback_bytes;
+  return o;
+}
+
+TEST(WalWriteback, HintsCoverEachSegmentInWholePagesOnceEveryWritebackBytes) {
+  test::TempDir tmp;
+  WritebackRecordingFileSystem fs;
+  constexpr uint64_t kEvery = 64 << 10;
+  const std::string dir = tmp.Sub("wal");
+  uint64_t last = 0;
+  {
+    ASSERT_OK_AND_ASSIGN(auto wal,
+                         Wal::Open(&fs, dir, Buffered(1 << 20, kEvery), 0,
+                                   [](uint64_t, std::string_view) { return Status::OK(); }));
+    // About 2.5 MiB of records: three segments, the last one part full.
+    for (int i = 0; i < 2500; ++i) ASSERT_OK(wal->Append(std::string(1000, 'a' + i % 26)));
+    last = wal->last_lsn();
+    EXPECT_GE(wal->stats().segments_created, 3u);
+  }
+  const auto hints = fs.hints();
+  ASSERT_FALSE(hints.empty());
+  std::map<std::string, uint64_t> next;  // per segment: where the next hint must start
+  for (const auto& h : hints) {
+    SCOPED_TRACE(h.path + " @" + std::to_string(h.offset) + "+" + std::to_string(h.n));
+    EXPECT_EQ(h.offset, next[h.path]) << "hints are contiguous from the segment's start";
+    EXPECT_GE(h.n, kEvery);
+    EXPECT_LT(h.n, kEvery + 4096 + 1000) << "no more than one group past the threshold";
+    EXPECT_EQ((h.offset + h.n) % 4096, 0u) << "whole pages only";
+    EXPECT_LE(h.offset + h.n, h.size_then) << "nothing past what was written";
+    next[h.path] = h.offset + h.n;
+  }
+  EXPECT_GE(next.size(), 3u) << "each segment is hinted from its own start";
+  int full = 0;  // segments hinted up to their last stretch (the seal's sync does the rest)
+  for (const auto& [path, end] : next) full += end > (uint64_t{1} << 20) - kEvery - 8192 ? 1 : 0;
+  EXPECT_GE(full, 2);
+  uint64_t replayed = 0;
+  ASSERT_OK_AND_ASSIGN(
+      auto wal, Wal::Open(&fs, dir, Buffered(1 << 20, kEvery), 0, [&](uint64_t, std::string_view) {
+        ++replayed;
+        return Status::OK();
+      }));
+  EXPECT_EQ(replayed, last);
+}
+
+TEST(WalWriteback, ZeroWritebackBytesSendsNoHints) {
+  test::TempDir tmp;
+  WritebackRecordingFileSystem fs;
+  ASSERT_OK_AND_ASSIGN(auto wal,
+                       Wal::Open(&fs, tmp.Sub("wal"), Buffered(1 << 20, 0), 0,
+                                 [](uint64_t, std::string_view) { return Status::OK(); }));
+  for (int i = 0; i < 2500; ++i) ASSERT_OK(wal->Append(std::string(1000, 'z')));
+  EXPECT_TRUE(fs.hints().empty());
+}
+
+TEST(WalWriteback, AFailedHintFailsTheLogAndAcknowledgesNothingMore) {
+  test::TempDir tmp;
+  WritebackRecordingFileSystem fs;
+  ASSERT_OK_AND_ASSIGN(auto wal,
+                       Wal::Open(&fs, tmp.Sub("wal"), Buffered(1 << 20, 16 << 10), 0,
+                                 [](uint64_t, std::string_view) { return Status::OK(); }));
+  fs.FailHints(Status::FromErrno(EIO, "sync_file_range segment"));
+  Status failed;
+  int appended = 0;
+  for (; appended < 100 && failed.ok(); ++appended) {
+    failed = wal->Append(std::string(1000, 'e')).status();
+  }
+  ASSERT_FALSE(failed.ok()) << "16 KiB of records must have asked for writeback";
+  EXPECT_EQ(failed.sys_errno(), EIO) << failed.ToString();
+  EXPECT_EQ(fs.hints().size(), 1u);
+  EXPECT_TRUE(wal->stats().failed);
+  const Status after = wal->Append("more").status();
+  EXPECT_TRUE(after.IsFailed()) << after.ToString();
+  EXPECT_TRUE(wal->Sync().IsFailed());
 }
 
 }  // namespace
