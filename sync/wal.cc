@@ -263,6 +263,7 @@ void Wal::NoteDurable(uint64_t lsn) {
 
 void Wal::Fail(const Status& s) {
   if (failure_.ok()) failure_ = s;
+  failed_.store(true, std::memory_order_release);
   stats_.failed = true;
 }
 
@@ -313,7 +314,8 @@ Result<WalPosition> Wal::AppendWithPosition(std::string_view payload) {
 // before it began, and records written meanwhile wait for the next one.
 void Wal::LeadWrite(std::unique_lock<std::mutex>& lock, Request* leader) {
   assert(queue_.front() == leader);
-  std::vector<Request*> group;
+  std::vector<Request*>& group = group_;
+  group.clear();
   size_t bytes = 0;
   for (Request* q : queue_) {
     bytes += wal::RecordSize(q->payload.size());
@@ -369,7 +371,8 @@ void Wal::LeadWrite(std::unique_lock<std::mutex>& lock, Request* leader) {
 // Writes the group's records, rotating segments as needed; *written counts those written, in
 // order. Runs in the write leader, without mu_.
 Status Wal::WriteGroup(const std::vector<Request*>& group, size_t* written) {
-  std::string buf;
+  std::string& buf = write_buf_;
+  buf.clear();
   size_t buffered = 0;  // appends in buf
   auto flush = [&]() -> Status {
     if (buf.empty()) return Status::OK();
@@ -398,6 +401,7 @@ Status Wal::WriteGroup(const std::vector<Request*>& group, size_t* written) {
     ++buffered;
   }
   if (status.ok()) status = flush();
+  ReleaseBigWriteBuffer();
   if (status.ok()) status = HintWriteback();
   // Once the active segment is half full, have the next one prepared in the background, so it
   // is ready (zero-filled and durable) by the time it is needed. Not earlier: an idle or
@@ -408,6 +412,13 @@ Status Wal::WriteGroup(const std::vector<Request*>& group, size_t* written) {
     RequestPrepare(active_number_ + 1);
   }
   return status;
+}
+
+// A group of big records (up to max_group_bytes) leaves a big buffer behind: an idle log should
+// not hold on to megabytes, so only a buffer of common size is kept.
+void Wal::ReleaseBigWriteBuffer() {
+  constexpr size_t kKeptBytes = size_t{64} << 10;
+  if (write_buf_.capacity() > kKeptBytes) std::string().swap(write_buf_);
 }
 
 // Starts writeback of the whole pages of the active segment written since the last hint, once
@@ -590,6 +601,7 @@ void Wal::SimulateProcessCrashForTesting() {
 }
 
 Status Wal::health() const {
+  if (!failed_.load(std::memory_order_acquire)) return Status::OK();
   std::lock_guard<std::mutex> lock(mu_);
   return failure_.ok() ? Status::OK() : FailedStatus();
 }

@@ -22,10 +22,28 @@ uint64_t MemtableSize(const EngineOptions& o, const LsmOptions& l) {
   return std::clamp<uint64_t>(o.segment_size, 4096, uint64_t{4} << 20);
 }
 
+bool HasRepeatedKey(const std::vector<BatchEntry>& entries) {
+  if (entries.size() <= 16) {
+    for (size_t i = 0; i < entries.size(); ++i) {
+      for (size_t j = i + 1; j < entries.size(); ++j) {
+        if (entries[j].key == entries[i].key) return true;
+      }
+    }
+    return false;
+  }
+  // Sorting the keys costs one allocation; the hash set below costs one per entry, and almost
+  // every batch has no repeated key.
+  std::vector<std::string_view> keys;
+  keys.reserve(entries.size());
+  for (const BatchEntry& e : entries) keys.push_back(e.key);
+  std::sort(keys.begin(), keys.end());
+  return std::adjacent_find(keys.begin(), keys.end()) != keys.end();
+}
+
 // Keeps only the last entry of each key: a batch's later entries win, and the memtable gets
 // distinct (key, LSN) pairs, so a reader never sees an intermediate state of one key.
 void Deduplicate(std::vector<BatchEntry>* entries) {
-  if (entries->size() < 2) return;
+  if (entries->size() < 2 || !HasRepeatedKey(*entries)) return;
   std::vector<BatchEntry> out;
   out.reserve(entries->size());
   if (entries->size() <= 16) {
@@ -43,7 +61,7 @@ void Deduplicate(std::vector<BatchEntry>* entries) {
     }
     std::reverse(out.begin(), out.end());
   }
-  if (out.size() != entries->size()) *entries = std::move(out);
+  *entries = std::move(out);
 }
 
 }  // namespace
@@ -222,6 +240,7 @@ std::shared_ptr<const Version> LsmEngine::current() const {
 }
 
 Status LsmEngine::FailedStatus() const {
+  if (!failed_.load(std::memory_order_acquire)) return Status::OK();
   std::lock_guard<std::mutex> lock(failure_mu_);
   if (failure_.ok()) return Status::OK();
   return Status(StatusCode::kFailed,
@@ -245,6 +264,7 @@ void LsmEngine::LatchFailure(const Status& s) {
   {
     std::lock_guard<std::mutex> lock(failure_mu_);
     if (failure_.ok()) failure_ = s;
+    failed_.store(true, std::memory_order_release);
   }
   // Stalled writers must not wait for background work that will not come.
   std::lock_guard<std::mutex> lock(state_mu_);

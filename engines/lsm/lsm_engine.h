@@ -155,6 +155,8 @@ class LsmEngine final : public Engine {
 
   mutable std::mutex failure_mu_;
   Status failure_;  // guarded by failure_mu_
+  // Whether failure_ is set, readable without failure_mu_: every write checks it.
+  std::atomic<bool> failed_{false};
 
   std::thread flush_thread_;
   std::thread compaction_thread_;

@@ -527,6 +527,42 @@ TEST_F(LsmTest, ScansThatPayALevel0TablesAllowedSeeksCompactLevel0BelowItsTrigge
   ExpectMatches(*e, model);
 }
 
+// The memtable takes distinct (key, LSN) pairs: a batch's repeated keys are dropped but for
+// the last entry of each, in batches small and big (which find repeats differently), at the
+// write and at the log's replay alike.
+TEST_F(LsmTest, ABatchPutsOneMemtableEntryPerKey) {
+  LsmOptions big_memtable = Tiny();
+  big_memtable.memtable_size = 1 << 20;  // nothing is flushed: live_keys counts memtable entries
+  uint64_t want_entries = 0;
+  {
+    ASSERT_OK_AND_ASSIGN(auto e, Open(Small(), big_memtable));
+    for (const size_t n : {size_t{2}, size_t{16}, size_t{17}, size_t{200}}) {
+      WriteBatch b;
+      const std::string prefix = "n" + std::to_string(n) + "-";
+      for (size_t i = 0; i < n; ++i) b.Put(prefix + std::to_string(i), "v");
+      b.Put(prefix + "0", "again");              // repeats the first
+      b.Delete(prefix + std::to_string(n - 1));  // repeats the last
+      ASSERT_OK(e->Apply(b));
+      want_entries += n;
+      EXPECT_EQ(e->stats().live_keys, want_entries) << "batch of " << n + 2;
+      EXPECT_EQ(*e->Get(prefix + "0"), "again");
+      EXPECT_TRUE(e->Get(prefix + std::to_string(n - 1)).status().IsNotFound());
+    }
+    ASSERT_OK(e->Sync(SyncKind::kData));
+    // Power lost with the store open (a clean close would flush the memtable): the open below
+    // replays the log.
+    fs_.CrashAtSync(1, sync::CrashMode::kDropUnsynced);
+  }
+  fs_.Crash(sync::CrashMode::kDropUnsynced);
+  ASSERT_OK_AND_ASSIGN(auto e, Open(Small(), big_memtable));
+  EXPECT_EQ(report_.wal.records_replayed, 4u);
+  // The open flushes what it replayed; the flush drops the four tombstones, which have nothing
+  // older to hide.
+  EXPECT_EQ(e->stats().live_keys, want_entries - 4);
+  EXPECT_EQ(*e->Get("n200-0"), "again");
+  EXPECT_TRUE(e->Get("n200-199").status().IsNotFound());
+}
+
 TEST_F(LsmTest, IsRegisteredAsLsm) {
   auto names = EngineNames();
   EXPECT_NE(std::find(names.begin(), names.end(), "lsm"), names.end());
