@@ -209,24 +209,22 @@ class Wal {
   std::mutex dir_mu_;
   mutable std::mutex mu_;
   std::condition_variable timer_cv_;
-  std::condition_variable sync_cv_;       // a sync or a rotation ended
-  std::deque<Request*> queue_;            // guarded by mu_: appends waiting to be written
-  bool syncing_ = false;                  // guarded by mu_: a sync leader is in its sync
-  bool rotating_ = false;                 // guarded by mu_: the write leader is rotating
-  uint64_t sync_waiters_ = 0;             // guarded by mu_: callers inside SyncUpTo
-  uint64_t fsync_waiters_ = 0;            // guarded by mu_: those asking for a full sync
-  uint64_t fsync_starts_ = 0;             // guarded by mu_: full syncs begun
-  uint64_t fsync_done_start_ = 0;         // guarded by mu_: the last finished one's number
-  std::vector<Segment> segments_;         // guarded by mu_, oldest first; back() is active
-  std::unique_ptr<WritableFile> active_;  // used by the leader only
-  bool active_sealed_ = false;            // used by the leader only
-  uint64_t active_number_ = 0;            // used by the leader only
-  uint64_t active_capacity_ = 0;          // used by the leader only: where records end
-  uint64_t writeback_from_ = 0;           // used by the leader only: active_ bytes not hinted
-  // The leader's group and the records it encodes, kept between writes so that a write does
-  // not allocate them anew.
-  std::vector<Request*> group_;            // used by the leader only
-  std::string write_buf_;                  // used by the leader only
+  std::condition_variable sync_cv_;        // a sync or a rotation ended
+  std::deque<Request*> queue_;             // guarded by mu_: appends waiting to be written
+  bool syncing_ = false;                   // guarded by mu_: a sync leader is in its sync
+  bool rotating_ = false;                  // guarded by mu_: the write leader is rotating
+  uint64_t sync_waiters_ = 0;              // guarded by mu_: callers inside SyncUpTo
+  uint64_t fsync_waiters_ = 0;             // guarded by mu_: those asking for a full sync
+  uint64_t fsync_starts_ = 0;              // guarded by mu_: full syncs begun
+  uint64_t fsync_done_start_ = 0;          // guarded by mu_: the last finished one's number
+  std::vector<Segment> segments_;          // guarded by mu_, oldest first; back() is active
+  std::unique_ptr<WritableFile> active_;   // used by the leader only
+  bool active_sealed_ = false;             // used by the leader only
+  uint64_t active_number_ = 0;             // used by the leader only
+  uint64_t active_capacity_ = 0;           // used by the leader only: where records end
+  uint64_t writeback_from_ = 0;            // used by the leader only: active_ bytes not hinted
+  std::vector<Request*> group_;            // used by the leader only: kept, not reallocated
+  std::string write_buf_;                  // used by the leader only: kept, not reallocated
   uint64_t open_number_ = 0;               // set by Open: the first segment it started
   bool next_prepare_requested_ = false;    // used by the leader only
   std::unique_ptr<Directory> dir_handle_;  // guarded by dir_mu_
@@ -234,12 +232,12 @@ class Wal {
   uint64_t unsynced_records_ = 0;          // guarded by mu_
   std::chrono::steady_clock::time_point oldest_unsynced_;  // guarded by mu_
   Status failure_;                                         // guarded by mu_
+  WalStats stats_;                                         // guarded by mu_
+  bool closing_ = false;                                   // guarded by mu_
+  bool closed_ = false;                                    // guarded by mu_
   // Whether failure_ is set, readable without mu_: health(), which the engines call before
   // every write, then takes no lock that the write leader and the appenders contend for.
   std::atomic<bool> failed_{false};
-  WalStats stats_;        // guarded by mu_
-  bool closing_ = false;  // guarded by mu_
-  bool closed_ = false;   // guarded by mu_
   // The segment preparer. prep_mu_ is a leaf lock: never held while taking another.
   std::mutex prep_mu_;
   std::condition_variable prep_cv_;

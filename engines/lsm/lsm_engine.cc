@@ -44,23 +44,14 @@ bool HasRepeatedKey(const std::vector<BatchEntry>& entries) {
 // distinct (key, LSN) pairs, so a reader never sees an intermediate state of one key.
 void Deduplicate(std::vector<BatchEntry>* entries) {
   if (entries->size() < 2 || !HasRepeatedKey(*entries)) return;
+  // Rare (a batch that names a key twice), so one path for every size.
   std::vector<BatchEntry> out;
   out.reserve(entries->size());
-  if (entries->size() <= 16) {
-    for (size_t i = 0; i < entries->size(); ++i) {
-      bool later = false;
-      for (size_t j = i + 1; j < entries->size() && !later; ++j) {
-        later = (*entries)[j].key == (*entries)[i].key;
-      }
-      if (!later) out.push_back((*entries)[i]);
-    }
-  } else {
-    std::unordered_set<std::string_view> seen;
-    for (size_t i = entries->size(); i-- > 0;) {
-      if (seen.insert((*entries)[i].key).second) out.push_back((*entries)[i]);
-    }
-    std::reverse(out.begin(), out.end());
+  std::unordered_set<std::string_view> seen;
+  for (size_t i = entries->size(); i-- > 0;) {
+    if (seen.insert((*entries)[i].key).second) out.push_back((*entries)[i]);
   }
+  std::reverse(out.begin(), out.end());
   *entries = std::move(out);
 }
 

@@ -749,6 +749,27 @@ TEST(Wal, ParsesSyncModes) {
 
 // --- Group commit ------------------------------------------------------------------------
 
+// A WritableFile that passes every call to the one it wraps; test file systems below wrap the
+// active segments in subclasses that override what they watch.
+class ForwardingFile : public WritableFile {
+ public:
+  explicit ForwardingFile(std::unique_ptr<WritableFile> inner)
+      : WritableFile(inner->path(), inner->Size()), inner_(std::move(inner)) {}
+
+ protected:
+  Status DoWrite(uint64_t, std::string_view data) override { return inner_->Append(data); }
+  Status DoSync(bool data_only) override { return data_only ? inner_->DataSync() : inner_->Sync(); }
+  Status DoPreallocate(uint64_t length) override { return inner_->Preallocate(length); }
+  Status DoStartWriteback(uint64_t offset, uint64_t n) override {
+    return inner_->StartWriteback(offset, n);
+  }
+  Status DoClose() override { return inner_->Close(); }
+  uint64_t inner_size() const { return inner_->Size(); }
+
+ private:
+  std::unique_ptr<WritableFile> inner_;
+};
+
 // A file system whose file syncs can be held at a gate, so a test can line up requests behind
 // a leader that is inside fdatasync.
 class GatedFileSystem : public PosixFileSystem {
@@ -779,13 +800,12 @@ class GatedFileSystem : public PosixFileSystem {
   }
 
  private:
-  class GatedFile : public WritableFile {
+  class GatedFile : public ForwardingFile {
    public:
     GatedFile(GatedFileSystem* fs, std::unique_ptr<WritableFile> inner)
-        : WritableFile(inner->path(), inner->Size()), fs_(fs), inner_(std::move(inner)) {}
+        : ForwardingFile(std::move(inner)), fs_(fs) {}
 
    protected:
-    Status DoWrite(uint64_t, std::string_view data) override { return inner_->Append(data); }
     Status DoSync(bool data_only) override {
       {
         std::unique_lock<std::mutex> l(fs_->mu_);
@@ -794,14 +814,11 @@ class GatedFileSystem : public PosixFileSystem {
         fs_->cv_.wait(l, [&] { return !fs_->closed_; });
       }
       ++fs_->syncs_;
-      return data_only ? inner_->DataSync() : inner_->Sync();
+      return ForwardingFile::DoSync(data_only);
     }
-    Status DoPreallocate(uint64_t length) override { return inner_->Preallocate(length); }
-    Status DoClose() override { return inner_->Close(); }
 
    private:
     GatedFileSystem* fs_;
-    std::unique_ptr<WritableFile> inner_;
   };
 
   std::mutex mu_;
@@ -988,28 +1005,21 @@ class WritebackRecordingFileSystem : public PosixFileSystem {
   }
 
  private:
-  class RecordingFile : public WritableFile {
+  class RecordingFile : public ForwardingFile {
    public:
     RecordingFile(WritebackRecordingFileSystem* fs, std::unique_ptr<WritableFile> inner)
-        : WritableFile(inner->path(), inner->Size()), fs_(fs), inner_(std::move(inner)) {}
+        : ForwardingFile(std::move(inner)), fs_(fs) {}
 
    protected:
-    Status DoWrite(uint64_t, std::string_view data) override { return inner_->Append(data); }
-    Status DoSync(bool data_only) override {
-      return data_only ? inner_->DataSync() : inner_->Sync();
-    }
-    Status DoPreallocate(uint64_t length) override { return inner_->Preallocate(length); }
     Status DoStartWriteback(uint64_t offset, uint64_t n) override {
       std::lock_guard<std::mutex> l(fs_->mu_);
-      fs_->hints_.push_back({path(), offset, n, inner_->Size()});
+      fs_->hints_.push_back({path(), offset, n, inner_size()});
       if (!fs_->fail_.ok()) return fs_->fail_;
-      return inner_->StartWriteback(offset, n);
+      return ForwardingFile::DoStartWriteback(offset, n);
     }
-    Status DoClose() override { return inner_->Close(); }
 
    private:
     WritebackRecordingFileSystem* fs_;
-    std::unique_ptr<WritableFile> inner_;
   };
 
   mutable std::mutex mu_;
