@@ -8,32 +8,6 @@
 
 namespace kvfs::sync::wal {
 
-void PutFixed32(std::string* out, uint32_t v) {
-  char b[4];
-  for (int i = 0; i < 4; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-  out->append(b, 4);
-}
-
-void PutFixed64(std::string* out, uint64_t v) {
-  char b[8];
-  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-  out->append(b, 8);
-}
-
-uint32_t DecodeFixed32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i)
-    v |= static_cast<uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
-  return v;
-}
-
-uint64_t DecodeFixed64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i)
-    v |= static_cast<uint64_t>(static_cast<unsigned char>(p[i])) << (8 * i);
-  return v;
-}
-
 // Header layout (64 bytes): magic(8) version(4) header_size(4) segment_number(8) first_lsn(8)
 // prev_segment_number(8) prev_segment_end(8) reserved zeros(12) crc32c of bytes [0,60) (4).
 std::string EncodeSegmentHeader(const SegmentHeader& h) {
@@ -67,12 +41,14 @@ std::optional<SegmentHeader> DecodeSegmentHeader(std::string_view bytes) {
 // Record layout: crc32c(4) of bytes [4, 16 + length), length(4), lsn(8), payload.
 void AppendRecord(std::string* out, uint64_t lsn, std::string_view payload) {
   const size_t start = out->size();
-  PutFixed32(out, 0);  // CRC, filled in below
-  PutFixed32(out, static_cast<uint32_t>(payload.size()));
-  PutFixed64(out, lsn);
+  char header[kRecordHeaderSize];
+  EncodeFixed32(header, 0);  // CRC, filled in below
+  EncodeFixed32(header + 4, static_cast<uint32_t>(payload.size()));
+  EncodeFixed64(header + 8, lsn);
+  out->append(header, kRecordHeaderSize);
   out->append(payload);
   const uint32_t crc = crc32c::Value(out->data() + start + 4, out->size() - start - 4);
-  for (int i = 0; i < 4; ++i) (*out)[start + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
+  EncodeFixed32(out->data() + start, crc);
 }
 
 RecordHeader DecodeRecordHeader(const char* p) {

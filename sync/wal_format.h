@@ -50,10 +50,36 @@ bool RecordChecksumMatches(const RecordHeader& h, const char* header_bytes,
 std::string SegmentFileName(uint64_t segment_number);
 std::optional<uint64_t> ParseSegmentFileName(std::string_view name);
 
-// Little-endian fixed-width helpers.
-void PutFixed32(std::string* out, uint32_t v);
-void PutFixed64(std::string* out, uint64_t v);
-uint32_t DecodeFixed32(const char* p);
-uint64_t DecodeFixed64(const char* p);
+// Little-endian fixed-width helpers, inline: every record and batch entry is encoded with them.
+inline void EncodeFixed32(char* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+inline void EncodeFixed64(char* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+inline void PutFixed32(std::string* out, uint32_t v) {
+  char b[4];
+  EncodeFixed32(b, v);
+  out->append(b, 4);
+}
+inline void PutFixed64(std::string* out, uint64_t v) {
+  char b[8];
+  EncodeFixed64(b, v);
+  out->append(b, 8);
+}
+inline uint32_t DecodeFixed32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) {
+    v |= static_cast<uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+  }
+  return v;
+}
+inline uint64_t DecodeFixed64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) {
+    v |= static_cast<uint64_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+  }
+  return v;
+}
 
 }  // namespace kvfs::sync::wal

@@ -5,8 +5,11 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <span>
 #include <unordered_set>
 #include <utility>
+
+#include "absl/container/inlined_vector.h"
 
 namespace kvfs::engines {
 namespace lsm {
@@ -22,7 +25,11 @@ uint64_t MemtableSize(const EngineOptions& o, const LsmOptions& l) {
   return std::clamp<uint64_t>(o.segment_size, 4096, uint64_t{4} << 20);
 }
 
-bool HasRepeatedKey(const std::vector<BatchEntry>& entries) {
+// A batch's entries, decoded. Most batches are one Put (Engine::Put): inline storage spares
+// each of them an allocation.
+using BatchEntries = absl::InlinedVector<BatchEntry, 1>;
+
+bool HasRepeatedKey(std::span<const BatchEntry> entries) {
   if (entries.size() <= 16) {
     for (size_t i = 0; i < entries.size(); ++i) {
       for (size_t j = i + 1; j < entries.size(); ++j) {
@@ -42,10 +49,10 @@ bool HasRepeatedKey(const std::vector<BatchEntry>& entries) {
 
 // Keeps only the last entry of each key: a batch's later entries win, and the memtable gets
 // distinct (key, LSN) pairs, so a reader never sees an intermediate state of one key.
-void Deduplicate(std::vector<BatchEntry>* entries) {
+void Deduplicate(BatchEntries* entries) {
   if (entries->size() < 2 || !HasRepeatedKey(*entries)) return;
   // Rare (a batch that names a key twice), so one path for every size.
-  std::vector<BatchEntry> out;
+  BatchEntries out;
   out.reserve(entries->size());
   std::unordered_set<std::string_view> seen;
   for (size_t i = entries->size(); i-- > 0;) {
@@ -143,7 +150,7 @@ Status LsmEngine::Open(LsmRecoveryReport* report) {
   mem_ = std::make_shared<MemTable>();
   const sync::WalReplayFn replay = [this, report](uint64_t lsn, std::string_view payload) {
     const std::string where = "log record LSN " + std::to_string(lsn) + " in " + wal_dir_;
-    std::vector<BatchEntry> entries;
+    BatchEntries entries;
     KVFS_RETURN_IF_ERROR(ForEachEntry(payload, where, [&](const BatchEntry& e) -> Status {
       if (!IsValidKey(e.key)) return Status::Corruption(where + ": invalid key length");
       entries.push_back(e);
@@ -270,7 +277,7 @@ Status LsmEngine::Background(Status s) {
 void LsmEngine::SwitchMemtable(std::unique_lock<std::mutex>& lock) {
   switching_ = true;
   // Every write that has its LSN must be in the memtable before the boundary is drawn.
-  state_cv_.wait(lock, [this] { return in_flight_ == 0; });
+  state_cv_.wait(lock, [this] { return in_flight_.load() == 0; });
   mem_->set_boundary(wal_->last_lsn() + 1);
   imms_.push_back(std::move(mem_));
   mem_ = std::make_shared<MemTable>();
@@ -331,7 +338,7 @@ Status LsmEngine::MakeRoomForWrite(std::unique_lock<std::mutex>& lock) {
 }
 
 Status LsmEngine::Apply(const WriteBatch& batch) {
-  std::vector<BatchEntry> entries;
+  BatchEntries entries;
   entries.reserve(batch.count());
   Status valid = ForEachEntry(batch.encoded(), "write batch", [&](const BatchEntry& e) {
     if (!IsValidKey(e.key)) {
@@ -362,9 +369,9 @@ Status LsmEngine::Apply(const WriteBatch& batch) {
   }
   Result<uint64_t> lsn = wal_->Append(batch.encoded());
   if (lsn.ok()) mem->AddBatch(*lsn, entries);
-  {
+  if (in_flight_.fetch_sub(1) == 1 && switching_.load()) {
     std::lock_guard<std::mutex> lock(state_mu_);
-    if (--in_flight_ == 0 && switching_) state_cv_.notify_all();
+    state_cv_.notify_all();
   }
   if (!lsn.ok()) return CountError(lsn.status());
   puts_.fetch_add(n_puts, std::memory_order_relaxed);

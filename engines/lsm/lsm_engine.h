@@ -143,8 +143,13 @@ class LsmEngine final : public Engine {
   std::shared_ptr<MemTable> mem_;     // guarded by state_mu_
   std::vector<std::shared_ptr<MemTable>> imms_;  // guarded by state_mu_, oldest first
   std::shared_ptr<const Version> version_;       // guarded by state_mu_ (+ manifest_mu_)
-  uint64_t in_flight_ = 0;          // guarded by state_mu_: writes between log append and insert
-  bool switching_ = false;          // guarded by state_mu_: a switch waits for in_flight_ == 0
+  // Writes between log append and memtable insert: incremented under state_mu_, decremented
+  // without it (a write takes the lock once). A switch sets switching_ and then waits for 0;
+  // a write that brings it to 0 and then sees switching_ wakes it (both seq_cst: one of the two
+  // always sees the other's store).
+  std::atomic<uint64_t> in_flight_{0};
+  std::atomic<bool> switching_{false};  // written under state_mu_
+
   bool compaction_wanted_ = false;  // guarded by state_mu_
   bool stopping_ = false;           // guarded by state_mu_
   Status bg_no_space_;              // guarded by state_mu_: the last background ENOSPC, until

@@ -4,7 +4,7 @@
 
 namespace kvfs::engines::lsm {
 
-void MemTable::AddBatch(uint64_t seq, const std::vector<BatchEntry>& entries) {
+void MemTable::AddBatch(uint64_t seq, std::span<const BatchEntry> entries) {
   std::lock_guard<std::mutex> lock(write_mu_);
   // Odd while inserting: a Get that overlaps retries (see Get).
   seqlock_.fetch_add(1, std::memory_order_acq_rel);

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,7 +32,7 @@ class MemTable {
 
   // Inserts one batch's entries, all with sequence `seq`. Keys must be distinct (the engine
   // keeps only the last entry of each key of a batch), so no (key, seq) repeats.
-  void AddBatch(uint64_t seq, const std::vector<BatchEntry>& entries);
+  void AddBatch(uint64_t seq, std::span<const BatchEntry> entries);
 
   enum class Lookup { kNotFound, kFound, kDeleted };
   // The newest version of `key`: its value (into *value), a tombstone, or nothing.

@@ -66,7 +66,7 @@ TEST(LsmMemTable, GetReturnsTheNewestVersionAndTombstones) {
   m.AddBatch(1, Puts({{"a", "1"}, {"b", "1"}}, &s1));
   m.AddBatch(2, Puts({{"a", "2"}}, &s2));
   const std::string del_key = "b";
-  m.AddBatch(3, {BatchEntry{EntryKind::kDelete, del_key, {}}});
+  m.AddBatch(3, std::vector<BatchEntry>{BatchEntry{EntryKind::kDelete, del_key, {}}});
   std::string v;
   EXPECT_EQ(m.Get("a", &v), MemTable::Lookup::kFound);
   EXPECT_EQ(v, "2");
