@@ -45,7 +45,18 @@ class KvfsStore : public BenchStore {
   Status Sync() override { return engine_->Sync(engines::SyncKind::kData); }
   Status Close() override { return engine_->Close(); }
   std::string Shape() override {
-    if (!lsm_) return "";
+    // Since the open: how far the log's group commit shared its syncs.
+    const sync::WalStats w = engine_->stats().wal;
+    std::string log;
+    if (w.syncs != 0) {
+      char buf[128];
+      std::snprintf(buf, sizeof(buf), "log: %llu syncs, %.2f requests per sync (at most %llu)",
+                    static_cast<unsigned long long>(w.syncs),
+                    static_cast<double>(w.synced_requests) / static_cast<double>(w.syncs),
+                    static_cast<unsigned long long>(w.max_group));
+      log = buf;
+    }
+    if (!lsm_) return log;
     const engines::LsmDebugStats d = engines::GetLsmDebugStats(*engine_);
     std::string out = LevelShape(d.tables_per_level);
     if (d.immutable_memtables != 0)
@@ -61,6 +72,7 @@ class KvfsStore : public BenchStore {
                       ? 0.0
                       : d.compaction_cpu_seconds * 1e3 / (d.compaction_bytes_written / 1048576.0));
     if (d.compaction_bytes_written != 0) out += cpu;
+    if (!log.empty()) out += "; " + log;
     return out;
   }
 
