@@ -226,6 +226,8 @@ Status Wal::Rotate(uint64_t next_lsn) {
   {
     std::unique_lock<std::mutex> lock(mu_);
     rotating_ = true;
+    // A gathering sync leader may be waiting for appenders queued behind this rotation.
+    gather_cv_.notify_all();
     sync_cv_.wait(lock, [this] { return !syncing_; });
   }
   Status s = [&]() -> Status {
@@ -265,6 +267,7 @@ void Wal::Fail(const Status& s) {
   if (failure_.ok()) failure_ = s;
   failed_.store(true, std::memory_order_release);
   stats_.failed = true;
+  gather_cv_.notify_all();  // a gathering sync leader stops waiting for syncers
 }
 
 Status Wal::FailedStatus() const {
@@ -454,6 +457,7 @@ Status Wal::SyncUpTo(uint64_t lsn, bool data_only) {
   if (data_only && covered()) return Status::OK();  // already durable: costs nothing
   ++sync_waiters_;
   if (!data_only) ++fsync_waiters_;
+  if (gathering_) gather_cv_.notify_one();
   Status result;
   for (;;) {
     if (!failure_.ok()) {
@@ -470,14 +474,24 @@ Status Wal::SyncUpTo(uint64_t lsn, bool data_only) {
     }
     // Lead a sync of everything written so far: an fsync if anyone waiting needs one.
     syncing_ = true;
+    GatherSyncers(lock);
+    if (!failure_.ok()) {
+      syncing_ = false;
+      sync_cv_.notify_all();
+      continue;  // returns the failure above
+    }
     const bool full = fsync_waiters_ > 0;
     const uint64_t start = full ? ++fsync_starts_ : 0;
     const uint64_t target = last_lsn();
     stats_.max_group = std::max<uint64_t>(stats_.max_group, sync_waiters_);
     WritableFile* file = active_.get();  // Rotate does not replace it while syncing_
+    const auto began = std::chrono::steady_clock::now();
     lock.unlock();
     const Status s = full ? file->Sync() : file->DataSync();
     lock.lock();
+    last_sync_ = std::chrono::steady_clock::now() - began;
+    // Nobody has left yet: those it covered are still here, with those who came meanwhile.
+    expected_syncers_ = sync_waiters_;
     syncing_ = false;
     sync_cv_.notify_all();
     if (!s.ok()) {
@@ -493,6 +507,26 @@ Status Wal::SyncUpTo(uint64_t lsn, bool data_only) {
   --sync_waiters_;
   if (!data_only) --fsync_waiters_;
   return result;
+}
+
+// Called by a sync leader before its sync. Everyone covered by the last sync has returned, and
+// whoever comes back within the wait is written by the time this sync starts, so covered by it:
+// two threads that sync in turn share each sync instead of taking one each, and N such threads
+// approach one sync per round instead of about N/2. The wait is a fraction of a sync (half, by
+// default), and only when the last sync's callers are not all back: a lone syncer never waits.
+// A rotation ends the wait (the syncers may be queued behind it), as do a failure and a close.
+void Wal::GatherSyncers(std::unique_lock<std::mutex>& lock) {
+  if (sync_waiters_ >= expected_syncers_ || options_.sync_gather_fraction <= 0) return;
+  const auto window = std::min<std::chrono::steady_clock::duration>(
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          last_sync_ * options_.sync_gather_fraction),
+      options_.max_sync_gather);
+  if (window <= std::chrono::steady_clock::duration::zero()) return;
+  gathering_ = true;
+  gather_cv_.wait_until(lock, std::chrono::steady_clock::now() + window, [this] {
+    return sync_waiters_ >= expected_syncers_ || !failure_.ok() || closing_ || rotating_;
+  });
+  gathering_ = false;
 }
 
 Status Wal::Checkpoint(uint64_t lsn) {
@@ -548,6 +582,7 @@ Status Wal::Close() {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_ || closing_) return Status::OK();
     closing_ = true;
+    gather_cv_.notify_all();
   }
   StopBackgroundThreads();
   uint64_t unused = 0;
@@ -593,11 +628,17 @@ void Wal::SimulateProcessCrashForTesting() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     closing_ = true;
+    gather_cv_.notify_all();
   }
   StopBackgroundThreads();
   std::lock_guard<std::mutex> lock(mu_);
   closed_ = true;
   if (active_) active_->Close().PermitUnchecked();
+}
+
+bool Wal::GatheringForTesting() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return gathering_;
 }
 
 Status Wal::health() const {

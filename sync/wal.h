@@ -25,7 +25,9 @@
 // Concurrent syncers share syncs: while one fdatasync runs, the others wait, and when it ends
 // one of them leads the next, covering everything written by then (so N concurrent fsyncs cost
 // at most two). A sync in flight never holds up an append: fdatasync covers what was written
-// before it began. In kAlways mode an append is a write, then a sync shared in that way.
+// before it began. In kAlways mode an append is a write, then a sync shared in that way. A
+// leader that expects more syncers than are waiting (the last sync's callers, coming back for
+// their next one) waits a fraction of a sync for them first (WalOptions::sync_gather_fraction).
 //
 // Failure: any sync error, or a write error other than ENOSPC, puts the log into a failed
 // state for good: every later Append and Sync returns kFailed naming the original error, and
@@ -92,6 +94,13 @@ struct WalOptions {
   // came since the last hint rather than for everything written since the last sync.
   // 0: no hints.
   uint64_t writeback_bytes = uint64_t{1} << 20;
+  // Sync gathering: a sync leader that expects more syncers than are waiting (the previous
+  // sync's group comes back for its next sync, with those who arrived while it ran) waits for
+  // them up to `sync_gather_fraction` of the previous sync's duration, at most
+  // `max_sync_gather`, before it syncs. Without it two threads that sync in turn never share a
+  // sync: each one's record is written just after the other's sync began. 0 (either): never.
+  double sync_gather_fraction = 0.5;
+  std::chrono::microseconds max_sync_gather{1000};
 };
 
 struct WalStats {
@@ -158,6 +167,8 @@ class Wal {
   // Tests only: what a killed process leaves behind. Stops the background threads and closes
   // the files without syncing or cleaning up anything; the object is closed afterwards.
   void SimulateProcessCrashForTesting();
+  // Tests only: whether a sync leader is waiting for syncers (see WalOptions::max_sync_gather).
+  bool GatheringForTesting() const;
 
   uint64_t last_lsn() const { return last_lsn_.load(std::memory_order_acquire); }
   uint64_t durable_lsn() const { return durable_lsn_.load(std::memory_order_acquire); }
@@ -190,6 +201,7 @@ class Wal {
   Status WriteGroup(const std::vector<Request*>& group, size_t* written);
   void ReleaseBigWriteBuffer();
   Status HintWriteback();
+  void GatherSyncers(std::unique_lock<std::mutex>& lock);  // requires mu_ (and syncing_)
   Status Rotate(uint64_t next_lsn);
   void NoteDurable(uint64_t lsn);  // requires mu_
   void Fail(const Status& s);      // requires mu_
@@ -250,6 +262,14 @@ class Wal {
   std::atomic<uint64_t> last_lsn_{0};
   std::atomic<uint64_t> durable_lsn_{0};
   std::thread batch_timer_;
+
+  // Sync gathering (WalOptions::sync_gather_fraction): how many callers the next sync leader
+  // expects, how long the last sync took, and whether a leader is waiting for them (new
+  // syncers then wake it through gather_cv_).
+  uint64_t expected_syncers_ = 0;                    // guarded by mu_
+  std::chrono::steady_clock::duration last_sync_{};  // guarded by mu_
+  bool gathering_ = false;                           // guarded by mu_
+  std::condition_variable gather_cv_;
 };
 
 }  // namespace kvfs::sync

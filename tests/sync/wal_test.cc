@@ -924,6 +924,115 @@ TEST(WalGroupCommit, FullSyncsWaitForAnFsyncBegunAfterThemAndShareIt) {
   EXPECT_EQ(fs.syncs(), after);
 }
 
+void WaitForGathering(Wal* wal) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!wal->GatheringForTesting() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  ASSERT_TRUE(wal->GatheringForTesting());
+}
+
+// Sync gathering, with a wait long enough that only the expected syncer's arrival (or a close)
+// can end it: the outcome depends on no timing.
+WalOptions GatherUntilTheyCome() {
+  WalOptions o = Always();
+  o.sync_gather_fraction = 1e9;
+  o.max_sync_gather = std::chrono::hours(1);
+  return o;
+}
+
+// A syncs (held at the gate) while B's record is written and waits. Without gathering, B's
+// sync would start the moment A's ends and cover B alone, and A's next record would need a
+// third sync; the leader waits for A to come back instead, and one sync covers both.
+TEST(WalGroupCommit, TwoThreadsSyncingInTurnShareTheNextSync) {
+  test::TempDir tmp;
+  GatedFileSystem fs;
+  ASSERT_OK_AND_ASSIGN(auto wal,
+                       Wal::Open(&fs, tmp.Sub("wal"), GatherUntilTheyCome(), 0,
+                                 [](uint64_t, std::string_view) { return Status::OK(); }));
+  fs.Close();
+  std::thread a([&] {
+    EXPECT_OK(wal->Append("a1"));
+    EXPECT_OK(wal->Append("a2"));  // back for its next sync
+  });
+  fs.WaitForSyncAtGate();
+  std::thread b([&] { EXPECT_OK(wal->Append("b1")); });
+  WaitForPending(wal.get(), 2, /*written=*/2);
+  const int before = fs.syncs();
+  fs.Open();
+  a.join();
+  b.join();
+  EXPECT_EQ(fs.syncs() - before, 2);  // A's first, then one for b1 and a2
+  EXPECT_EQ(wal->stats().max_group, 2u);
+  EXPECT_EQ(wal->durable_lsn(), 3u);
+}
+
+// The expected syncer never comes back: the leader syncs once its wait (capped at
+// max_sync_gather) is over, and its caller's record is durable.
+TEST(WalGroupCommit, ALeaderWhoseExpectedSyncerDoesNotComeBackStillSyncs) {
+  test::TempDir tmp;
+  GatedFileSystem fs;
+  WalOptions o = Always();
+  o.max_sync_gather = std::chrono::milliseconds(5);
+  ASSERT_OK_AND_ASSIGN(auto wal,
+                       Wal::Open(&fs, tmp.Sub("wal"), o, 0,
+                                 [](uint64_t, std::string_view) { return Status::OK(); }));
+  fs.Close();
+  std::thread a([&] { EXPECT_OK(wal->Append("a")); });  // its only record
+  fs.WaitForSyncAtGate();
+  std::thread b([&] { EXPECT_OK(wal->Append("b")); });
+  WaitForPending(wal.get(), 2, /*written=*/2);
+  fs.Open();
+  a.join();
+  b.join();
+  EXPECT_EQ(wal->durable_lsn(), 2u);
+}
+
+// A's next record does not fit in the segment: its rotation waits for the sync leader, so it
+// ends the leader's wait for A instead of waiting out the window (an hour here).
+TEST(WalGroupCommit, ARotationEndsAGatheringLeadersWait) {
+  test::TempDir tmp;
+  GatedFileSystem fs;
+  WalOptions o = GatherUntilTheyCome();
+  o.segment_size = wal::kSegmentHeaderSize + 2 * wal::RecordSize(2);  // room for a1 and b1
+  ASSERT_OK_AND_ASSIGN(auto wal,
+                       Wal::Open(&fs, tmp.Sub("wal"), o, 0,
+                                 [](uint64_t, std::string_view) { return Status::OK(); }));
+  fs.Close();
+  std::thread a([&] { EXPECT_OK(wal->Append("a1")); });
+  fs.WaitForSyncAtGate();
+  std::thread b([&] { EXPECT_OK(wal->Append("b1")); });
+  WaitForPending(wal.get(), 2, /*written=*/2);
+  fs.Open();
+  a.join();
+  WaitForGathering(wal.get());   // B leads the next sync and waits for A
+  EXPECT_OK(wal->Append("a2"));  // rotates to the next segment
+  b.join();
+  EXPECT_EQ(wal->durable_lsn(), 3u);
+  EXPECT_EQ(wal->stats().segments_created, 2u);
+}
+
+// A close does not wait out a gathering leader's window (an hour here): the leader syncs at
+// once and Close returns with everything durable.
+TEST(WalGroupCommit, CloseEndsAGatheringLeadersWait) {
+  test::TempDir tmp;
+  GatedFileSystem fs;
+  ASSERT_OK_AND_ASSIGN(auto wal,
+                       Wal::Open(&fs, tmp.Sub("wal"), GatherUntilTheyCome(), 0,
+                                 [](uint64_t, std::string_view) { return Status::OK(); }));
+  fs.Close();
+  std::thread a([&] { EXPECT_OK(wal->Append("a")); });
+  fs.WaitForSyncAtGate();
+  std::thread b([&] { EXPECT_OK(wal->Append("b")); });
+  WaitForPending(wal.get(), 2, /*written=*/2);
+  fs.Open();
+  a.join();
+  WaitForGathering(wal.get());  // B leads the next sync and waits for A, which is gone
+  EXPECT_OK(wal->Close());
+  b.join();
+  EXPECT_EQ(wal->durable_lsn(), 2u);
+}
+
 TEST(WalGroupCommit, SyncOfAlreadyDurableRecordsCostsNothing) {
   test::TempDir tmp;
   GatedFileSystem fs;
