@@ -941,6 +941,20 @@ WalOptions GatherUntilTheyCome() {
   return o;
 }
 
+// The scene the gathering tests share: A's append leads a sync held at the gate while B's
+// record is written and waits behind it; the gate opens and A's append returns. B, still
+// running in *b, is left to lead the next sync, expecting A back.
+void SyncInTurn(Wal* wal, GatedFileSystem* fs, std::string_view a_record, std::string_view b_record,
+                std::thread* b) {
+  fs->Close();
+  std::thread a([&] { EXPECT_OK(wal->Append(a_record)); });
+  fs->WaitForSyncAtGate();
+  *b = std::thread([wal, b_record] { EXPECT_OK(wal->Append(b_record)); });
+  WaitForPending(wal, 2, /*written=*/2);
+  fs->Open();
+  a.join();
+}
+
 // A syncs (held at the gate) while B's record is written and waits. Without gathering, B's
 // sync would start the moment A's ends and cover B alone, and A's next record would need a
 // third sync; the leader waits for A to come back instead, and one sync covers both.
@@ -950,17 +964,10 @@ TEST(WalGroupCommit, TwoThreadsSyncingInTurnShareTheNextSync) {
   ASSERT_OK_AND_ASSIGN(auto wal,
                        Wal::Open(&fs, tmp.Sub("wal"), GatherUntilTheyCome(), 0,
                                  [](uint64_t, std::string_view) { return Status::OK(); }));
-  fs.Close();
-  std::thread a([&] {
-    EXPECT_OK(wal->Append("a1"));
-    EXPECT_OK(wal->Append("a2"));  // back for its next sync
-  });
-  fs.WaitForSyncAtGate();
-  std::thread b([&] { EXPECT_OK(wal->Append("b1")); });
-  WaitForPending(wal.get(), 2, /*written=*/2);
   const int before = fs.syncs();
-  fs.Open();
-  a.join();
+  std::thread b;
+  SyncInTurn(wal.get(), &fs, "a1", "b1", &b);
+  EXPECT_OK(wal->Append("a2"));  // A, back for its next sync
   b.join();
   EXPECT_EQ(fs.syncs() - before, 2);  // A's first, then one for b1 and a2
   EXPECT_EQ(wal->stats().max_group, 2u);
@@ -977,13 +984,8 @@ TEST(WalGroupCommit, ALeaderWhoseExpectedSyncerDoesNotComeBackStillSyncs) {
   ASSERT_OK_AND_ASSIGN(auto wal,
                        Wal::Open(&fs, tmp.Sub("wal"), o, 0,
                                  [](uint64_t, std::string_view) { return Status::OK(); }));
-  fs.Close();
-  std::thread a([&] { EXPECT_OK(wal->Append("a")); });  // its only record
-  fs.WaitForSyncAtGate();
-  std::thread b([&] { EXPECT_OK(wal->Append("b")); });
-  WaitForPending(wal.get(), 2, /*written=*/2);
-  fs.Open();
-  a.join();
+  std::thread b;
+  SyncInTurn(wal.get(), &fs, "a", "b", &b);  // A's only record
   b.join();
   EXPECT_EQ(wal->durable_lsn(), 2u);
 }
@@ -998,13 +1000,8 @@ TEST(WalGroupCommit, ARotationEndsAGatheringLeadersWait) {
   ASSERT_OK_AND_ASSIGN(auto wal,
                        Wal::Open(&fs, tmp.Sub("wal"), o, 0,
                                  [](uint64_t, std::string_view) { return Status::OK(); }));
-  fs.Close();
-  std::thread a([&] { EXPECT_OK(wal->Append("a1")); });
-  fs.WaitForSyncAtGate();
-  std::thread b([&] { EXPECT_OK(wal->Append("b1")); });
-  WaitForPending(wal.get(), 2, /*written=*/2);
-  fs.Open();
-  a.join();
+  std::thread b;
+  SyncInTurn(wal.get(), &fs, "a1", "b1", &b);
   WaitForGathering(wal.get());   // B leads the next sync and waits for A
   EXPECT_OK(wal->Append("a2"));  // rotates to the next segment
   b.join();
@@ -1020,13 +1017,8 @@ TEST(WalGroupCommit, CloseEndsAGatheringLeadersWait) {
   ASSERT_OK_AND_ASSIGN(auto wal,
                        Wal::Open(&fs, tmp.Sub("wal"), GatherUntilTheyCome(), 0,
                                  [](uint64_t, std::string_view) { return Status::OK(); }));
-  fs.Close();
-  std::thread a([&] { EXPECT_OK(wal->Append("a")); });
-  fs.WaitForSyncAtGate();
-  std::thread b([&] { EXPECT_OK(wal->Append("b")); });
-  WaitForPending(wal.get(), 2, /*written=*/2);
-  fs.Open();
-  a.join();
+  std::thread b;
+  SyncInTurn(wal.get(), &fs, "a", "b", &b);
   WaitForGathering(wal.get());  // B leads the next sync and waits for A, which is gone
   EXPECT_OK(wal->Close());
   b.join();
