@@ -78,7 +78,7 @@ Result<BlobRef> BlobWriter::Add(std::string_view key, std::string_view value) {
   buf_.append(key);
   buf_.append(value);
   const uint32_t crc = crc32c::Value(buf_.data() + start + 4, buf_.size() - start - 4);
-  for (int i = 0; i < 4; ++i) buf_[start + i] = static_cast<char>(crc >> (8 * i));
+  EncodeFixed32(buf_.data() + start, crc);
   const uint64_t n = BlobRecordSize(key.size(), value.size());
   offset_ += n;
   record_bytes_ += n;

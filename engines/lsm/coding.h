@@ -8,31 +8,17 @@
 #include <string>
 #include <string_view>
 
+#include "sync/wal_format.h"
+
 namespace kvfs::engines::lsm {
 
-inline void PutFixed32(std::string* out, uint32_t v) {
-  char b[4];
-  for (int i = 0; i < 4; ++i) b[i] = static_cast<char>(v >> (8 * i));
-  out->append(b, 4);
-}
-
-inline void PutFixed64(std::string* out, uint64_t v) {
-  char b[8];
-  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>(v >> (8 * i));
-  out->append(b, 8);
-}
-
-inline uint32_t DecodeFixed32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= uint32_t{static_cast<unsigned char>(p[i])} << (8 * i);
-  return v;
-}
-
-inline uint64_t DecodeFixed64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
-  return v;
-}
+// The fixed-width ones are the WAL's, so every format of the store encodes integers one way.
+using sync::wal::DecodeFixed32;
+using sync::wal::DecodeFixed64;
+using sync::wal::EncodeFixed32;
+using sync::wal::EncodeFixed64;
+using sync::wal::PutFixed32;
+using sync::wal::PutFixed64;
 
 inline void PutVarint64(std::string* out, uint64_t v) {
   char b[10];
