@@ -18,6 +18,9 @@
 //
 // Errors are Status/Result, never exceptions. Get of a missing key is kNotFound.
 //
+// Opening: every engine takes its directory, lock and log the same way (engine_open.h) and
+// reports what its recovery found in the same shape (recovery(), recovery_report.h).
+//
 // Thread safety: every method may be called from any number of threads at once, except Close
 // (after which nothing may be called). Reads never wait for a log sync.
 #pragma once
@@ -30,6 +33,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engines/recovery_report.h"
 #include "engines/write_batch.h"
 #include "sync/file_system.h"
 #include "sync/status.h"
@@ -100,6 +104,13 @@ class Engine {
   virtual EngineStats stats() const = 0;
   // Syncs, stops background work, releases the directory lock.
   virtual Status Close() = 0;
+
+  // What the open found and did: the log's recovery (records replayed, torn tail dropped and
+  // where) and the engine's own files. Set by the open, unchanged afterwards.
+  const RecoveryReport& recovery() const { return recovery_; }
+
+ protected:
+  RecoveryReport recovery_;
 };
 
 using EngineOpenFn = std::function<Result<std::unique_ptr<Engine>>(

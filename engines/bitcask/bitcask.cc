@@ -5,6 +5,7 @@
 
 #include "engines/bitcask/bitcask_engine.h"
 #include "engines/bitcask/format.h"
+#include "engines/engine_open.h"
 #include "sync/durable.h"
 #include "sync/wal_format.h"
 
@@ -12,15 +13,7 @@ namespace kvfs::engines {
 namespace bitcask {
 
 Status BitcaskEngine::Open(BitcaskRecoveryReport* report) {
-  if (options_.read_only) {
-    KVFS_ASSIGN_OR_RETURN(bool exists, fs_->Exists(dir_));
-    if (!exists) return Status::NotFound("no bitcask store in " + dir_);
-  } else {
-    KVFS_RETURN_IF_ERROR(sync::CreateDirDurably(fs_, dir_));
-  }
-  auto lock = fs_->LockFile(sync::JoinPath(dir_, kLockName));
-  if (!lock.ok()) return lock.status().WithContext("bitcask store " + dir_);
-  lock_ = std::move(lock).value();
+  KVFS_ASSIGN_OR_RETURN(lock_, OpenDataDir(fs_, dir_, name(), options_.read_only));
 
   // The MANIFEST names the live merged files; without one there are none yet.
   bitcask::Manifest manifest;
@@ -79,19 +72,11 @@ Status BitcaskEngine::Open(BitcaskRecoveryReport* report) {
                          std::to_string(r.lsn) + " at offset " +
                          std::to_string(r.payload_offset - sync::wal::kRecordHeaderSize));
   };
-  if (options_.read_only) {
-    KVFS_RETURN_IF_ERROR(sync::ReadWal(fs_, wal_dir_, merged_lsn_, replay, &report->wal));
-    keydir_.EndBulkLoad();
-    return Status::OK();
-  }
-  sync::WalOptions wo;
-  wo.segment_size = options_.segment_size;
-  wo.sync_mode = options_.sync_mode;
-  wo.batch_records = options_.batch_records;
-  wo.batch_interval = options_.batch_interval;
-  KVFS_ASSIGN_OR_RETURN(wal_,
-                        sync::Wal::Open(fs_, wal_dir_, wo, merged_lsn_, replay, &report->wal));
+  KVFS_ASSIGN_OR_RETURN(wal_, OpenLog(fs_, wal_dir_, LogOptionsFor(options_), options_.read_only,
+                                      merged_lsn_, replay, &recovery_));
   keydir_.EndBulkLoad();
+  report->Describe(&recovery_);
+  if (options_.read_only) return Status::OK();
   // Finishes the cleanup of a merge that made its MANIFEST durable but crashed before this.
   KVFS_RETURN_IF_ERROR(wal_->Checkpoint(merged_lsn_));
   if (options_.background_work) bg_ = std::thread([this] { BackgroundLoop(); });
@@ -273,15 +258,7 @@ Status BitcaskEngine::Apply(const WriteBatch& batch) {
   }
   LeaveGate();
 
-  uint64_t n_puts = 0, bytes = 0;
-  for (const BatchEntry& e : entries) {
-    if (e.kind == EntryKind::kPut) ++n_puts;
-    bytes += e.key.size() + e.value.size();
-  }
-  puts_.fetch_add(n_puts, std::memory_order_relaxed);
-  deletes_.fetch_add(entries.size() - n_puts, std::memory_order_relaxed);
-  batches_.fetch_add(1, std::memory_order_relaxed);
-  bytes_written_.fetch_add(bytes, std::memory_order_relaxed);
+  counters_.CountBatch(EngineCounters::Tally(entries));
   if (new_segment && bg_.joinable()) bg_cv_.notify_one();
   return Status::OK();
 }
@@ -319,7 +296,7 @@ Result<std::string> BitcaskEngine::ReadValue(std::string_view key, const Locatio
 }
 
 Result<std::string> BitcaskEngine::Get(std::string_view key) {
-  gets_.fetch_add(1, std::memory_order_relaxed);
+  counters_.Add(counters_.gets, 1);
   Location loc;
   std::shared_ptr<sync::RandomAccessFile> file;
   {
@@ -338,12 +315,12 @@ Result<std::string> BitcaskEngine::Get(std::string_view key) {
   }
   Result<std::string> value = ReadValue(key, loc, *file);
   if (!value.ok()) return CountError(value.status());
-  bytes_read_.fetch_add(value->size(), std::memory_order_relaxed);
+  counters_.Add(counters_.bytes_read, value->size());
   return value;
 }
 
 Status BitcaskEngine::Scan(const ScanOptions& options, const ScanFn& fn) {
-  scans_.fetch_add(1, std::memory_order_relaxed);
+  counters_.Add(counters_.scans, 1);
   std::string cursor = options.start_after;  // every key visited so far is <= cursor
   bool started = !cursor.empty();
   struct Item {
@@ -392,7 +369,7 @@ Status BitcaskEngine::Scan(const ScanOptions& options, const ScanFn& fn) {
         Result<std::string> v = ReadValue(item.key, item.loc, *item.file);
         if (!v.ok()) return CountError(v.status());
         value = std::move(v).value();
-        bytes_read_.fetch_add(value.size(), std::memory_order_relaxed);
+        counters_.Add(counters_.bytes_read, value.size());
       }
       if (!fn(item.key, value)) return Status::OK();
     }
@@ -401,24 +378,15 @@ Status BitcaskEngine::Scan(const ScanOptions& options, const ScanFn& fn) {
 }
 
 Status BitcaskEngine::Sync(SyncKind kind) {
-  syncs_.fetch_add(1, std::memory_order_relaxed);
+  counters_.Add(counters_.syncs, 1);
   if (options_.read_only) return Status::OK();  // nothing was written
   return CountError(wal_->Sync(kind == SyncKind::kData));
 }
 
 EngineStats BitcaskEngine::stats() const {
   EngineStats s;
-  s.gets = gets_.load(std::memory_order_relaxed);
-  s.puts = puts_.load(std::memory_order_relaxed);
-  s.deletes = deletes_.load(std::memory_order_relaxed);
-  s.batches = batches_.load(std::memory_order_relaxed);
-  s.scans = scans_.load(std::memory_order_relaxed);
-  s.bytes_written = bytes_written_.load(std::memory_order_relaxed);
-  s.bytes_read = bytes_read_.load(std::memory_order_relaxed);
-  s.syncs = syncs_.load(std::memory_order_relaxed);
-  s.compactions = compactions_.load(std::memory_order_relaxed);
+  counters_.Fill(&s);
   s.live_keys = live_keys_.load(std::memory_order_relaxed);
-  s.errors = errors_.load(std::memory_order_relaxed);
   if (wal_ != nullptr) s.wal = wal_->stats();
   return s;
 }
@@ -441,6 +409,18 @@ Status BitcaskEngine::Close() {
 }
 
 }  // namespace bitcask
+
+void BitcaskRecoveryReport::Describe(RecoveryReport* report) const {
+  report->AddFact("merged_lsn", merged_lsn);
+  report->AddFact("merged_files", merged_files);
+  report->AddFact("hint_files_used", hint_files_used);
+  report->AddFact("keys_from_hints", keys_from_hints);
+  report->AddFact("entries_scanned", entries_scanned);
+  report->AddFact("leftover_files_removed", leftover_files_removed);
+  for (const std::string& h : hint_files_rejected) {
+    report->warnings.push_back("hint file rejected, its data file was scanned instead: " + h);
+  }
+}
 
 Result<std::unique_ptr<Engine>> OpenBitcaskWith(sync::FileSystem* fs, const std::string& dir,
                                                 const EngineOptions& options,

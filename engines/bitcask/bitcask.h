@@ -56,7 +56,8 @@ struct BitcaskOptions {
   std::chrono::milliseconds merge_check_interval{1000};
 };
 
-// What Open found, for tests, logs and `kvfs check`.
+// What Open found in Bitcask's own files, for tests; Engine::recovery() carries the same as
+// named facts beside the log's report.
 struct BitcaskRecoveryReport {
   uint64_t merged_lsn = 0;
   uint64_t merged_files = 0;
@@ -66,7 +67,9 @@ struct BitcaskRecoveryReport {
   uint64_t keys_from_hints = 0;
   uint64_t entries_scanned = 0;         // records read from merged data files by scanning
   uint64_t leftover_files_removed = 0;  // in merged/, left by an interrupted merge
-  sync::WalReadReport wal;
+
+  // Adds these to `report` as facts (and each rejected hint file as a warning).
+  void Describe(RecoveryReport* report) const;
 };
 
 // Opens (creating if missing) the Bitcask store in `dir`. `report` may be null.

@@ -17,13 +17,13 @@
 #include "engines/bitcask/bitcask.h"
 #include "engines/bitcask/files.h"
 #include "engines/bitcask/keydir.h"
+#include "engines/engine_counters.h"
+#include "engines/engine_open.h"
 #include "sync/wal.h"
 
 namespace kvfs::engines::bitcask {
 
-inline constexpr char kLockName[] = "LOCK";
 inline constexpr char kManifestName[] = "MANIFEST";
-inline constexpr char kWalDirName[] = "wal";
 inline constexpr char kMergedDirName[] = "merged";
 // Keys collected per shared-lock hold by Scan and Merge, so a long scan never blocks writers
 // for long, and repointed per exclusive-lock hold by Merge.
@@ -60,10 +60,7 @@ class BitcaskEngine final : public Engine {
     uint64_t bytes = 0;  // entry bytes the keydir has seen in it
   };
 
-  Status CountError(Status s) const {
-    if (!s.ok() && !s.IsNotFound()) errors_.fetch_add(1, std::memory_order_relaxed);
-    return s;
-  }
+  Status CountError(Status s) const { return counters_.CountError(std::move(s)); }
   Status CheckWritable() const;
   void LatchFailure(const Status& s);
   Status LoadMergedFile(uint64_t number, BitcaskRecoveryReport* report);
@@ -129,8 +126,7 @@ class BitcaskEngine final : public Engine {
   std::mutex close_mu_;
   bool closed_ = false;  // guarded by close_mu_
 
-  mutable std::atomic<uint64_t> gets_{0}, puts_{0}, deletes_{0}, batches_{0}, scans_{0},
-      bytes_written_{0}, bytes_read_{0}, syncs_{0}, compactions_{0}, errors_{0};
+  mutable EngineCounters counters_;
 };
 
 }  // namespace kvfs::engines::bitcask

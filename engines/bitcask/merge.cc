@@ -148,7 +148,7 @@ Status BitcaskEngine::MergeLocked() {
 
   // Now the log below M is represented in the merged files: delete its segments.
   KVFS_RETURN_IF_ERROR(wal_->Checkpoint(m));
-  compactions_.fetch_add(1, std::memory_order_relaxed);
+  counters_.Add(counters_.compactions, 1);
   {
     std::shared_lock<std::shared_mutex> lock(keydir_mu_);
     files_.EvictWalUnless([&](uint64_t n) { return segments_.count(n) > 0; });

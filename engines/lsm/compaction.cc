@@ -396,7 +396,7 @@ Status LsmEngine::RunJob(const CompactionJob& job) {
     if (logged.IsNoSpace()) cleanup();
     return logged;
   }
-  compactions_.fetch_add(1, std::memory_order_relaxed);
+  counters_.Add(counters_.compactions, 1);
   if (job.kind == CompactionJob::Kind::kBlobGc) blob_gcs_.fetch_add(1, std::memory_order_relaxed);
   RemoveObsolete(removed_tables, dead);
   return Status::OK();

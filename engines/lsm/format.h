@@ -45,9 +45,7 @@ inline std::optional<BlobRef> DecodeBlobRef(std::string_view in) {
 }
 
 inline constexpr int kNumLevels = 7;
-inline constexpr char kLockName[] = "LOCK";
 inline constexpr char kManifestName[] = "MANIFEST";
-inline constexpr char kWalDirName[] = "wal";
 inline constexpr char kTableSuffix[] = ".sst";
 inline constexpr char kBlobSuffix[] = ".blob";
 inline constexpr char kTempSuffix[] = ".tmp";

@@ -72,14 +72,16 @@ struct LsmOptions {
   double blob_gc_ratio = 0.5;
 };
 
-// What Open found, for tests, logs and `kvfs check`.
+// What Open found in the LSM's own files, for tests; Engine::recovery() carries the same as
+// named facts beside the log's report.
 struct LsmRecoveryReport {
   uint64_t log_lsn = 0;  // replay started here
   uint64_t tables = 0;
   uint64_t blob_files = 0;
   uint64_t orphans_removed = 0;  // files no MANIFEST named, left by an interrupted flush/compaction
-  uint64_t records_replayed = 0;
-  sync::WalReadReport wal;
+
+  // Adds these to `report` as facts.
+  void Describe(RecoveryReport* report) const;
 };
 
 // What the engine has done since it was opened, for tests and benchmarks.

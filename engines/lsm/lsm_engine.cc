@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/container/inlined_vector.h"
+#include "engines/engine_open.h"
 
 namespace kvfs::engines {
 namespace lsm {
@@ -76,15 +77,7 @@ LsmEngine::LsmEngine(sync::FileSystem* fs, std::string dir, EngineOptions option
       compact_pointer_(kNumLevels) {}
 
 Status LsmEngine::Open(LsmRecoveryReport* report) {
-  if (options_.read_only) {
-    KVFS_ASSIGN_OR_RETURN(bool exists, fs_->Exists(dir_));
-    if (!exists) return Status::NotFound("no lsm store in " + dir_);
-  } else {
-    KVFS_RETURN_IF_ERROR(sync::CreateDirDurably(fs_, dir_));
-  }
-  auto lock = fs_->LockFile(sync::JoinPath(dir_, kLockName));
-  if (!lock.ok()) return lock.status().WithContext("lsm store " + dir_);
-  lock_ = std::move(lock).value();
+  KVFS_ASSIGN_OR_RETURN(lock_, OpenDataDir(fs_, dir_, name(), options_.read_only));
 
   KVFS_ASSIGN_OR_RETURN(std::vector<std::string> names, fs_->ListDir(dir_));
   const std::string manifest_path = sync::JoinPath(dir_, kManifestName);
@@ -148,36 +141,28 @@ Status LsmEngine::Open(LsmRecoveryReport* report) {
 
   // Then the log from the MANIFEST's LSN on, each record one batch.
   mem_ = std::make_shared<MemTable>();
-  const sync::WalReplayFn replay = [this, report](uint64_t lsn, std::string_view payload) {
-    const std::string where = "log record LSN " + std::to_string(lsn) + " in " + wal_dir_;
+  const sync::WalRecordFn replay = [this](const sync::WalRecord& r) {
+    const std::string where = "log record LSN " + std::to_string(r.lsn) + " in " + wal_dir_;
     BatchEntries entries;
-    KVFS_RETURN_IF_ERROR(ForEachEntry(payload, where, [&](const BatchEntry& e) -> Status {
+    KVFS_RETURN_IF_ERROR(ForEachEntry(r.payload, where, [&](const BatchEntry& e) -> Status {
       if (!IsValidKey(e.key)) return Status::Corruption(where + ": invalid key length");
       entries.push_back(e);
       return Status::OK();
     }));
     Deduplicate(&entries);
-    mem_->AddBatch(lsn, entries);
-    ++report->records_replayed;
+    mem_->AddBatch(r.lsn, entries);
     return Status::OK();
   };
-  if (options_.read_only) {
-    KVFS_RETURN_IF_ERROR(sync::ReadWal(fs_, wal_dir_, m.log_lsn, replay, &report->wal));
-  } else {
-    sync::WalOptions wo;
-    // Segments no bigger than a memtable, so each flush's checkpoint frees the segments before
-    // it and the log holds about two memtables: with 64 MiB segments and 4 MiB memtables it held
-    // up to 64 MiB of flushed records, which every reopen read and checked again (most of its
-    // time in the log).
-    wo.segment_size = std::min(options_.segment_size, std::max<uint64_t>(memtable_size_, 4096));
-    wo.sync_mode = options_.sync_mode;
-    wo.batch_records = options_.batch_records;
-    wo.batch_interval = options_.batch_interval;
-    KVFS_ASSIGN_OR_RETURN(wal_,
-                          sync::Wal::Open(fs_, wal_dir_, wo, m.log_lsn, replay, &report->wal));
-    // Finishes the cleanup of a flush whose MANIFEST became durable just before a crash.
-    KVFS_RETURN_IF_ERROR(wal_->Checkpoint(m.log_lsn));
-  }
+  sync::WalOptions wo = LogOptionsFor(options_);
+  // Segments no bigger than a memtable, so each flush's checkpoint frees the segments before it
+  // and the log holds about two memtables, not a segment's worth of flushed records that every
+  // reopen reads and checks again.
+  wo.segment_size = std::min(options_.segment_size, std::max<uint64_t>(memtable_size_, 4096));
+  KVFS_ASSIGN_OR_RETURN(
+      wal_, OpenLog(fs_, wal_dir_, wo, options_.read_only, m.log_lsn, replay, &recovery_));
+  report->Describe(&recovery_);
+  // Finishes the cleanup of a flush whose MANIFEST became durable just before a crash.
+  if (wal_ != nullptr) KVFS_RETURN_IF_ERROR(wal_->Checkpoint(m.log_lsn));
   {
     std::unique_lock<std::mutex> lock(state_mu_);
     InstallSuperVersion();
@@ -352,12 +337,7 @@ Status LsmEngine::Apply(const WriteBatch& batch) {
   KVFS_RETURN_IF_ERROR(CountError(std::move(valid)));
   KVFS_RETURN_IF_ERROR(CountError(CheckWritable()));
   if (entries.empty()) return Status::OK();
-  uint64_t n_puts = 0, bytes = 0;
-  for (const BatchEntry& e : entries) {
-    if (e.kind == EntryKind::kPut) ++n_puts;
-    bytes += e.key.size() + e.value.size();
-  }
-  const size_t count = entries.size();
+  const EngineCounters::BatchTally tally = EngineCounters::Tally(entries);
   Deduplicate(&entries);
 
   std::shared_ptr<MemTable> mem;
@@ -374,21 +354,18 @@ Status LsmEngine::Apply(const WriteBatch& batch) {
     state_cv_.notify_all();
   }
   if (!lsn.ok()) return CountError(lsn.status());
-  puts_.fetch_add(n_puts, std::memory_order_relaxed);
-  deletes_.fetch_add(count - n_puts, std::memory_order_relaxed);
-  batches_.fetch_add(1, std::memory_order_relaxed);
-  bytes_written_.fetch_add(bytes, std::memory_order_relaxed);
+  counters_.CountBatch(tally);
   return Status::OK();
 }
 
 Result<std::string> LsmEngine::Get(std::string_view key) {
-  gets_.fetch_add(1, std::memory_order_relaxed);
+  counters_.Add(counters_.gets, 1);
   const std::shared_ptr<const SuperVersion> sv = GetSuperVersion();
   std::string value;
   auto not_found = [&] { return Status::NotFound("no key '" + std::string(key) + "'"); };
   switch (sv->mem->Get(key, &value)) {
     case MemTable::Lookup::kFound:
-      bytes_read_.fetch_add(value.size(), std::memory_order_relaxed);
+      counters_.Add(counters_.bytes_read, value.size());
       return value;
     case MemTable::Lookup::kDeleted:
       return not_found();
@@ -398,7 +375,7 @@ Result<std::string> LsmEngine::Get(std::string_view key) {
   for (const auto& imm : sv->imms) {
     switch (imm->Get(key, &value)) {
       case MemTable::Lookup::kFound:
-        bytes_read_.fetch_add(value.size(), std::memory_order_relaxed);
+        counters_.Add(counters_.bytes_read, value.size());
         return value;
       case MemTable::Lookup::kDeleted:
         return not_found();
@@ -416,12 +393,12 @@ Result<std::string> LsmEngine::Get(std::string_view key) {
   } else {
     value = std::move((*found)->payload);
   }
-  bytes_read_.fetch_add(value.size(), std::memory_order_relaxed);
+  counters_.Add(counters_.bytes_read, value.size());
   return value;
 }
 
 Status LsmEngine::Scan(const ScanOptions& options, const ScanFn& fn) {
-  scans_.fetch_add(1, std::memory_order_relaxed);
+  counters_.Add(counters_.scans, 1);
   // The super version pins the memtables, tables and blob files for the whole scan: flushes and
   // compactions may install new ones meanwhile, and delete files, without disturbing it.
   const std::shared_ptr<const SuperVersion> sv = GetSuperVersion();
@@ -460,28 +437,19 @@ Status LsmEngine::Scan(const ScanOptions& options, const ScanFn& fn) {
     }
     return it->status();
   }();
-  bytes_read_.fetch_add(bytes, std::memory_order_relaxed);
+  counters_.Add(counters_.bytes_read, bytes);
   return CountError(std::move(s));
 }
 
 Status LsmEngine::Sync(SyncKind kind) {
-  syncs_.fetch_add(1, std::memory_order_relaxed);
+  counters_.Add(counters_.syncs, 1);
   if (options_.read_only) return Status::OK();  // nothing was written
   return CountError(wal_->Sync(kind == SyncKind::kData));
 }
 
 EngineStats LsmEngine::stats() const {
   EngineStats s;
-  s.gets = gets_.load(std::memory_order_relaxed);
-  s.puts = puts_.load(std::memory_order_relaxed);
-  s.deletes = deletes_.load(std::memory_order_relaxed);
-  s.batches = batches_.load(std::memory_order_relaxed);
-  s.scans = scans_.load(std::memory_order_relaxed);
-  s.bytes_written = bytes_written_.load(std::memory_order_relaxed);
-  s.bytes_read = bytes_read_.load(std::memory_order_relaxed);
-  s.syncs = syncs_.load(std::memory_order_relaxed);
-  s.compactions = compactions_.load(std::memory_order_relaxed);
-  s.errors = errors_.load(std::memory_order_relaxed);
+  counters_.Fill(&s);
   // Approximate: entries of every memtable and table, overwritten versions and tombstones
   // included (exact counting would need a read per write).
   if (auto sv = GetSuperVersion()) {
@@ -501,7 +469,7 @@ uint64_t ThreadCpuTimer::Now() {
 LsmDebugStats LsmEngine::debug_stats() const {
   LsmDebugStats d;
   d.flushes = flushes_.load();
-  d.compactions = compactions_.load();
+  d.compactions = counters_.compactions.load();
   d.trivial_moves = trivial_moves_.load();
   d.blob_gcs = blob_gcs_.load();
   d.blob_files_deleted = blob_files_deleted_.load();
@@ -580,6 +548,13 @@ Result<std::unique_ptr<Engine>> OpenLsmWith(sync::FileSystem* fs, const std::str
   auto engine = std::make_unique<lsm::LsmEngine>(fs, dir, options, lsm_options);
   KVFS_RETURN_IF_ERROR(engine->Open(report));
   return std::unique_ptr<Engine>(std::move(engine));
+}
+
+void LsmRecoveryReport::Describe(RecoveryReport* report) const {
+  report->AddFact("log_lsn", log_lsn);
+  report->AddFact("tables", tables);
+  report->AddFact("blob_files", blob_files);
+  report->AddFact("orphans_removed", orphans_removed);
 }
 
 Result<std::unique_ptr<Engine>> OpenLsm(sync::FileSystem* fs, const std::string& dir,

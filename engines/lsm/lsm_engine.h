@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "engines/engine_counters.h"
 #include "engines/lsm/block_cache.h"
 #include "engines/lsm/lsm.h"
 #include "engines/lsm/memtable.h"
@@ -66,10 +67,7 @@ class LsmEngine final : public Engine {
   LsmDebugStats debug_stats() const;
 
  private:
-  Status CountError(Status s) const {
-    if (!s.ok() && !s.IsNotFound()) errors_.fetch_add(1, std::memory_order_relaxed);
-    return s;
-  }
+  Status CountError(Status s) const { return counters_.CountError(std::move(s)); }
   Status CheckWritable() const;
   Status FailedStatus() const;  // OK, or kFailed naming the latched failure
   void LatchFailure(const Status& s);
@@ -168,11 +166,10 @@ class LsmEngine final : public Engine {
   std::mutex close_mu_;
   bool closed_ = false;  // guarded by close_mu_
 
-  mutable std::atomic<uint64_t> gets_{0}, puts_{0}, deletes_{0}, batches_{0}, scans_{0},
-      bytes_written_{0}, bytes_read_{0}, syncs_{0}, errors_{0};
-  std::atomic<uint64_t> flushes_{0}, compactions_{0}, trivial_moves_{0}, blob_gcs_{0},
-      blob_files_deleted_{0}, stalls_{0}, slowdowns_{0}, compaction_bytes_{0}, flush_bytes_{0},
-      compaction_cpu_ns_{0}, flush_cpu_ns_{0}, seek_compactions_{0}, split_compactions_{0};
+  mutable EngineCounters counters_;
+  std::atomic<uint64_t> flushes_{0}, trivial_moves_{0}, blob_gcs_{0}, blob_files_deleted_{0},
+      stalls_{0}, slowdowns_{0}, compaction_bytes_{0}, flush_bytes_{0}, compaction_cpu_ns_{0},
+      flush_cpu_ns_{0}, seek_compactions_{0}, split_compactions_{0};
   std::atomic<bool> l0_seek_due_{false};
 };
 

@@ -609,7 +609,7 @@ TEST(Bitcask, MergeDropsTombstonesAndDeletedKeysStayDeleted) {
   }
   ASSERT_OK_AND_ASSIGN(auto e, Open(&fs, Opts(SyncMode::kAlways, 4096), BitcaskOptions(), &report));
   EXPECT_EQ(report.keys_from_hints, 20u);  // the merged files hold only the live keys
-  EXPECT_EQ(report.wal.records_replayed, 0u);
+  EXPECT_EQ(e->recovery().log.records_replayed, 0u);
   auto all = Dump(e.get());
   EXPECT_EQ(all.size(), 20u);
   for (int i = 0; i < 40; i += 2) EXPECT_TRUE(e->Get(Key(i)).status().IsNotFound());

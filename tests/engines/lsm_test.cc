@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "engines/engine.h"
+#include "engines/engine_open.h"
 #include "engines/lsm/format.h"
 #include "sync/durable.h"
 #include "sync/fault_file_system.h"
@@ -414,7 +415,7 @@ void LsmTest::ReopenOften(bool background) {
     ASSERT_OK(e->Put(key, "v" + std::to_string(round)));
     model[key] = "v" + std::to_string(round);
     ASSERT_OK(e->Close());
-    auto names = fs_.ListDir(sync::JoinPath(kDir, lsm::kWalDirName));
+    auto names = fs_.ListDir(sync::JoinPath(kDir, engines::kWalDirName));
     ASSERT_OK(names);
     most_segments = std::max(most_segments, names->size());
   }
@@ -449,8 +450,8 @@ TEST_F(LsmTest, TheLogHoldsAboutTwoMemtables) {
   }
   fs_.Crash(sync::CrashMode::kDropUnsynced);
   ASSERT_OK_AND_ASSIGN(auto r, Open(o));
-  EXPECT_LE(report_.wal.records_read, 2 * (8 << 10) / 40) << report_.wal.Summary();
-  EXPECT_GT(report_.wal.records_replayed, 0u);
+  EXPECT_LE(r->recovery().log.records_read, 2 * (8 << 10) / 40) << r->recovery().Summary();
+  EXPECT_GT(r->recovery().log.records_replayed, 0u);
   for (const auto& [key, value] : want) EXPECT_EQ(*r->Get(key), value) << key;
 }
 
@@ -472,7 +473,7 @@ TEST_F(LsmTest, ACleanCloseFlushesEveryMemtableSoTheOpenReplaysNothing) {
     }
     fs_.Crash(sync::CrashMode::kDropUnsynced);  // power lost right after the close
     ASSERT_OK_AND_ASSIGN(auto e, Open(o));
-    EXPECT_EQ(report_.records_replayed, 0u) << report_.wal.Summary();
+    EXPECT_EQ(e->recovery().log.records_replayed, 0u) << e->recovery().Summary();
     for (int i = 0; i < 500; ++i) {
       EXPECT_EQ(*e->Get("k" + std::to_string(i)),
                 "v" + std::to_string(i) + (background ? "b" : ""));
@@ -555,7 +556,7 @@ TEST_F(LsmTest, ABatchPutsOneMemtableEntryPerKey) {
   }
   fs_.Crash(sync::CrashMode::kDropUnsynced);
   ASSERT_OK_AND_ASSIGN(auto e, Open(Small(), big_memtable));
-  EXPECT_EQ(report_.wal.records_replayed, 4u);
+  EXPECT_EQ(e->recovery().log.records_replayed, 4u);
   // The open flushes what it replayed; the flush drops the four tombstones, which have nothing
   // older to hide.
   EXPECT_EQ(e->stats().live_keys, want_entries - 4);
