@@ -226,6 +226,31 @@ TEST_P(EngineContractTest, AlwaysModeWritesSurviveAPowerCut) {
   EXPECT_EQ(*e->Get("durable"), "yes");
 }
 
+// Every engine reports its recovery in the same shape (Engine::recovery()): the log's records
+// replayed at open, for a writable open and a read-only one alike.
+TEST_P(EngineContractTest, TheRecoveryReportCountsTheLogRecordsReplayed) {
+  {
+    ASSERT_OK_AND_ASSIGN(auto e, Open(sync::SyncMode::kAlways));
+    EXPECT_EQ(e->recovery().log.records_replayed, 0u) << e->recovery().Summary();
+    for (int i = 0; i < 3; ++i) ASSERT_OK(e->Put("k" + std::to_string(i), "v"));
+    // Power lost with the store open: a clean close may fold the log into the engine's files.
+    fs_.CrashAtSync(1, sync::CrashMode::kDropUnsynced);
+  }
+  fs_.Crash(sync::CrashMode::kDropUnsynced);
+  EngineOptions o;
+  o.read_only = true;
+  o.background_work = false;
+  {
+    ASSERT_OK_AND_ASSIGN(auto r, OpenEngine(GetParam(), &fs_, kDir, o));
+    EXPECT_EQ(r->recovery().log.records_replayed, 3u) << r->recovery().Summary();
+    EXPECT_NE(r->recovery().Summary().find("3 records replayed"), std::string::npos)
+        << r->recovery().Summary();
+  }
+  ASSERT_OK_AND_ASSIGN(auto e, Open());
+  EXPECT_EQ(e->recovery().log.records_replayed, 3u) << e->recovery().Summary();
+  EXPECT_FALSE(e->recovery().facts.empty()) << e->recovery().Summary();
+}
+
 TEST_P(EngineContractTest, NoneModeKeepsOnlyWhatWasSynced) {
   {
     ASSERT_OK_AND_ASSIGN(auto e, Open(sync::SyncMode::kNone));
