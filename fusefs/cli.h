@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "fusefs/daemon.h"
 #include "sync/status.h"
 
 namespace kvfs::cli {
@@ -49,7 +50,17 @@ struct Command {
   std::function<int()> run;
 };
 
-void AddMountCommands(CLI::App* app, std::vector<Command>* commands);
+// What a test daemon adds to `mount` (tests/crash/kvfs_fault_daemon): its own options, and once
+// they are parsed, the storage the stores live on. The shipped kvfs passes none.
+struct MountHooks {
+  std::function<void(CLI::App* mount)> add_options;
+  // Called when the mount starts; null result: the real disk. A non-OK result fails the mount
+  // (exit code 2, its message on stderr).
+  std::function<Result<fusefs::StorageHooks*>()> storage;
+};
+
+void AddMountCommands(CLI::App* app, std::vector<Command>* commands,
+                      const MountHooks* hooks = nullptr);
 void AddToolCommands(CLI::App* app, std::vector<Command>* commands);
 
 // mount.fuse3 runs `kvfs SOURCE MOUNTPOINT -o OPTS` for an fstab line of type fuse.kvfs: true

@@ -27,8 +27,7 @@ struct MountFlags {
   bool xattrs = true;
   double timeout_s = 3600;
   std::vector<std::string> o_args;  // raw -o arguments (comma lists)
-  fusefs::FaultInjection fault;     // tests only
-  std::string fault_mode = "drop";
+  fusefs::StorageHooks* storage = nullptr;
 };
 
 bool StartsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
@@ -119,19 +118,7 @@ int Mount(MountFlags* flags, const std::string& fsname_hint) {
   o.xattrs = flags->xattrs;
   o.timeout_s = flags->timeout_s;
   o.fuse_options = std::move(fuse_options);
-  o.fault = flags->fault;
-  if (o.fault.enabled) {
-    if (flags->fault_mode == "drop") {
-      o.fault.mode = sync::CrashMode::kDropUnsynced;
-    } else if (flags->fault_mode == "prefix") {
-      o.fault.mode = sync::CrashMode::kKeepPrefix;
-    } else if (flags->fault_mode == "tear") {
-      o.fault.mode = sync::CrashMode::kTearLastWrite;
-    } else {
-      std::fprintf(stderr, "kvfs: --test-crash-mode must be drop, prefix or tear\n");
-      return 2;
-    }
-  }
+  o.storage = flags->storage;
   o.fsname = !fsname_hint.empty()            ? fsname_hint
              : !selection->data_root.empty() ? selection->data_root
              : !flags->stores.config.empty() ? flags->stores.config
@@ -141,7 +128,7 @@ int Mount(MountFlags* flags, const std::string& fsname_hint) {
 
 }  // namespace
 
-void AddMountCommands(CLI::App* app, std::vector<Command>* commands) {
+void AddMountCommands(CLI::App* app, std::vector<Command>* commands, const MountHooks* hooks) {
   auto flags = std::make_shared<MountFlags>();
   CLI::App* mount = app->add_subcommand(
       "mount", "Mount the stores at MOUNTPOINT (daemonizes once the mount is live, unless -f)");
@@ -155,20 +142,18 @@ void AddMountCommands(CLI::App* app, std::vector<Command>* commands) {
   mount->add_option("-o", flags->o_args,
                     "Mount options, comma-separated: engine=, config=, sync=, kvfs_writeback, "
                     "kvfs_open, kvfs_noxattr, kvfs_timeout=S, and FUSE's (allow_other, ro, ...)");
-  // Tests only, hidden from --help: run on the fault-injecting disk (daemon.h, FaultInjection).
-  const char* kTesting = "";
-  mount
-      ->add_flag("--test-fault-injection", flags->fault.enabled,
-                 "Tests only: the stores on the fault-injecting disk; SIGUSR1 cuts the power")
-      ->group(kTesting);
-  mount->add_option("--test-seed", flags->fault.seed, "Tests only")->group(kTesting);
-  mount->add_option("--test-crash-mode", flags->fault_mode, "Tests only: drop, prefix, tear")
-      ->group(kTesting);
-  mount->add_option("--test-crash-at-sync", flags->fault.crash_at_sync, "Tests only")
-      ->group(kTesting);
-  mount->add_option("--test-fail-sync", flags->fault.fail_sync, "Tests only")->group(kTesting);
-  mount->add_option("--test-space-left", flags->fault.space_left, "Tests only")->group(kTesting);
-  commands->push_back({mount, [flags] { return Mount(flags.get(), ""); }});
+  if (hooks != nullptr && hooks->add_options) hooks->add_options(mount);
+  commands->push_back({mount, [flags, hooks] {
+                         if (hooks != nullptr && hooks->storage) {
+                           auto storage = hooks->storage();
+                           if (!storage.ok()) {
+                             std::fprintf(stderr, "kvfs: %s\n", storage.status().message().c_str());
+                             return 2;
+                           }
+                           flags->storage = *storage;
+                         }
+                         return Mount(flags.get(), "");
+                       }});
 
   auto umount_point = std::make_shared<std::string>();
   auto lazy = std::make_shared<bool>(false);

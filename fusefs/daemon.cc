@@ -27,7 +27,6 @@
 #include <thread>
 
 #include "fusefs/fuse_ops.h"
-#include "fusefs/power_cut.h"
 #include "fusefs/stores.h"
 
 namespace kvfs::fusefs {
@@ -148,6 +147,17 @@ void Detach() {
   }
 }
 
+// What each store's open recovered, in the log: a torn tail it dropped is a warning (segment,
+// offset, bytes), so an operator hears of every byte a crash cost.
+void LogRecovery(const Store& store) {
+  const engines::RecoveryReport& r = store.files->engine()->recovery();
+  if (r.dropped_bytes() || !r.warnings.empty()) {
+    spdlog::warn("store {} recovered: {}", store.config.name, r.Summary());
+  } else {
+    spdlog::info("store {} recovered: {}", store.config.name, r.Summary());
+  }
+}
+
 // The daemon proper (in the child when daemonized). `ready_fd` >= 0: write 'K' there once the
 // mount is live.
 int Serve(const DaemonOptions& options, const std::string& mountpoint, int ready_fd) {
@@ -157,23 +167,22 @@ int Serve(const DaemonOptions& options, const std::string& mountpoint, int ready
   if (!SetUpLogging(logging, /*attached=*/true)) return 1;
   fuse_set_log_func(FuseLog);
 
-  std::unique_ptr<PowerCutHarness> fault;  // tests only (daemon.h)
   OpenStoresOptions store_options;
-  if (options.fault.enabled) {
-    auto started = PowerCutHarness::Start(options.config, options.fault);
-    if (!started.ok()) {
-      std::fprintf(stderr, "kvfs: %s\n", started.status().ToString().c_str());
+  if (options.storage != nullptr) {
+    auto fs = options.storage->Start(options.config);
+    if (!fs.ok()) {
+      std::fprintf(stderr, "kvfs: %s\n", fs.status().ToString().c_str());
       return 1;
     }
-    fault = std::move(*started);
-    store_options.fs = fault->fs();
+    store_options.fs = *fs;
   }
   auto stores = OpenStores(options.config, store_options);
   if (!stores.ok()) {
     std::fprintf(stderr, "kvfs: %s\n", stores.status().ToString().c_str());
     return 1;
   }
-  if (fault != nullptr) fault->Arm();
+  for (const Store& store : *stores) LogRecovery(store);
+  if (options.storage != nullptr) options.storage->StoresOpened();
   FsOptions fso;
   fso.single_store = options.single_store;
   fso.no_open = options.no_open;

@@ -22,24 +22,22 @@
 #include <vector>
 
 #include "config/config.h"
-#include "sync/fault_file_system.h"
+#include "sync/file_system.h"
+#include "sync/status.h"
 
 namespace kvfs::fusefs {
 
-// Tests only: the stores run on the fault-injecting file system (sync/fault_file_system.h),
-// loaded at start from the data directories on the real disk (sync::CopyTreeDurably). A power
-// cut (SIGUSR1, or the scheduled sync below) makes it keep only what was synced (`mode`),
-// writes that image back over the data directories and ends the daemon at once (_exit, no
-// unmount, no flush: the mount is left dead, as after a crash), so a fresh daemon mounts what
-// a machine would have found after losing power. SIGUSR2 lifts the space limit ("space was
-// freed"). Counting starts once the stores are open.
-struct FaultInjection {
-  bool enabled = false;
-  uint64_t seed = 1;
-  sync::CrashMode mode = sync::CrashMode::kDropUnsynced;
-  uint64_t crash_at_sync = 0;  // power cut just before the n-th sync (0: only on SIGUSR1)
-  uint64_t fail_sync = 0;      // the n-th sync fails with EIO (0: none)
-  int64_t space_left = -1;     // bytes the files may grow by before ENOSPC (-1: no limit)
+// Where the stores' files live. The shipped daemon uses the real disk (no hooks); a test daemon
+// (tests/crash/kvfs_fault_daemon) supplies hooks that put the stores on a simulated disk it can
+// cut the power of. The production binary links no such thing, so no flag of it can start a
+// mount on a simulated disk.
+class StorageHooks {
+ public:
+  virtual ~StorageHooks() = default;
+  // Called once, before any store opens: the file system the stores of `config` live on.
+  virtual Result<sync::FileSystem*> Start(const config::Config& config) = 0;
+  // Called once every store is open, before the mount serves its first request.
+  virtual void StoresOpened() = 0;
 };
 
 struct DaemonOptions {
@@ -54,7 +52,7 @@ struct DaemonOptions {
   double timeout_s = 3600;                // -o kvfs_timeout=SECONDS
   std::vector<std::string> fuse_options;  // passed to libfuse (allow_other, ro, ...)
   std::string fsname;                     // the source column of /proc/mounts
-  FaultInjection fault;                   // tests only
+  StorageHooks* storage = nullptr;        // null: the real disk
 };
 
 // Runs the daemon; returns the process exit code (in the parent of a daemonized run: 0 once

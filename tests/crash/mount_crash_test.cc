@@ -1,15 +1,15 @@
 // Power cuts, crashes and disk faults through the whole mounted stack: a program's fsync, the
 // kernel, FUSE, the file layer, the engine, the log and the disk.
 //
-// The daemon runs with --test-fault-injection (fusefs/power_cut.h): its stores live on the
-// fault-injecting disk, loaded from the data directory at mount. tests/crash/kvfs_workload runs
-// several processes doing creates, writes at offsets, appends, truncates, renames, unlinks,
-// mkdirs and rmdirs with fsync, fdatasync and directory fsyncs in between, logging what each
-// sync acknowledged. The power goes at a seeded sync count (or, if the workload ends first,
-// right after it); the daemon writes what survives back to the data directory and dies. A
-// fresh daemon then mounts it, and the checker requires every worker's tree to be exactly one
-// it went through, no older than its last acknowledged sync: nothing synced is lost, nothing
-// appears that was never written, no operation is half there. `kvfs check` must pass too.
+// The daemon is the test build kvfs_fault_daemon (power_cut.h): the shipped daemon's mount with
+// its stores on the fault-injecting disk, loaded from the data directory at mount.
+// tests/crash/kvfs_workload runs several processes doing creates, writes at offsets, appends,
+// truncates, renames, unlinks, mkdirs and rmdirs with fsync, fdatasync and directory fsyncs in
+// between, logging what each sync acknowledged. The power goes at a seeded sync count (or, if the
+// workload ends first, right after it); the daemon writes what survives back to the data directory
+// and dies. A fresh daemon then mounts it, and the checker requires every worker's tree to be
+// exactly one it went through, no older than its last acknowledged sync: nothing synced is lost,
+// nothing appears that was never written, no operation is half there. `kvfs check` must pass too.
 //
 // Every case prints its seed; KVFS_TEST_SEED=<seed> replays that one case (the same workload,
 // the same crash point; thread timing may differ). scripts/soak runs many more.
@@ -80,11 +80,11 @@ class MountPowerCutTest : public testing::TestWithParam<std::string> {
     KvfsMount m(o);
     m.options().config = m.Sub("kvfs.toml");
     ASSERT_TRUE(WriteFile(m.options().config, Config(engine(), m.data())));
-    m.options().extra_args = {"--test-fault-injection", "--test-seed", std::to_string(seed),
-                              "--test-crash-mode", mode};
+    m.options().daemon = KVFS_FAULT_DAEMON_BINARY;
+    m.options().extra_args = {"--seed", std::to_string(seed), "--crash-mode", mode};
     if (crash_at > 0) {
       m.options().extra_args.insert(m.options().extra_args.end(),
-                                    {"--test-crash-at-sync", std::to_string(crash_at)});
+                                    {"--crash-at-sync", std::to_string(crash_at)});
     }
     ASSERT_TRUE(m.Mount());
     const std::string work = m.At("s/work"), logs = m.Sub("logs");
@@ -107,6 +107,8 @@ class MountPowerCutTest : public testing::TestWithParam<std::string> {
     ASSERT_TRUE(m.PowerCut(/*signal=*/true));  // if the crash point fired, the daemon is gone
 
     // A fresh daemon on the real disk: what survived must be a state the workload went through.
+    m.options().daemon = KvfsBinary();
+    m.options().daemon = KvfsBinary();
     m.options().extra_args.clear();
     ASSERT_TRUE(m.Mount()) << m.DaemonLog();
     // No worker log: the power went before the workers started (the workload's own set-up
@@ -228,7 +230,8 @@ TEST_P(MountPowerCutTest, FailedLogSyncIsEioThenReadOnlyAndAcknowledgedDataSurvi
   MountOptions o;
   o.engine = engine();
   o.sync = "none";
-  o.extra_args = {"--test-fault-injection", "--test-fail-sync", "12"};
+  o.daemon = KVFS_FAULT_DAEMON_BINARY;
+  o.extra_args = {"--fail-sync", "12"};
   KvfsMount m(o);
   ASSERT_TRUE(m.Mount());
   int acknowledged = 0;
@@ -251,6 +254,7 @@ TEST_P(MountPowerCutTest, FailedLogSyncIsEioThenReadOnlyAndAcknowledgedDataSurvi
   EXPECT_EQ(ReadFile(m.At("f0")), FileData(0)) << "reads go on";
   // Power off now: what the disk kept is what the next mount finds.
   ASSERT_TRUE(m.PowerCut(/*signal=*/true));
+  m.options().daemon = KvfsBinary();
   m.options().extra_args.clear();
   ASSERT_TRUE(m.Mount());
   for (int i = 0; i < acknowledged; ++i) {
@@ -268,7 +272,8 @@ TEST_P(MountPowerCutTest, FullDiskIsEnospcAndWritingResumesOnceSpaceIsFreed) {
   KvfsMount m(o);
   m.options().config = m.Sub("kvfs.toml");
   ASSERT_TRUE(WriteFile(m.options().config, Config(engine(), m.data())));
-  m.options().extra_args = {"--test-fault-injection", "--test-space-left", "3000000"};
+  m.options().daemon = KVFS_FAULT_DAEMON_BINARY;
+  m.options().extra_args = {"--space-left", "3000000"};
   ASSERT_TRUE(m.Mount());
   int written = 0;
   int err = 0;
@@ -292,6 +297,7 @@ TEST_P(MountPowerCutTest, FullDiskIsEnospcAndWritingResumesOnceSpaceIsFreed) {
     ASSERT_EQ(WriteAndSync(m.At("s/f" + std::to_string(i)), FileData(i)), 0) << i;
   }
   ASSERT_TRUE(m.PowerCut(/*signal=*/true));
+  m.options().daemon = KvfsBinary();
   m.options().extra_args.clear();
   ASSERT_TRUE(m.Mount());
   for (int i = 0; i < written + 50; ++i) {

@@ -49,6 +49,22 @@ TEST(KvfsCli, VersionPrintsTheVersion) {
   EXPECT_NE(r.output.find("kvfs "), std::string::npos) << r.output;
 }
 
+// The shipped binary has no simulated disk: the power-cut tests' options belong to the test
+// daemon (tests/crash/kvfs_fault_daemon) and are refused here before anything is mounted.
+TEST(KvfsCli, TheShippedBinaryRefusesTheTestDaemonsFaultOptions) {
+  test::TempDir tmp;
+  // No such mountpoint: a binary that took the option would fail later, with exit code 1.
+  for (const char* flag : {"--test-fault-injection", "--crash-at-sync 3", "--seed 1",
+                           "--fail-sync 2", "--space-left 10"}) {
+    CliRun r = Kvfs("mount " + tmp.Sub("mnt") + " --data " + tmp.Sub("data") + " -f " + flag);
+    EXPECT_EQ(r.exit_code, 109) << flag << ": " << r.output;  // CLI11's "extras" error
+    EXPECT_NE(r.output.find(std::string(flag).substr(0, std::string(flag).find(' '))),
+              std::string::npos)
+        << r.output;
+  }
+  EXPECT_FALSE(std::filesystem::exists(tmp.Sub("data"))) << "a refused mount created its data";
+}
+
 TEST(KvfsCli, CheckOfAHealthyStoreSaysOkWithItsKeyCount) {
   test::TempDir tmp;
   MakeStore(tmp.Sub("store"), 50);

@@ -266,7 +266,7 @@ std::string KvfsMount::DaemonLog(size_t max) const { return Tail(ReadFile(log_),
 
 testing::AssertionResult KvfsMount::Mount() {
   if (pid_ > 0 || IsMounted(mnt_)) return testing::AssertionFailure() << mnt_ << " already mounted";
-  std::vector<std::string> args = {KvfsBinary(), "mount", mnt_};
+  std::vector<std::string> args = {options_.daemon, "mount", mnt_};
   if (options_.pass_data) args.insert(args.end(), {"--data", data_});
   if (!options_.config.empty()) args.insert(args.end(), {"--config", options_.config});
   if (!options_.engine.empty()) args.insert(args.end(), {"--engine", options_.engine});

@@ -92,7 +92,9 @@ struct MountOptions {
   std::string config;                     // --config FILE; "" = none
   bool pass_data = true;                  // --data <tmp>/data
   std::vector<std::string> fuse_options;  // joined into one -o
-  std::vector<std::string> extra_args;    // appended to `kvfs mount` (the --test-* flags)
+  std::vector<std::string> extra_args;    // appended to `kvfs mount`
+  // The daemon binary mounted with: the shipped kvfs, or a test daemon (kvfs_fault_daemon).
+  std::string daemon = KvfsBinary();
 };
 
 enum class UnmountWith { kFusermount, kKvfsUmount, kUmount, kSigterm };
@@ -117,7 +119,7 @@ class KvfsMount {
   // A crash of the daemon process: SIGKILL, reap it, then detach the dead mount it leaves
   // ("Transport endpoint is not connected") so that Mount() can run again.
   testing::AssertionResult KillDaemon();
-  // The end of a daemon mounted with --test-fault-injection after a power cut: sends SIGUSR1
+  // The end of a daemon mounted with kvfs_fault_daemon after a power cut: sends SIGUSR1
   // if `signal` (else the scheduled crash point must fire by itself), waits for the daemon to
   // write the surviving image back and exit, reaps it, and detaches the dead mount. Fails if
   // it exited non-zero (the image could not be written) or did not exit.

@@ -1,4 +1,4 @@
-#include "fusefs/power_cut.h"
+#include "tests/crash/power_cut.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -13,7 +13,7 @@
 #include "sync/file_system.h"
 #include "sync/tree_copy.h"
 
-namespace kvfs::fusefs {
+namespace kvfs::crash_test {
 namespace {
 
 // The write end of the running harness's pipe, for the signal handler (one harness per
@@ -31,26 +31,24 @@ void OnSignal(int sig) {
 
 }  // namespace
 
-PowerCutHarness::PowerCutHarness(std::vector<std::string> dirs, const FaultInjection& options)
-    : dirs_(std::move(dirs)), options_(options), fault_(options.seed) {}
+PowerCutHarness::PowerCutHarness(const FaultInjection& options)
+    : options_(options), fault_(options.seed) {}
 
-Result<std::unique_ptr<PowerCutHarness>> PowerCutHarness::Start(const config::Config& config,
-                                                                const FaultInjection& options) {
-  std::vector<std::string> dirs;
-  for (const config::StoreConfig& s : config.stores) dirs.push_back(s.data_dir);
-  std::unique_ptr<PowerCutHarness> h(new PowerCutHarness(dirs, options));
+Result<sync::FileSystem*> PowerCutHarness::Start(const config::Config& config) {
   sync::FileSystem* real = sync::DefaultFileSystem();
-  for (const std::string& dir : dirs) {
+  for (const config::StoreConfig& s : config.stores) {
+    const std::string& dir = s.data_dir;
+    dirs_.push_back(dir);
     KVFS_RETURN_IF_ERROR(sync::CreateDirDurably(real, dir));
     auto lock = real->LockFile(sync::JoinPath(dir, "LOCK"));
     if (!lock.ok()) return lock.status().WithContext("data directory " + dir);
-    h->real_locks_.push_back(std::move(*lock));
-    Status loaded = sync::CopyTreeDurably(real, dir, &h->fault_, dir);
+    real_locks_.push_back(std::move(*lock));
+    Status loaded = sync::CopyTreeDurably(real, dir, &fault_, dir);
     if (!loaded.ok())
       return loaded.WithContext("loading " + dir + " into the fault-injecting disk");
   }
-  if (::pipe2(h->pipe_, O_CLOEXEC) != 0) return Status::FromErrno(errno, "pipe");
-  return h;
+  if (::pipe2(pipe_, O_CLOEXEC) != 0) return Status::FromErrno(errno, "pipe");
+  return &fault_;
 }
 
 PowerCutHarness::~PowerCutHarness() {
@@ -65,7 +63,7 @@ PowerCutHarness::~PowerCutHarness() {
   }
 }
 
-void PowerCutHarness::Arm() {
+void PowerCutHarness::StoresOpened() {
   if (options_.crash_at_sync > 0) fault_.CrashAtSync(options_.crash_at_sync, options_.mode);
   if (options_.fail_sync > 0) fault_.FailSyncAfter(options_.fail_sync);
   if (options_.space_left >= 0 && !dirs_.empty()) {
@@ -130,4 +128,4 @@ void PowerCutHarness::CutPower(const char* why) {
   ::_exit(code);  // no unmount, no flush, no destructors: the power is gone
 }
 
-}  // namespace kvfs::fusefs
+}  // namespace kvfs::crash_test
