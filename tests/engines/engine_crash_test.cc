@@ -3,7 +3,7 @@
 // Several threads apply batches (puts and deletes over keys each thread owns), sync now and
 // then, and one thread runs merges/compactions, on the fault-injecting file system, until the
 // power goes: at every sync point in turn and at random operations, in every crash mode, for
-// every registered engine and sync mode. Then the store is reopened and DESIGN.md's invariant
+// every registered engine and sync mode. Then the store is reopened and docs/DESIGN.md's invariant
 // checked, per key:
 // - its value is the last write acknowledged durable or a later write (acknowledged or not);
 //   never an older one, never one that was never written;

@@ -2,7 +2,7 @@
 // files), rewrite its MANIFEST, compact, and garbage-collect blob files, in every crash mode.
 // The workload is single-threaded and seeded, so crash point n falls at the same place of the
 // same run every time, and every place gets its turn. After each cut the store must reopen, and
-// DESIGN.md's invariant hold per key: the value is the last one acknowledged (sync mode always:
+// docs/DESIGN.md's invariant hold per key: the value is the last one acknowledged (sync mode always:
 // every acknowledged write is durable), or the write in flight at the cut, never anything else.
 // Failures print the seed; KVFS_TEST_SEED=<seed> replays.
 #include <gtest/gtest.h>

@@ -3,7 +3,7 @@
 // A workload of appends, syncs and checkpoints from several threads runs on the
 // fault-injecting file system until the power goes: at every sync point in turn, and at random
 // operations in between, in every crash mode and every sync mode. After the cut the log is
-// reopened and the invariant of DESIGN.md checked:
+// reopened and the invariant of docs/DESIGN.md checked:
 // - every record acknowledged durable is present, with its payload, in LSN order;
 // - nothing is present that was never written;
 // - the log opens without error and accepts new appends, which survive the next reopen.
