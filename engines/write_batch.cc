@@ -10,9 +10,8 @@ using sync::wal::EncodeFixed32;
 
 void EncodeEntry(std::string* out, EntryKind kind, std::string_view key, std::string_view value) {
   const size_t start = out->size();
-  // One allocation for the entry: appending the fields one by one grew a fresh batch (each
-  // Engine::Put) twice, the copies of key and value 8% of a fillseq writer's time. reserve
-  // (libstdc++'s) grows geometrically, so a long batch still reallocates only O(log n) times.
+  // One allocation for the entry, not one per field (docs/decisions.md, "Measured small
+  // choices"); reserve grows geometrically, so a long batch still reallocates O(log n) times.
   out->reserve(start + kEntryHeaderSize + key.size() + value.size());
   char header[kEntryHeaderSize];
   EncodeFixed32(header, 0);  // CRC, filled in below

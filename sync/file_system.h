@@ -77,8 +77,7 @@ class WritableFile {
   // Appends `n` zero bytes, as Append would (used to write log segments full of zeros before
   // use). The real disk gets them a page per write: ext4 caches a file written in large writes
   // in large folios, and every later small write into such a folio costs in proportion to the
-  // folio (measured here: 130-byte overwrites took 2.6 us in a file zero-filled by 1 MiB writes,
-  // 1.0 us in one zero-filled by 4 KiB writes, 1.2 us appending to a growing file).
+  // folio (docs/decisions.md, "Measured small choices").
   Status AppendZeros(uint64_t n);
   // fdatasync: everything appended so far, and the file size, reach stable storage.
   Status DataSync();

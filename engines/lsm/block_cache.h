@@ -1,9 +1,9 @@
 // BlockCache: checked data blocks of tables, shared by every reader of one engine.
 //
 // A table keeps its cached blocks in slots of its own (BlockCache::Slots, one per data block),
-// so a hit is an array index and an uncontended lock, with no hash table to walk: profiling random
-// reads showed the earlier sharded hash map + LRU list costing more cycles per hit (bucket
-// chain and list splices, each a cache miss) than the block search itself. The cache accounts
+// so a hit is an array index and an uncontended lock, with no hash table to walk (a sharded hash
+// map with an LRU list cost more per hit than the block search itself: docs/decisions.md,
+// "Measured small choices"). The cache accounts
 // the bytes of every filled slot and, past its capacity, evicts with the CLOCK algorithm: the
 // hand skips (and clears) a block read since it last passed, and empties the first one that
 // was not. Slots of a table that has been dropped are forgotten when the hand reaches them.

@@ -1,8 +1,8 @@
 // CompareKeys: the LSM engine's key order, bytewise (std::string_view::compare's), inlined.
 //
-// Keys are short (16 bytes in the benchmarks), and a libc memcmp call per comparison was 15% of
-// a prefix scan's cycles (skiplist seeks, block seeks, the merging iterator). Comparing eight
-// bytes at a time as big-endian words gives the same order without the call.
+// Keys are short, so the cost of a libc memcmp call per comparison dominates seeks and merges
+// (docs/decisions.md, "Measured small choices"). Comparing eight bytes at a time as big-endian
+// words gives the same order without the call.
 #pragma once
 
 #include <algorithm>

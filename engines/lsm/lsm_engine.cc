@@ -20,9 +20,8 @@ namespace {
 uint64_t MemtableSize(const EngineOptions& o, const LsmOptions& l) {
   if (l.memtable_size != 0) return l.memtable_size;
   // About one log segment per flush for small segments, so each checkpoint frees a segment;
-  // capped at 4 MiB: every Get searches the memtable first, each skiplist step a cache miss,
-  // and at 8 MiB that search was a quarter of a random read (profiled with 1M keys); 4 MiB
-  // also made fills faster (smaller level-0 tables, cheaper merges).
+  // capped, because every Get searches the memtable first, each skiplist step a cache miss
+  // (docs/decisions.md, "Measured small choices", for the cap's size).
   return std::clamp<uint64_t>(o.segment_size, 4096, uint64_t{4} << 20);
 }
 
@@ -497,9 +496,9 @@ Status LsmEngine::Close() {
   // protocol: tables and MANIFEST durable, then the log checkpointed), so the next open finds
   // the log's records already in tables and replays nothing into a memtable; a restart after a
   // clean close costs opening the tables. With background work the flush thread does it, as
-  // every other flush: run on the closing thread instead, it slowed every store opened later in
-  // the process by a fifth (engine_bench's fills after a close: each put's median 1.3 -> 2.0 us;
-  // most likely that thread's malloc arena). A failure loses nothing and fails no close: the
+  // every other flush (run on the closing thread it slowed stores opened later in the process:
+  // docs/decisions.md, "The LSM's Close is a shutdown checkpoint"). A failure loses nothing and
+  // fails no close: the
   // log still holds every batch, and the next open replays them. (FlushOne does nothing once
   // the store has latched a failure.)
   if (wal_ != nullptr && flush_thread_.joinable()) {
