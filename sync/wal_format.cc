@@ -9,7 +9,8 @@
 namespace kvfs::sync::wal {
 
 // Header layout (64 bytes): magic(8) version(4) header_size(4) segment_number(8) first_lsn(8)
-// prev_segment_number(8) prev_segment_end(8) reserved zeros(12) crc32c of bytes [0,60) (4).
+// prev_segment_number(8) prev_segment_end(8) capacity(8) reserved zeros(4) crc32c of bytes
+// [0,60) (4). Capacity was reserved zeros before it was recorded: 0 reads as "unknown".
 std::string EncodeSegmentHeader(const SegmentHeader& h) {
   std::string out(kSegmentMagic, sizeof(kSegmentMagic));
   PutFixed32(&out, kFormatVersion);
@@ -18,7 +19,8 @@ std::string EncodeSegmentHeader(const SegmentHeader& h) {
   PutFixed64(&out, h.first_lsn);
   PutFixed64(&out, h.prev_segment_number);
   PutFixed64(&out, h.prev_segment_end);
-  out.append(12, '\0');
+  PutFixed64(&out, h.capacity);
+  out.append(4, '\0');
   PutFixed32(&out, crc32c::Value(out.data(), out.size()));
   return out;
 }
@@ -35,6 +37,7 @@ std::optional<SegmentHeader> DecodeSegmentHeader(std::string_view bytes) {
   h.first_lsn = DecodeFixed64(p + 24);
   h.prev_segment_number = DecodeFixed64(p + 32);
   h.prev_segment_end = DecodeFixed64(p + 40);
+  h.capacity = DecodeFixed64(p + 48);
   return h;
 }
 

@@ -17,6 +17,10 @@ inline constexpr size_t kRecordHeaderSize = 16;  // crc32c(4) length(4) lsn(8)
 // Upper bound on one record's payload; the reader also refuses any length past the end of the
 // segment, so a corrupt length never causes a large allocation.
 inline constexpr uint64_t kMaxRecordPayload = uint64_t{1} << 30;
+// The most the writer puts in one write, unless a single record is larger (then that record
+// alone). A torn last write can leave at most this many bytes after the last valid record, so
+// the reader takes more non-zero bytes than this for damage, not for a torn tail.
+inline constexpr uint64_t kMaxWriteBytes = uint64_t{4} << 20;
 inline constexpr const char* kSegmentSuffix = ".wal";
 
 struct SegmentHeader {
@@ -26,6 +30,10 @@ struct SegmentHeader {
   // which a reader must skip rather than take for corruption. 0/0 for the first segment ever.
   uint64_t prev_segment_number = 0;
   uint64_t prev_segment_end = 0;
+  // The size the segment was made (zero-filled and synced) before its header was written; 0
+  // when unknown (space not reserved in advance, or a log written before this field). A
+  // zero-filled segment never shrinks, so a newest segment shorter than this was cut short.
+  uint64_t capacity = 0;
 };
 
 std::string EncodeSegmentHeader(const SegmentHeader& h);

@@ -50,10 +50,13 @@ std::string At(const std::string& path, uint64_t offset) {
   return path + " at offset " + std::to_string(offset);
 }
 
+constexpr char kChecksumMismatch[] = "record checksum mismatch";
+
 // Why a record at `offset` is not valid, or "" if it is. Fills `header` and `payload`.
 struct RecordCheck {
   std::string problem;  // empty when valid
   bool zero_filled = false;
+  bool lsn_mismatch = false;  // a valid checksum with an unexpected LSN
   wal::RecordHeader header;
   std::string_view payload;
 };
@@ -88,9 +91,7 @@ Result<RecordCheck> CheckRecord(BufferedFile& f, uint64_t offset, uint64_t end) 
     c.problem = "file ends inside a record";
     return c;
   }
-  if (!wal::RecordChecksumMatches(c.header, header_copy, c.payload)) {
-    c.problem = "record checksum mismatch";
-  }
+  if (!wal::RecordChecksumMatches(c.header, header_copy, c.payload)) c.problem = kChecksumMismatch;
   return c;
 }
 
@@ -116,6 +117,113 @@ Result<uint64_t> NonZeroTail(BufferedFile& f, uint64_t from, uint64_t size) {
   return last_nonzero_end - from;
 }
 
+// A record with a valid checksum found by scanning.
+struct Found {
+  uint64_t offset = 0;
+  uint64_t lsn = 0;
+};
+
+// The first record in (from, end) with a valid checksum and an LSN of at least `min_lsn`, found
+// by trying every byte offset: only damage pays for this. A record cannot start where its LSN
+// field is outside what the bytes left could hold, which rules out most offsets at once.
+Result<std::optional<Found>> FindValidRecord(BufferedFile& f, uint64_t from, uint64_t end,
+                                             uint64_t min_lsn) {
+  const uint64_t max_lsn = min_lsn + (end - from) / wal::kRecordHeaderSize + 1;
+  for (uint64_t off = from + 1; off + wal::kRecordHeaderSize <= end; ++off) {
+    KVFS_ASSIGN_OR_RETURN(std::string_view hb, f.Read(off, wal::kRecordHeaderSize));
+    if (hb.size() < wal::kRecordHeaderSize) break;
+    const wal::RecordHeader h = wal::DecodeRecordHeader(hb.data());
+    if (h.lsn < min_lsn || h.lsn > max_lsn) continue;
+    if (h.length > end - off - wal::kRecordHeaderSize) continue;
+    KVFS_ASSIGN_OR_RETURN(RecordCheck c, CheckRecord(f, off, end));
+    if (c.problem.empty()) return std::optional<Found>(Found{off, c.header.lsn});
+  }
+  return std::optional<Found>();
+}
+
+// How many records with valid checksums lie in [from, end), each found by FindValidRecord
+// after the previous one (or read in sequence where they follow each other).
+Result<uint64_t> CountValidRecords(BufferedFile& f, uint64_t from, uint64_t end, uint64_t min_lsn) {
+  uint64_t count = 0;
+  uint64_t off = from;
+  uint64_t lsn = min_lsn;
+  for (;;) {
+    KVFS_ASSIGN_OR_RETURN(RecordCheck c, CheckRecord(f, off, end));
+    if (!c.problem.empty()) {
+      KVFS_ASSIGN_OR_RETURN(std::optional<Found> next, FindValidRecord(f, off, end, lsn));
+      if (!next) return count;
+      off = next->offset;
+      continue;
+    }
+    ++count;
+    lsn = c.header.lsn + 1;
+    off += wal::RecordSize(c.header.length);
+  }
+}
+
+// Why the bad record at `offset` of the newest segment is damage rather than a torn last write,
+// or "" if a torn write explains it. A torn write (segments are zero-filled and synced before
+// use, and a write lands as a prefix) leaves the bad record, at most one write's bytes, then
+// zeros; so it never leaves a valid record after the bad one, never more non-zero bytes than one
+// write, never a bad record whose last byte was written, and never a segment shorter than it
+// was made.
+Result<std::string> WhyDamage(BufferedFile& f, const SegmentFile& seg, uint64_t offset,
+                              const RecordCheck& c, uint64_t lsn, uint64_t* nonzero_end) {
+  KVFS_ASSIGN_OR_RETURN(uint64_t tail, NonZeroTail(f, offset, seg.size));
+  *nonzero_end = offset + tail;
+  if (seg.header->capacity > 0 && seg.size < seg.header->capacity) {
+    return "the segment has " + std::to_string(seg.size) + " bytes but was made " +
+           std::to_string(seg.header->capacity) + " bytes before use: it was cut short";
+  }
+  KVFS_ASSIGN_OR_RETURN(std::optional<Found> next, FindValidRecord(f, offset, *nonzero_end, lsn));
+  if (next) {
+    KVFS_ASSIGN_OR_RETURN(uint64_t n, CountValidRecords(f, next->offset, *nonzero_end, lsn));
+    return std::to_string(n) + " record" + (n == 1 ? "" : "s") +
+           " with valid checksums follow, the first at offset " + std::to_string(next->offset) +
+           " (LSN " + std::to_string(next->lsn) + ")";
+  }
+  // One write is at most kMaxWriteBytes, or one larger record: trusted only if it fits.
+  uint64_t write_bound = wal::kMaxWriteBytes;
+  if (!c.zero_filled && wal::RecordSize(c.header.length) <= seg.size - offset) {
+    write_bound = std::max<uint64_t>(write_bound, wal::RecordSize(c.header.length));
+  }
+  if (tail > write_bound) {
+    return std::to_string(tail) + " non-zero bytes follow, more than one write leaves";
+  }
+  if (c.problem == kChecksumMismatch) {
+    // The whole record was read. Its last byte: payload's, or the header's for an empty one.
+    KVFS_ASSIGN_OR_RETURN(std::string_view last,
+                          f.Read(offset + wal::RecordSize(c.header.length) - 1, 1));
+    if (!last.empty() && last[0] != 0) {
+      return std::string("the record was written to its last byte (a torn write ends in zeros)");
+    }
+  }
+  // A torn write has its whole header (the length first): if the checksum matches the bytes
+  // written under another length, it is the length that was damaged, after a complete write.
+  if (!c.zero_filled && tail >= wal::kRecordHeaderSize) {
+    char header[wal::kRecordHeaderSize];
+    KVFS_ASSIGN_OR_RETURN(std::string_view hb, f.Read(offset, wal::kRecordHeaderSize));
+    std::copy(hb.begin(), hb.end(), header);
+    const uint64_t written = tail - wal::kRecordHeaderSize;  // payload bytes up to the zeros
+    // The payload may itself end in zeros: try a few lengths past the last non-zero byte.
+    constexpr uint64_t kTrailingZeros = 64;
+    const uint64_t room = seg.size - offset - wal::kRecordHeaderSize;
+    for (uint64_t len = written; len <= std::min(written + kTrailingZeros, room); ++len) {
+      if (len == c.header.length) continue;
+      wal::EncodeFixed32(header + 4, static_cast<uint32_t>(len));
+      KVFS_ASSIGN_OR_RETURN(std::string_view payload, f.Read(offset + wal::kRecordHeaderSize, len));
+      wal::RecordHeader h = c.header;
+      h.length = static_cast<uint32_t>(len);
+      if (payload.size() == len && wal::RecordChecksumMatches(h, header, payload)) {
+        return "its length field says " + std::to_string(c.header.length) +
+               " but its checksum matches the " + std::to_string(len) +
+               " bytes written: the length was damaged after a complete write";
+      }
+    }
+  }
+  return std::string();
+}
+
 }  // namespace
 
 std::string WalReadReport::Summary() const {
@@ -129,17 +237,95 @@ std::string WalReadReport::Summary() const {
   if (!stale_segments.empty()) {
     s += ", ignored " + std::to_string(stale_segments.size()) + " segments left by a checkpoint";
   }
+  for (const WalDamage& d : damage) {
+    s += "; skipped " + std::to_string(d.bytes) + " damaged bytes (" + d.reason + ")";
+  }
   return s;
 }
 
 Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn, const WalReplayFn& replay,
-               WalReadReport* report) {
+               WalReadReport* report, const WalReadOptions& options) {
   return ReadWal(fs, dir, from_lsn,
-                 WalRecordFn([&](const WalRecord& r) { return replay(r.lsn, r.payload); }), report);
+                 WalRecordFn([&](const WalRecord& r) { return replay(r.lsn, r.payload); }), report,
+                 options);
 }
 
+namespace {
+
+// Reads the records of one segment in [offset, end) into `replay`, advancing *next_lsn. A bad
+// record ends the read: in an older segment that is damage; in the newest one a torn last write
+// (a clean end, its bytes reported as dropped) unless WhyDamage says otherwise. A salvage read
+// skips damage to the next valid record instead, reporting each stretch it skipped.
+Status ReadSegment(const SegmentFile& f, bool newest, uint64_t end, BufferedFile& file,
+                   uint64_t from_lsn, const WalRecordFn& replay, const WalReadOptions& options,
+                   uint64_t* next_lsn, WalReadReport* report, WalSegmentInfo* info) {
+  uint64_t offset = wal::kSegmentHeaderSize;
+  while (offset < end) {
+    KVFS_ASSIGN_OR_RETURN(RecordCheck c, CheckRecord(file, offset, end));
+    if (c.problem.empty() && c.header.lsn != *next_lsn &&
+        !(options.salvage && c.header.lsn > *next_lsn)) {
+      // A valid checksum cannot come from a torn write: this is damage even at the tail.
+      c.problem = "record has LSN " + std::to_string(c.header.lsn) + ", expected " +
+                  std::to_string(*next_lsn);
+      c.lsn_mismatch = true;
+    }
+    if (!c.problem.empty()) {
+      std::string why;
+      uint64_t damage_end = end;
+      if (c.lsn_mismatch) {
+        why = "a record with a valid checksum cannot be torn";
+      } else if (newest) {
+        KVFS_ASSIGN_OR_RETURN(why, WhyDamage(file, f, offset, c, *next_lsn, &damage_end));
+        if (why.empty()) {
+          // A torn last write: the clean end of the log.
+          report->dropped_bytes = damage_end - offset;
+          if (report->dropped_bytes > 0) {
+            report->dropped_reason = At(f.path, offset) + ": " + c.problem;
+            report->dropped_segment = f.number;
+            report->dropped_offset = offset;
+          }
+          return Status::OK();
+        }
+      }
+      const std::string where = At(f.path, offset) + ": " + c.problem;
+      if (!options.salvage) {
+        return Status::Corruption(
+            where + (why.empty() ? std::string() : "; " + why) +
+            (newest ? ": damage, not a torn tail (records after it may have been acknowledged)"
+                    : ""));
+      }
+      KVFS_ASSIGN_OR_RETURN(std::optional<Found> next,
+                            FindValidRecord(file, offset, damage_end, *next_lsn));
+      WalDamage d{f.number,
+                  offset,
+                  (next ? next->offset : damage_end) - offset,
+                  *next_lsn,
+                  next ? next->lsn : 0,
+                  where};
+      report->damage.push_back(d);
+      if (!next) return Status::OK();
+      offset = next->offset;
+      *next_lsn = next->lsn;
+      continue;
+    }
+    ++report->records_read;
+    ++info->records;
+    if (*next_lsn >= from_lsn) {
+      ++report->records_replayed;
+      KVFS_RETURN_IF_ERROR(
+          replay(WalRecord{*next_lsn, c.payload, f.number, offset + wal::kRecordHeaderSize}));
+    }
+    ++*next_lsn;
+    offset += wal::RecordSize(c.header.length);
+    info->valid_end = offset;
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
 Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn, const WalRecordFn& replay,
-               WalReadReport* report) {
+               WalReadReport* report, const WalReadOptions& options) {
   *report = WalReadReport();
   KVFS_ASSIGN_OR_RETURN(bool exists, fs->Exists(dir));
   if (!exists) return Status::OK();
@@ -162,12 +348,39 @@ Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn, const 
   std::sort(files.begin(), files.end(),
             [](const SegmentFile& a, const SegmentFile& b) { return a.number < b.number; });
 
-  // A newest segment with a bad header was being created when power went out; no record in
-  // it was acknowledged, because it is synced before its first record is. Anywhere else a bad
-  // header is damage.
+  // A newest segment with a bad header and nothing but zeros after it was being created when
+  // power went out; no record in it was acknowledged, because its header is synced before its
+  // first record is written. With anything written after the header, the header is damaged.
+  // Anywhere else a bad header is damage.
   if (!files.empty() && !files.back().header) {
-    report->torn_segment = files.back().number;
+    const SegmentFile& f = files.back();
+    KVFS_ASSIGN_OR_RETURN(auto raw, fs->NewRandomAccessFile(f.path));
+    BufferedFile file(std::move(raw));
+    uint64_t written = 0;
+    if (f.size > wal::kSegmentHeaderSize) {
+      KVFS_ASSIGN_OR_RETURN(written, NonZeroTail(file, wal::kSegmentHeaderSize, f.size));
+    }
+    if (written > 0) {
+      const std::string where =
+          f.path + ": invalid segment header, with " + std::to_string(written) +
+          " bytes written after it (records, which may have been acknowledged)";
+      if (!options.salvage) return Status::Corruption(where);
+      report->damage.push_back(WalDamage{f.number, 0, f.size, 0, 0, where});
+    } else {
+      report->torn_segment = f.number;
+    }
     files.pop_back();
+  }
+  // Older segments with a damaged header: a salvage read skips them whole.
+  if (options.salvage) {
+    std::erase_if(files, [&](const SegmentFile& f) {
+      if (f.header && f.header->segment_number == f.number && f.header->first_lsn != 0) {
+        return false;
+      }
+      report->damage.push_back(
+          WalDamage{f.number, 0, f.size, 0, 0, f.path + ": invalid segment header"});
+      return true;
+    });
   }
   for (const SegmentFile& f : files) {
     if (!f.header) return Status::Corruption(f.path + ": invalid segment header");
@@ -183,13 +396,13 @@ Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn, const 
   // were being deleted when power went out: all their records are below the checkpoint.
   size_t first_live = 0;
   for (size_t i = 1; i < files.size(); ++i) {
-    if (files[i].number != files[i - 1].number + 1) first_live = i;
+    if (files[i].number != files[i - 1].number + 1 && !options.salvage) first_live = i;
   }
   for (size_t i = 0; i < first_live; ++i) report->stale_segments.push_back(files[i].number);
   files.erase(files.begin(), files.begin() + static_cast<std::ptrdiff_t>(first_live));
 
   if (files.empty()) {
-    if (from_lsn > 1) {
+    if (from_lsn > 1 && !options.salvage) {
       return Status::Corruption(dir + ": log has no segments but records from LSN " +
                                 std::to_string(from_lsn) + " are needed");
     }
@@ -197,7 +410,7 @@ Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn, const 
   }
   // LSNs start at 1, so a caller that needs everything (from_lsn 0) needs LSN 1 on.
   const uint64_t needed = std::max<uint64_t>(from_lsn, 1);
-  if (files.front().header->first_lsn > needed) {
+  if (files.front().header->first_lsn > needed && !options.salvage) {
     const uint64_t prev = files.front().header->prev_segment_number;
     return Status::Corruption(
         (prev != 0 ? JoinPath(dir, wal::SegmentFileName(prev)) + " is missing: " : std::string()) +
@@ -213,16 +426,19 @@ Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn, const 
     uint64_t end = f.size;
     if (!newest) {
       const wal::SegmentHeader& next = *files[i + 1].header;
-      if (next.prev_segment_number != f.number) {
+      if (next.prev_segment_number != f.number && !options.salvage) {
         return Status::Corruption(files[i + 1].path + ": header links to segment " +
                                   std::to_string(next.prev_segment_number) + ", expected " +
                                   std::to_string(f.number));
       }
       end = next.prev_segment_end;
       if (end > f.size || end < wal::kSegmentHeaderSize) {
-        return Status::Corruption(f.path + ": the next segment says its records end at " +
+        const std::string where = f.path + ": the next segment says its records end at " +
                                   std::to_string(end) + " but the file has " +
-                                  std::to_string(f.size) + " bytes");
+                                  std::to_string(f.size) + " bytes";
+        if (!options.salvage) return Status::Corruption(where);
+        end = std::clamp<uint64_t>(end, wal::kSegmentHeaderSize, f.size);
+        report->damage.push_back(WalDamage{f.number, end, 0, next_lsn, 0, where});
       }
     }
     if (f.header->first_lsn < next_lsn) {
@@ -236,33 +452,8 @@ Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn, const 
     KVFS_ASSIGN_OR_RETURN(auto raw, fs->NewRandomAccessFile(f.path));
     BufferedFile file(std::move(raw));
     WalSegmentInfo info{f.number, f.header->first_lsn, wal::kSegmentHeaderSize, 0};
-    uint64_t offset = wal::kSegmentHeaderSize;
-    while (offset < end) {
-      KVFS_ASSIGN_OR_RETURN(RecordCheck c, CheckRecord(file, offset, end));
-      if (c.problem.empty() && c.header.lsn != next_lsn) {
-        // A valid checksum cannot come from a torn write: this is damage even at the tail.
-        return Status::Corruption(At(f.path, offset) + ": record has LSN " +
-                                  std::to_string(c.header.lsn) + ", expected " +
-                                  std::to_string(next_lsn));
-      }
-      if (!c.problem.empty()) {
-        if (!newest) return Status::Corruption(At(f.path, offset) + ": " + c.problem);
-        KVFS_ASSIGN_OR_RETURN(report->dropped_bytes, NonZeroTail(file, offset, f.size));
-        if (report->dropped_bytes > 0)
-          report->dropped_reason = At(f.path, offset) + ": " + c.problem;
-        break;
-      }
-      ++report->records_read;
-      ++info.records;
-      if (next_lsn >= from_lsn) {
-        ++report->records_replayed;
-        KVFS_RETURN_IF_ERROR(
-            replay(WalRecord{next_lsn, c.payload, f.number, offset + wal::kRecordHeaderSize}));
-      }
-      ++next_lsn;
-      offset += wal::RecordSize(c.header.length);
-      info.valid_end = offset;
-    }
+    KVFS_RETURN_IF_ERROR(
+        ReadSegment(f, newest, end, file, from_lsn, replay, options, &next_lsn, report, &info));
     report->segments.push_back(info);
   }
   report->next_lsn = next_lsn;

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "sync/durable.h"
+
 namespace kvfs::test {
 
 TempDir::TempDir() {
@@ -33,6 +35,20 @@ void FlipByte(sync::FileSystem* fs, const std::string& path, uint64_t offset) {
   c ^= 0x5a;
   ASSERT_OK((*f)->Write(offset, std::string_view(&c, 1)));
   ASSERT_OK((*f)->Sync());
+}
+
+void ZeroRange(sync::FileSystem* fs, const std::string& path, uint64_t offset, uint64_t n) {
+  auto f = fs->NewRandomRWFile(path, false);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  ASSERT_OK((*f)->Write(offset, std::string(n, '\0')));
+  ASSERT_OK((*f)->Sync());
+}
+
+void CutShort(sync::FileSystem* fs, const std::string& path, uint64_t size) {
+  auto bytes = sync::ReadFileToString(fs, path);
+  ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
+  bytes->resize(size);
+  ASSERT_OK(sync::WriteFileAtomically(fs, path, *bytes));
 }
 
 }  // namespace kvfs::test

@@ -56,5 +56,9 @@ uint64_t TestSeed();
 // Flips one byte of a file in place and syncs it (so the damage survives a modelled crash):
 // how tests damage data on disk.
 void FlipByte(sync::FileSystem* fs, const std::string& path, uint64_t offset);
+// Overwrites [offset, offset + n) of a file with zeros and syncs it.
+void ZeroRange(sync::FileSystem* fs, const std::string& path, uint64_t offset, uint64_t n);
+// Replaces a file durably with its first `size` bytes.
+void CutShort(sync::FileSystem* fs, const std::string& path, uint64_t size);
 
 }  // namespace kvfs::test
