@@ -17,8 +17,8 @@
 
 #include "engines/engine.h"
 #include "fusefs/cli.h"
+#include "fusefs/control_files.h"
 #include "fusefs/file_store.h"
-#include "fusefs/fuse_ops.h"
 #include "fusefs/layout.h"
 #include "fusefs/stores.h"
 #include "sync/file_system.h"

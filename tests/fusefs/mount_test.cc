@@ -56,6 +56,7 @@
 
 #include "engines/engine.h"
 #include "tests/fusefs/mount_fixture.h"
+#include "tests/fusefs/stats_checks.h"
 
 namespace kvfs::mount_test {
 namespace {
@@ -1199,7 +1200,7 @@ TEST_P(MountTest, StatfsAnswers) {
   EXPECT_EQ(r.exit_code, 0) << r.Describe();
 }
 
-TEST_P(MountTest, ControlFilesShowStatsAndConfigAndAreReadOnly) {
+TEST_P(MountTest, ControlFilesShowStatsConfigAndMetricsAndAreReadOnly) {
   ASSERT_TRUE(m().Mount());
   const std::string before = ReadStats(m());
   EXPECT_TRUE(LooksLikeJsonObject(before));
@@ -1224,8 +1225,30 @@ TEST_P(MountTest, ControlFilesShowStatsAndConfigAndAreReadOnly) {
   EXPECT_NE(config.output.find("engine = \"" + engine() + "\""), std::string::npos)
       << config.output;
 
+  // The metrics: Prometheus text with the numbers the stats show. An fsync of the store's root
+  // first, so that no batch-mode sync changes the log's numbers between the two reads.
+  {
+    Fd root = Open(m().At(""), O_RDONLY | O_DIRECTORY);
+    ASSERT_TRUE(root.ok()) << ErrnoName(errno);
+    ASSERT_SYSCALL_OK(::fsync(root.get()));
+  }
+  const CmdResult metrics = Exec({"cat", m().At(".kvfs/metrics")});
+  EXPECT_EQ(metrics.exit_code, 0) << metrics.Describe();
+  const std::string stats = ReadStats(m());
+  test::Exposition exposition;
+  EXPECT_TRUE(test::ParseExposition(metrics.output, &exposition));
+  EXPECT_EQ(exposition.types["kvfs_file_writes_total"], "counter");
+  EXPECT_TRUE(test::MetricsAgreeWithStats(test::ParseJson(stats), exposition,
+                                          /*uptime_slack_s=*/1))
+      << metrics.output << stats;
+  std::set<std::string> control;
+  for (const auto& entry : fs::directory_iterator(m().At(".kvfs"))) {
+    control.insert(entry.path().filename());
+  }
+  EXPECT_EQ(control, (std::set<std::string>{"stats", "config", "metrics"}));
+
   // Read-only: no writing, truncating, removing or creating.
-  for (const char* name : {".kvfs/stats", ".kvfs/config"}) {
+  for (const char* name : {".kvfs/stats", ".kvfs/config", ".kvfs/metrics"}) {
     const std::string p = m().At(name);
     errno = 0;
     EXPECT_EQ(OpenClose(p, O_WRONLY), -1) << name << " opened for writing";
