@@ -534,7 +534,7 @@ TEST(Stores, TheMarkerRecordsTheEngineAndRefusesAnother) {
   }
   std::ifstream in(tmp.Sub("d/KVFS_STORE"));
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  EXPECT_EQ(text, "engine = " + names[0] + "\nlayout = 1\n");
+  EXPECT_EQ(text, "engine = \"" + names[0] + "\"\nlayout = 1\n") << "TOML";
 
   auto other = config::SingleEngineConfig(tmp.Sub("d"), names[1], names);
   ASSERT_TRUE(other.ok());
@@ -544,6 +544,104 @@ TEST(Stores, TheMarkerRecordsTheEngineAndRefusesAnother) {
   EXPECT_NE(msg.find(tmp.Sub("d")), std::string::npos) << msg;
   EXPECT_NE(msg.find(names[0]), std::string::npos) << msg;
   EXPECT_NE(msg.find(names[1]), std::string::npos) << msg;
+}
+
+// Writes `text` as the marker of a new data directory `dir`.
+void WriteMarker(const std::string& dir, const std::string& text) {
+  std::filesystem::create_directories(dir);
+  std::ofstream out(dir + "/KVFS_STORE", std::ios::binary);
+  out << text;
+}
+
+std::string ReadMarker(const std::string& dir) {
+  std::ifstream in(dir + "/KVFS_STORE", std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+TEST(Stores, AMarkerAnOlderKvfsWroteStillOpensAndStaysAsItIs) {
+  const std::vector<std::string> names = engines::EngineNames();
+  ASSERT_GE(names.size(), 2u);
+  for (const std::string& engine : names) {
+    test::TempDir tmp;
+    const std::string old_text = "engine = " + engine + "\nlayout = 1\n";
+    WriteMarker(tmp.Sub("d"), old_text);
+    auto c = config::SingleEngineConfig(tmp.Sub("d"), engine, names);
+    ASSERT_TRUE(c.ok());
+    auto stores = OpenStores(*c, {});
+    ASSERT_TRUE(stores.ok()) << engine << ": " << stores.status().ToString();
+    EXPECT_OK(CloseStores(&*stores));
+    EXPECT_EQ(ReadMarker(tmp.Sub("d")), old_text);
+    // And it still names its engine: another is refused, naming both.
+    const std::string other = engine == names[0] ? names[1] : names[0];
+    auto wrong = config::SingleEngineConfig(tmp.Sub("d"), other, names);
+    ASSERT_TRUE(wrong.ok());
+    auto refused = OpenStores(*wrong, {});
+    ASSERT_FALSE(refused.ok());
+    EXPECT_TRUE(refused.status().code() == StatusCode::kInvalidArgument)
+        << refused.status().ToString();
+    EXPECT_NE(refused.status().message().find(engine), std::string::npos);
+    EXPECT_NE(refused.status().message().find(other), std::string::npos);
+  }
+}
+
+TEST(Stores, AMarkerIsTomlHoweverItIsLaidOut) {
+  test::TempDir tmp;
+  const std::string engine = engines::EngineNames()[0];
+  const std::string text =
+      "# kvfs store\nlayout = 1   # the marker's version\nengine = '" + engine + "'\n";
+  WriteMarker(tmp.Sub("d"), text);
+  auto c = config::SingleEngineConfig(tmp.Sub("d"), engine, engines::EngineNames());
+  ASSERT_TRUE(c.ok());
+  auto stores = OpenStores(*c, {});
+  ASSERT_TRUE(stores.ok()) << stores.status().ToString();
+  EXPECT_OK(CloseStores(&*stores));
+  EXPECT_EQ(ReadMarker(tmp.Sub("d")), text);
+}
+
+TEST(Stores, ATomlMarkerNamingAnotherEngineIsRefused) {
+  test::TempDir tmp;
+  const std::vector<std::string> names = engines::EngineNames();
+  WriteMarker(tmp.Sub("d"), "engine = \"" + names[1] + "\"\nlayout = 1\n");
+  auto c = config::SingleEngineConfig(tmp.Sub("d"), names[0], names);
+  ASSERT_TRUE(c.ok());
+  auto refused = OpenStores(*c, {});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(refused.status().code() == StatusCode::kInvalidArgument)
+      << refused.status().ToString();
+  const std::string msg = refused.status().message();
+  EXPECT_NE(msg.find(tmp.Sub("d")), std::string::npos) << msg;
+  EXPECT_NE(msg.find(names[0]), std::string::npos) << msg;
+  EXPECT_NE(msg.find(names[1]), std::string::npos) << msg;
+}
+
+TEST(Stores, AnyOtherMarkerIsCorruptionNamingTheFile) {
+  const std::string engine = engines::EngineNames()[0];
+  const std::string garbage[] = {
+      "garbage",
+      "\x01\x02\xff binary",
+      "",
+      "engine = " + engine + "\r\nlayout = 1\r\n",      // an old marker, but not its bytes
+      "engine = " + engine + "\nlayout = 1\n\n",        // the same
+      "engine = nosuch\nlayout = 1\n",                  // the old form of no known engine
+      "engine = \"" + engine + "\"\nlayout = 2\n",      // a layout this kvfs does not read
+      "engine = \"" + engine + "\"\n",                  // no layout
+      "engine = \"" + engine + "\"\nlayout = \"1\"\n",  // a layout that is not a number
+      "layout = 1\n",                                   // no engine
+      "engine = \"\"\nlayout = 1\n",                    // an empty engine
+      "engine = 5\nlayout = 1\n",                       // an engine that is not a string
+  };
+  for (const std::string& text : garbage) {
+    test::TempDir tmp;
+    WriteMarker(tmp.Sub("d"), text);
+    auto c = config::SingleEngineConfig(tmp.Sub("d"), engine, engines::EngineNames());
+    ASSERT_TRUE(c.ok());
+    auto refused = OpenStores(*c, {});
+    ASSERT_FALSE(refused.ok()) << text;
+    EXPECT_TRUE(refused.status().IsCorruption()) << text << ": " << refused.status().ToString();
+    EXPECT_NE(refused.status().message().find(tmp.Sub("d/KVFS_STORE")), std::string::npos)
+        << refused.status().ToString();
+    EXPECT_EQ(ReadMarker(tmp.Sub("d")), text) << "left as it was";
+  }
 }
 
 TEST(Stores, ASecondOpenOfTheSameDirIsBusy) {
