@@ -1,5 +1,5 @@
-// Everything in config.h that does not need toml11: the enums, byte sizes, validation rules,
-// the built-in configs and the TOML writer. The reader is in parse_config.cc.
+// Everything in config.h but the reader (parse_config.cc): the enums, byte sizes, validation
+// rules, the built-in configs, and the writer (ToToml, with toml11's serializer).
 #include "config/config.h"
 
 #include <cassert>
@@ -9,6 +9,9 @@
 #include <limits>
 #include <map>
 #include <string>
+#include <toml.hpp>
+#include <utility>
+#include <vector>
 
 #include "config/rules.h"
 
@@ -362,28 +365,72 @@ Result<Config> SingleEngineConfig(const std::string& data_root, const std::strin
   return config;
 }
 
-std::string ToToml(const Config& config) {
-  using internal::QuoteToml;
-  const auto size = [](uint64_t bytes) {
-    std::string s = FormatByteSize(bytes);
-    // Plain byte counts read best as integers; anything with a unit must be a string.
-    return (s.back() >= '0' && s.back() <= '9') ? s : QuoteToml(s);
-  };
-  std::string out;
-  out += "[logging]\n";
-  out += "level = " + QuoteToml(LogLevelName(config.logging.level)) + "\n";
-  if (!config.logging.file.empty()) out += "file = " + QuoteToml(config.logging.file) + "\n";
-  for (const StoreConfig& s : config.stores) {
-    out += "\n[[store]]\n";
-    out += "name = " + QuoteToml(s.name) + "\n";
-    out += "engine = " + QuoteToml(s.engine) + "\n";
-    out += "data_dir = " + QuoteToml(s.data_dir) + "\n";
-    out += "sync = " + QuoteToml(SyncModeName(s.sync)) + "\n";
-    out += "batch_window_ms = " + std::to_string(s.batch_window_ms) + "\n";
-    out += "batch_records = " + std::to_string(s.batch_records) + "\n";
-    out += "segment_size = " + size(s.segment_size) + "\n";
-    out += "cache_size = " + size(s.cache_size) + "\n";
+namespace {
+
+// A TOML table that keeps its keys in the order they were added (toml11 3.7's tables are
+// unordered maps), so ToToml writes the sections and keys in the file format's order, a store's
+// name first. It has what toml11's table construction and serializer use, nothing more.
+template <typename Key, typename Value>
+class InsertionOrderedMap {
+ public:
+  using key_type = Key;
+  using mapped_type = Value;
+  using value_type = std::pair<Key, Value>;
+  using iterator = typename std::vector<value_type>::iterator;
+  using const_iterator = typename std::vector<value_type>::const_iterator;
+
+  Value& operator[](const Key& key) {
+    for (value_type& kv : items_) {
+      if (kv.first == key) return kv.second;
+    }
+    return items_.emplace_back(key, Value()).second;
   }
+  iterator begin() { return items_.begin(); }
+  iterator end() { return items_.end(); }
+  const_iterator begin() const { return items_.begin(); }
+  const_iterator end() const { return items_.end(); }
+  size_t size() const { return items_.size(); }
+  bool empty() const { return items_.empty(); }
+
+ private:
+  std::vector<value_type> items_;
+};
+
+using OrderedToml = toml::basic_value<toml::discard_comments, InsertionOrderedMap, std::vector>;
+
+// A size as FormatByteSize writes it: plain byte counts read best as integers; anything with a
+// unit must be a string.
+OrderedToml SizeValue(uint64_t bytes) {
+  const std::string s = FormatByteSize(bytes);
+  if (s.back() >= '0' && s.back() <= '9') return static_cast<toml::integer>(bytes);
+  return s;
+}
+
+}  // namespace
+
+std::string ToToml(const Config& config) {
+  OrderedToml logging{{"level", std::string(LogLevelName(config.logging.level))}};
+  if (!config.logging.file.empty()) logging["file"] = config.logging.file;
+  OrderedToml::array_type stores;
+  for (const StoreConfig& s : config.stores) {
+    // ValidateConfig keeps batch_records and the sizes within an int64 (toml::integer).
+    stores.push_back(OrderedToml{
+        {"name", s.name},
+        {"engine", s.engine},
+        {"data_dir", s.data_dir},
+        {"sync", std::string(SyncModeName(s.sync))},
+        {"batch_window_ms", static_cast<toml::integer>(s.batch_window_ms)},
+        {"batch_records", static_cast<toml::integer>(s.batch_records)},
+        {"segment_size", SizeValue(s.segment_size)},
+        {"cache_size", SizeValue(s.cache_size)},
+    });
+  }
+  const OrderedToml document{{"logging", std::move(logging)}, {"store", std::move(stores)}};
+  // Width 0: toml11 3.7 then never inlines a table and never splits a string over lines (a split
+  // string loses the blanks that begin its next line when read back). Its serializer starts a
+  // document whose first entry is a table with an empty line, which is dropped.
+  std::string out = toml::format(document, /*width=*/0);
+  out.erase(0, out.find_first_not_of('\n'));
   return out;
 }
 

@@ -17,9 +17,10 @@
 
 #include "engines/engine.h"
 #include "fusefs/cli.h"
+#include "fusefs/control_files.h"
 #include "fusefs/file_store.h"
-#include "fusefs/fuse_ops.h"
 #include "fusefs/layout.h"
+#include "fusefs/progress.h"
 #include "fusefs/stores.h"
 #include "sync/file_system.h"
 
@@ -360,8 +361,10 @@ struct TreeCounts {
   uint64_t files = 0, dirs = 0, symlinks = 0, bytes = 0, damaged = 0;
 };
 
-void Damage(TreeCounts* c, const std::string& store, const std::string& path, const Status& s) {
+void Damage(TreeCounts* c, fusefs::ProgressLine* progress, const std::string& store,
+            const std::string& path, const Status& s) {
   ++c->damaged;
+  progress->Clear();
   std::fprintf(stderr, "kvfs: store %s: damaged: /%s: %s\n", store.c_str(), path.c_str(),
                s.ToString().c_str());
 }
@@ -369,29 +372,29 @@ void Damage(TreeCounts* c, const std::string& store, const std::string& path, co
 // Walks the tree under `path` as the mount would: list each directory, read every file
 // fully, read every link.
 void Walk(FileStore* files, const std::string& store, const std::string& path, uint64_t id,
-          TreeCounts* c) {
+          TreeCounts* c, fusefs::ProgressLine* progress) {
   std::vector<fusefs::DirEntry> entries;
   Status s = files->ReadDir(id, "", false, [&](const fusefs::DirEntry& e) {
     entries.push_back(e);
     return true;
   });
-  if (!s.ok()) return Damage(c, store, path, s);
+  if (!s.ok()) return Damage(c, progress, store, path, s);
   for (const fusefs::DirEntry& e : entries) {
     const std::string p = fusefs::JoinPath(path, e.name);
     auto attr = files->Resolve(p);
     if (!attr.ok()) {
-      Damage(c, store, p, attr.status());
+      Damage(c, progress, store, p, attr.status());
       continue;
     }
     switch (attr->type) {
       case NodeType::kDirectory:
         ++c->dirs;
-        Walk(files, store, p, attr->id, c);
+        Walk(files, store, p, attr->id, c, progress);
         break;
       case NodeType::kSymlink: {
         ++c->symlinks;
         auto t = files->ReadLink(attr->id);
-        if (!t.ok()) Damage(c, store, p, t.status());
+        if (!t.ok()) Damage(c, progress, store, p, t.status());
         break;
       }
       case NodeType::kFile: {
@@ -399,18 +402,20 @@ void Walk(FileStore* files, const std::string& store, const std::string& path, u
         for (uint64_t off = 0; off < attr->size;) {
           auto data = files->Read(attr->id, off, 1 << 20);
           if (!data.ok()) {
-            Damage(c, store, p + " at offset " + std::to_string(off), data.status());
+            Damage(c, progress, store, p + " at offset " + std::to_string(off), data.status());
             break;
           }
           if (data->empty()) {
-            Damage(c, store, p,
+            Damage(c, progress, store, p,
                    Status::Corruption("ends at " + std::to_string(off) + ", before its size " +
                                       std::to_string(attr->size)));
             break;
           }
           off += data->size();
           c->bytes += data->size();
+          progress->Add(0, data->size());
         }
+        progress->Add(1, 0);
         break;
       }
     }
@@ -418,8 +423,10 @@ void Walk(FileStore* files, const std::string& store, const std::string& path, u
 }
 
 // Checks one store: every key and value through the engine (checksums), then, if it holds a
-// kvfs file tree, the tree as the mount shows it.
+// kvfs file tree, the tree as the mount shows it. On a terminal, each phase shows its progress
+// on stderr (progress.h); the line is cleared before anything else is printed.
 bool CheckStore(const config::StoreConfig& sc) {
+  fusefs::ProgressLine progress = fusefs::ProgressLine::ForStderr();
   bool marker = false;
   Status m = fusefs::CheckStoreMarker(sync::DefaultFileSystem(), sc.data_dir, sc.engine, &marker);
   if (!m.ok()) {
@@ -437,11 +444,15 @@ bool CheckStore(const config::StoreConfig& sc) {
   }
   uint64_t keys = 0;
   uint64_t bytes = 0;
+  // The data directory's size: what the scan reads, about (the log's unused tail included).
+  progress.Start(sc.name, "keys", progress.enabled() ? fusefs::DirectoryBytes(sc.data_dir) : 0);
   const Status s = (*engine)->Scan({}, [&](std::string_view key, std::string_view value) {
     ++keys;
     bytes += key.size() + value.size();
+    progress.Add(1, key.size() + value.size());
     return true;
   });
+  progress.Clear();
   if (!s.ok()) {
     std::fprintf(stderr, "kvfs: %s store %s is damaged: %s\n", sc.engine.c_str(),
                  sc.data_dir.c_str(), s.ToString().c_str());
@@ -466,7 +477,10 @@ bool CheckStore(const config::StoreConfig& sc) {
     return false;
   }
   TreeCounts c;
-  Walk(files->get(), sc.name, "", fusefs::kRootId, &c);
+  // The keys' and values' bytes: more than the files' bytes, which are among them.
+  progress.Start(sc.name, "files", bytes);
+  Walk(files->get(), sc.name, "", fusefs::kRootId, &c, &progress);
+  progress.Clear();
   const bool closed = (*files)->Close().ok();
   if (c.damaged > 0) {
     std::fprintf(stderr, "kvfs: store %s (%s): %llu damaged entries\n", sc.name.c_str(),

@@ -44,6 +44,8 @@ inline constexpr size_t kMaxStores = 0xfffe;
 inline constexpr uint64_t kControlDirNode = 1;  // /.kvfs
 inline constexpr uint64_t kStatsNode = 2;       // /.kvfs/stats
 inline constexpr uint64_t kConfigNode = 3;      // /.kvfs/config
+inline constexpr uint64_t kMetricsNode = 4;     // /.kvfs/metrics
+inline constexpr uint64_t kLastVirtualNode = kMetricsNode;
 
 class InodeMap {
  public:

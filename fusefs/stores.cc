@@ -1,7 +1,12 @@
 #include "fusefs/stores.h"
 
 #include <chrono>
+#include <exception>
+#include <map>
+#include <sstream>
+#include <toml.hpp>
 #include <utility>
+#include <vector>
 
 #include "engines/engine.h"
 #include "sync/durable.h"
@@ -14,25 +19,46 @@ std::string MarkerPath(const std::string& data_dir) {
   return sync::JoinPath(data_dir, kStoreMarkerName);
 }
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
-    s.remove_suffix(1);
-  }
-  return s;
+// A sorted table, so the marker lists engine before layout (toml::value's tables are unordered).
+using MarkerToml = toml::basic_value<toml::discard_comments, std::map, std::vector>;
+
+// The marker kvfs wrote before markers were TOML: the engine's name unquoted.
+std::string LegacyMarkerText(const std::string& engine) {
+  return "engine = " + engine + "\nlayout = " + std::to_string(kStoreMarkerLayout) + "\n";
 }
 
-// The value of `key` in marker text ("key = value" lines), or "" if absent.
-std::string MarkerValue(std::string_view text, std::string_view key) {
-  while (!text.empty()) {
-    const size_t nl = text.find('\n');
-    std::string_view line = text.substr(0, nl);
-    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
-    const size_t eq = line.find('=');
-    if (eq == std::string_view::npos) continue;
-    if (Trim(line.substr(0, eq)) == key) return std::string(Trim(line.substr(eq + 1)));
+// The engine a marker at `path` names, or Corruption naming `path`; `engine` (the one asked for)
+// only fills in the text the marker should have.
+Result<std::string> ParseStoreMarker(const std::string& text, const std::string& path,
+                                     const std::string& engine) {
+  // An old marker is recognised by its bytes, for the engines this kvfs knows: it is not TOML.
+  for (const std::string& known : engines::EngineNames()) {
+    if (text == LegacyMarkerText(known)) return known;
   }
-  return {};
+  const std::string should_read = "; it should read engine = \"" + engine +
+                                  "\" and layout = " + std::to_string(kStoreMarkerLayout);
+  MarkerToml marker;
+  try {
+    std::istringstream in(text);
+    marker = toml::parse<toml::discard_comments, std::map, std::vector>(in, path);
+  } catch (const std::exception& e) {
+    // toml11's message: "[error] " and what on its first line, then an excerpt of the file.
+    std::string what = e.what();
+    what = what.substr(0, what.find('\n'));
+    if (what.starts_with("[error] ")) what.erase(0, 8);
+    return Status::Corruption(path + ": not TOML (" + what + ")" + should_read);
+  }
+  if (!marker.contains("engine") || !marker.at("engine").is_string() ||
+      marker.at("engine").as_string().str.empty()) {
+    return Status::Corruption(path + ": no engine = \"NAME\" line" + should_read);
+  }
+  const MarkerToml& layout = marker.contains("layout") ? marker.at("layout") : MarkerToml();
+  if (!layout.is_integer() || layout.as_integer() != kStoreMarkerLayout) {
+    return Status::Corruption(
+        path + ": layout " + (layout.is_uninitialized() ? "(none)" : toml::format(layout, 0)) +
+        " is not one this kvfs reads (" + std::to_string(kStoreMarkerLayout) + ")");
+  }
+  return marker.at("engine").as_string().str;
 }
 
 engines::EngineOptions EngineOptionsFor(const config::StoreConfig& store,
@@ -62,7 +88,8 @@ engines::EngineOptions EngineOptionsFor(const config::StoreConfig& store,
 }  // namespace
 
 std::string StoreMarkerText(const std::string& engine) {
-  return "engine = " + engine + "\nlayout = " + std::to_string(kStoreMarkerLayout) + "\n";
+  const MarkerToml marker{{"engine", engine}, {"layout", kStoreMarkerLayout}};
+  return toml::format(marker, /*width=*/0);  // width 0: never split over lines
 }
 
 Status CheckStoreMarker(sync::FileSystem* fs, const std::string& data_dir,
@@ -72,16 +99,7 @@ Status CheckStoreMarker(sync::FileSystem* fs, const std::string& data_dir,
   KVFS_ASSIGN_OR_RETURN(const bool exists, fs->Exists(path));
   if (!exists) return Status::OK();
   KVFS_ASSIGN_OR_RETURN(const std::string text, sync::ReadFileToString(fs, path));
-  const std::string found = MarkerValue(text, "engine");
-  if (found.empty()) {
-    return Status::Corruption(path + ": no \"engine = NAME\" line; it should read \"" +
-                              StoreMarkerText(engine) + "\"");
-  }
-  const std::string layout = MarkerValue(text, "layout");
-  if (layout != std::to_string(kStoreMarkerLayout)) {
-    return Status::Corruption(path + ": layout \"" + layout + "\" is not one this kvfs reads (" +
-                              std::to_string(kStoreMarkerLayout) + ")");
-  }
+  KVFS_ASSIGN_OR_RETURN(const std::string found, ParseStoreMarker(text, path, engine));
   if (found != engine) {
     return Status::InvalidArgument("data directory " + data_dir + " holds a " + found + " store (" +
                                    path + " says engine = " + found + "), but engine " + engine +

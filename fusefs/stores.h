@@ -1,9 +1,9 @@
 // Stores: opening the stores a config::Config names, for the daemon and the offline tools.
 //
 // Each store's data directory carries a marker file, KVFS_STORE, written durably on first use
-// (sync::WriteFileAtomically after sync::CreateDirDurably):
+// (sync::WriteFileAtomically after sync::CreateDirDurably), in TOML (toml11 writes and reads it):
 //
-//   engine = bitcask
+//   engine = "bitcask"
 //   layout = 1
 //
 // It records which engine owns the directory, so that opening it later with another engine
@@ -11,6 +11,11 @@
 // both engines, before that engine touches a file. A directory without a marker (made by an
 // older kvfs or by the engine directly) is taken to hold the configured engine; a writable open
 // then adds the marker.
+//
+// Older kvfs wrote the name unquoted (`engine = bitcask`), which is not TOML. Such a marker is
+// recognised by its exact bytes, "engine = NAME\nlayout = 1\n" for a NAME of
+// engines::EngineNames(), not parsed; it keeps opening and is left as it is. Anything else that
+// is not TOML with a non-empty string `engine` and `layout = 1` is Corruption naming the file.
 //
 // Sync modes (config::SyncMode) map onto the engine and the FileStore so that each has one job:
 // - always: the engine's log in mode `none`, FileStoreOptions::sync_every_mutation set: the
@@ -55,12 +60,13 @@ struct OpenStoresOptions {
   sync::FileSystem* fs = nullptr;
 };
 
-// The marker's text for `engine`.
+// The marker's text for `engine`, as written now: engine = "NAME"\nlayout = 1\n.
 std::string StoreMarkerText(const std::string& engine);
 
 // Checks the marker of `data_dir` against `engine`: OK when it matches or is absent;
 // InvalidArgument naming the directory and both engines when it names another; Corruption
-// naming the file when it cannot be parsed. Sets *present to whether a marker exists.
+// naming the file when it is neither TOML nor an older marker (see the top of this header).
+// Sets *present to whether a marker exists.
 Status CheckStoreMarker(sync::FileSystem* fs, const std::string& data_dir,
                         const std::string& engine, bool* present);
 

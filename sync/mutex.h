@@ -58,8 +58,7 @@ class ABSL_SCOPED_LOCKABLE MutexLock {
   explicit MutexLock(Mutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu) : mu_(mu), shared_(nullptr) {
     mu_->Lock();
   }
-  explicit MutexLock(SharedMutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu)
-      : mu_(nullptr), shared_(mu) {
+  explicit MutexLock(SharedMutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu) : mu_(nullptr), shared_(mu) {
     shared_->Lock();
   }
   ~MutexLock() ABSL_UNLOCK_FUNCTION() {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <utility>
 
 #include "sync/durable.h"
 #include "sync/wal_format.h"
@@ -28,17 +29,23 @@ Result<SyncMode> ParseSyncMode(std::string_view name) {
                                  std::string(name) + "'");
 }
 
-// One appender waiting in the write queue.
+// One appender waiting in the write queue. Its fields are written under the Wal's mu_, but
+// for the position, which the write leader fills in without it while this appender waits.
 struct Wal::Request {
+  explicit Request(Mutex* mu) : cv(mu) {}
   std::string_view payload;
   bool done = false;
   Status status;
   WalPosition position;  // where the record went
-  std::condition_variable cv;
+  CondVar cv;
 };
 
-Wal::Wal(FileSystem* fs, std::string dir, WalOptions options)
-    : fs_(fs), dir_(std::move(dir)), options_(options) {}
+Wal::Wal(FileSystem* fs, std::string dir, WalOptions options, std::unique_ptr<Directory> dir_handle,
+         std::vector<WalSegments::Segment> live, uint64_t first_number)
+    : dir_(dir),
+      options_(options),
+      segments_(fs, std::move(dir), std::move(dir_handle), std::move(live), first_number,
+                options.first_segment_size, options.segment_size, options.preallocation) {}
 
 Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, std::string dir, WalOptions options,
                                        uint64_t from_lsn, const WalReplayFn& replay,
@@ -61,8 +68,7 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, std::string dir, WalOptio
   KVFS_RETURN_IF_ERROR(CreateDirDurably(fs, dir));
   KVFS_RETURN_IF_ERROR(ReadWal(fs, dir, from_lsn, replay, report));
 
-  std::unique_ptr<Wal> wal(new Wal(fs, dir, options));
-  KVFS_ASSIGN_OR_RETURN(wal->dir_handle_, fs->OpenDirectory(dir));
+  KVFS_ASSIGN_OR_RETURN(std::unique_ptr<Directory> dir_handle, fs->OpenDirectory(dir));
 
   // Records recovered from the newest segment may sit only in the page cache (the process,
   // not the machine, crashed before syncing them). Sync it so everything replayed is durable.
@@ -87,134 +93,45 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, std::string dir, WalOptio
     if (report->segments.empty()) max_number = std::max(max_number, n);
     KVFS_RETURN_IF_ERROR(fs->RemoveFile(JoinPath(dir, wal::SegmentFileName(n))));
   }
-  if (!doomed.empty()) KVFS_RETURN_IF_ERROR(wal->dir_handle_->Fsync());
+  if (!doomed.empty()) KVFS_RETURN_IF_ERROR(dir_handle->Fsync());
 
+  std::vector<WalSegments::Segment> live;
   for (const WalSegmentInfo& s : report->segments) {
-    wal->segments_.push_back(Segment{s.number, s.first_lsn});
+    live.push_back(WalSegments::Segment{s.number, s.first_lsn});
   }
   const uint64_t first_lsn = std::max<uint64_t>({report->next_lsn, from_lsn, 1});
   const uint64_t prev_number = report->segments.empty() ? 0 : report->segments.back().number;
   const uint64_t prev_end = report->segments.empty() ? 0 : report->segments.back().valid_end;
-  wal->open_number_ = max_number + 1;
-  KVFS_RETURN_IF_ERROR(wal->PrepareSegment(max_number + 1));
-  KVFS_RETURN_IF_ERROR(wal->ActivateSegment(max_number + 1, first_lsn, prev_number, prev_end));
+  const uint64_t number = max_number + 1;
+  std::unique_ptr<Wal> wal(
+      new Wal(fs, dir, options, std::move(dir_handle), std::move(live), number));
+  KVFS_RETURN_IF_ERROR(wal->segments_.Prepare(number));
+  KVFS_RETURN_IF_ERROR(wal->ActivateSegment(number, first_lsn, prev_number, prev_end));
   wal->next_lsn_ = first_lsn;
   wal->last_lsn_.store(first_lsn - 1);
   wal->durable_lsn_.store(first_lsn - 1);
-  wal->stats_.last_lsn = wal->stats_.durable_lsn = first_lsn - 1;
+  {
+    MutexLock lock(&wal->mu_);
+    wal->stats_.last_lsn = wal->stats_.durable_lsn = first_lsn - 1;
+  }
 
   if (options.sync_mode == SyncMode::kBatch) {
     wal->batch_timer_ = std::thread([w = wal.get()] { w->BatchTimerLoop(); });
   }
-  wal->preparer_ = std::thread([w = wal.get()] { w->PreparerLoop(); });
+  wal->preparer_ = std::make_unique<SegmentPreparer>(
+      [w = wal.get()](uint64_t n) { return w->segments_.Prepare(n); });
   return wal;
 }
 
 Wal::~Wal() { Close().PermitUnchecked(); }
 
-uint64_t Wal::SegmentCapacity(uint64_t number) const {
-  const uint64_t min_size = wal::kSegmentHeaderSize + wal::kRecordHeaderSize;
-  uint64_t size = std::clamp(options_.first_segment_size, min_size, options_.segment_size);
-  for (uint64_t n = open_number_; n < number && size < options_.segment_size; ++n) size *= 2;
-  return std::min(size, options_.segment_size);
-}
-
-// Creates segment file `number` with its space reserved, fsyncs it and the directory. It has
-// no header yet: a reader takes a newest segment without a valid header for one that was never
-// used, and ignores it. Run by the preparer thread, or by Open and the leader when nothing is
-// prepared; never twice for one number (TakePreparedOrPrepare sees to that).
-Status Wal::PrepareSegment(uint64_t number) {
-  const std::string path = JoinPath(dir_, wal::SegmentFileName(number));
-  KVFS_ASSIGN_OR_RETURN(auto file, fs_->NewWritableFile(path, CreateMode::kCreateNew));
-  Status s;
-  switch (options_.preallocation) {
-    case Preallocation::kNone:
-      break;
-    case Preallocation::kFallocate:
-      s = file->Preallocate(SegmentCapacity(number));
-      break;
-    case Preallocation::kZeroFill:
-      s = file->AppendZeros(SegmentCapacity(number));
-      break;
-  }
-  // fsync, not fdatasync: the new inode and its size must be durable.
-  if (s.ok()) s = file->Sync();
-  if (s.ok()) s = file->Close();
-  if (s.ok()) {
-    std::lock_guard<std::mutex> dir_lock(dir_mu_);
-    s = dir_handle_->Fsync();
-  }
-  if (!s.ok()) {
-    file->Close().PermitUnchecked();
-    // Never referenced; removing it gives the space back after ENOSPC.
-    fs_->RemoveFile(path).PermitUnchecked();
-  }
-  return s;
-}
-
-// Makes sure segment `number` is prepared: takes the preparer's work if it did it, waits if it
-// is doing it, and otherwise prepares it here (cancelling the request so the two never race).
-Status Wal::TakePreparedOrPrepare(uint64_t number) {
-  {
-    std::unique_lock<std::mutex> lock(prep_mu_);
-    prep_cv_.wait(lock, [&] { return !(prep_busy_ && prep_target_ == number); });
-    if (prep_ready_ == number) {
-      prep_ready_ = 0;
-      return Status::OK();
-    }
-    if (prep_target_ == number) prep_target_ = 0;
-  }
-  return PrepareSegment(number);
-}
-
-void Wal::RequestPrepare(uint64_t number) {
-  std::lock_guard<std::mutex> lock(prep_mu_);
-  prep_target_ = number;
-  prep_cv_.notify_all();
-}
-
-void Wal::PreparerLoop() {
-  std::unique_lock<std::mutex> lock(prep_mu_);
-  while (!prep_stop_) {
-    if (prep_target_ == 0 || prep_target_ == prep_ready_) {
-      prep_cv_.wait(lock);
-      continue;
-    }
-    const uint64_t number = prep_target_;
-    prep_busy_ = true;
-    lock.unlock();
-    // On failure the leader prepares the segment itself when it needs it, and reports the
-    // error (ENOSPC to the records involved; a failed sync fails the directory handle, and so
-    // the log, at its next directory sync).
-    const Status s = PrepareSegment(number);
-    lock.lock();
-    prep_busy_ = false;
-    if (s.ok()) prep_ready_ = number;
-    if (prep_target_ == number) prep_target_ = 0;
-    prep_cv_.notify_all();
-  }
-}
-
-// Writes the header into prepared segment `number` and fdatasyncs it, then makes it the active
-// segment. The header is durable before any record in the segment can be acknowledged, and
-// before a checkpoint can delete the segments it follows.
+// Makes prepared segment `number` the active one, its header durable (WalSegments::Activate).
 Status Wal::ActivateSegment(uint64_t number, uint64_t first_lsn, uint64_t prev_number,
                             uint64_t prev_end) {
-  const std::string path = JoinPath(dir_, wal::SegmentFileName(number));
-  KVFS_ASSIGN_OR_RETURN(auto file, fs_->NewWritableFile(path, CreateMode::kOverwrite));
-  KVFS_RETURN_IF_ERROR(
-      file->Append(wal::EncodeSegmentHeader({number, first_lsn, prev_number, prev_end})));
-  KVFS_RETURN_IF_ERROR(file->DataSync());
-  if (active_) KVFS_RETURN_IF_ERROR(active_->Close());
-  active_ = std::move(file);
-  active_sealed_ = false;
-  active_number_ = number;
-  active_capacity_ = SegmentCapacity(number);
-  writeback_from_ = 0;  // the header is durable: starting from 0 costs nothing
+  KVFS_ASSIGN_OR_RETURN(auto file, segments_.Activate(number, first_lsn, prev_number, prev_end));
+  KVFS_RETURN_IF_ERROR(active_.Replace(std::move(file), number, segments_.Capacity(number)));
   next_prepare_requested_ = false;
-  std::lock_guard<std::mutex> lock(mu_);
-  segments_.push_back(Segment{number, first_lsn});
-  ++stats_.segments_created;
+  segments_.Add(number, first_lsn);
   return Status::OK();
 }
 
@@ -224,34 +141,32 @@ Status Wal::ActivateSegment(uint64_t number, uint64_t first_lsn, uint64_t prev_n
 // active file changes hands.
 Status Wal::Rotate(uint64_t next_lsn) {
   {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     rotating_ = true;
     // A gathering sync leader may be waiting for appenders queued behind this rotation.
-    gather_cv_.notify_all();
-    sync_cv_.wait(lock, [this] { return !syncing_; });
+    gather_cv_.SignalAll();
+    while (syncing_) sync_cv_.Wait();
   }
   Status s = [&]() -> Status {
-    active_sealed_ = true;
-    KVFS_RETURN_IF_ERROR(active_->DataSync());
-    uint64_t number;
+    KVFS_RETURN_IF_ERROR(active_.Seal());
     {
       // Everything written so far is in the sealed segment, durable now.
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       ++stats_.syncs;
       last_lsn_.store(std::max(last_lsn(), next_lsn - 1), std::memory_order_release);
       NoteDurable(next_lsn - 1);
-      number = segments_.back().number + 1;
     }
-    KVFS_RETURN_IF_ERROR(TakePreparedOrPrepare(number));
-    return ActivateSegment(number, next_lsn, number - 1, active_->Size());
+    const uint64_t number = active_.number() + 1;
+    KVFS_RETURN_IF_ERROR(preparer_->TakePreparedOrPrepare(number));
+    return ActivateSegment(number, next_lsn, number - 1, active_.size());
   }();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   rotating_ = false;
-  sync_cv_.notify_all();
+  sync_cv_.SignalAll();
   return s;
 }
 
-// Records that every record up to `lsn` is on stable storage. Requires mu_.
+// Records that every record up to `lsn` is on stable storage.
 void Wal::NoteDurable(uint64_t lsn) {
   if (lsn > durable_lsn()) {
     durable_lsn_.store(lsn, std::memory_order_release);
@@ -267,7 +182,7 @@ void Wal::Fail(const Status& s) {
   if (failure_.ok()) failure_ = s;
   failed_.store(true, std::memory_order_release);
   stats_.failed = true;
-  gather_cv_.notify_all();  // a gathering sync leader stops waiting for syncers
+  gather_cv_.SignalAll();  // a gathering sync leader stops waiting for syncers
 }
 
 Status Wal::FailedStatus() const {
@@ -281,25 +196,23 @@ Result<uint64_t> Wal::Append(std::string_view payload) {
   return p.lsn;
 }
 
-std::string Wal::SegmentPath(uint64_t number) const {
-  return JoinPath(dir_, wal::SegmentFileName(number));
-}
+std::string Wal::SegmentPath(uint64_t number) const { return segments_.Path(number); }
 
 Result<WalPosition> Wal::AppendWithPosition(std::string_view payload) {
   if (payload.size() > wal::kMaxRecordPayload) {
     return Status::InvalidArgument("WAL record of " + std::to_string(payload.size()) +
                                    " bytes is over the limit");
   }
-  Request r;
+  Request r(&mu_);
   r.payload = payload;
   bool sync = options_.sync_mode == SyncMode::kAlways;
   {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (closed_) return Status::InvalidArgument("write-ahead log " + dir_ + " is closed");
     if (!failure_.ok()) return FailedStatus();
     queue_.push_back(&r);
-    while (!r.done && queue_.front() != &r) r.cv.wait(lock);
-    if (!r.done) LeadWrite(lock, &r);
+    while (!r.done && queue_.front() != &r) r.cv.Wait();
+    if (!r.done) LeadWrite(&r);
     if (!r.status.ok()) return r.status;
     // In kBatch mode a full batch is synced by the appenders that filled it (sharing one sync),
     // so no more than about batch_records records are ever unsynced.
@@ -315,7 +228,7 @@ Result<WalPosition> Wal::AppendWithPosition(std::string_view payload) {
 // the queue, drops the lock to write them in one write, then reports to every member and wakes
 // the next leader. A sync in flight does not hold it up: fdatasync covers what was written
 // before it began, and records written meanwhile wait for the next one.
-void Wal::LeadWrite(std::unique_lock<std::mutex>& lock, Request* leader) {
+void Wal::LeadWrite(Request* leader) {
   assert(queue_.front() == leader);
   std::vector<Request*>& group = group_;
   group.clear();
@@ -331,10 +244,10 @@ void Wal::LeadWrite(std::unique_lock<std::mutex>& lock, Request* leader) {
   if (!failure_.ok()) {
     write_status = FailedStatus();
   } else {
-    lock.unlock();
+    mu_.Unlock();
     first_lsn = next_lsn_;
     write_status = WriteGroup(group, &written);
-    lock.lock();
+    mu_.Lock();
   }
   if (!write_status.ok() && !write_status.IsNoSpace()) Fail(write_status);
   const bool failed = !failure_.ok();
@@ -348,7 +261,7 @@ void Wal::LeadWrite(std::unique_lock<std::mutex>& lock, Request* leader) {
     unsynced_records_ = last > durable_lsn() ? last - durable_lsn() : 0;
     // The batch timer syncs once the window of the oldest unsynced record has passed: it needs
     // waking when a window opens, not at every write.
-    if (options_.sync_mode == SyncMode::kBatch && before == 0) timer_cv_.notify_one();
+    if (options_.sync_mode == SyncMode::kBatch && before == 0) timer_cv_.Signal();
   }
   for (size_t i = 0; i < group.size(); ++i) {
     Request* q = group[i];
@@ -366,9 +279,9 @@ void Wal::LeadWrite(std::unique_lock<std::mutex>& lock, Request* leader) {
   for (size_t i = 0; i < group.size(); ++i) queue_.pop_front();
   for (Request* q : group) {
     q->done = true;
-    if (q != leader) q->cv.notify_one();
+    if (q != leader) q->cv.Signal();
   }
-  if (!queue_.empty()) queue_.front()->cv.notify_one();
+  if (!queue_.empty()) queue_.front()->cv.Signal();
 }
 
 // Writes the group's records, rotating segments as needed; *written counts those written, in
@@ -379,7 +292,7 @@ Status Wal::WriteGroup(const std::vector<Request*>& group, size_t* written) {
   size_t buffered = 0;  // appends in buf
   auto flush = [&]() -> Status {
     if (buf.empty()) return Status::OK();
-    Status s = active_->Append(buf);
+    Status s = active_.Append(buf);
     if (s.ok()) {
       *written += buffered;
       next_lsn_ += buffered;
@@ -390,29 +303,26 @@ Status Wal::WriteGroup(const std::vector<Request*>& group, size_t* written) {
   };
   Status status;
   for (Request* q : group) {
-    const uint64_t size = wal::RecordSize(q->payload.size());
-    const uint64_t end = active_->Size() + buf.size() + size;
-    const bool has_records = active_->Size() + buf.size() > wal::kSegmentHeaderSize;
-    if (active_sealed_ || (end > active_capacity_ && has_records)) {
+    if (!active_.Fits(buf.size(), wal::RecordSize(q->payload.size()))) {
       status = flush();
       if (status.ok()) status = Rotate(next_lsn_);
       if (!status.ok()) break;
     }
-    q->position.segment = active_number_;
-    q->position.payload_offset = active_->Size() + buf.size() + wal::kRecordHeaderSize;
+    q->position.segment = active_.number();
+    q->position.payload_offset = active_.size() + buf.size() + wal::kRecordHeaderSize;
     wal::AppendRecord(&buf, next_lsn_ + buffered, q->payload);
     ++buffered;
   }
   if (status.ok()) status = flush();
   ReleaseBigWriteBuffer();
-  if (status.ok()) status = HintWriteback();
+  if (status.ok()) status = active_.HintWriteback(options_.writeback_bytes);
   // Once the active segment is half full, have the next one prepared in the background, so it
   // is ready (zero-filled and durable) by the time it is needed. Not earlier: an idle or
   // freshly opened log does no background I/O and holds no spare segment.
   if (options_.preallocation != Preallocation::kNone && !next_prepare_requested_ &&
-      active_->Size() >= active_capacity_ / 2) {
+      active_.size() >= active_.capacity() / 2) {
     next_prepare_requested_ = true;
-    RequestPrepare(active_number_ + 1);
+    preparer_->Request(active_.number() + 1);
   }
   return status;
 }
@@ -424,28 +334,12 @@ void Wal::ReleaseBigWriteBuffer() {
   if (write_buf_.capacity() > kKeptBytes) std::string().swap(write_buf_);
 }
 
-// Starts writeback of the whole pages of the active segment written since the last hint, once
-// there are writeback_bytes of them. Whole pages only: the page holding the end is written to
-// again by the next group, which could have to wait for its writeback to end. Runs in the write
-// leader, without mu_. Why: without the hints a segment reaches its rotation with all of it
-// dirty, and the writer waits for the seal's fdatasync to write it all; with the LSM engine's
-// 4 MiB segments that fdatasync took a median 12.4 ms under fillseq, 8.2 ms with 1 MiB hints.
-Status Wal::HintWriteback() {
-  if (options_.writeback_bytes == 0) return Status::OK();
-  constexpr uint64_t kPage = 4096;
-  const uint64_t end = active_->Size() / kPage * kPage;
-  if (end < writeback_from_ + options_.writeback_bytes) return Status::OK();
-  const uint64_t from = writeback_from_;
-  writeback_from_ = end;
-  return active_->StartWriteback(from, end - from);
-}
-
 // Group commit for syncs: while one caller's sync runs, the others wait; when it ends, those it
 // covered return and one of the rest leads the next sync, which covers everything written by
 // the time it starts. N concurrent fdatasyncs cost at most two syncs, and appends are never
 // held up by a sync.
 Status Wal::SyncUpTo(uint64_t lsn, bool data_only) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (closed_) return Status::InvalidArgument("write-ahead log " + dir_ + " is closed");
   if (!failure_.ok()) return FailedStatus();
   lsn = std::min(lsn, last_lsn());  // nothing past what was written can be asked for
@@ -453,47 +347,47 @@ Status Wal::SyncUpTo(uint64_t lsn, bool data_only) {
   // metadata too, so only an fsync begun after the call covers it (and reaches `lsn`, which
   // was written by then).
   const uint64_t arrival = fsync_starts_;
-  auto covered = [&] { return data_only ? durable_lsn() >= lsn : fsync_done_start_ > arrival; };
-  if (data_only && covered()) return Status::OK();  // already durable: costs nothing
+  if (data_only && durable_lsn() >= lsn) return Status::OK();  // already durable: costs nothing
   ++sync_waiters_;
   if (!data_only) ++fsync_waiters_;
-  if (gathering_) gather_cv_.notify_one();
+  if (gathering_) gather_cv_.Signal();
   Status result;
   for (;;) {
     if (!failure_.ok()) {
       result = FailedStatus();
       break;
     }
-    if (covered()) {
+    if (data_only ? durable_lsn() >= lsn : fsync_done_start_ > arrival) {  // covered
+
       ++stats_.synced_requests;
       break;
     }
     if (syncing_ || rotating_) {
-      sync_cv_.wait(lock);
+      sync_cv_.Wait();
       continue;
     }
     // Lead a sync of everything written so far: an fsync if anyone waiting needs one.
     syncing_ = true;
-    GatherSyncers(lock);
+    GatherSyncers();
     if (!failure_.ok()) {
       syncing_ = false;
-      sync_cv_.notify_all();
+      sync_cv_.SignalAll();
       continue;  // returns the failure above
     }
     const bool full = fsync_waiters_ > 0;
     const uint64_t start = full ? ++fsync_starts_ : 0;
     const uint64_t target = last_lsn();
     stats_.max_group = std::max<uint64_t>(stats_.max_group, sync_waiters_);
-    WritableFile* file = active_.get();  // Rotate does not replace it while syncing_
+    WritableFile* file = active_.file();  // Rotate does not replace it while syncing_
     const auto began = std::chrono::steady_clock::now();
-    lock.unlock();
+    mu_.Unlock();
     const Status s = full ? file->Sync() : file->DataSync();
-    lock.lock();
+    mu_.Lock();
     last_sync_ = std::chrono::steady_clock::now() - began;
     // Nobody has left yet: those it covered are still here, with those who came meanwhile.
     expected_syncers_ = sync_waiters_;
     syncing_ = false;
-    sync_cv_.notify_all();
+    sync_cv_.SignalAll();
     if (!s.ok()) {
       // Never retried: the kernel may have dropped the pages the failed sync did not write.
       Fail(s);
@@ -515,7 +409,7 @@ Status Wal::SyncUpTo(uint64_t lsn, bool data_only) {
 // approach one sync per round instead of about N/2. The wait is a fraction of a sync (half, by
 // default), and only when the last sync's callers are not all back: a lone syncer never waits.
 // A rotation ends the wait (the syncers may be queued behind it), as do a failure and a close.
-void Wal::GatherSyncers(std::unique_lock<std::mutex>& lock) {
+void Wal::GatherSyncers() {
   if (sync_waiters_ >= expected_syncers_ || options_.sync_gather_fraction <= 0) return;
   const auto window = std::min<std::chrono::steady_clock::duration>(
       std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -523,138 +417,120 @@ void Wal::GatherSyncers(std::unique_lock<std::mutex>& lock) {
       options_.max_sync_gather);
   if (window <= std::chrono::steady_clock::duration::zero()) return;
   gathering_ = true;
-  gather_cv_.wait_until(lock, std::chrono::steady_clock::now() + window, [this] {
-    return sync_waiters_ >= expected_syncers_ || !failure_.ok() || closing_ || rotating_;
-  });
+  const auto deadline = std::chrono::steady_clock::now() + window;
+  while (sync_waiters_ < expected_syncers_ && failure_.ok() && !closing_ && !rotating_) {
+    if (!gather_cv_.WaitUntil(deadline)) break;
+  }
   gathering_ = false;
 }
 
 Status Wal::Checkpoint(uint64_t lsn) {
-  std::lock_guard<std::mutex> dir_lock(dir_mu_);
-  std::vector<uint64_t> victims;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (closed_) return Status::InvalidArgument("write-ahead log " + dir_ + " is closed");
     if (!failure_.ok()) return FailedStatus();
-    // Segment i holds LSNs below segment i+1's first LSN; never touch the active (last) one.
-    size_t n = 0;
-    while (n + 1 < segments_.size() && segments_[n + 1].first_lsn <= lsn) ++n;
-    for (size_t i = 0; i < n; ++i) victims.push_back(segments_[i].number);
-    segments_.erase(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(n));
   }
-  if (victims.empty()) return Status::OK();
-  // Oldest first, so a crash part-way leaves a gap that the reader recognises.
-  for (uint64_t n : victims) {
-    KVFS_RETURN_IF_ERROR(fs_->RemoveFile(JoinPath(dir_, wal::SegmentFileName(n))));
-  }
-  Status s = dir_handle_->Fsync();
-  std::lock_guard<std::mutex> lock(mu_);
-  if (!s.ok()) {
+  bool dir_sync_failed = false;
+  Status s = segments_.DeleteCheckpointed(lsn, &dir_sync_failed);
+  if (dir_sync_failed) {
+    MutexLock lock(&mu_);
     Fail(s);
-    return s;
   }
-  stats_.segments_deleted += victims.size();
-  return Status::OK();
+  return s;
 }
 
 void Wal::BatchTimerLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (!closing_) {
     if (unsynced_records_ == 0 || !failure_.ok()) {
-      timer_cv_.wait(lock);
+      timer_cv_.Wait();
       continue;
     }
     const auto due = oldest_unsynced_ + options_.batch_interval;
     if (std::chrono::steady_clock::now() < due) {
-      timer_cv_.wait_until(lock, due);
+      timer_cv_.WaitUntil(due);
       continue;
     }
     const uint64_t target = last_lsn();
-    lock.unlock();
+    mu_.Unlock();
     // An error here has already failed the log; every later caller will see it.
     SyncUpTo(target).PermitUnchecked();
-    lock.lock();
+    mu_.Lock();
   }
 }
 
 Status Wal::Close() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (closed_ || closing_) return Status::OK();
     closing_ = true;
-    gather_cv_.notify_all();
+    gather_cv_.SignalAll();
   }
-  StopBackgroundThreads();
-  uint64_t unused = 0;
-  {
-    std::lock_guard<std::mutex> lock(prep_mu_);
-    unused = prep_ready_;
-  }
+  const uint64_t unused = StopBackgroundThreads();
   Status s;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     s = failure_.ok() ? Status::OK() : FailedStatus();
   }
   if (s.ok() && last_lsn() > durable_lsn()) s = Sync();
   if (unused != 0 && s.ok()) {
     // A prepared segment nobody used. Left behind it would be harmless (the next open takes a
     // header-less newest segment for an unused one and deletes it), but it holds space.
-    std::lock_guard<std::mutex> dir_lock(dir_mu_);
-    if (fs_->RemoveFile(JoinPath(dir_, wal::SegmentFileName(unused))).ok()) {
-      dir_handle_->Fsync().PermitUnchecked();
-    }
+    segments_.RemoveUnused(unused);
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   closed_ = true;
-  if (active_) {
-    Status c = active_->Close();
+  if (active_.open()) {
+    Status c = active_.Close();
     if (s.ok()) s = c;
   }
   return s;
 }
 
-void Wal::StopBackgroundThreads() {
-  timer_cv_.notify_all();
+uint64_t Wal::StopBackgroundThreads() {
+  timer_cv_.SignalAll();  // closing_ was set under mu_: the timer sees it or is waiting
   if (batch_timer_.joinable()) batch_timer_.join();
-  {
-    std::lock_guard<std::mutex> lock(prep_mu_);
-    prep_stop_ = true;
-    prep_cv_.notify_all();
-  }
-  if (preparer_.joinable()) preparer_.join();
+  return preparer_ ? preparer_->Stop() : 0;
 }
 
 void Wal::SimulateProcessCrashForTesting() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     closing_ = true;
-    gather_cv_.notify_all();
+    gather_cv_.SignalAll();
   }
   StopBackgroundThreads();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   closed_ = true;
-  if (active_) active_->Close().PermitUnchecked();
+  if (active_.open()) active_.Close().PermitUnchecked();
 }
 
 bool Wal::GatheringForTesting() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return gathering_;
 }
 
 Status Wal::health() const {
   if (!failed_.load(std::memory_order_acquire)) return Status::OK();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return failure_.ok() ? Status::OK() : FailedStatus();
 }
 
 size_t Wal::pending_requests() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return queue_.size() + sync_waiters_;
 }
 
 WalStats Wal::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return stats_;
+  WalStats stats;
+  {
+    MutexLock lock(&mu_);
+    stats = stats_;
+  }
+  const WalSegments::Counts counts = segments_.counts();
+  stats.segments_created = counts.created;
+  stats.segments_deleted = counts.deleted;
+  return stats;
 }
 
 }  // namespace kvfs::sync

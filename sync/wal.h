@@ -44,18 +44,21 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "sync/file_system.h"
+#include "sync/mutex.h"
+#include "sync/segment_preparer.h"
+#include "sync/wal_active_segment.h"
 #include "sync/wal_reader.h"
+#include "sync/wal_segments.h"
 
 namespace kvfs::sync {
 
@@ -64,14 +67,6 @@ enum class SyncMode { kAlways, kBatch, kNone };
 const char* SyncModeName(SyncMode mode);
 // "always", "batch" or "none".
 Result<SyncMode> ParseSyncMode(std::string_view name);
-
-// How a segment's space is reserved before records go into it.
-enum class Preallocation {
-  kNone,       // the file grows with each append: every fdatasync also writes the inode
-  kFallocate,  // fallocate: blocks reserved but unwritten, so ext4 still journals the extent
-               // conversion on each fdatasync (measured slower than kNone on ext4)
-  kZeroFill,   // zeros written and synced in advance: an append's fdatasync writes data only
-};
 
 struct WalOptions {
   uint64_t segment_size = uint64_t{64} << 20;
@@ -83,8 +78,9 @@ struct WalOptions {
   SyncMode sync_mode = SyncMode::kBatch;
   uint32_t batch_records = 1000;
   std::chrono::milliseconds batch_interval{10};
-  // kZeroFill unless measuring what it buys. The next segment is prepared by a background
-  // thread once the active one is half full, so rotation does not wait for the zeros.
+  // kZeroFill unless measuring what it buys (the enum is in wal_segments.h). The next segment
+  // is prepared by a background thread once the active one is half full, so rotation does not
+  // wait for the zeros.
   Preallocation preallocation = Preallocation::kZeroFill;
   // A leader stops adding records to its group past this many bytes (but always takes one).
   size_t max_group_bytes = size_t{4} << 20;
@@ -145,131 +141,130 @@ class Wal {
   Wal& operator=(const Wal&) = delete;
 
   // Appends one record and returns its LSN; durable on return in kAlways mode (see above).
-  Result<uint64_t> Append(std::string_view payload);
+  Result<uint64_t> Append(std::string_view payload) ABSL_LOCKS_EXCLUDED(mu_);
   // The same, returning where the payload is in the log, for engines that read it back there.
   // The bytes stay readable at that position until a Checkpoint deletes the segment (an open
   // RandomAccessFile keeps them readable even then).
-  Result<WalPosition> AppendWithPosition(std::string_view payload);
+  Result<WalPosition> AppendWithPosition(std::string_view payload) ABSL_LOCKS_EXCLUDED(mu_);
   // The path of segment file `number`.
   std::string SegmentPath(uint64_t number) const;
   // Makes every record with LSN <= lsn durable (fdatasync, or fsync if !data_only). Returns at
   // once if they already are. Concurrent callers share one sync.
-  Status SyncUpTo(uint64_t lsn, bool data_only = true);
+  Status SyncUpTo(uint64_t lsn, bool data_only = true) ABSL_LOCKS_EXCLUDED(mu_);
   // Makes every record appended before the call durable.
-  Status Sync(bool data_only = true) { return SyncUpTo(last_lsn(), data_only); }
+  Status Sync(bool data_only = true) ABSL_LOCKS_EXCLUDED(mu_) {
+    return SyncUpTo(last_lsn(), data_only);
+  }
   // Deletes every non-active segment whose records all have LSN < lsn, then syncs the
   // directory. The active segment is never deleted.
-  Status Checkpoint(uint64_t lsn);
+  Status Checkpoint(uint64_t lsn) ABSL_LOCKS_EXCLUDED(mu_);
   // Stops the batch timer, syncs what is unsynced (unless failed) and closes the files.
   // Returns the sync's status, or the failure that put the log into the failed state.
-  Status Close();
+  Status Close() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Tests only: what a killed process leaves behind. Stops the background threads and closes
   // the files without syncing or cleaning up anything; the object is closed afterwards.
-  void SimulateProcessCrashForTesting();
+  void SimulateProcessCrashForTesting() ABSL_LOCKS_EXCLUDED(mu_);
   // Tests only: whether a sync leader is waiting for syncers (see WalOptions::max_sync_gather).
-  bool GatheringForTesting() const;
+  bool GatheringForTesting() const ABSL_LOCKS_EXCLUDED(mu_);
 
   uint64_t last_lsn() const { return last_lsn_.load(std::memory_order_acquire); }
   uint64_t durable_lsn() const { return durable_lsn_.load(std::memory_order_acquire); }
   // OK, or the error that failed the log.
-  Status health() const;
-  WalStats stats() const;
+  Status health() const ABSL_LOCKS_EXCLUDED(mu_);
+  WalStats stats() const ABSL_LOCKS_EXCLUDED(mu_);
   // Appends queued or being written, plus callers waiting for or leading a sync.
-  size_t pending_requests() const;
+  size_t pending_requests() const ABSL_LOCKS_EXCLUDED(mu_);
   const std::string& dir() const { return dir_; }
 
  private:
   struct Request;
-  struct Segment {
-    uint64_t number;
-    uint64_t first_lsn;
-  };
 
-  Wal(FileSystem* fs, std::string dir, WalOptions options);
+  Wal(FileSystem* fs, std::string dir, WalOptions options, std::unique_ptr<Directory> dir_handle,
+      std::vector<WalSegments::Segment> live, uint64_t first_number);
 
-  // How big segment `number` is made: see WalOptions::first_segment_size.
-  uint64_t SegmentCapacity(uint64_t number) const;
-  Status PrepareSegment(uint64_t number);
-  Status TakePreparedOrPrepare(uint64_t number);
-  void RequestPrepare(uint64_t number);
+  // The write leader's side.
   Status ActivateSegment(uint64_t number, uint64_t first_lsn, uint64_t prev_number,
-                         uint64_t prev_end);
-  void PreparerLoop();
-  void StopBackgroundThreads();
-  void LeadWrite(std::unique_lock<std::mutex>& lock, Request* leader);
-  Status WriteGroup(const std::vector<Request*>& group, size_t* written);
+                         uint64_t prev_end) ABSL_LOCKS_EXCLUDED(mu_);
+  void LeadWrite(Request* leader) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Status WriteGroup(const std::vector<Request*>& group, size_t* written) ABSL_LOCKS_EXCLUDED(mu_);
   void ReleaseBigWriteBuffer();
-  Status HintWriteback();
-  void GatherSyncers(std::unique_lock<std::mutex>& lock);  // requires mu_ (and syncing_)
-  Status Rotate(uint64_t next_lsn);
-  void NoteDurable(uint64_t lsn);  // requires mu_
-  void Fail(const Status& s);      // requires mu_
-  Status FailedStatus() const;     // requires mu_
-  void BatchTimerLoop();
+  Status Rotate(uint64_t next_lsn) ABSL_LOCKS_EXCLUDED(mu_);
+  // The sync group's side.
+  void GatherSyncers() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);  // and syncing_
+  void NoteDurable(uint64_t lsn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void BatchTimerLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  void Fail(const Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Status FailedStatus() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Returns a segment prepared and never used (0 if none), for Close to remove.
+  uint64_t StopBackgroundThreads() ABSL_LOCKS_EXCLUDED(mu_);
 
-  FileSystem* const fs_;
   const std::string dir_;
   const WalOptions options_;
 
-  // Lock order: dir_mu_ before mu_. The write leader drops mu_ while it writes; it alone
-  // touches active_, active_sealed_ and next_lsn_ then, which is safe because only the queue
-  // head may lead. A sync leader uses active_ (through a pointer taken under mu_) while
+  // The directory and its live segments, and the background preparation of the next segment:
+  // each has its own locks (leaves with respect to mu_, which is never held while taking them
+  // and never taken while they are held). preparer_ is set once Open has started the first
+  // segment.
+  WalSegments segments_;
+  std::unique_ptr<SegmentPreparer> preparer_;
+
+  // mu_ guards the write queue, the sync group, the batch accounting, the failure and the
+  // close together, because their decisions read each other's state and must see it change
+  // at once: a write leader fails the log for syncers and a sync leader for appenders; a
+  // rotation stops syncs (rotating_) and ends a gatherer's wait; a sync's end changes the batch
+  // accounting that appenders and the batch timer act on; a close ends them all. Splitting it
+  // would put a second lock on every kAlways append (a write, then a sync) or duplicate state.
+  mutable Mutex mu_;
+  CondVar sync_cv_{&mu_};    // a sync or a rotation ended
+  CondVar gather_cv_{&mu_};  // a gathering sync leader may stop waiting (see GatherSyncers)
+  CondVar timer_cv_{&mu_};   // a batch window opened, or closing_
+
+  // The write queue: appends waiting to be written, oldest first; the head leads the write.
+  std::deque<Request*> queue_ ABSL_GUARDED_BY(mu_);
+
+  // The sync group. A sync leader uses the active file (its pointer taken under mu_) while
   // syncing_; Rotate, which replaces it, first sets rotating_ and waits for !syncing_, and no
-  // sync starts while rotating_. dir_mu_ serialises segment creation (write leader) with
-  // deletion (Checkpoint), both of which fsync the directory.
-  std::mutex dir_mu_;
-  mutable std::mutex mu_;
-  std::condition_variable timer_cv_;
-  std::condition_variable sync_cv_;        // a sync or a rotation ended
-  std::deque<Request*> queue_;             // guarded by mu_: appends waiting to be written
-  bool syncing_ = false;                   // guarded by mu_: a sync leader is in its sync
-  bool rotating_ = false;                  // guarded by mu_: the write leader is rotating
-  uint64_t sync_waiters_ = 0;              // guarded by mu_: callers inside SyncUpTo
-  uint64_t fsync_waiters_ = 0;             // guarded by mu_: those asking for a full sync
-  uint64_t fsync_starts_ = 0;              // guarded by mu_: full syncs begun
-  uint64_t fsync_done_start_ = 0;          // guarded by mu_: the last finished one's number
-  std::vector<Segment> segments_;          // guarded by mu_, oldest first; back() is active
-  std::unique_ptr<WritableFile> active_;   // used by the leader only
-  bool active_sealed_ = false;             // used by the leader only
-  uint64_t active_number_ = 0;             // used by the leader only
-  uint64_t active_capacity_ = 0;           // used by the leader only: where records end
-  uint64_t writeback_from_ = 0;            // used by the leader only: active_ bytes not hinted
-  std::vector<Request*> group_;            // used by the leader only: kept, not reallocated
-  std::string write_buf_;                  // used by the leader only: kept, not reallocated
-  uint64_t open_number_ = 0;               // set by Open: the first segment it started
-  bool next_prepare_requested_ = false;    // used by the leader only
-  std::unique_ptr<Directory> dir_handle_;  // guarded by dir_mu_
-  uint64_t next_lsn_ = 1;                  // used by the leader only
-  uint64_t unsynced_records_ = 0;          // guarded by mu_
-  std::chrono::steady_clock::time_point oldest_unsynced_;  // guarded by mu_
-  Status failure_;                                         // guarded by mu_
-  WalStats stats_;                                         // guarded by mu_
-  bool closing_ = false;                                   // guarded by mu_
-  bool closed_ = false;                                    // guarded by mu_
-  // Whether failure_ is set, readable without mu_: health(), which the engines call before
-  // every write, then takes no lock that the write leader and the appenders contend for.
-  std::atomic<bool> failed_{false};
-  // The segment preparer. prep_mu_ is a leaf lock: never held while taking another.
-  std::mutex prep_mu_;
-  std::condition_variable prep_cv_;
-  uint64_t prep_target_ = 0;  // guarded by prep_mu_: segment number to prepare, 0 for none
-  uint64_t prep_ready_ = 0;   // guarded by prep_mu_: segment number prepared and durable
-  bool prep_busy_ = false;    // guarded by prep_mu_: the preparer is working on prep_target_
-  bool prep_stop_ = false;    // guarded by prep_mu_
-  std::thread preparer_;
-
-  std::atomic<uint64_t> last_lsn_{0};
-  std::atomic<uint64_t> durable_lsn_{0};
-  std::thread batch_timer_;
-
+  // sync starts while rotating_.
+  bool syncing_ ABSL_GUARDED_BY(mu_) = false;           // a sync leader is in its sync
+  bool rotating_ ABSL_GUARDED_BY(mu_) = false;          // the write leader is rotating
+  uint64_t sync_waiters_ ABSL_GUARDED_BY(mu_) = 0;      // callers inside SyncUpTo
+  uint64_t fsync_waiters_ ABSL_GUARDED_BY(mu_) = 0;     // those asking for a full sync
+  uint64_t fsync_starts_ ABSL_GUARDED_BY(mu_) = 0;      // full syncs begun
+  uint64_t fsync_done_start_ ABSL_GUARDED_BY(mu_) = 0;  // the last finished one's number
   // Sync gathering (WalOptions::sync_gather_fraction): how many callers the next sync leader
   // expects, how long the last sync took, and whether a leader is waiting for them (new
   // syncers then wake it through gather_cv_).
-  uint64_t expected_syncers_ = 0;                    // guarded by mu_
-  std::chrono::steady_clock::duration last_sync_{};  // guarded by mu_
-  bool gathering_ = false;                           // guarded by mu_
-  std::condition_variable gather_cv_;
+  uint64_t expected_syncers_ ABSL_GUARDED_BY(mu_) = 0;
+  std::chrono::steady_clock::duration last_sync_ ABSL_GUARDED_BY(mu_){};
+  bool gathering_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Batch accounting: records written but not known durable, and since when.
+  uint64_t unsynced_records_ ABSL_GUARDED_BY(mu_) = 0;
+  std::chrono::steady_clock::time_point oldest_unsynced_ ABSL_GUARDED_BY(mu_);
+
+  Status failure_ ABSL_GUARDED_BY(mu_);
+  // Whether failure_ is set, readable without mu_: health(), which the engines call before
+  // every write, then takes no lock that the write leader and the appenders contend for.
+  std::atomic<bool> failed_{false};
+  WalStats stats_ ABSL_GUARDED_BY(mu_);  // but segments_created/deleted: segments_ counts them
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  // Written under mu_, read anywhere.
+  std::atomic<uint64_t> last_lsn_{0};
+  std::atomic<uint64_t> durable_lsn_{0};
+
+  // Owned by the write leader, so no lock: Open's thread before the first append, then the
+  // queue's head while it leads (it drops mu_ to write; only the head may lead, and the next
+  // head waits until it is done), then Close's thread (nothing may be called once Close has
+  // begun). The exception is the sync leader's use of the active file, above.
+  ActiveSegment active_;
+  uint64_t next_lsn_ = 1;
+  std::vector<Request*> group_;  // kept, not reallocated
+  std::string write_buf_;        // kept, not reallocated
+  bool next_prepare_requested_ = false;
+
+  std::thread batch_timer_;
 };
 
 }  // namespace kvfs::sync

@@ -1,19 +1,24 @@
-// The daemon's work without a mount: inode numbering, the virtual root and control directory,
-// the errnos the FUSE replies carry, readdir offsets, and opening stores (markers, sync modes).
+// The daemon's work without a mount: inode numbering, the virtual root and control directory
+// (stats, config, metrics), the errnos the FUSE replies carry, readdir offsets, and opening
+// stores (markers, sync modes).
 #define FUSE_USE_VERSION 314
-#include "fusefs/fuse_ops.h"
-
 #include <fuse3/fuse_lowlevel.h>
 #include <gtest/gtest.h>
 #include <linux/fs.h>
 
+#include <cstddef>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "engines/engine.h"
+#include "fusefs/filesystem.h"
 #include "fusefs/inode_map.h"
+#include "fusefs/stats_report.h"
 #include "fusefs/stores.h"
+#include "tests/fusefs/stats_checks.h"
 #include "tests/test_util.h"
 
 namespace kvfs::fusefs {
@@ -123,7 +128,8 @@ TEST_F(FilesystemTest, MountRootListsTheStoresAndHidesTheControlDirectory) {
   auto control = fs_->Lookup(FUSE_ROOT_ID, ".kvfs");
   ASSERT_TRUE(control.ok()) << control.status().ToString();
   EXPECT_TRUE(S_ISDIR(control->attr.st_mode));
-  EXPECT_EQ(List(control->ino), (std::vector<std::string>{".", "..", "stats", "config"}));
+  EXPECT_EQ(List(control->ino),
+            (std::vector<std::string>{".", "..", "stats", "config", "metrics"}));
   EXPECT_EQ(ErrnoOfResult(fs_->Lookup(FUSE_ROOT_ID, "nosuch")), ENOENT);
 }
 
@@ -304,11 +310,17 @@ TEST_F(FilesystemTest, StatsAndConfigAreServedFromTheControlDirectory) {
   std::unique_ptr<OpenFile> open_file;
   ASSERT_OK(fs_->Open(stats->ino, O_RDONLY, &open_file));
   ASSERT_NE(open_file, nullptr);
-  for (const std::string& e : engines::EngineNames()) {
-    EXPECT_NE(open_file->snapshot.find("\"name\": \"" + e + "\""), std::string::npos)
-        << open_file->snapshot;
+  const nlohmann::json json = test::ParseJson(open_file->snapshot);
+  ASSERT_FALSE(json.is_discarded()) << open_file->snapshot;
+  EXPECT_EQ(json["mountpoint"], "/mnt/test");
+  EXPECT_EQ(json["single_store"], false);
+  std::vector<std::string> names;
+  for (const nlohmann::json& store : json["stores"]) {
+    names.push_back(store["name"]);
+    EXPECT_TRUE(store["wal"].is_object()) << store;
+    EXPECT_EQ(store["wal"]["failed"], false) << store;
   }
-  EXPECT_NE(open_file->snapshot.find("\"wal\""), std::string::npos);
+  EXPECT_EQ(names, engines::EngineNames());
   EXPECT_EQ(ErrnoOf(fs_->Open(stats->ino, O_WRONLY, &open_file)), EACCES);
   EXPECT_EQ(ErrnoOfResult(fs_->Write(stats->ino, 0, "x")), EPERM);
   // Without an open (no_open), reads serve the snapshot the last lookup took; its size is the
@@ -326,6 +338,168 @@ TEST_F(FilesystemTest, StatsAndConfigAreServedFromTheControlDirectory) {
   auto parsed = config::ParseConfig(*toml, "config", engines::EngineNames());
   ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
   EXPECT_EQ(*parsed, config_);
+}
+
+TEST_F(FilesystemTest, MetricsShowTheStatsNumbersInPrometheusFormat) {
+  OpenMulti();
+  for (const std::string& e : engines::EngineNames()) {
+    auto f = fs_->Create(StoreRoot(e), "f", 0644, 0, kUser);
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    ASSERT_TRUE(fs_->Write(f->ino, 0, "counted").ok());
+  }
+  EXPECT_OK(fs_->FsyncDir(FUSE_ROOT_ID));  // nothing left for a timer to sync meanwhile
+  auto control = fs_->Lookup(FUSE_ROOT_ID, ".kvfs");
+  ASSERT_TRUE(control.ok());
+  auto metrics = fs_->Lookup(control->ino, "metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status().ToString();
+  EXPECT_EQ(metrics->entry_timeout, 0) << "looked up again by every path walk";
+  EXPECT_EQ(metrics->attr_timeout, 0) << "never cached";
+  EXPECT_EQ(fs_->AttrTimeout(metrics->ino), 0);
+  EXPECT_EQ(metrics->attr.st_mode, S_IFREG | 0444u);
+  std::unique_ptr<OpenFile> text, json_text;
+  ASSERT_OK(fs_->Open(metrics->ino, O_RDONLY, &text));
+  ASSERT_NE(text, nullptr);
+  auto stats = fs_->Lookup(control->ino, "stats");
+  ASSERT_TRUE(stats.ok());
+  ASSERT_OK(fs_->Open(stats->ino, O_RDONLY, &json_text));
+
+  test::Exposition exposition;
+  ASSERT_TRUE(test::ParseExposition(text->snapshot, &exposition));
+  EXPECT_EQ(exposition.types["kvfs_file_writes_total"], "counter");
+  EXPECT_EQ(exposition.types["kvfs_wal_syncs_total"], "counter");
+  EXPECT_EQ(exposition.types["kvfs_engine_written_bytes_total"], "counter");
+  EXPECT_EQ(exposition.types["kvfs_engine_live_keys"], "gauge");
+  EXPECT_EQ(exposition.types["kvfs_store_failed"], "gauge");
+  EXPECT_EQ(exposition.types.size(), exposition.helps.size()) << "a HELP for every family";
+  const nlohmann::json json = test::ParseJson(json_text->snapshot);
+  ASSERT_FALSE(json.is_discarded()) << json_text->snapshot;
+  EXPECT_TRUE(test::MetricsAgreeWithStats(json, exposition, /*uptime_slack_s=*/1))
+      << text->snapshot << json_text->snapshot;
+  EXPECT_EQ(test::SumOverStores(json, "files", "writes"),
+            static_cast<int64_t>(engines::EngineNames().size()));
+  const std::string first = engines::EngineNames()[0];
+  EXPECT_NE(text->snapshot.find("kvfs_file_writes_total{store=\"" + first + "\",engine=\"" + first +
+                                "\"} 1\n"),
+            std::string::npos)
+      << text->snapshot;
+
+  // Read-only, listed, and regenerated on each open.
+  std::unique_ptr<OpenFile> refused;
+  EXPECT_EQ(ErrnoOf(fs_->Open(metrics->ino, O_WRONLY, &refused)), EACCES);
+  EXPECT_EQ(ErrnoOfResult(fs_->Write(metrics->ino, 0, "x")), EPERM);
+  ASSERT_TRUE(fs_->Create(StoreRoot(first), "g", 0644, 0, kUser).ok());
+  std::unique_ptr<OpenFile> again;
+  ASSERT_OK(fs_->Open(metrics->ino, O_RDONLY, &again));
+  EXPECT_NE(again->snapshot.find("kvfs_file_creates_total{store=\"" + first + "\",engine=\"" +
+                                 first + "\"} 2\n"),
+            std::string::npos)
+      << again->snapshot;
+  auto attr = fs_->GetAttr(metrics->ino);
+  ASSERT_TRUE(attr.ok());
+  EXPECT_EQ(static_cast<size_t>(attr->st_size), again->snapshot.size());
+}
+
+// Every number of a snapshot, each different, must reach the metric of its name with its value;
+// the JSON keeps the field names and order scripts read.
+TEST(StatsReport, JsonAndMetricsShowTheSameNumbersUnderTheSameNames) {
+  StatsSnapshot snap;
+  snap.pid = 4242;
+  snap.mountpoint = "/mnt/a \"quoted\" \\ mount";
+  snap.uptime_s = 77;
+  snap.no_open = true;
+  uint64_t next = 1000;
+  // Each counter struct is plain uint64_t fields (WalStats then a bool): give each its own value.
+  const auto fill = [&](void* fields, size_t bytes) {
+    ASSERT_EQ(bytes % sizeof(uint64_t), 0u);
+    for (size_t off = 0; off < bytes; off += sizeof(uint64_t)) {
+      const uint64_t v = next++;
+      std::memcpy(static_cast<char*>(fields) + off, &v, sizeof(v));
+    }
+  };
+  for (const char* name : {"plain", "we\"ird\\name\nline"}) {
+    StoreStatsSnapshot s;
+    s.name = name;
+    s.engine = "lsm";
+    s.data_dir = ValidUtf8("/data/\xff/x");
+    s.sync = "batch";
+    s.failed = true;
+    fill(&s.files, sizeof(s.files));
+    fill(&s.engine_stats, offsetof(engines::EngineStats, wal));
+    fill(&s.engine_stats.wal, offsetof(sync::WalStats, failed));
+    snap.stores.push_back(s);
+  }
+  const std::string text = StatsPrometheus(snap);
+  test::Exposition exposition;
+  ASSERT_TRUE(test::ParseExposition(text, &exposition));
+  const nlohmann::json json = test::ParseJson(StatsJson(snap));
+  ASSERT_FALSE(json.is_discarded()) << StatsJson(snap);
+  EXPECT_TRUE(test::MetricsAgreeWithStats(json, exposition)) << text << json.dump(2);
+  EXPECT_NE(text.find("{store=\"we\\\"ird\\\\name\\nline\",engine=\"lsm\"}"), std::string::npos)
+      << text;
+  EXPECT_EQ(json["stores"][0]["data_dir"], "/data/\xef\xbf\xbd/x") << "U+FFFD for a bad byte";
+
+  // The field names and their order, as /.kvfs/stats has always written them.
+  const auto keys = [](const std::string& object_text) {
+    const nlohmann::ordered_json object = nlohmann::ordered_json::parse(object_text);
+    std::vector<std::string> out;
+    for (const auto& [k, v] : object.items()) out.push_back(k);
+    return out;
+  };
+  const nlohmann::ordered_json ordered = nlohmann::ordered_json::parse(StatsJson(snap));
+  EXPECT_EQ(keys(ordered.dump()),
+            (std::vector<std::string>{"pid", "mountpoint", "uptime_s", "single_store", "no_open",
+                                      "writeback_cache", "stores"}));
+  const nlohmann::ordered_json& store = ordered["stores"][0];
+  EXPECT_EQ(keys(store.dump()),
+            (std::vector<std::string>{"name", "engine", "data_dir", "sync", "failed", "files",
+                                      "engine_stats", "wal"}));
+  EXPECT_EQ(keys(store["files"].dump()),
+            (std::vector<std::string>{
+                "lookups",     "getattrs",    "setattrs", "readdirs",   "creates",   "mkdirs",
+                "symlinks",    "unlinks",     "rmdirs",   "renames",    "reads",     "read_bytes",
+                "writes",      "write_bytes", "fsyncs",   "fdatasyncs", "fsyncdirs", "errors",
+                "sync_errors", "known_nodes", "orphans"}));
+  EXPECT_EQ(
+      keys(store["engine_stats"].dump()),
+      (std::vector<std::string>{"gets", "puts", "deletes", "batches", "scans", "bytes_written",
+                                "bytes_read", "syncs", "compactions", "live_keys", "errors"}));
+  EXPECT_EQ(keys(store["wal"].dump()),
+            (std::vector<std::string>{"appends", "bytes_appended", "writes", "syncs",
+                                      "synced_requests", "max_group", "segments_created",
+                                      "segments_deleted", "last_lsn", "durable_lsn", "failed"}));
+  // Each value where its name says: the fields were filled in declaration order, which is the
+  // JSON's order, so every group counts up by one from the first store's 1000.
+  uint64_t expected = 1000;
+  for (const nlohmann::ordered_json& s : ordered["stores"]) {
+    for (const char* group : {"files", "engine_stats", "wal"}) {
+      for (const auto& [field, value] : s[group].items()) {
+        if (value.is_boolean()) continue;
+        EXPECT_EQ(value, expected++) << s["name"] << " " << group << "." << field;
+      }
+    }
+  }
+}
+
+TEST(StatsReport, ClosedStoresLeaveTheMountsOwnNumbers) {
+  StatsSnapshot snap;
+  snap.mountpoint = "/m";
+  const nlohmann::json json = test::ParseJson(StatsJson(snap));
+  ASSERT_FALSE(json.is_discarded());
+  EXPECT_TRUE(json["stores"].is_array());
+  EXPECT_TRUE(json["stores"].empty());
+  test::Exposition exposition;
+  ASSERT_TRUE(test::ParseExposition(StatsPrometheus(snap), &exposition));
+  EXPECT_TRUE(test::MetricsAgreeWithStats(json, exposition));
+}
+
+TEST(StatsReport, ValidUtf8KeepsGoodTextAndReplacesBadBytes) {
+  EXPECT_EQ(ValidUtf8("plain /path"), "plain /path");
+  EXPECT_EQ(ValidUtf8("caf\xc3\xa9 \xe2\x82\xac"), "caf\xc3\xa9 \xe2\x82\xac");
+  EXPECT_EQ(ValidUtf8("a\xff"
+                      "b"),
+            "a\xef\xbf\xbd"
+            "b");
+  EXPECT_EQ(ValidUtf8(std::string("nul\0in", 6)), std::string("nul\0in", 6));
 }
 
 TEST_F(FilesystemTest, AfterShutdownEveryOperationFailsWithEio) {
@@ -360,7 +534,7 @@ TEST(Stores, TheMarkerRecordsTheEngineAndRefusesAnother) {
   }
   std::ifstream in(tmp.Sub("d/KVFS_STORE"));
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  EXPECT_EQ(text, "engine = " + names[0] + "\nlayout = 1\n");
+  EXPECT_EQ(text, "engine = \"" + names[0] + "\"\nlayout = 1\n") << "TOML";
 
   auto other = config::SingleEngineConfig(tmp.Sub("d"), names[1], names);
   ASSERT_TRUE(other.ok());
@@ -370,6 +544,104 @@ TEST(Stores, TheMarkerRecordsTheEngineAndRefusesAnother) {
   EXPECT_NE(msg.find(tmp.Sub("d")), std::string::npos) << msg;
   EXPECT_NE(msg.find(names[0]), std::string::npos) << msg;
   EXPECT_NE(msg.find(names[1]), std::string::npos) << msg;
+}
+
+// Writes `text` as the marker of a new data directory `dir`.
+void WriteMarker(const std::string& dir, const std::string& text) {
+  std::filesystem::create_directories(dir);
+  std::ofstream out(dir + "/KVFS_STORE", std::ios::binary);
+  out << text;
+}
+
+std::string ReadMarker(const std::string& dir) {
+  std::ifstream in(dir + "/KVFS_STORE", std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+TEST(Stores, AMarkerAnOlderKvfsWroteStillOpensAndStaysAsItIs) {
+  const std::vector<std::string> names = engines::EngineNames();
+  ASSERT_GE(names.size(), 2u);
+  for (const std::string& engine : names) {
+    test::TempDir tmp;
+    const std::string old_text = "engine = " + engine + "\nlayout = 1\n";
+    WriteMarker(tmp.Sub("d"), old_text);
+    auto c = config::SingleEngineConfig(tmp.Sub("d"), engine, names);
+    ASSERT_TRUE(c.ok());
+    auto stores = OpenStores(*c, {});
+    ASSERT_TRUE(stores.ok()) << engine << ": " << stores.status().ToString();
+    EXPECT_OK(CloseStores(&*stores));
+    EXPECT_EQ(ReadMarker(tmp.Sub("d")), old_text);
+    // And it still names its engine: another is refused, naming both.
+    const std::string other = engine == names[0] ? names[1] : names[0];
+    auto wrong = config::SingleEngineConfig(tmp.Sub("d"), other, names);
+    ASSERT_TRUE(wrong.ok());
+    auto refused = OpenStores(*wrong, {});
+    ASSERT_FALSE(refused.ok());
+    EXPECT_TRUE(refused.status().code() == StatusCode::kInvalidArgument)
+        << refused.status().ToString();
+    EXPECT_NE(refused.status().message().find(engine), std::string::npos);
+    EXPECT_NE(refused.status().message().find(other), std::string::npos);
+  }
+}
+
+TEST(Stores, AMarkerIsTomlHoweverItIsLaidOut) {
+  test::TempDir tmp;
+  const std::string engine = engines::EngineNames()[0];
+  const std::string text =
+      "# kvfs store\nlayout = 1   # the marker's version\nengine = '" + engine + "'\n";
+  WriteMarker(tmp.Sub("d"), text);
+  auto c = config::SingleEngineConfig(tmp.Sub("d"), engine, engines::EngineNames());
+  ASSERT_TRUE(c.ok());
+  auto stores = OpenStores(*c, {});
+  ASSERT_TRUE(stores.ok()) << stores.status().ToString();
+  EXPECT_OK(CloseStores(&*stores));
+  EXPECT_EQ(ReadMarker(tmp.Sub("d")), text);
+}
+
+TEST(Stores, ATomlMarkerNamingAnotherEngineIsRefused) {
+  test::TempDir tmp;
+  const std::vector<std::string> names = engines::EngineNames();
+  WriteMarker(tmp.Sub("d"), "engine = \"" + names[1] + "\"\nlayout = 1\n");
+  auto c = config::SingleEngineConfig(tmp.Sub("d"), names[0], names);
+  ASSERT_TRUE(c.ok());
+  auto refused = OpenStores(*c, {});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(refused.status().code() == StatusCode::kInvalidArgument)
+      << refused.status().ToString();
+  const std::string msg = refused.status().message();
+  EXPECT_NE(msg.find(tmp.Sub("d")), std::string::npos) << msg;
+  EXPECT_NE(msg.find(names[0]), std::string::npos) << msg;
+  EXPECT_NE(msg.find(names[1]), std::string::npos) << msg;
+}
+
+TEST(Stores, AnyOtherMarkerIsCorruptionNamingTheFile) {
+  const std::string engine = engines::EngineNames()[0];
+  const std::string garbage[] = {
+      "garbage",
+      "\x01\x02\xff binary",
+      "",
+      "engine = " + engine + "\r\nlayout = 1\r\n",      // an old marker, but not its bytes
+      "engine = " + engine + "\nlayout = 1\n\n",        // the same
+      "engine = nosuch\nlayout = 1\n",                  // the old form of no known engine
+      "engine = \"" + engine + "\"\nlayout = 2\n",      // a layout this kvfs does not read
+      "engine = \"" + engine + "\"\n",                  // no layout
+      "engine = \"" + engine + "\"\nlayout = \"1\"\n",  // a layout that is not a number
+      "layout = 1\n",                                   // no engine
+      "engine = \"\"\nlayout = 1\n",                    // an empty engine
+      "engine = 5\nlayout = 1\n",                       // an engine that is not a string
+  };
+  for (const std::string& text : garbage) {
+    test::TempDir tmp;
+    WriteMarker(tmp.Sub("d"), text);
+    auto c = config::SingleEngineConfig(tmp.Sub("d"), engine, engines::EngineNames());
+    ASSERT_TRUE(c.ok());
+    auto refused = OpenStores(*c, {});
+    ASSERT_FALSE(refused.ok()) << text;
+    EXPECT_TRUE(refused.status().IsCorruption()) << text << ": " << refused.status().ToString();
+    EXPECT_NE(refused.status().message().find(tmp.Sub("d/KVFS_STORE")), std::string::npos)
+        << refused.status().ToString();
+    EXPECT_EQ(ReadMarker(tmp.Sub("d")), text) << "left as it was";
+  }
 }
 
 TEST(Stores, ASecondOpenOfTheSameDirIsBusy) {

@@ -73,6 +73,18 @@ TEST(KvfsCli, CheckOfAHealthyStoreSaysOkWithItsKeyCount) {
   EXPECT_NE(r.output.find("50 keys"), std::string::npos) << r.output;
 }
 
+// Without a terminal (here a pipe) check prints its report and nothing more: scripts read it.
+TEST(KvfsCli, CheckWithoutATerminalPrintsOnlyItsReport) {
+  test::TempDir tmp;
+  MakeStore(tmp.Sub("store"), 50);
+  CliRun r = Kvfs("check --engine bitcask " + tmp.Sub("store"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  // 50 keys of 4 or 5 bytes ("key0".."key49"), 100-byte values.
+  EXPECT_EQ(r.output, tmp.Sub("store") +
+                          ": bitcask store OK: 50 keys, 5240 bytes of keys and values, every "
+                          "checksum verified\n");
+}
+
 TEST(KvfsCli, CheckOfADamagedStoreFailsNamingTheFile) {
   test::TempDir tmp;
   MakeStore(tmp.Sub("store"), 50);

@@ -17,11 +17,13 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <string>
 #include <thread>
 
+#include "tests/fusefs/stats_checks.h"
 #include "tests/test_util.h"
 
 namespace kvfs {
@@ -154,9 +156,15 @@ TEST_F(MountSmokeTest, DefaultConfigServesEveryStoreAndKeepsDataAcrossRemount) {
     ::close(fd);
     EXPECT_EQ(ReadAll(dir + "/g"), "hello " + store);
   }
-  const std::string stats = ReadAll(mnt_ + "/.kvfs/stats");
-  EXPECT_NE(stats.find("\"stores\""), std::string::npos) << stats;
-  EXPECT_NE(stats.find("\"fsyncs\": 1"), std::string::npos) << stats;
+  const std::string stats_text = ReadAll(mnt_ + "/.kvfs/stats");
+  const nlohmann::json stats = test::ParseJson(stats_text);
+  ASSERT_TRUE(stats.is_object()) << stats_text;
+  ASSERT_TRUE(stats["stores"].is_array()) << stats_text;
+  EXPECT_EQ(stats["stores"].size(), root.size() - 2) << stats_text;  // "." and ".." aside
+  for (const nlohmann::json& store : stats["stores"]) {
+    EXPECT_EQ(store["files"]["fsyncs"], 1) << store.dump(2);
+    EXPECT_EQ(store["files"]["fdatasyncs"], 1) << store.dump(2);
+  }
   EXPECT_NE(ReadAll(mnt_ + "/.kvfs/config").find("[[store]]"), std::string::npos);
   // Renames across stores are EXDEV (mv then copies).
   EXPECT_EQ(::rename((mnt_ + "/bitcask/g").c_str(), (mnt_ + "/lsm/g2").c_str()), -1);

@@ -48,6 +48,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 #include <string>
@@ -56,6 +57,7 @@
 
 #include "engines/engine.h"
 #include "tests/fusefs/mount_fixture.h"
+#include "tests/fusefs/stats_checks.h"
 
 namespace kvfs::mount_test {
 namespace {
@@ -184,58 +186,6 @@ std::string DiffTrees(const std::string& a, const std::string& b) {
   return r.exit_code == 0 ? "" : r.Describe();
 }
 
-// The sum of every number that follows the key "key" in a JSON text (stores may each report
-// one). -1 if the key never occurs.
-long long SumOfJsonKey(const std::string& json, const std::string& key) {
-  const std::string quoted = "\"" + key + "\"";
-  long long sum = -1;
-  for (size_t pos = json.find(quoted); pos != std::string::npos; pos = json.find(quoted, pos + 1)) {
-    size_t i = pos + quoted.size();
-    while (i < json.size() && (json[i] == ' ' || json[i] == '\t' || json[i] == '\n')) ++i;
-    if (i >= json.size() || json[i] != ':') continue;
-    ++i;
-    while (i < json.size() && (json[i] == ' ' || json[i] == '\t' || json[i] == '\n')) ++i;
-    if (i >= json.size() || !std::isdigit(static_cast<unsigned char>(json[i]))) continue;
-    sum = (sum < 0 ? 0 : sum) + std::stoll(json.substr(i, 20));
-  }
-  return sum;
-}
-
-// JSON-ish: one object; braces and brackets balance outside strings.
-testing::AssertionResult LooksLikeJsonObject(const std::string& text) {
-  const size_t first = text.find_first_not_of(" \t\r\n");
-  const size_t last = text.find_last_not_of(" \t\r\n");
-  if (first == std::string::npos || text[first] != '{' || text[last] != '}') {
-    return testing::AssertionFailure() << "not one JSON object:\n" << text;
-  }
-  std::string stack;
-  bool in_string = false;
-  for (size_t i = first; i <= last; ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      stack += c;
-    } else if (c == '}' || c == ']') {
-      if (stack.empty() || stack.back() != (c == '}' ? '{' : '[')) {
-        return testing::AssertionFailure() << "unbalanced '" << c << "' at byte " << i << ":\n"
-                                           << text;
-      }
-      stack.pop_back();
-    }
-  }
-  if (!stack.empty() || in_string) {
-    return testing::AssertionFailure() << "unterminated object, array or string:\n" << text;
-  }
-  return testing::AssertionSuccess();
-}
-
 // Runs fn() in a forked child with all of uid, gid and supplementary groups dropped to uid/gid;
 // fn returns 0 or an errno, which becomes the child's exit status. Returns that, or 250+ when
 // the identity change or the child itself failed.
@@ -254,10 +204,33 @@ int RunAs(uid_t uid, gid_t gid, Fn fn) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 252;
 }
 
-std::string ReadStats(const KvfsMount& m) {
+std::string ReadStatsText(const KvfsMount& m) {
   const CmdResult r = Exec({"cat", m.At(".kvfs/stats")});
   return r.exit_code == 0 ? r.output : "cat failed: " + r.Describe();
 }
+
+// /.kvfs/stats, parsed: a discarded value (is_discarded()) if it cannot be read or is not JSON.
+nlohmann::json ReadStats(const KvfsMount& m) { return test::ParseJson(ReadStatsText(m)); }
+
+// The stores' names, in the order /.kvfs/stats lists them.
+std::vector<std::string> StoreNames(const nlohmann::json& stats) {
+  std::vector<std::string> names;
+  if (!stats.is_object() || !stats.contains("stores")) return names;
+  for (const nlohmann::json& s : stats["stores"]) names.push_back(s.value("name", ""));
+  return names;
+}
+
+// Summed over the stores: how often their logs were synced (wal.syncs) and their engines asked
+// to sync (engine_stats.syncs); -1 when the stats hold no such counter.
+struct SyncCounts {
+  int64_t log = -1;
+  int64_t engine = -1;
+};
+SyncCounts SyncsOf(const nlohmann::json& stats) {
+  return {test::SumOverStores(stats, "wal", "syncs"),
+          test::SumOverStores(stats, "engine_stats", "syncs")};
+}
+SyncCounts ReadSyncs(const KvfsMount& m) { return SyncsOf(ReadStats(m)); }
 
 MountOptions ForEngine(const std::string& engine, const std::string& sync = "") {
   MountOptions o;
@@ -685,30 +658,29 @@ INSTANTIATE_TEST_SUITE_P(EnginesAndSyncModes, MountSyncTest,
 TEST_P(MountTest, FsyncFdatasyncAndDirectoryFsyncEachSyncTheLog) {
   m().options().sync = "none";
   ASSERT_TRUE(m().Mount());
-  std::string stats = ReadStats(m());
-  ASSERT_GE(SumOfJsonKey(stats, "syncs"), 0) << "no \"syncs\" in /.kvfs/stats:\n" << stats;
+  ASSERT_GE(ReadSyncs(m()).log, 0) << "no wal.syncs in /.kvfs/stats:\n" << ReadStatsText(m());
   Fd fd = Open(m().At("f"), O_CREAT | O_WRONLY, 0644);
   ASSERT_TRUE(fd.ok()) << ErrnoName(errno);
   ASSERT_TRUE(PwriteAll(fd.get(), std::string(1000, 'a'), 0));
-  long long before = SumOfJsonKey(ReadStats(m()), "syncs");
+  SyncCounts before = ReadSyncs(m());
   ASSERT_SYSCALL_OK(::fdatasync(fd.get()));
-  long long after = SumOfJsonKey(ReadStats(m()), "syncs");
-  EXPECT_GT(after, before) << "fdatasync did not sync the log";
+  SyncCounts after = ReadSyncs(m());
+  EXPECT_GT(after.log, before.log) << "fdatasync did not sync the log";
 
   ASSERT_TRUE(PwriteAll(fd.get(), std::string(1000, 'b'), 1000));
   before = after;
   ASSERT_SYSCALL_OK(::fsync(fd.get()));
-  after = SumOfJsonKey(ReadStats(m()), "syncs");
-  EXPECT_GT(after, before) << "fsync did not sync the log";
+  after = ReadSyncs(m());
+  EXPECT_GT(after.log, before.log) << "fsync did not sync the log";
 
   ASSERT_SYSCALL_OK(::mkdir(m().At("d").c_str(), 0755));
   ASSERT_SYSCALL_OK(OpenClose(m().At("d/new"), O_CREAT | O_WRONLY));
   Fd dir = Open(m().At("d"), O_RDONLY | O_DIRECTORY);
   ASSERT_TRUE(dir.ok()) << ErrnoName(errno);
-  before = SumOfJsonKey(ReadStats(m()), "syncs");
+  before = ReadSyncs(m());
   ASSERT_SYSCALL_OK(::fsync(dir.get()));
-  after = SumOfJsonKey(ReadStats(m()), "syncs");
-  EXPECT_GT(after, before) << "fsync on a directory did not sync the log";
+  after = ReadSyncs(m());
+  EXPECT_GT(after.log, before.log) << "fsync on a directory did not sync the log";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1199,23 +1171,21 @@ TEST_P(MountTest, StatfsAnswers) {
   EXPECT_EQ(r.exit_code, 0) << r.Describe();
 }
 
-TEST_P(MountTest, ControlFilesShowStatsAndConfigAndAreReadOnly) {
+TEST_P(MountTest, ControlFilesShowStatsConfigAndMetricsAndAreReadOnly) {
   ASSERT_TRUE(m().Mount());
-  const std::string before = ReadStats(m());
-  EXPECT_TRUE(LooksLikeJsonObject(before));
-  EXPECT_NE(before.find("\"" + engine() + "\""), std::string::npos)
-      << "the store's name is missing:\n"
-      << before;
-  for (const char* key : {"writes", "syncs"}) {
-    EXPECT_GE(SumOfJsonKey(before, key), 0) << "no \"" << key << "\" counter:\n" << before;
-  }
+  const nlohmann::json before = ReadStats(m());
+  ASSERT_TRUE(before.is_object()) << ReadStatsText(m());
+  EXPECT_EQ(StoreNames(before), std::vector<std::string>{engine()}) << before.dump(2);
+  EXPECT_GE(test::SumOverStores(before, "files", "writes"), 0) << before.dump(2);
+  EXPECT_GE(test::SumOverStores(before, "wal", "syncs"), 0) << before.dump(2);
   for (int i = 0; i < 5; ++i) {
     ASSERT_TRUE(WriteFile(m().At("f" + std::to_string(i)), std::string(1000, 'w')));
   }
-  const std::string after = ReadStats(m());
-  EXPECT_GT(SumOfJsonKey(after, "writes"), SumOfJsonKey(before, "writes"))
+  const nlohmann::json after = ReadStats(m());
+  EXPECT_GE(test::SumOverStores(after, "files", "writes"),
+            test::SumOverStores(before, "files", "writes") + 5)
       << "writes did not count:\n"
-      << after;
+      << after.dump(2);
 
   const CmdResult config = Exec({"cat", m().At(".kvfs/config")});
   EXPECT_EQ(config.exit_code, 0) << config.Describe();
@@ -1224,8 +1194,30 @@ TEST_P(MountTest, ControlFilesShowStatsAndConfigAndAreReadOnly) {
   EXPECT_NE(config.output.find("engine = \"" + engine() + "\""), std::string::npos)
       << config.output;
 
+  // The metrics: Prometheus text with the numbers the stats show. An fsync of the store's root
+  // first, so that no batch-mode sync changes the log's numbers between the two reads.
+  {
+    Fd root = Open(m().At(""), O_RDONLY | O_DIRECTORY);
+    ASSERT_TRUE(root.ok()) << ErrnoName(errno);
+    ASSERT_SYSCALL_OK(::fsync(root.get()));
+  }
+  const CmdResult metrics = Exec({"cat", m().At(".kvfs/metrics")});
+  EXPECT_EQ(metrics.exit_code, 0) << metrics.Describe();
+  const std::string stats = ReadStatsText(m());
+  test::Exposition exposition;
+  EXPECT_TRUE(test::ParseExposition(metrics.output, &exposition));
+  EXPECT_EQ(exposition.types["kvfs_file_writes_total"], "counter");
+  EXPECT_TRUE(test::MetricsAgreeWithStats(test::ParseJson(stats), exposition,
+                                          /*uptime_slack_s=*/1))
+      << metrics.output << stats;
+  std::set<std::string> control;
+  for (const auto& entry : fs::directory_iterator(m().At(".kvfs"))) {
+    control.insert(entry.path().filename());
+  }
+  EXPECT_EQ(control, (std::set<std::string>{"stats", "config", "metrics"}));
+
   // Read-only: no writing, truncating, removing or creating.
-  for (const char* name : {".kvfs/stats", ".kvfs/config"}) {
+  for (const char* name : {".kvfs/stats", ".kvfs/config", ".kvfs/metrics"}) {
     const std::string p = m().At(name);
     errno = 0;
     EXPECT_EQ(OpenClose(p, O_WRONLY), -1) << name << " opened for writing";
@@ -1236,7 +1228,7 @@ TEST_P(MountTest, ControlFilesShowStatsAndConfigAndAreReadOnly) {
   EXPECT_EQ(OpenClose(m().At(".kvfs/new"), O_CREAT | O_WRONLY), -1);
   EXPECT_EQ(::mkdir(m().At(".kvfs/dir").c_str(), 0755), -1);
   EXPECT_EQ(::rmdir(m().At(".kvfs").c_str()), -1);
-  EXPECT_TRUE(LooksLikeJsonObject(ReadStats(m())));
+  EXPECT_TRUE(ReadStats(m()).is_object());
 }
 
 TEST_P(MountTest, OwnershipFollowsTheCallerAndPermissionsAreChecked) {
@@ -1616,20 +1608,23 @@ TEST_P(MountTest, SmallestSegmentSizeWorks) {
 TEST_P(MountTest, SyncModeDecidesWhetherPlainWritesSyncTheLog) {
   m().options().sync = "always";
   ASSERT_TRUE(m().Mount());
-  long long before = SumOfJsonKey(ReadStats(m()), "syncs");
+  SyncCounts before = ReadSyncs(m());
   ASSERT_TRUE(WriteFile(m().At("a"), "always"));
-  long long after = SumOfJsonKey(ReadStats(m()), "syncs");
-  EXPECT_GT(after, before) << "sync=always: a write without fsync did not sync the log";
+  SyncCounts after = ReadSyncs(m());
+  EXPECT_GT(after.log, before.log) << "sync=always: a write without fsync did not sync the log";
   ASSERT_TRUE(m().Unmount());
 
   m().options().sync = "none";
   ASSERT_TRUE(m().Mount());
-  before = SumOfJsonKey(ReadStats(m()), "syncs");
+  before = ReadSyncs(m());
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(WriteFile(m().At("n" + std::to_string(i)), "none"));
   ASSERT_SYSCALL_OK(::mkdir(m().At("dir").c_str(), 0755));
   ASSERT_SYSCALL_OK(::rename(m().At("n0").c_str(), m().At("dir/n0").c_str()));
-  after = SumOfJsonKey(ReadStats(m()), "syncs");
-  EXPECT_EQ(after, before) << "sync=none: the log was synced without fsync:\n" << ReadStats(m());
+  after = ReadSyncs(m());
+  EXPECT_EQ(after.log, before.log) << "sync=none: the log was synced without fsync:\n"
+                                   << ReadStatsText(m());
+  EXPECT_EQ(after.engine, before.engine) << "sync=none: the engine was asked to sync:\n"
+                                         << ReadStatsText(m());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1670,9 +1665,8 @@ TEST_P(MountTest, RenameBetweenStoresIsExdevAndMvCopiesInstead) {
   EXPECT_FALSE(fs::exists(one + "/dir"));
   EXPECT_EQ(ReadFile(two + "/f"), "from one");
   EXPECT_EQ(ReadFile(two + "/dir/inner"), "inner");
-  const std::string stats = ReadStats(m());
-  EXPECT_NE(stats.find("\"one\""), std::string::npos) << stats;
-  EXPECT_NE(stats.find("\"two\""), std::string::npos) << stats;
+  EXPECT_EQ(StoreNames(ReadStats(m())), (std::vector<std::string>{"one", "two"}))
+      << ReadStatsText(m());
 
   ASSERT_TRUE(m().Remount());
   EXPECT_EQ(ReadFile(two + "/f"), "from one");
@@ -1892,11 +1886,7 @@ TEST(DefaultMount, OneStorePerEngineAtTheRoot) {
     EXPECT_ERRNO(
         EXDEV, ::rename(m.At(engines[0] + "/hello").c_str(), m.At(engines[1] + "/moved").c_str()));
   }
-  const std::string stats = ReadStats(m);
-  EXPECT_TRUE(LooksLikeJsonObject(stats));
-  for (const std::string& e : engines) {
-    EXPECT_NE(stats.find("\"" + e + "\""), std::string::npos) << e << " not in stats:\n" << stats;
-  }
+  EXPECT_EQ(StoreNames(ReadStats(m)), engines) << ReadStatsText(m);
   ASSERT_TRUE(m.Remount());
   for (const std::string& e : engines) {
     EXPECT_EQ(ReadFile(m.At(e + "/hello")), "hello from " + e);

@@ -1,0 +1,263 @@
+// FileStore::Impl's bookkeeping: how a mutation reaches the engine, nodes and the id table of
+// the ids the kernel holds, orphans, and subtree moves.
+#include "fusefs/file_store_impl.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <mutex>
+
+namespace kvfs::fusefs {
+namespace {
+
+// Ids are handed out in blocks: the mark written with the first id of a block tells the next
+// open where fresh ids start, so a create costs no extra key most of the time.
+constexpr uint64_t kIdBlock = 1024;
+
+}  // namespace
+
+using internal::Errno;
+using internal::Known;
+using internal::Loaded;
+using internal::NodeRecords;
+
+namespace internal {
+
+Status Errno(int err, std::string msg) {
+  StatusCode code = StatusCode::kInvalidArgument;
+  if (err == ENOENT) code = StatusCode::kNotFound;
+  if (err == EEXIST) code = StatusCode::kAlreadyExists;
+  if (err == ENOSPC) code = StatusCode::kNoSpace;
+  if (err == EROFS) code = StatusCode::kFailed;
+  if (err == EIO) code = StatusCode::kIOError;
+  return Status(code, std::move(msg), err);
+}
+
+Attr AttrOf(const Node& n) {
+  Attr a;
+  a.id = n.id;
+  a.type = n.type;
+  a.mode = n.mode;
+  a.uid = n.uid;
+  a.gid = n.gid;
+  a.size = n.type == NodeType::kDirectory ? 4096 : n.size;
+  a.atime_ns = n.atime_ns;
+  a.mtime_ns = n.mtime_ns;
+  a.ctime_ns = n.ctime_ns;
+  a.nlink = 1;
+  return a;
+}
+
+Attr AttrOf(const Loaded& l) {
+  Attr a = AttrOf(l.node);
+  if (l.orphan) a.nlink = 0;
+  return a;
+}
+
+}  // namespace internal
+
+// ---------------------------------------------------------------------------------------------
+// Batches and syncs
+
+void FileStore::Impl::Count(uint64_t FileStoreStats::*field, uint64_t n) {
+  std::lock_guard lock(stats_mu);
+  stats.*field += n;
+}
+
+Status FileStore::Impl::CheckWritable() const {
+  if (options.read_only) return Errno(EROFS, "store opened read-only");
+  if (failed.load())
+    return Errno(EROFS, "an earlier sync failed: store is read-only until remount");
+  return Status::OK();
+}
+
+Status FileStore::Impl::ApplyBatch(const engines::WriteBatch& batch) {
+  Status s = engine->Apply(batch);
+  if (s.ok()) return s;
+  Count(&FileStoreStats::errors);
+  if (s.IsFailed()) {
+    failed = true;
+    return Status(StatusCode::kFailed, s.message(), EROFS);
+  }
+  return s;
+}
+
+Status FileStore::Impl::SyncIfAlways() {
+  if (!options.sync_every_mutation) return Status::OK();
+  return SyncEngine(engines::SyncKind::kData);
+}
+
+Status FileStore::Impl::SyncEngine(engines::SyncKind kind) {
+  if (options.read_only) return Status::OK();
+  if (failed.load()) return Errno(EIO, "an earlier sync failed: store is read-only until remount");
+  Status s = engine->Sync(kind);
+  if (s.ok()) return s;
+  // Never retried into a success: the log may have lost pages the kernel already dropped.
+  failed = true;
+  Count(&FileStoreStats::sync_errors);
+  return Status(StatusCode::kIOError, "sync failed, store is now read-only: " + s.message(), EIO);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nodes and the id table
+
+uint64_t FileStore::Impl::AllocId(engines::WriteBatch* batch) {
+  const uint64_t id = next_id++;
+  if (next_id > id_mark) {
+    id_mark = id + kIdBlock;
+    batch->Put(kIdMarkKey, EncodeU64(id_mark));
+  }
+  return id;
+}
+
+Result<Node> FileStore::Impl::GetNode(const std::string& path) {
+  const std::string key = NodeKey(path);
+  KVFS_ASSIGN_OR_RETURN(std::string value, engine->Get(key));
+  return DecodeNode(value, key);
+}
+
+Result<Loaded> FileStore::Impl::Load(uint64_t id) {
+  Loaded l;
+  if (id == kRootId) {
+    KVFS_ASSIGN_OR_RETURN(l.node, GetNode(""));
+    return l;
+  }
+  {
+    std::lock_guard lock(table_mu);
+    auto it = known.find(id);
+    if (it == known.end()) return Errno(ENOENT, "no node with id " + std::to_string(id));
+    l.orphan = it->second.orphan;
+    if (l.orphan) {
+      l.node = it->second.node;
+      return l;
+    }
+    l.path = it->second.path;
+  }
+  auto node = GetNode(l.path);
+  if (!node.ok()) return node.status();
+  l.node = std::move(*node);
+  if (l.node.id != id) return Errno(ENOENT, "node " + l.path + " was replaced");
+  return l;
+}
+
+Result<Loaded> FileStore::Impl::LoadDir(uint64_t id) {
+  KVFS_ASSIGN_OR_RETURN(Loaded l, Load(id));
+  if (l.node.type != NodeType::kDirectory) return Errno(ENOTDIR, "not a directory: " + l.path);
+  if (l.orphan) return Errno(ENOENT, "directory was removed");
+  return l;
+}
+
+void FileStore::Impl::PutNode(const Loaded& l, engines::WriteBatch* batch) {
+  if (l.orphan) {
+    std::lock_guard lock(table_mu);
+    auto it = known.find(l.node.id);
+    if (it != known.end()) it->second.node = l.node;
+    return;
+  }
+  batch->Put(NodeKey(l.path), EncodeNode(l.node));
+}
+
+void FileStore::Impl::AddRef(uint64_t id, const std::string& path, uint64_t n) {
+  if (id == kRootId) return;
+  std::lock_guard lock(table_mu);
+  Known& k = known[id];
+  k.path = path;
+  k.nlookup += n;
+}
+
+void FileStore::Impl::Touch(Loaded* dir, int64_t now) {
+  dir->node.mtime_ns = now;
+  dir->node.ctime_ns = now;
+}
+
+void FileStore::Impl::RenameInTable(const std::string& from, const std::string& to,
+                                    std::unordered_map<uint64_t, std::string>* moved) {
+  std::lock_guard lock(table_mu);
+  for (auto& [id, k] : known) {
+    if (k.orphan) continue;
+    if (k.path == from ||
+        (k.path.size() > from.size() && k.path.compare(0, from.size(), from) == 0 &&
+         k.path[from.size()] == '/')) {
+      (*moved)[id] = to + k.path.substr(from.size());
+    }
+  }
+}
+
+void FileStore::Impl::ApplyTableMoves(const std::unordered_map<uint64_t, std::string>& moved) {
+  std::lock_guard lock(table_mu);
+  for (const auto& [id, path] : moved) {
+    auto it = known.find(id);
+    if (it != known.end()) it->second.path = path;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Orphans
+
+Status FileStore::Impl::Drop(const Node& node, engines::WriteBatch* batch) {
+  bool held = false;
+  {
+    std::lock_guard lock(table_mu);
+    auto it = known.find(node.id);
+    if (it != known.end() && !it->second.orphan) {
+      held = true;
+      it->second.orphan = true;
+      it->second.node = node;
+    }
+  }
+  if (node.type != NodeType::kFile || node.data_inline) return Status::OK();
+  if (held) {
+    Node record = node;
+    record.inline_data.clear();
+    batch->Put(OrphanKey(node.id), EncodeNode(record));
+    return Status::OK();
+  }
+  KVFS_ASSIGN_OR_RETURN(auto keys, ChunkKeysFrom(node.id, 0));
+  for (const auto& k : keys) batch->Delete(k);
+  return Status::OK();
+}
+
+void FileStore::Impl::Undrop(uint64_t id) {
+  std::lock_guard lock(table_mu);
+  auto it = known.find(id);
+  if (it != known.end()) it->second.orphan = false;
+}
+
+Status FileStore::Impl::PurgeOrphan(const Node& node) {
+  if (CheckWritable().ok() == false) return Status::OK();  // left for the next mount
+  engines::WriteBatch batch;
+  if (node.type == NodeType::kFile && !node.data_inline) {
+    KVFS_ASSIGN_OR_RETURN(auto keys, ChunkKeysFrom(node.id, 0));
+    for (const auto& k : keys) batch.Delete(k);
+    batch.Delete(OrphanKey(node.id));
+  }
+  if (batch.empty()) return Status::OK();
+  return ApplyBatch(batch);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subtrees
+
+Status FileStore::Impl::CollectSubtree(const std::string& path, NodeRecords* out) {
+  for (const std::string& prefix : {ChildrenPrefix(path), SubtreePrefix(path)}) {
+    engines::ScanOptions so;
+    so.prefix = prefix;
+    KVFS_RETURN_IF_ERROR(engine->Scan(so, [&](std::string_view k, std::string_view v) {
+      out->emplace_back(k, v);
+      return true;
+    }));
+  }
+  return Status::OK();
+}
+
+Status FileStore::Impl::MoveSubtree(const NodeRecords& nodes, const std::string& from,
+                                    const std::string& to, NodeRecords* puts,
+                                    engines::WriteBatch* batch) {
+  for (const auto& [key, value] : nodes) {
+    KVFS_ASSIGN_OR_RETURN(std::string p, PathOfNodeKey(key));
+    batch->Delete(key);
+    puts->emplace_back(NodeKey(to + p.substr(from.size())), value);
+  }
+  return Status::OK();
+}
+
+}  // namespace kvfs::fusefs

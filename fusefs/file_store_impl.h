@@ -1,0 +1,147 @@
+// Private to the file layer (file_store*.cc): FileStore::Impl, the state behind a FileStore, and
+// the helpers its operations share.
+//
+// - file_store.cc:        FileStore's operations (open, namespace, data, xattrs, stats);
+// - file_store_impl.cc:   how a mutation reaches the engine (batches, syncs, the read-only latch),
+//                         loading and storing nodes, the id table, orphans, subtree moves;
+// - file_store_chunks.cc: a file's bytes, inline or in chunks (read, write, resize).
+//
+// Locking: `mu` (the store lock) is taken by the operations, never by these helpers; each
+// helper says whether its caller must hold it shared or exclusive. `table_mu` guards the id
+// table and is taken briefly by the helpers, never while calling into the engine.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "engines/engine.h"
+#include "engines/write_batch.h"
+#include "fusefs/file_store.h"
+#include "fusefs/layout.h"
+#include "sync/status.h"
+
+namespace kvfs::fusefs {
+namespace internal {
+
+// A Status carrying `err` as the errno FUSE should answer, with the StatusCode closest to it.
+Status Errno(int err, std::string msg);
+
+Attr AttrOf(const Node& n);
+
+// An id the kernel holds.
+struct Known {
+  std::string path;  // current path; meaningless once orphaned
+  uint64_t nlookup = 0;
+  bool orphan = false;  // unlinked or replaced while held: `node` is the authoritative copy
+  Node node;
+};
+
+// A node as found: where it lives and what it is.
+struct Loaded {
+  std::string path;
+  bool orphan = false;
+  Node node;
+};
+
+// A loaded node's attributes: an orphan (unlinked while held) has no name left, so no link.
+Attr AttrOf(const Loaded& l);
+
+// The shared part of Create, Mkdir and Symlink.
+struct NewNode {
+  NodeType type;
+  uint32_t mode;
+  std::string_view target;  // symlinks
+};
+
+enum class RemoveKind { kUnlink, kRmdir };
+
+// (key, value) pairs of node records, as a subtree move collects them.
+using NodeRecords = std::vector<std::pair<std::string, std::string>>;
+
+}  // namespace internal
+
+struct FileStore::Impl {
+  std::unique_ptr<engines::Engine> engine;
+  FileStoreOptions options;
+
+  // Namespace and metadata mutations exclusive; reads shared.
+  std::shared_mutex mu;
+  // The id table; taken briefly, never while calling into the engine.
+  mutable std::mutex table_mu;
+  std::unordered_map<uint64_t, internal::Known> known;
+
+  uint64_t next_id = kFirstFreeId;  // guarded by mu (exclusive)
+  uint64_t id_mark = 0;             // ids below it may be in use after a restart
+
+  std::atomic<bool> failed{false};
+  mutable std::mutex stats_mu;
+  FileStoreStats stats;
+
+  // --- batches and syncs (file_store_impl.cc) ---
+  void Count(uint64_t FileStoreStats::*field, uint64_t n = 1);
+  Status CheckWritable() const;
+  // The engine's answer to a mutation, as the errno a caller should see.
+  Status ApplyBatch(const engines::WriteBatch& batch);
+  // After the store lock is released: `always` mode makes the mutation durable here, where
+  // concurrent callers share one log sync.
+  Status SyncIfAlways();
+  Status SyncEngine(engines::SyncKind kind);
+
+  // --- nodes and the id table (file_store_impl.cc) ---
+  uint64_t AllocId(engines::WriteBatch* batch);
+  Result<Node> GetNode(const std::string& path);
+  // The node `id` stands for. Caller holds mu (shared or exclusive).
+  Result<internal::Loaded> Load(uint64_t id);
+  Result<internal::Loaded> LoadDir(uint64_t id);
+  // Stores a changed node where it lives: its key, or (orphans) the table and the orphan record.
+  void PutNode(const internal::Loaded& l, engines::WriteBatch* batch);
+  void AddRef(uint64_t id, const std::string& path, uint64_t n = 1);
+  void Touch(internal::Loaded* dir, int64_t now);
+  // Table paths at or below `from` move to below `to`. Caller holds mu exclusive.
+  void RenameInTable(const std::string& from, const std::string& to,
+                     std::unordered_map<uint64_t, std::string>* moved);
+  void ApplyTableMoves(const std::unordered_map<uint64_t, std::string>& moved);
+
+  // --- orphans (file_store_impl.cc) ---
+  // A node leaves the namespace (unlink, rmdir, rename over it): if the kernel still holds it,
+  // it lives on as an orphan until Forget; otherwise its data goes in the same batch.
+  Status Drop(const Node& node, engines::WriteBatch* batch);
+  // Undoes Drop's table change when the batch that relied on it failed.
+  void Undrop(uint64_t id);
+  Status PurgeOrphan(const Node& node);
+
+  // --- subtrees (file_store_impl.cc) ---
+  // Every node at or below `path` (which must be a directory), as (key, value).
+  Status CollectSubtree(const std::string& path, internal::NodeRecords* out);
+  // Moves the nodes below `from` (a directory) to below `to` in `batch`: deletes first, so an
+  // exchange's puts land after both subtrees' deletes.
+  Status MoveSubtree(const internal::NodeRecords& nodes, const std::string& from,
+                     const std::string& to, internal::NodeRecords* puts,
+                     engines::WriteBatch* batch);
+
+  // --- file data (file_store_chunks.cc) ---
+  // Every chunk key of file `id` from chunk `first` on, found by a scan (sparse files have few).
+  Result<std::vector<std::string>> ChunkKeysFrom(uint64_t id, uint64_t first);
+  // Bytes [offset, offset+n) of a file's data, holes as zeros. Caller holds mu.
+  Result<std::string> ReadData(const Node& node, uint64_t offset, uint64_t n);
+  // Changes a file's size in `batch`, keeping the invariants: inline iff size <= kInlineMax
+  // after a shrink, no chunk holds bytes at or past the size. Caller holds mu exclusive.
+  Status Resize(Node* node, uint64_t new_size, engines::WriteBatch* batch);
+  // Writes `data` at `offset` into `node` and `batch`. Caller holds mu exclusive.
+  Status WriteData(Node* node, uint64_t offset, std::string_view data, engines::WriteBatch* batch);
+
+  // --- operation bodies shared by several FileStore methods (file_store.cc) ---
+  Result<Attr> MakeNode(uint64_t parent, std::string_view name, const internal::NewNode& what,
+                        const Caller& caller);
+  Status RemoveEntry(uint64_t parent, std::string_view name, internal::RemoveKind kind);
+};
+
+}  // namespace kvfs::fusefs
