@@ -51,6 +51,7 @@
 #include "sync/fault_file_system.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -183,6 +184,7 @@ struct FaultFileSystem::State {
   bool frozen = false;
 
   uint64_t fail_sync_remaining = 0;  // 0: no sync failure scheduled
+  int fail_sync_errno = EIO;
   uint64_t space_limit = kNoLimit;
 
   // Open handles per file inode, in this epoch: these inodes use space even when unnamed.
@@ -215,7 +217,9 @@ struct FaultFileSystem::State {
     if (frozen) return Status::IOError(Context(op, path) + ": the post-crash image is frozen");
     KVFS_RETURN_IF_ERROR(Tick(ScheduleKind::kSync, op, path));
     if (fail_sync_remaining > 0 && --fail_sync_remaining == 0) {
-      return Status::IOError(Context(op, path) + ": injected EIO", EIO);
+      const char* name = ::strerrorname_np(fail_sync_errno);
+      return Status::FromErrno(fail_sync_errno,
+                               Context(op, path) + ": injected " + (name ? name : "error"));
     }
     return Status::OK();
   }
@@ -656,14 +660,20 @@ FaultFileSystem::~FaultFileSystem() = default;
 uint64_t FaultFileSystem::seed() const { return state_->seed; }
 
 void FaultFileSystem::Crash(CrashMode mode) {
-  std::lock_guard<std::mutex> lock(state_->mu);
-  state_->InstallCrashImage(state_->fired_mode.value_or(mode));
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->InstallCrashImage(state_->fired_mode.value_or(mode));
+  }
+  sync_failures().Clear();  // a reboot: no page cache is left to lie about
 }
 
 void FaultFileSystem::CrashAndFreeze(CrashMode mode) {
-  std::lock_guard<std::mutex> lock(state_->mu);
-  state_->InstallCrashImage(state_->fired_mode.value_or(mode));
-  state_->frozen = true;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->InstallCrashImage(state_->fired_mode.value_or(mode));
+    state_->frozen = true;
+  }
+  sync_failures().Clear();
 }
 
 void FaultFileSystem::CrashAtSync(uint64_t n, CrashMode mode) {
@@ -685,9 +695,10 @@ bool FaultFileSystem::crashed() const {
   return state_->fired_mode.has_value();
 }
 
-void FaultFileSystem::FailSyncAfter(uint64_t n) {
+void FaultFileSystem::FailSyncAfter(uint64_t n, int err) {
   std::lock_guard<std::mutex> lock(state_->mu);
   state_->fail_sync_remaining = n;
+  state_->fail_sync_errno = err;
 }
 
 void FaultFileSystem::SetSpaceLimit(uint64_t bytes) {
@@ -700,8 +711,8 @@ FaultStats FaultFileSystem::stats() const {
   return state_->stats;
 }
 
-Result<std::unique_ptr<WritableFile>> FaultFileSystem::NewWritableFile(const std::string& path,
-                                                                       CreateMode mode) {
+Result<std::unique_ptr<WritableFile>> FaultFileSystem::DoNewWritableFile(const std::string& path,
+                                                                         CreateMode mode) {
   std::lock_guard<std::mutex> lock(state_->mu);
   State& st = *state_;
   KVFS_RETURN_IF_ERROR(st.CheckPower("open", path));
@@ -741,8 +752,8 @@ Result<std::unique_ptr<RandomAccessFile>> FaultFileSystem::NewRandomAccessFile(
       std::make_unique<FaultRandomAccessFile>(path, state_, AsFile(node)));
 }
 
-Result<std::unique_ptr<RandomRWFile>> FaultFileSystem::NewRandomRWFile(const std::string& path,
-                                                                       bool create) {
+Result<std::unique_ptr<RandomRWFile>> FaultFileSystem::DoNewRandomRWFile(const std::string& path,
+                                                                         bool create) {
   std::lock_guard<std::mutex> lock(state_->mu);
   State& st = *state_;
   KVFS_RETURN_IF_ERROR(st.CheckPower("open", path));
@@ -761,7 +772,7 @@ Result<std::unique_ptr<RandomRWFile>> FaultFileSystem::NewRandomRWFile(const std
       std::make_unique<FaultRandomRWFile>(path, state_, AsFile(node)));
 }
 
-Result<std::unique_ptr<Directory>> FaultFileSystem::OpenDirectory(const std::string& path) {
+Result<std::unique_ptr<Directory>> FaultFileSystem::DoOpenDirectory(const std::string& path) {
   std::lock_guard<std::mutex> lock(state_->mu);
   State& st = *state_;
   KVFS_RETURN_IF_ERROR(st.CheckPower("opendir", path));
@@ -784,7 +795,7 @@ Status FaultFileSystem::CreateDir(const std::string& path) {
   return Status::OK();
 }
 
-Status FaultFileSystem::RemoveDir(const std::string& path) {
+Status FaultFileSystem::DoRemoveDir(const std::string& path) {
   std::lock_guard<std::mutex> lock(state_->mu);
   State& st = *state_;
   KVFS_RETURN_IF_ERROR(st.CheckPower("rmdir", path));
@@ -812,7 +823,7 @@ Result<std::vector<std::string>> FaultFileSystem::ListDir(const std::string& pat
   return names;  // std::map keeps them in byte order
 }
 
-Status FaultFileSystem::Rename(const std::string& from, const std::string& to) {
+Status FaultFileSystem::DoRename(const std::string& from, const std::string& to) {
   std::lock_guard<std::mutex> lock(state_->mu);
   State& st = *state_;
   const std::string what = from + " to " + to;
@@ -843,7 +854,7 @@ Status FaultFileSystem::Rename(const std::string& from, const std::string& to) {
   return Status::OK();
 }
 
-Status FaultFileSystem::RemoveFile(const std::string& path) {
+Status FaultFileSystem::DoRemoveFile(const std::string& path) {
   std::lock_guard<std::mutex> lock(state_->mu);
   State& st = *state_;
   KVFS_RETURN_IF_ERROR(st.CheckPower("unlink", path));

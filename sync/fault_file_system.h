@@ -14,9 +14,10 @@
 // held them is gone.
 //
 // Faults:
-// - FailSyncAfter(n): the n-th sync from now (file DataSync/Sync or directory Fsync, counted
-//   together, n = 1 is the next one) fails with EIO. As on Linux, the dirty data it covered is
-//   then treated as written back and lost: the pending writes stay readable but will never
+// - FailSyncAfter(n, err): the n-th sync from now (file DataSync/Sync or directory Fsync, counted
+//   together, n = 1 is the next one) fails with errno `err` (EIO, or ENOSPC or EDQUOT as a
+//   thin-provisioned or quota-limited disk answers a sync). As on Linux, the dirty data it covered
+//   is then treated as written back and lost: the pending writes stay readable but will never
 //   become durable, and a later sync of the same file "succeeds" without persisting them. That
 //   is exactly the retry-into-success trap the FailureLatch exists to stop.
 // - SetSpaceLimit(bytes): total file bytes (the sum of the current sizes of all live files,
@@ -91,24 +92,16 @@ class FaultFileSystem : public FileSystem {
 
   // --- Disk faults --------------------------------------------------------------------------
   // The n-th sync from now fails with EIO (n >= 1); 0 cancels.
-  void FailSyncAfter(uint64_t n);
+  void FailSyncAfter(uint64_t n, int err = EIO);
   // Total bytes the files may hold; UINT64_MAX (the default) means no limit.
   void SetSpaceLimit(uint64_t bytes);
 
   FaultStats stats() const;
 
   // --- FileSystem ---------------------------------------------------------------------------
-  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path,
-                                                        CreateMode mode) override;
   Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override;
-  Result<std::unique_ptr<RandomRWFile>> NewRandomRWFile(const std::string& path,
-                                                        bool create) override;
-  Result<std::unique_ptr<Directory>> OpenDirectory(const std::string& path) override;
   Status CreateDir(const std::string& path) override;
-  Status RemoveDir(const std::string& path) override;
   Result<std::vector<std::string>> ListDir(const std::string& path) override;
-  Status Rename(const std::string& from, const std::string& to) override;
-  Status RemoveFile(const std::string& path) override;
   Result<uint64_t> FileSize(const std::string& path) override;
   Result<bool> Exists(const std::string& path) override;
   Result<bool> IsDirectory(const std::string& path) override;
@@ -116,6 +109,16 @@ class FaultFileSystem : public FileSystem {
   Result<SpaceInfo> GetSpaceInfo(const std::string& path) override;
 
   struct State;  // the model; defined in the .cc
+
+ protected:
+  Result<std::unique_ptr<WritableFile>> DoNewWritableFile(const std::string& path,
+                                                          CreateMode mode) override;
+  Result<std::unique_ptr<RandomRWFile>> DoNewRandomRWFile(const std::string& path,
+                                                          bool create) override;
+  Result<std::unique_ptr<Directory>> DoOpenDirectory(const std::string& path) override;
+  Status DoRemoveDir(const std::string& path) override;
+  Status DoRename(const std::string& from, const std::string& to) override;
+  Status DoRemoveFile(const std::string& path) override;
 
  private:
   std::shared_ptr<State> state_;

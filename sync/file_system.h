@@ -13,13 +13,18 @@
 // - Creating, renaming or removing a name is durable only once the directory that holds the
 //   name has been Fsync'd (Directory::Fsync). durable.h wraps the usual sequences.
 //
-// Sync failure policy (enforced here, in the non-virtual front of each file class, so that no
-// implementation can get it wrong): once DataSync, Sync or Fsync has failed, the kernel may
-// already have dropped the dirty pages, so a retried sync could "succeed" without writing them.
-// The object therefore stays failed: every later write or sync returns the original error
-// (code kFailed). Write errors other than ENOSPC fail the object the same way. ENOSPC from a
-// write leaves the object usable: nothing was acknowledged, and the caller may retry once space
-// is freed.
+// Sync failure policy (enforced here, in the non-virtual fronts of the file classes and of
+// FileSystem, so that no implementation can get it wrong): once DataSync, Sync or Fsync has
+// failed, whatever the errno (ENOSPC and EDQUOT included), the kernel may already have dropped
+// the dirty pages it did not write and marked them clean, so a retried sync could "succeed"
+// without writing them. The object therefore stays failed: every later write or sync returns
+// the original error (code kFailed), and a sync's ENOSPC or EDQUOT is reported as kIOError
+// (errno kept), never as the retryable kNoSpace. The FileSystem remembers the path too: a file
+// or directory opened again on it in this process starts failed, so reopening cannot turn the
+// lost pages into a successful sync (until the name is removed or renamed over, which makes it
+// another file). Write errors other than ENOSPC/EDQUOT fail the object the same way. ENOSPC
+// from a write leaves the object usable: nothing was acknowledged, and the caller may retry
+// once space is freed.
 //
 // Thread safety: a FileSystem may be used from many threads at once. A WritableFile,
 // RandomRWFile or Directory object must be used by one thread at a time (its owner serialises),
@@ -35,8 +40,10 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
+#include "sync/mutex.h"
 #include "sync/status.h"
 
 namespace kvfs::sync {
@@ -49,14 +56,38 @@ class FailureLatch {
   bool failed() const { return failed_.load(std::memory_order_acquire); }
   // Returns OK, or the latched failure as a kFailed Status naming the path.
   Status Check(const std::string& path) const;
-  // Latches `s` if it is an error that must not be retried (anything but OK and ENOSPC).
-  // Returns `s` unchanged, for tail calls.
-  Status Record(Status s);
+  // A write's result: latches it unless it is OK or kNoSpace (retryable). Returns `s`.
+  Status RecordWrite(Status s);
+  // A sync's result: latches any error, and returns a kNoSpace one as kIOError (errno kept),
+  // since no sync error may be retried.
+  Status RecordSync(Status s);
 
  private:
+  void Latch(const Status& s);
+
   std::atomic<bool> failed_{false};
-  mutable std::mutex mu_;
-  Status failure_;  // guarded by mu_
+  mutable Mutex mu_;
+  Status failure_ ABSL_GUARDED_BY(mu_);
+};
+
+// The paths whose sync failed in this process, kept by each FileSystem (see the policy above).
+// Thread-safe.
+class SyncFailures {
+ public:
+  // Handles belong to the generation they were opened in; a reboot (Clear) starts a new one,
+  // and a failure of a handle from an older one (a dead process's) is not remembered.
+  uint64_t generation() const;
+  void Record(const std::string& path, const Status& s, uint64_t generation);
+  // The failure recorded for `path`, or OK.
+  Status Find(const std::string& path) const;
+  void Forget(const std::string& path);  // the name now names another file
+  void Move(const std::string& from, const std::string& to);
+  void Clear();  // a reboot: the machine's page cache is gone (the fault-injecting disk)
+
+ private:
+  mutable Mutex mu_;
+  std::unordered_map<std::string, Status> failed_ ABSL_GUARDED_BY(mu_);
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // A file written sequentially from a logical end offset: logs, data files, tables.
@@ -108,9 +139,14 @@ class WritableFile {
   virtual Status DoClose() = 0;
 
  private:
+  friend class FileSystem;
+  Status AfterSync(Status s);
+
   std::string path_;
   uint64_t offset_;
   FailureLatch latch_;
+  SyncFailures* sync_failures_ = nullptr;  // set by the FileSystem that opened it
+  uint64_t sync_generation_ = 0;
   bool closed_ = false;
 };
 
@@ -166,8 +202,13 @@ class RandomRWFile {
   virtual Status DoClose() = 0;
 
  private:
+  friend class FileSystem;
+  Status AfterSync(Status s);
+
   std::string path_;
   FailureLatch latch_;
+  SyncFailures* sync_failures_ = nullptr;  // set by the FileSystem that opened it
+  uint64_t sync_generation_ = 0;
   bool closed_ = false;
 };
 
@@ -187,8 +228,12 @@ class Directory {
   virtual Status DoFsync() = 0;
 
  private:
+  friend class FileSystem;
+
   std::string path_;
   FailureLatch latch_;
+  SyncFailures* sync_failures_ = nullptr;  // set by the FileSystem that opened it
+  uint64_t sync_generation_ = 0;
 };
 
 // An exclusive lock on a file (created if missing), held until the object is destroyed. Held
@@ -220,6 +265,8 @@ struct SpaceInfo {
   uint64_t free_bytes = 0;  // available to an unprivileged writer
 };
 
+// The operations an implementation provides are the Do* methods; the public ones are fronts
+// that apply the sync failure policy (the paths whose sync failed, above) around them.
 class FileSystem {
  public:
   FileSystem() = default;
@@ -227,25 +274,26 @@ class FileSystem {
   FileSystem& operator=(const FileSystem&) = delete;
   virtual ~FileSystem() = default;
 
-  virtual Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path,
-                                                                CreateMode mode) = 0;
+  // The file opened starts failed if a sync of `path` failed earlier in this process.
+  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, CreateMode mode);
   virtual Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(
       const std::string& path) = 0;
   // Opens a file for reading and writing in place; creates it (empty) when `create` is true.
-  virtual Result<std::unique_ptr<RandomRWFile>> NewRandomRWFile(const std::string& path,
-                                                                bool create) = 0;
-  virtual Result<std::unique_ptr<Directory>> OpenDirectory(const std::string& path) = 0;
+  // Starts failed as NewWritableFile does.
+  Result<std::unique_ptr<RandomRWFile>> NewRandomRWFile(const std::string& path, bool create);
+  // Starts failed if an Fsync of `path` failed earlier in this process.
+  Result<std::unique_ptr<Directory>> OpenDirectory(const std::string& path);
 
   // mkdir(2). kAlreadyExists if the name exists. Durable once the parent is Fsync'd.
   virtual Status CreateDir(const std::string& path) = 0;
   // rmdir(2) of an empty directory.
-  virtual Status RemoveDir(const std::string& path) = 0;
+  Status RemoveDir(const std::string& path);
   // The names in a directory, without "." and "..", sorted bytewise.
   virtual Result<std::vector<std::string>> ListDir(const std::string& path) = 0;
   // rename(2): atomically replaces `to` if it exists. Durable once both parents are Fsync'd.
-  virtual Status Rename(const std::string& from, const std::string& to) = 0;
+  Status Rename(const std::string& from, const std::string& to);
   // unlink(2). Open handles keep working. Durable once the parent is Fsync'd.
-  virtual Status RemoveFile(const std::string& path) = 0;
+  Status RemoveFile(const std::string& path);
   // The size of a regular file (what it is for a directory is unspecified: do not ask).
   virtual Result<uint64_t> FileSize(const std::string& path) = 0;
   // True if the name exists (file or directory); false also when a parent is not a directory.
@@ -254,6 +302,21 @@ class FileSystem {
   virtual Result<bool> IsDirectory(const std::string& path) = 0;
   virtual Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) = 0;
   virtual Result<SpaceInfo> GetSpaceInfo(const std::string& path) = 0;
+
+ protected:
+  virtual Result<std::unique_ptr<WritableFile>> DoNewWritableFile(const std::string& path,
+                                                                  CreateMode mode) = 0;
+  virtual Result<std::unique_ptr<RandomRWFile>> DoNewRandomRWFile(const std::string& path,
+                                                                  bool create) = 0;
+  virtual Result<std::unique_ptr<Directory>> DoOpenDirectory(const std::string& path) = 0;
+  virtual Status DoRemoveDir(const std::string& path) = 0;
+  virtual Status DoRename(const std::string& from, const std::string& to) = 0;
+  virtual Status DoRemoveFile(const std::string& path) = 0;
+
+  SyncFailures& sync_failures() { return sync_failures_; }
+
+ private:
+  SyncFailures sync_failures_;
 };
 
 // The POSIX file system of this machine. Never null; lives for the whole process.

@@ -326,8 +326,8 @@ Status LockBusy(const std::string& path, int fd) {
 
 }  // namespace
 
-Result<std::unique_ptr<WritableFile>> PosixFileSystem::NewWritableFile(const std::string& path,
-                                                                       CreateMode mode) {
+Result<std::unique_ptr<WritableFile>> PosixFileSystem::DoNewWritableFile(const std::string& path,
+                                                                         CreateMode mode) {
   int flags = O_WRONLY | O_CREAT;  // never O_APPEND: see PwriteFully
   switch (mode) {
     case CreateMode::kCreateNew:
@@ -360,14 +360,14 @@ Result<std::unique_ptr<RandomAccessFile>> PosixFileSystem::NewRandomAccessFile(
   return file;
 }
 
-Result<std::unique_ptr<RandomRWFile>> PosixFileSystem::NewRandomRWFile(const std::string& path,
-                                                                       bool create) {
+Result<std::unique_ptr<RandomRWFile>> PosixFileSystem::DoNewRandomRWFile(const std::string& path,
+                                                                         bool create) {
   KVFS_ASSIGN_OR_RETURN(int fd, OpenFd(path, O_RDWR | (create ? O_CREAT : 0), kFileMode));
   std::unique_ptr<RandomRWFile> file = std::make_unique<PosixRandomRWFile>(path, fd);
   return file;
 }
 
-Result<std::unique_ptr<Directory>> PosixFileSystem::OpenDirectory(const std::string& path) {
+Result<std::unique_ptr<Directory>> PosixFileSystem::DoOpenDirectory(const std::string& path) {
   KVFS_ASSIGN_OR_RETURN(int fd, OpenFd(path, O_RDONLY | O_DIRECTORY, 0));
   std::unique_ptr<Directory> dir = std::make_unique<PosixDirectory>(path, fd);
   return dir;
@@ -380,7 +380,7 @@ Status PosixFileSystem::CreateDir(const std::string& path) {
   return Status::OK();
 }
 
-Status PosixFileSystem::RemoveDir(const std::string& path) {
+Status PosixFileSystem::DoRemoveDir(const std::string& path) {
   if (RetryOnEintr([&] { return ::rmdir(path.c_str()); }) != 0) {
     return PosixError("rmdir", path, errno);
   }
@@ -414,14 +414,14 @@ Result<std::vector<std::string>> PosixFileSystem::ListDir(const std::string& pat
   return names;
 }
 
-Status PosixFileSystem::Rename(const std::string& from, const std::string& to) {
+Status PosixFileSystem::DoRename(const std::string& from, const std::string& to) {
   if (RetryOnEintr([&] { return ::rename(from.c_str(), to.c_str()); }) != 0) {
     return PosixError("rename", from + " to " + to, errno);
   }
   return Status::OK();
 }
 
-Status PosixFileSystem::RemoveFile(const std::string& path) {
+Status PosixFileSystem::DoRemoveFile(const std::string& path) {
   if (RetryOnEintr([&] { return ::unlink(path.c_str()); }) != 0) {
     return PosixError("unlink", path, errno);
   }

@@ -16,22 +16,24 @@ class PosixFileSystem : public FileSystem {
  public:
   PosixFileSystem() = default;
 
-  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path,
-                                                        CreateMode mode) override;
   Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override;
-  Result<std::unique_ptr<RandomRWFile>> NewRandomRWFile(const std::string& path,
-                                                        bool create) override;
-  Result<std::unique_ptr<Directory>> OpenDirectory(const std::string& path) override;
   Status CreateDir(const std::string& path) override;
-  Status RemoveDir(const std::string& path) override;
   Result<std::vector<std::string>> ListDir(const std::string& path) override;
-  Status Rename(const std::string& from, const std::string& to) override;
-  Status RemoveFile(const std::string& path) override;
   Result<uint64_t> FileSize(const std::string& path) override;
   Result<bool> Exists(const std::string& path) override;
   Result<bool> IsDirectory(const std::string& path) override;
   Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) override;
   Result<SpaceInfo> GetSpaceInfo(const std::string& path) override;
+
+ protected:
+  Result<std::unique_ptr<WritableFile>> DoNewWritableFile(const std::string& path,
+                                                          CreateMode mode) override;
+  Result<std::unique_ptr<RandomRWFile>> DoNewRandomRWFile(const std::string& path,
+                                                          bool create) override;
+  Result<std::unique_ptr<Directory>> DoOpenDirectory(const std::string& path) override;
+  Status DoRemoveDir(const std::string& path) override;
+  Status DoRename(const std::string& from, const std::string& to) override;
+  Status DoRemoveFile(const std::string& path) override;
 };
 
 }  // namespace kvfs::sync

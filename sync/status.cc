@@ -53,7 +53,7 @@ const std::string& Status::message() const {
 Status Status::FromErrno(int err, std::string_view context) {
   std::string msg(context);
   msg += ": ";
-  msg += std::strerror(err);
+  msg += ::strerrordesc_np(err) != nullptr ? ::strerrordesc_np(err) : "unknown error";
   switch (err) {
     case ENOENT:
       return {StatusCode::kNotFound, std::move(msg), err};

@@ -62,6 +62,8 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, std::string dir, WalOptio
                                    " is too small");
   }
   if (options.batch_records == 0) options.batch_records = 1;
+  // The reader relies on this bound to tell a torn write from damage (wal::kMaxWriteBytes).
+  options.max_group_bytes = std::min<size_t>(options.max_group_bytes, wal::kMaxWriteBytes);
   WalReadReport local_report;
   if (report == nullptr) report = &local_report;
 
@@ -107,6 +109,10 @@ Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, std::string dir, WalOptio
       new Wal(fs, dir, options, std::move(dir_handle), std::move(live), number));
   KVFS_RETURN_IF_ERROR(wal->segments_.Prepare(number));
   KVFS_RETURN_IF_ERROR(wal->ActivateSegment(number, first_lsn, prev_number, prev_end));
+  // The failed segment is sealed now (the new header records where its acknowledged records
+  // end), so the note has done its work. Left behind (this removal failing), it names a
+  // segment that is no longer the newest, which readers ignore.
+  if (report->failure_note) wal->segments_.RemoveFailureNote().PermitUnchecked();
   wal->next_lsn_ = first_lsn;
   wal->last_lsn_.store(first_lsn - 1);
   wal->durable_lsn_.store(first_lsn - 1);
@@ -130,6 +136,7 @@ Status Wal::ActivateSegment(uint64_t number, uint64_t first_lsn, uint64_t prev_n
                             uint64_t prev_end) {
   KVFS_ASSIGN_OR_RETURN(auto file, segments_.Activate(number, first_lsn, prev_number, prev_end));
   KVFS_RETURN_IF_ERROR(active_.Replace(std::move(file), number, segments_.Capacity(number)));
+  active_number_.store(number, std::memory_order_release);
   next_prepare_requested_ = false;
   segments_.Add(number, first_lsn);
   return Status::OK();
@@ -179,10 +186,32 @@ void Wal::NoteDurable(uint64_t lsn) {
 }
 
 void Wal::Fail(const Status& s) {
-  if (failure_.ok()) failure_ = s;
+  if (failure_.ok()) {
+    failure_ = s;
+    // Records past the durable LSN were never acknowledged durable, and after a failed sync
+    // some of them may be missing from the disk while later ones are there (the kernel drops
+    // the pages it failed to write): the note tells recovery to end the log before them.
+    note_due_ = true;
+    note_ = wal::FailureNote{active_number_.load(std::memory_order_acquire), durable_lsn() + 1,
+                             s.ToString()};
+  }
   failed_.store(true, std::memory_order_release);
   stats_.failed = true;
   gather_cv_.SignalAll();  // a gathering sync leader stops waiting for syncers
+}
+
+void Wal::WriteFailureNoteIfDue() {
+  if (!failed_.load(std::memory_order_acquire)) return;
+  wal::FailureNote note;
+  {
+    MutexLock lock(&mu_);
+    if (!note_due_) return;
+    note_due_ = false;
+    note = note_;
+  }
+  // Best effort: if the directory cannot take it either, recovery finds the damage the note
+  // would have explained and refuses to open rather than guess.
+  segments_.WriteFailureNote(note).PermitUnchecked();
 }
 
 Status Wal::FailedStatus() const {
@@ -199,6 +228,12 @@ Result<uint64_t> Wal::Append(std::string_view payload) {
 std::string Wal::SegmentPath(uint64_t number) const { return segments_.Path(number); }
 
 Result<WalPosition> Wal::AppendWithPosition(std::string_view payload) {
+  Result<WalPosition> r = DoAppend(payload);
+  if (!r.ok()) WriteFailureNoteIfDue();
+  return r;
+}
+
+Result<WalPosition> Wal::DoAppend(std::string_view payload) {
   if (payload.size() > wal::kMaxRecordPayload) {
     return Status::InvalidArgument("WAL record of " + std::to_string(payload.size()) +
                                    " bytes is over the limit");
@@ -249,6 +284,8 @@ void Wal::LeadWrite(Request* leader) {
     write_status = WriteGroup(group, &written);
     mu_.Lock();
   }
+  // A write error, or a sync's (a rotation seals the segment and syncs the next one's header;
+  // no sync error is kNoSpace, file_system.h): the log fails either way.
   if (!write_status.ok() && !write_status.IsNoSpace()) Fail(write_status);
   const bool failed = !failure_.ok();
   if (written > 0) {
@@ -339,6 +376,12 @@ void Wal::ReleaseBigWriteBuffer() {
 // the time it starts. N concurrent fdatasyncs cost at most two syncs, and appends are never
 // held up by a sync.
 Status Wal::SyncUpTo(uint64_t lsn, bool data_only) {
+  Status s = DoSyncUpTo(lsn, data_only);
+  if (!s.ok()) WriteFailureNoteIfDue();
+  return s;
+}
+
+Status Wal::DoSyncUpTo(uint64_t lsn, bool data_only) {
   MutexLock lock(&mu_);
   if (closed_) return Status::InvalidArgument("write-ahead log " + dir_ + " is closed");
   if (!failure_.ok()) return FailedStatus();
@@ -433,8 +476,11 @@ Status Wal::Checkpoint(uint64_t lsn) {
   bool dir_sync_failed = false;
   Status s = segments_.DeleteCheckpointed(lsn, &dir_sync_failed);
   if (dir_sync_failed) {
-    MutexLock lock(&mu_);
-    Fail(s);
+    {
+      MutexLock lock(&mu_);
+      Fail(s);
+    }
+    WriteFailureNoteIfDue();
   }
   return s;
 }

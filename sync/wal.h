@@ -57,6 +57,7 @@
 #include "sync/mutex.h"
 #include "sync/segment_preparer.h"
 #include "sync/wal_active_segment.h"
+#include "sync/wal_format.h"
 #include "sync/wal_reader.h"
 #include "sync/wal_segments.h"
 
@@ -82,7 +83,8 @@ struct WalOptions {
   // is prepared by a background thread once the active one is half full, so rotation does not
   // wait for the zeros.
   Preallocation preallocation = Preallocation::kZeroFill;
-  // A leader stops adding records to its group past this many bytes (but always takes one).
+  // A leader stops adding records to its group past this many bytes (but always takes one), so
+  // one write is at most this, or one bigger record. At most wal::kMaxWriteBytes.
   size_t max_group_bytes = size_t{4} << 20;
   // Once this many bytes have been written to the active segment since the last hint, the
   // write leader asks the OS to start writing them to disk (WritableFile::StartWriteback), so
@@ -194,7 +196,11 @@ class Wal {
   void GatherSyncers() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);  // and syncing_
   void NoteDurable(uint64_t lsn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void BatchTimerLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  // Fails the log for good; the first failure makes a failure note due.
   void Fail(const Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WriteFailureNoteIfDue() ABSL_LOCKS_EXCLUDED(mu_);
+  Result<WalPosition> DoAppend(std::string_view payload) ABSL_LOCKS_EXCLUDED(mu_);
+  Status DoSyncUpTo(uint64_t lsn, bool data_only) ABSL_LOCKS_EXCLUDED(mu_);
   Status FailedStatus() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Returns a segment prepared and never used (0 if none), for Close to remove.
   uint64_t StopBackgroundThreads() ABSL_LOCKS_EXCLUDED(mu_);
@@ -247,6 +253,12 @@ class Wal {
   // Whether failure_ is set, readable without mu_: health(), which the engines call before
   // every write, then takes no lock that the write leader and the appenders contend for.
   std::atomic<bool> failed_{false};
+  // The failure note (wal_format.h) the first failure calls for, written by whoever saw the
+  // failure once it has dropped mu_ (WriteFailureNoteIfDue).
+  bool note_due_ ABSL_GUARDED_BY(mu_) = false;
+  wal::FailureNote note_ ABSL_GUARDED_BY(mu_);
+  // The active segment's number, readable without the write leader (a failure note names it).
+  std::atomic<uint64_t> active_number_{0};
   WalStats stats_ ABSL_GUARDED_BY(mu_);  // but segments_created/deleted: segments_ counts them
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;

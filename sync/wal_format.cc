@@ -54,6 +54,24 @@ void AppendRecord(std::string* out, uint64_t lsn, std::string_view payload) {
   EncodeFixed32(out->data() + start, crc);
 }
 
+std::string EncodeFailureNote(const FailureNote& note) {
+  std::string payload;
+  PutFixed64(&payload, note.segment);
+  payload += note.error;
+  std::string out;
+  AppendRecord(&out, note.first_unacknowledged_lsn, payload);
+  return out;
+}
+
+std::optional<FailureNote> DecodeFailureNote(std::string_view bytes) {
+  if (bytes.size() < kRecordHeaderSize + 8) return std::nullopt;
+  const RecordHeader h = DecodeRecordHeader(bytes.data());
+  const std::string_view payload = bytes.substr(kRecordHeaderSize);
+  if (h.length != payload.size() || h.lsn == 0) return std::nullopt;
+  if (!RecordChecksumMatches(h, bytes.data(), payload)) return std::nullopt;
+  return FailureNote{DecodeFixed64(payload.data()), h.lsn, std::string(payload.substr(8))};
+}
+
 RecordHeader DecodeRecordHeader(const char* p) {
   return RecordHeader{DecodeFixed32(p), DecodeFixed32(p + 4), DecodeFixed64(p + 8)};
 }

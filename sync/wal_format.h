@@ -40,6 +40,22 @@ std::string EncodeSegmentHeader(const SegmentHeader& h);
 // nullopt if the bytes are not a valid header (short, wrong magic or version, bad CRC).
 std::optional<SegmentHeader> DecodeSegmentHeader(std::string_view bytes);
 
+// The failure note (WAL_FORMAT.md, "Failure note"): written in the log directory when the log
+// fails on a sync error, removed by the next open once the failed segment is sealed. Records
+// from `first_unacknowledged_lsn` on in segment `segment` were never acknowledged durable,
+// whatever a later read of them shows, so recovery ends the log before them.
+inline constexpr char kFailureNoteName[] = "FAILED";
+struct FailureNote {
+  uint64_t segment = 0;
+  uint64_t first_unacknowledged_lsn = 0;
+  std::string error;  // what failed, for the operator
+};
+// One framed record: the LSN field holds first_unacknowledged_lsn, the payload the segment
+// number (8 bytes) and the error text.
+std::string EncodeFailureNote(const FailureNote& note);
+// nullopt unless `bytes` is exactly one valid note.
+std::optional<FailureNote> DecodeFailureNote(std::string_view bytes);
+
 // Appends one framed record to `out`.
 void AppendRecord(std::string* out, uint64_t lsn, std::string_view payload);
 inline uint64_t RecordSize(size_t payload_size) { return kRecordHeaderSize + payload_size; }

@@ -260,7 +260,21 @@ Status ReadSegment(const SegmentFile& f, bool newest, uint64_t end, BufferedFile
                    uint64_t from_lsn, const WalRecordFn& replay, const WalReadOptions& options,
                    uint64_t* next_lsn, WalReadReport* report, WalSegmentInfo* info) {
   uint64_t offset = wal::kSegmentHeaderSize;
+  const std::optional<wal::FailureNote>& note = report->failure_note;
+  const bool noted = newest && note && note->segment == f.number;
   while (offset < end) {
+    if (noted && *next_lsn >= note->first_unacknowledged_lsn) {
+      // The log failed here: nothing from this LSN on was acknowledged durable.
+      KVFS_ASSIGN_OR_RETURN(report->dropped_bytes, NonZeroTail(file, offset, f.size));
+      if (report->dropped_bytes > 0) {
+        report->dropped_reason = At(f.path, offset) + ": the log failed at LSN " +
+                                 std::to_string(note->first_unacknowledged_lsn) + " (" +
+                                 note->error + "); nothing from it on was acknowledged durable";
+        report->dropped_segment = f.number;
+        report->dropped_offset = offset;
+      }
+      return Status::OK();
+    }
     KVFS_ASSIGN_OR_RETURN(RecordCheck c, CheckRecord(file, offset, end));
     if (c.problem.empty() && c.header.lsn != *next_lsn &&
         !(options.salvage && c.header.lsn > *next_lsn)) {
@@ -330,6 +344,16 @@ Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn, const 
   KVFS_ASSIGN_OR_RETURN(bool exists, fs->Exists(dir));
   if (!exists) return Status::OK();
   KVFS_ASSIGN_OR_RETURN(std::vector<std::string> names, fs->ListDir(dir));
+
+  if (std::binary_search(names.begin(), names.end(), wal::kFailureNoteName)) {
+    const std::string path = JoinPath(dir, wal::kFailureNoteName);
+    KVFS_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(fs, path));
+    report->failure_note = wal::DecodeFailureNote(bytes);
+    if (!report->failure_note) {
+      return Status::Corruption(path + ": damaged failure note (" + std::to_string(bytes.size()) +
+                                " bytes)");
+    }
+  }
 
   std::vector<SegmentFile> files;
   for (const std::string& name : names) {

@@ -14,6 +14,9 @@
 //   segment, the offset and what follows: a record with a valid checksum after the bad one, more
 //   non-zero bytes than one write, a bad record whose every byte was written (a torn write
 //   ends in zeros), or a segment shorter than it was made;
+// - a failure note (wal_format.h) naming the newest segment ends it before the note's first
+//   unacknowledged LSN, whatever follows: those records were never acknowledged durable, and
+//   after a failed sync some may be missing while later ones are there;
 // - a newest segment whose header is invalid and that holds nothing but zeros after it was
 //   being created when the power went out (no record in it was ever acknowledged); it is
 //   reported in `torn_segment` and ignored. With non-zero bytes after it, the header is damaged;
@@ -30,6 +33,7 @@
 #include <vector>
 
 #include "sync/file_system.h"
+#include "sync/wal_format.h"
 
 namespace kvfs::sync {
 
@@ -85,7 +89,10 @@ struct WalReadReport {
   std::string dropped_reason;    // "<path> at offset N: <problem>"
   uint64_t dropped_segment = 0;  // where the dropped bytes are (when dropped_bytes > 0)
   uint64_t dropped_offset = 0;
-  std::vector<WalDamage> damage;         // salvage reads only: every stretch skipped
+  std::vector<WalDamage> damage;  // salvage reads only: every stretch skipped
+  // The failure note (wal_format.h) the directory held, if any: when it names the newest
+  // segment, the log ended before its first unacknowledged LSN.
+  std::optional<wal::FailureNote> failure_note;
   std::optional<uint64_t> torn_segment;  // newest segment with an invalid header, ignored
   std::vector<uint64_t> stale_segments;  // left by an interrupted checkpoint, ignored
 

@@ -66,8 +66,11 @@ Result<std::unique_ptr<WritableFile>> WalSegments::Activate(uint64_t number, uin
                                                             uint64_t prev_number,
                                                             uint64_t prev_end) {
   KVFS_ASSIGN_OR_RETURN(auto file, fs_->NewWritableFile(Path(number), CreateMode::kOverwrite));
+  // The size it was made, when space was reserved: the reader takes a newest segment that is
+  // shorter for one cut short, not for a torn tail.
+  const uint64_t capacity = preallocation_ == Preallocation::kNone ? 0 : Capacity(number);
   KVFS_RETURN_IF_ERROR(
-      file->Append(wal::EncodeSegmentHeader({number, first_lsn, prev_number, prev_end})));
+      file->Append(wal::EncodeSegmentHeader({number, first_lsn, prev_number, prev_end, capacity})));
   KVFS_RETURN_IF_ERROR(file->DataSync());
   return file;
 }
@@ -107,6 +110,18 @@ Status WalSegments::DeleteCheckpointed(uint64_t lsn, bool* dir_sync_failed) {
 void WalSegments::RemoveUnused(uint64_t number) {
   MutexLock dir_lock(&dir_mu_);
   if (fs_->RemoveFile(Path(number)).ok()) dir_handle_->Fsync().PermitUnchecked();
+}
+
+Status WalSegments::WriteFailureNote(const wal::FailureNote& note) {
+  MutexLock dir_lock(&dir_mu_);
+  return WriteFileAtomically(fs_, JoinPath(dir_, wal::kFailureNoteName),
+                             wal::EncodeFailureNote(note));
+}
+
+Status WalSegments::RemoveFailureNote() {
+  MutexLock dir_lock(&dir_mu_);
+  KVFS_RETURN_IF_ERROR(fs_->RemoveFile(JoinPath(dir_, wal::kFailureNoteName)));
+  return dir_handle_->Fsync();
 }
 
 WalSegments::Counts WalSegments::counts() const {

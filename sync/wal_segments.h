@@ -18,6 +18,7 @@
 #include "sync/file_system.h"
 #include "sync/mutex.h"
 #include "sync/status.h"
+#include "sync/wal_format.h"
 
 namespace kvfs::sync {
 
@@ -79,6 +80,13 @@ class WalSegments {
   // Removes segment `number`, prepared and never activated, and fsyncs the directory; best
   // effort (left behind it is harmless: the next open deletes it).
   void RemoveUnused(uint64_t number) ABSL_LOCKS_EXCLUDED(dir_mu_);
+
+  // The failure note (wal_format.h): written once the log fails on a sync error, durably (temp
+  // file, sync, rename, directory fsync); removed by the next open once the segment it names
+  // is sealed by a newer one. Either may fail: the log is failed already, and a note naming a
+  // segment that is not the newest is ignored by readers.
+  Status WriteFailureNote(const wal::FailureNote& note) ABSL_LOCKS_EXCLUDED(dir_mu_);
+  Status RemoveFailureNote() ABSL_LOCKS_EXCLUDED(dir_mu_);
 
   Counts counts() const ABSL_LOCKS_EXCLUDED(list_mu_);
 

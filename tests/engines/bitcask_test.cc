@@ -656,10 +656,10 @@ class HookedFileSystem : public FaultFileSystem {
   using FaultFileSystem::FaultFileSystem;
   std::function<void()> on_create;
   std::string suffix;
-  Result<std::unique_ptr<sync::WritableFile>> NewWritableFile(const std::string& path,
-                                                              sync::CreateMode mode) override {
+  Result<std::unique_ptr<sync::WritableFile>> DoNewWritableFile(const std::string& path,
+                                                                sync::CreateMode mode) override {
     if (on_create && path.ends_with(suffix)) std::exchange(on_create, nullptr)();
-    return FaultFileSystem::NewWritableFile(path, mode);
+    return FaultFileSystem::DoNewWritableFile(path, mode);
   }
 };
 

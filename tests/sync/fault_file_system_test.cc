@@ -20,6 +20,15 @@ namespace {
 constexpr CrashMode kAllModes[] = {CrashMode::kDropUnsynced, CrashMode::kKeepPrefix,
                                    CrashMode::kTearLastWrite};
 
+// The model without FileSystem's fronts: what the simulated kernel does on its own when a
+// program opens a file again after a failed sync (kvfs's fronts refuse that: see below).
+class RawFaultFileSystem : public FaultFileSystem {
+ public:
+  using FaultFileSystem::DoNewWritableFile;
+  using FaultFileSystem::DoOpenDirectory;
+  using FaultFileSystem::FaultFileSystem;
+};
+
 Result<std::string> ReadFile(FileSystem& fs, const std::string& path) {
   KVFS_ASSIGN_OR_RETURN(auto file, fs.NewRandomAccessFile(path));
   KVFS_ASSIGN_OR_RETURN(uint64_t size, file->Size());
@@ -414,7 +423,7 @@ TEST(FaultFileSystemTest, FailedSyncReturnsEioAndLatchesTheFile) {
 
 TEST(FaultFileSystemTest, FreshHandleSyncAfterFailedSyncDoesNotPersistLostWrites) {
   // PostgreSQL's 2018 fsync trap: retrying the sync on a new descriptor "succeeds".
-  FaultFileSystem fs(1);
+  RawFaultFileSystem fs(1);
   ASSERT_OK(WriteDurable(fs, "/f", "durable", "/"));
   {
     ASSERT_OK_AND_ASSIGN(auto file, fs.NewWritableFile("/f", CreateMode::kAppend));
@@ -422,7 +431,7 @@ TEST(FaultFileSystemTest, FreshHandleSyncAfterFailedSyncDoesNotPersistLostWrites
     fs.FailSyncAfter(1);
     EXPECT_TRUE(file->DataSync().IsIOError());
   }
-  ASSERT_OK_AND_ASSIGN(auto fresh, fs.NewWritableFile("/f", CreateMode::kAppend));
+  ASSERT_OK_AND_ASSIGN(auto fresh, fs.DoNewWritableFile("/f", CreateMode::kAppend));
   EXPECT_EQ(fresh->Size(), 12u);
   ASSERT_OK(fresh->DataSync());
   fs.Crash(CrashMode::kKeepPrefix);
@@ -431,7 +440,7 @@ TEST(FaultFileSystemTest, FreshHandleSyncAfterFailedSyncDoesNotPersistLostWrites
 }
 
 TEST(FaultFileSystemTest, WritesAfterFailedSyncPersistWithoutTheLostOnes) {
-  FaultFileSystem fs(1);
+  RawFaultFileSystem fs(1);
   ASSERT_OK(WriteDurable(fs, "/f", "", "/"));
   {
     ASSERT_OK_AND_ASSIGN(auto file, fs.NewWritableFile("/f", CreateMode::kAppend));
@@ -439,7 +448,7 @@ TEST(FaultFileSystemTest, WritesAfterFailedSyncPersistWithoutTheLostOnes) {
     fs.FailSyncAfter(1);
     EXPECT_TRUE(file->Sync().IsIOError());
   }
-  ASSERT_OK_AND_ASSIGN(auto fresh, fs.NewWritableFile("/f", CreateMode::kAppend));
+  ASSERT_OK_AND_ASSIGN(auto fresh, fs.DoNewWritableFile("/f", CreateMode::kAppend));
   ASSERT_OK(fresh->Append("new"));
   ASSERT_OK(fresh->DataSync());
   fs.Crash(CrashMode::kDropUnsynced);
@@ -469,7 +478,7 @@ TEST(FaultFileSystemTest, FailSyncAfterZeroCancels) {
 }
 
 TEST(FaultFileSystemTest, FailedDirFsyncNeverPersistsTheNamesItCovered) {
-  FaultFileSystem fs(1);
+  RawFaultFileSystem fs(1);
   ASSERT_OK(WriteDurable(fs, "/f", "f", "/"));
   ASSERT_OK_AND_ASSIGN(auto g, fs.NewWritableFile("/g", CreateMode::kCreateNew));
   ASSERT_OK(g->Sync());
@@ -480,7 +489,8 @@ TEST(FaultFileSystemTest, FailedDirFsyncNeverPersistsTheNamesItCovered) {
   EXPECT_EQ(s.sys_errno(), EIO) << s.ToString();
   EXPECT_TRUE(dir->Fsync().IsFailed());
   ASSERT_OK(fs.CreateDir("/h"));  // a change after the failure is persisted normally
-  ASSERT_OK(FsyncDir(fs, "/"));
+  ASSERT_OK_AND_ASSIGN(auto raw_dir, fs.DoOpenDirectory("/"));
+  ASSERT_OK(raw_dir->Fsync());
   fs.Crash(CrashMode::kDropUnsynced);
   ASSERT_OK_AND_ASSIGN(auto snap, Snapshot(fs));
   EXPECT_EQ(snap, (std::map<std::string, std::string>{{"/f", "f"}, {"/h", "<dir>"}}));

@@ -146,6 +146,16 @@ TEST(WalRecovery, EveryFlippedByteOfTheLastRecordIsDamage) {
   }
 }
 
+// The newest segment cut short inside its records: it was made full size (zeros) and synced
+// before use, so a file shorter than that lost bytes, whatever they held.
+TEST(WalRecovery, ANewestSegmentCutShortIsDamage) {
+  FaultFileSystem fs(11);
+  const std::string seg = WriteLog(&fs, 5);
+  test::CutShort(&fs, Path(seg), RecordAt(2) + 50);
+  ReadResult r = Read(&fs);
+  ExpectDamageNamed(r.status, seg, RecordAt(2), "cut short");
+}
+
 // More non-zero bytes after the bad record than the writer ever puts in one write.
 TEST(WalRecovery, MoreNonZeroBytesThanOneWriteIsDamage) {
   FaultFileSystem fs(5);

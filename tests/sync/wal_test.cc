@@ -265,13 +265,14 @@ TEST(Wal, TornTailInNewestSegmentIsACleanEndWithDroppedBytesReported) {
   }
   auto names = SegmentNames(&fs);
   ASSERT_EQ(names.size(), 1u);
-  // Damage the last record's payload: as if its write was torn.
+  // Tear the last record's write: its first 20 bytes reached the disk, the rest is still the
+  // segment's zeros. (A flipped byte there instead is damage: wal_reader_test.cc.)
   const uint64_t last = wal::kSegmentHeaderSize + 4 * wal::RecordSize(8);
-  FlipByte(&fs, Path(names[0]), last + wal::kRecordHeaderSize + 2);
+  test::ZeroRange(&fs, Path(names[0]), last + 20, wal::RecordSize(8) - 20);
   {
     ASSERT_OK_AND_ASSIGN(auto wal, OpenWal(&fs, Always(), 0, &r));
     EXPECT_EQ(r.records.size(), 4u);
-    EXPECT_EQ(r.report.dropped_bytes, wal::RecordSize(8));
+    EXPECT_EQ(r.report.dropped_bytes, 20u);
     EXPECT_NE(r.report.dropped_reason.find(names[0]), std::string::npos) << r.report.dropped_reason;
     EXPECT_NE(r.report.dropped_reason.find("offset " + std::to_string(last)), std::string::npos)
         << r.report.dropped_reason;
@@ -790,9 +791,9 @@ class GatedFileSystem : public PosixFileSystem {
   }
   int syncs() const { return syncs_.load(); }
 
-  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path,
-                                                        CreateMode mode) override {
-    KVFS_ASSIGN_OR_RETURN(auto inner, PosixFileSystem::NewWritableFile(path, mode));
+  Result<std::unique_ptr<WritableFile>> DoNewWritableFile(const std::string& path,
+                                                          CreateMode mode) override {
+    KVFS_ASSIGN_OR_RETURN(auto inner, PosixFileSystem::DoNewWritableFile(path, mode));
     // Gate only active segments (opened to overwrite their zeros), not the background
     // preparation of the next one.
     if (mode != CreateMode::kOverwrite) return inner;
@@ -1098,9 +1099,9 @@ class WritebackRecordingFileSystem : public PosixFileSystem {
     fail_ = std::move(s);
   }
 
-  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path,
-                                                        CreateMode mode) override {
-    KVFS_ASSIGN_OR_RETURN(auto inner, PosixFileSystem::NewWritableFile(path, mode));
+  Result<std::unique_ptr<WritableFile>> DoNewWritableFile(const std::string& path,
+                                                          CreateMode mode) override {
+    KVFS_ASSIGN_OR_RETURN(auto inner, PosixFileSystem::DoNewWritableFile(path, mode));
     if (mode != CreateMode::kOverwrite) return inner;
     return std::unique_ptr<WritableFile>(new RecordingFile(this, std::move(inner)));
   }
