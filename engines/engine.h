@@ -53,6 +53,10 @@ struct EngineOptions {
   bool background_work = true;
   // Open without writing anything (offline tools: ls, get, check). Writes fail.
   bool read_only = false;
+  // With read_only, for `kvfs check --salvage` only: damage in the log does not stop the open;
+  // each damaged stretch is skipped to the next record that verifies and named in the recovery
+  // report (RecoveryReport::log.damage). The state is then what the surviving records make.
+  bool salvage = false;
 };
 
 struct ScanOptions {

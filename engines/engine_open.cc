@@ -27,11 +27,17 @@ sync::WalOptions LogOptionsFor(const EngineOptions& options) {
 }
 
 Result<std::unique_ptr<sync::Wal>> OpenLog(sync::FileSystem* fs, const std::string& wal_dir,
-                                           const sync::WalOptions& options, bool read_only,
-                                           uint64_t from_lsn, const sync::WalRecordFn& replay,
+                                           const sync::WalOptions& options,
+                                           const EngineOptions& engine_options, uint64_t from_lsn,
+                                           const sync::WalRecordFn& replay,
                                            RecoveryReport* report) {
-  if (read_only) {
-    KVFS_RETURN_IF_ERROR(sync::ReadWal(fs, wal_dir, from_lsn, replay, &report->log));
+  if (engine_options.salvage && !engine_options.read_only) {
+    return Status::InvalidArgument("a salvage open must be read-only: " + wal_dir);
+  }
+  if (engine_options.read_only) {
+    sync::WalReadOptions ro;
+    ro.salvage = engine_options.salvage;
+    KVFS_RETURN_IF_ERROR(sync::ReadWal(fs, wal_dir, from_lsn, replay, &report->log, ro));
     return std::unique_ptr<sync::Wal>();
   }
   return sync::Wal::Open(fs, wal_dir, options, from_lsn, replay, &report->log);

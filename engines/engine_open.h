@@ -38,9 +38,10 @@ sync::WalOptions LogOptionsFor(const EngineOptions& options);
 // then, unless read_only, opens the log for appends (Wal::Open). Read-only, the log is only
 // read (nothing is written, not even the removal of a torn tail) and the result is null.
 // `report->log` receives what the reader found.
+// A salvage open (EngineOptions::salvage, read-only only) skips damage (sync::WalReadOptions).
 Result<std::unique_ptr<sync::Wal>> OpenLog(sync::FileSystem* fs, const std::string& wal_dir,
-                                           const sync::WalOptions& options, bool read_only,
-                                           uint64_t from_lsn, const sync::WalRecordFn& replay,
-                                           RecoveryReport* report);
+                                           const sync::WalOptions& options,
+                                           const EngineOptions& engine_options, uint64_t from_lsn,
+                                           const sync::WalRecordFn& replay, RecoveryReport* report);
 
 }  // namespace kvfs::engines

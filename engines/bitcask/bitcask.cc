@@ -72,8 +72,8 @@ Status BitcaskEngine::Open(BitcaskRecoveryReport* report) {
                          std::to_string(r.lsn) + " at offset " +
                          std::to_string(r.payload_offset - sync::wal::kRecordHeaderSize));
   };
-  KVFS_ASSIGN_OR_RETURN(wal_, OpenLog(fs_, wal_dir_, LogOptionsFor(options_), options_.read_only,
-                                      merged_lsn_, replay, &recovery_));
+  KVFS_ASSIGN_OR_RETURN(wal_, OpenLog(fs_, wal_dir_, LogOptionsFor(options_), options_, merged_lsn_,
+                                      replay, &recovery_));
   keydir_.EndBulkLoad();
   report->Describe(&recovery_);
   if (options_.read_only) return Status::OK();

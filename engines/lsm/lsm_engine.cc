@@ -157,8 +157,7 @@ Status LsmEngine::Open(LsmRecoveryReport* report) {
   // and the log holds about two memtables, not a segment's worth of flushed records that every
   // reopen reads and checks again.
   wo.segment_size = std::min(options_.segment_size, std::max<uint64_t>(memtable_size_, 4096));
-  KVFS_ASSIGN_OR_RETURN(
-      wal_, OpenLog(fs_, wal_dir_, wo, options_.read_only, m.log_lsn, replay, &recovery_));
+  KVFS_ASSIGN_OR_RETURN(wal_, OpenLog(fs_, wal_dir_, wo, options_, m.log_lsn, replay, &recovery_));
   report->Describe(&recovery_);
   // Finishes the cleanup of a flush whose MANIFEST became durable just before a crash.
   if (wal_ != nullptr) KVFS_RETURN_IF_ERROR(wal_->Checkpoint(m.log_lsn));
