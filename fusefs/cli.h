@@ -1,6 +1,7 @@
 // The kvfs command line's pieces (CLI11), one file per group of subcommands:
 //   cli_mount.cc  mount, umount, and the mount.fuse3 form `kvfs SOURCE MOUNTPOINT -o OPTS`
-//   cli_tools.cc  ls, get, put, rm, check: offline tools on an unmounted data directory
+//   cli_tools.cc  ls, get, put, rm: offline tools on an unmounted data directory
+//   cli_check.cc  check and check --salvage: verify unmounted stores, and the way out of damage
 //   kvfs_main.cc  wal dump/append, and the dispatch
 //
 // Every command that picks stores takes the same flags, so an offline tool sees exactly what a
@@ -62,6 +63,8 @@ struct MountHooks {
 void AddMountCommands(CLI::App* app, std::vector<Command>* commands,
                       const MountHooks* hooks = nullptr);
 void AddToolCommands(CLI::App* app, std::vector<Command>* commands);
+// kvfs check [--salvage] (cli_check.cc).
+void AddCheckCommand(CLI::App* app, std::vector<Command>* commands);
 
 // mount.fuse3 runs `kvfs SOURCE MOUNTPOINT -o OPTS` for an fstab line of type fuse.kvfs: true
 // if argv has that form (its first argument is no subcommand and no option).

@@ -1,4 +1,5 @@
-// The store flags shared by every command, and the offline tools: ls, get, put, rm, check.
+// The store flags shared by every command, and the offline tools: ls, get, put, rm (check is in
+// cli_check.cc).
 //
 // The tools open the stores themselves, so the data directory must not be mounted (the
 // engine's lock says so, naming the daemon's pid). Reading tools open read-only.
@@ -355,163 +356,6 @@ int Rm(const StoreFlags& flags, const std::string& raw) {
   return 0;
 }
 
-// --- check -------------------------------------------------------------------------------
-
-struct TreeCounts {
-  uint64_t files = 0, dirs = 0, symlinks = 0, bytes = 0, damaged = 0;
-};
-
-void Damage(TreeCounts* c, fusefs::ProgressLine* progress, const std::string& store,
-            const std::string& path, const Status& s) {
-  ++c->damaged;
-  progress->Clear();
-  std::fprintf(stderr, "kvfs: store %s: damaged: /%s: %s\n", store.c_str(), path.c_str(),
-               s.ToString().c_str());
-}
-
-// Walks the tree under `path` as the mount would: list each directory, read every file
-// fully, read every link.
-void Walk(FileStore* files, const std::string& store, const std::string& path, uint64_t id,
-          TreeCounts* c, fusefs::ProgressLine* progress) {
-  std::vector<fusefs::DirEntry> entries;
-  Status s = files->ReadDir(id, "", false, [&](const fusefs::DirEntry& e) {
-    entries.push_back(e);
-    return true;
-  });
-  if (!s.ok()) return Damage(c, progress, store, path, s);
-  for (const fusefs::DirEntry& e : entries) {
-    const std::string p = fusefs::JoinPath(path, e.name);
-    auto attr = files->Resolve(p);
-    if (!attr.ok()) {
-      Damage(c, progress, store, p, attr.status());
-      continue;
-    }
-    switch (attr->type) {
-      case NodeType::kDirectory:
-        ++c->dirs;
-        Walk(files, store, p, attr->id, c, progress);
-        break;
-      case NodeType::kSymlink: {
-        ++c->symlinks;
-        auto t = files->ReadLink(attr->id);
-        if (!t.ok()) Damage(c, progress, store, p, t.status());
-        break;
-      }
-      case NodeType::kFile: {
-        ++c->files;
-        for (uint64_t off = 0; off < attr->size;) {
-          auto data = files->Read(attr->id, off, 1 << 20);
-          if (!data.ok()) {
-            Damage(c, progress, store, p + " at offset " + std::to_string(off), data.status());
-            break;
-          }
-          if (data->empty()) {
-            Damage(c, progress, store, p,
-                   Status::Corruption("ends at " + std::to_string(off) + ", before its size " +
-                                      std::to_string(attr->size)));
-            break;
-          }
-          off += data->size();
-          c->bytes += data->size();
-          progress->Add(0, data->size());
-        }
-        progress->Add(1, 0);
-        break;
-      }
-    }
-  }
-}
-
-// Checks one store: every key and value through the engine (checksums), then, if it holds a
-// kvfs file tree, the tree as the mount shows it. On a terminal, each phase shows its progress
-// on stderr (progress.h); the line is cleared before anything else is printed.
-bool CheckStore(const config::StoreConfig& sc) {
-  fusefs::ProgressLine progress = fusefs::ProgressLine::ForStderr();
-  bool marker = false;
-  Status m = fusefs::CheckStoreMarker(sync::DefaultFileSystem(), sc.data_dir, sc.engine, &marker);
-  if (!m.ok()) {
-    std::fprintf(stderr, "kvfs: store %s: %s\n", sc.name.c_str(), m.ToString().c_str());
-    return false;
-  }
-  engines::EngineOptions options;
-  options.read_only = true;
-  options.background_work = false;
-  auto engine = engines::OpenEngine(sc.engine, sync::DefaultFileSystem(), sc.data_dir, options);
-  if (!engine.ok()) {
-    std::fprintf(stderr, "kvfs: %s store %s cannot be opened: %s\n", sc.engine.c_str(),
-                 sc.data_dir.c_str(), engine.status().ToString().c_str());
-    return false;
-  }
-  uint64_t keys = 0;
-  uint64_t bytes = 0;
-  // The data directory's size: what the scan reads, about (the log's unused tail included).
-  progress.Start(sc.name, "keys", progress.enabled() ? fusefs::DirectoryBytes(sc.data_dir) : 0);
-  const Status s = (*engine)->Scan({}, [&](std::string_view key, std::string_view value) {
-    ++keys;
-    bytes += key.size() + value.size();
-    progress.Add(1, key.size() + value.size());
-    return true;
-  });
-  progress.Clear();
-  if (!s.ok()) {
-    std::fprintf(stderr, "kvfs: %s store %s is damaged: %s\n", sc.engine.c_str(),
-                 sc.data_dir.c_str(), s.ToString().c_str());
-    (*engine)->Close().PermitUnchecked();
-    return false;
-  }
-  std::printf(
-      "%s: %s store OK: %llu keys, %llu bytes of keys and values, every checksum verified\n",
-      sc.data_dir.c_str(), sc.engine.c_str(), static_cast<unsigned long long>(keys),
-      static_cast<unsigned long long>(bytes));
-  auto version = (*engine)->Get(fusefs::kVersionKey);
-  if (!version.ok()) {
-    // No kvfs file tree in it (a bare engine store): the key check is all there is.
-    return (*engine)->Close().ok();
-  }
-  fusefs::FileStoreOptions fo;
-  fo.read_only = true;
-  auto files = FileStore::Open(std::move(*engine), fo);
-  if (!files.ok()) {
-    std::fprintf(stderr, "kvfs: store %s (%s): its file tree is damaged: %s\n", sc.name.c_str(),
-                 sc.data_dir.c_str(), files.status().ToString().c_str());
-    return false;
-  }
-  TreeCounts c;
-  // The keys' and values' bytes: more than the files' bytes, which are among them.
-  progress.Start(sc.name, "files", bytes);
-  Walk(files->get(), sc.name, "", fusefs::kRootId, &c, &progress);
-  progress.Clear();
-  const bool closed = (*files)->Close().ok();
-  if (c.damaged > 0) {
-    std::fprintf(stderr, "kvfs: store %s (%s): %llu damaged entries\n", sc.name.c_str(),
-                 sc.data_dir.c_str(), static_cast<unsigned long long>(c.damaged));
-    return false;
-  }
-  std::printf(
-      "%s: file tree OK: %llu files (%llu bytes read back), %llu directories, %llu "
-      "symlinks\n",
-      sc.data_dir.c_str(), static_cast<unsigned long long>(c.files),
-      static_cast<unsigned long long>(c.bytes), static_cast<unsigned long long>(c.dirs),
-      static_cast<unsigned long long>(c.symlinks));
-  return closed;
-}
-
-int Check(StoreFlags flags, const std::string& dir) {
-  if (!dir.empty()) {
-    // The historical form: kvfs check --engine NAME DIR.
-    if (flags.engine.empty()) return Fail("check DIR needs --engine NAME");
-    if (!flags.data.empty() || !flags.config.empty()) {
-      return Fail("check DIR excludes --data and --config");
-    }
-    flags.data = dir;
-  }
-  auto sel = SelectStores(flags);
-  if (!sel.ok()) return Fail(sel.status().message());
-  bool ok = true;
-  for (const config::StoreConfig& sc : sel->config.stores) ok = CheckStore(sc) && ok;
-  return ok ? 0 : 1;
-}
-
 }  // namespace
 
 void AddToolCommands(CLI::App* app, std::vector<Command>* commands) {
@@ -549,13 +393,6 @@ void AddToolCommands(CLI::App* app, std::vector<Command>* commands) {
     auto [cmd, st] = add("rm", "Remove a file, symlink or empty directory of an unmounted store");
     cmd->add_option("PATH", st->path, "As in the mount")->required();
     commands->push_back({cmd, [st] { return Rm(st->flags, st->path); }});
-  }
-  {
-    auto [cmd, st] = add("check",
-                         "Verify unmounted stores: every key and value (checksums), then every "
-                         "directory, file and link of the tree; damage named by file and offset");
-    cmd->add_option("DIR", st->path, "With --engine: check the store in DIR (as --data DIR)");
-    commands->push_back({cmd, [st] { return Check(st->flags, st->path); }});
   }
 }
 

@@ -554,6 +554,7 @@ StatsSnapshot Filesystem::CollectStats() const {
     store.failed = s.files->failed();
     store.files = s.files->stats();
     store.engine_stats = s.files->engine()->stats();
+    store.recovery = s.files->engine()->recovery();
     snapshot.stores.push_back(std::move(store));
   }
   return snapshot;

@@ -4,7 +4,7 @@
 //   kvfs umount MOUNTPOINT [--lazy]
 //   kvfs DATADIR MOUNTPOINT -o OPTS      the form mount.fuse3 runs for fstab type fuse.kvfs
 //   kvfs ls [-l] PATH | get PATH | put PATH [FILE|-] | rm PATH     offline, on unmounted stores
-//   kvfs check [--data DIR | --config FILE] [--engine NAME]        verify unmounted stores
+//   kvfs check [--data DIR | --config FILE] [--engine NAME] [--salvage]  verify unmounted stores
 //   kvfs check --engine NAME DIR     the same for the store in DIR
 //   kvfs wal dump DIR [--payloads]   list every record of the log in DIR, verifying checksums
 //   kvfs wal append DIR TEXT...      append each TEXT as a record, durably (sync "always")
@@ -102,6 +102,7 @@ int main(int argc, char** argv) {
   std::vector<kvfs::cli::Command> commands;
   kvfs::cli::AddMountCommands(&app, &commands);
   kvfs::cli::AddToolCommands(&app, &commands);
+  kvfs::cli::AddCheckCommand(&app, &commands);
 
   CLI::App* wal = app.add_subcommand("wal", "Offline tools for a write-ahead log directory");
   wal->require_subcommand(1);

@@ -176,6 +176,51 @@ void Sample(std::string* out, std::string_view name, const Labels& labels, uint6
 
 const char* Bool(bool b) { return b ? "true" : "false"; }
 
+Json RecoveryJson(const engines::RecoveryReport& r) {
+  Json j;
+  j["summary"] = ValidUtf8(r.Summary());
+  j["records_read"] = r.log.records_read;
+  j["records_replayed"] = r.log.records_replayed;
+  j["dropped_bytes"] = r.log.dropped_bytes;
+  j["dropped_segment"] = r.log.dropped_segment;
+  j["dropped_offset"] = r.log.dropped_offset;
+  j["dropped_reason"] = ValidUtf8(r.log.dropped_reason);
+  j["facts"] = Json::object();
+  for (const auto& [name, value] : r.facts) j["facts"][name] = value;
+  j["warnings"] = Json::array();
+  for (const std::string& w : r.warnings) j["warnings"].push_back(ValidUtf8(w));
+  return j;
+}
+
+// What each store's open recovered. Engines report different facts, so these families come
+// after the per-store table, each fact a labelled sample.
+void RecoveryMetrics(std::string* out, const StatsSnapshot& snapshot,
+                     const std::vector<Labels>& labels) {
+  const auto per_store = [&](std::string_view name, std::string_view help, auto value) {
+    Family(out, name, kGauge, help);
+    for (size_t k = 0; k < snapshot.stores.size(); ++k) {
+      Sample(out, name, labels[k], value(snapshot.stores[k].recovery));
+    }
+  };
+  per_store("kvfs_recovery_records_replayed",
+            "Log records the open replayed into the engine's state.",
+            [](const engines::RecoveryReport& r) { return r.log.records_replayed; });
+  per_store("kvfs_recovery_dropped_bytes",
+            "Bytes of torn log tail the open dropped (never acknowledged durable).",
+            [](const engines::RecoveryReport& r) { return r.log.dropped_bytes; });
+  per_store("kvfs_recovery_warnings", "Things the open found that an operator should look at.",
+            [](const engines::RecoveryReport& r) { return uint64_t{r.warnings.size()}; });
+  Family(out, "kvfs_recovery_fact", kGauge,
+         "What the open found in the engine's own files (tables, merged files, hints...).");
+  for (size_t k = 0; k < snapshot.stores.size(); ++k) {
+    for (const auto& [name, value] : snapshot.stores[k].recovery.facts) {
+      Labels l = labels[k];
+      l.emplace_back("fact", name);
+      Sample(out, "kvfs_recovery_fact", l, value);
+    }
+  }
+}
+
 }  // namespace
 
 std::string ValidUtf8(std::string_view s) {
@@ -210,6 +255,7 @@ std::string StatsJson(const StatsSnapshot& snapshot) {
         at = n.value;
       }
     }
+    store["recovery"] = RecoveryJson(s.recovery);
     j["stores"].push_back(std::move(store));
   }
   // Strings were made valid UTF-8 when gathered; `replace` keeps a stray byte from throwing.
@@ -252,6 +298,7 @@ std::string StatsPrometheus(const StatsSnapshot& snapshot) {
       Sample(&out, first.metric, labels[k], numbers[k][i].value);
     }
   }
+  RecoveryMetrics(&out, snapshot, labels);
   return out;
 }
 

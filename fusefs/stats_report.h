@@ -9,7 +9,10 @@
 //   {"pid", "mountpoint", "uptime_s", "single_store", "no_open", "writeback_cache",
 //    "stores": [{"name", "engine", "data_dir", "sync", "failed",
 //                "files": {FileStoreStats' counters}, "engine_stats": {EngineStats' counters},
-//                "wal": {WalStats' counters, "failed"}}]}
+//                "wal": {WalStats' counters, "failed"},
+//                "recovery": {"summary", "records_read", "records_replayed", "dropped_bytes",
+//                             "dropped_segment", "dropped_offset", "dropped_reason",
+//                             "facts": {engine-specific counts}, "warnings": [...]}}]}
 //
 // /.kvfs/metrics (StatsPrometheus): the Prometheus text exposition format, version 0.0.4, as
 // node_exporter and JuiceFS serve it: per metric family a "# HELP" and a "# TYPE" line, then one
@@ -20,7 +23,9 @@
 // kvfs_engine_written_bytes_total, bytes_read kvfs_engine_read_bytes_total, and the log's
 // bytes_appended kvfs_wal_appended_bytes_total. Booleans are gauges of 0 or 1; the mount's own
 // fields are kvfs_uptime_seconds and the info gauge kvfs_mount_info (value 1, the rest as
-// labels), a store's configuration the info gauge kvfs_store_info.
+// labels), a store's configuration the info gauge kvfs_store_info. What the open recovered is
+// kvfs_recovery_*: records replayed, torn-tail bytes dropped, warnings, and each engine fact as
+// kvfs_recovery_fact{...,fact="NAME"} (facts differ between engines).
 //
 // Strings (paths, names) are made valid UTF-8 when gathered (invalid bytes become U+FFFD), since
 // neither format can carry other bytes.
@@ -46,6 +51,7 @@ struct StoreStatsSnapshot {
   bool failed = false;  // a sync failed: read-only until remounted
   FileStoreStats files;
   engines::EngineStats engine_stats;  // its `wal` is the "wal" object
+  engines::RecoveryReport recovery;   // what the store's open found (Engine::recovery())
 };
 
 struct StatsSnapshot {

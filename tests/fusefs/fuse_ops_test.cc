@@ -452,7 +452,7 @@ TEST(StatsReport, JsonAndMetricsShowTheSameNumbersUnderTheSameNames) {
   const nlohmann::ordered_json& store = ordered["stores"][0];
   EXPECT_EQ(keys(store.dump()),
             (std::vector<std::string>{"name", "engine", "data_dir", "sync", "failed", "files",
-                                      "engine_stats", "wal"}));
+                                      "engine_stats", "wal", "recovery"}));
   EXPECT_EQ(keys(store["files"].dump()),
             (std::vector<std::string>{
                 "lookups",     "getattrs",    "setattrs", "readdirs",   "creates",   "mkdirs",
@@ -478,6 +478,49 @@ TEST(StatsReport, JsonAndMetricsShowTheSameNumbersUnderTheSameNames) {
       }
     }
   }
+}
+
+// What each store's open recovered (Engine::recovery()) is in both files, facts included:
+// the operator sees a torn tail the open dropped, and where.
+TEST(StatsReport, TheRecoveryReportIsInTheJsonAndTheMetrics) {
+  StatsSnapshot snap;
+  snap.mountpoint = "/m";
+  for (const char* engine : {"lsm", "bitcask"}) {
+    StoreStatsSnapshot s;
+    s.name = std::string("store-") + engine;
+    s.engine = engine;
+    s.recovery.log.records_replayed = 7;
+    s.recovery.log.records_read = 9;
+    s.recovery.log.dropped_bytes = 17;
+    s.recovery.log.dropped_segment = 3;
+    s.recovery.log.dropped_offset = 4160;
+    s.recovery.log.dropped_reason = "/d/wal/0000000000000003.wal at offset 4160: checksum";
+    s.recovery.AddFact(engine == std::string("lsm") ? "tables" : "hint_files_used", 4);
+    s.recovery.warnings.push_back("hint file rejected");
+    snap.stores.push_back(s);
+  }
+  const nlohmann::json json = test::ParseJson(StatsJson(snap));
+  ASSERT_FALSE(json.is_discarded());
+  const nlohmann::json& r = json["stores"][0]["recovery"];
+  EXPECT_EQ(r["records_replayed"], 7);
+  EXPECT_EQ(r["records_read"], 9);
+  EXPECT_EQ(r["dropped_bytes"], 17);
+  EXPECT_EQ(r["dropped_segment"], 3);
+  EXPECT_EQ(r["dropped_offset"], 4160);
+  EXPECT_EQ(r["facts"]["tables"], 4);
+  EXPECT_EQ(r["warnings"].size(), 1u);
+  EXPECT_NE(r["summary"].get<std::string>().find("dropped 17 bytes"), std::string::npos) << r;
+  test::Exposition exposition;
+  const std::string text = StatsPrometheus(snap);
+  ASSERT_TRUE(test::ParseExposition(text, &exposition));
+  EXPECT_TRUE(test::MetricsAgreeWithStats(json, exposition)) << text;
+  EXPECT_NE(text.find("kvfs_recovery_dropped_bytes{store=\"store-lsm\",engine=\"lsm\"} 17\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("kvfs_recovery_fact{store=\"store-bitcask\",engine=\"bitcask\","
+                      "fact=\"hint_files_used\"} 4\n"),
+            std::string::npos)
+      << text;
 }
 
 TEST(StatsReport, ClosedStoresLeaveTheMountsOwnNumbers) {

@@ -79,8 +79,13 @@ TEST(KvfsCli, CheckWithoutATerminalPrintsOnlyItsReport) {
   MakeStore(tmp.Sub("store"), 50);
   CliRun r = Kvfs("check --engine bitcask " + tmp.Sub("store"));
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  // 50 keys of 4 or 5 bytes ("key0".."key49"), 100-byte values.
+  // What the open recovered (the 50 records of the log, nothing dropped), then the keys: 50 of
+  // 4 or 5 bytes ("key0".."key49"), 100-byte values.
   EXPECT_EQ(r.output, tmp.Sub("store") +
+                          ": opened: log: 1 segments, 50 records, next LSN 51, 50 records "
+                          "replayed; merged_lsn 0, merged_files 0, hint_files_used 0, "
+                          "keys_from_hints 0, entries_scanned 0, leftover_files_removed 0\n" +
+                          tmp.Sub("store") +
                           ": bitcask store OK: 50 keys, 5240 bytes of keys and values, every "
                           "checksum verified\n");
 }
@@ -89,8 +94,7 @@ TEST(KvfsCli, CheckOfADamagedStoreFailsNamingTheFile) {
   test::TempDir tmp;
   MakeStore(tmp.Sub("store"), 50);
   MakeStore(tmp.Sub("store"), 0);  // reopened: the first segment is now an older one
-  // Flip a byte of the first value in the oldest log segment. (Damage in the newest segment
-  // cannot be told from a write torn by a power cut: the log ends there, by design.)
+  // Flip a byte of the first value in the oldest log segment (the newest: the next test).
   std::vector<std::string> segments;
   for (const auto& f : std::filesystem::directory_iterator(tmp.Sub("store/wal"))) {
     if (f.path().extension() == ".wal") segments.push_back(f.path().string());
@@ -108,6 +112,97 @@ TEST(KvfsCli, CheckOfADamagedStoreFailsNamingTheFile) {
             std::string::npos)
       << r.output;
   EXPECT_NE(r.output.find("offset"), std::string::npos) << r.output;
+}
+
+// The newest (only) log segment of a store of five keys written one by one: its path, and where
+// record `i` (0-based) starts. Each record is one Put of "keyN" and a 100-byte value.
+std::string OnlySegment(const std::string& store) {
+  for (const auto& f : std::filesystem::directory_iterator(store + "/wal")) {
+    if (f.path().extension() == ".wal") return f.path().string();
+  }
+  return "";
+}
+uint64_t FiveKeyRecordAt(int i) { return 64 + static_cast<uint64_t>(i) * (16 + 13 + 4 + 100); }
+
+void Poke(const std::string& path, uint64_t offset, std::string_view bytes) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// The issue's five files: one flipped byte in the third record of the newest segment, records
+// after it. check must say so, naming the segment and the offset, and exit 1; it used to print
+// "every checksum verified" and drop the last three.
+TEST(KvfsCli, CheckOfDamageInTheNewestSegmentFailsNamingSegmentAndOffset) {
+  test::TempDir tmp;
+  MakeStore(tmp.Sub("store"), 5);
+  const std::string segment = OnlySegment(tmp.Sub("store"));
+  Poke(segment, FiveKeyRecordAt(2) + 16 + 13 + 4 + 50, "#");
+  CliRun r = Kvfs("check --engine bitcask " + tmp.Sub("store"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(std::filesystem::path(segment).filename().string() + " at offset " +
+                          std::to_string(FiveKeyRecordAt(2))),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("2 records with valid checksums follow"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("every checksum verified"), std::string::npos) << r.output;
+}
+
+// A torn last write (its end still the segment's zeros) is a clean end of the log, reported;
+// in a sync mode that acknowledges writes before they are durable that is exit 3.
+TEST(KvfsCli, CheckOfATornTailReportsItAndExitsThreeUnlessSyncIsAlways) {
+  test::TempDir tmp;
+  MakeStore(tmp.Sub("store"), 5);
+  const std::string segment = OnlySegment(tmp.Sub("store"));
+  Poke(segment, FiveKeyRecordAt(4) + 60, std::string(16 + 13 + 4 + 100 - 60, '\0'));
+  CliRun batch = Kvfs("check --engine bitcask " + tmp.Sub("store"));
+  EXPECT_EQ(batch.exit_code, 3) << batch.output;
+  EXPECT_NE(batch.output.find("4 keys"), std::string::npos) << batch.output;
+  EXPECT_NE(batch.output.find("torn tail was dropped: 60 bytes at"), std::string::npos)
+      << batch.output;
+  EXPECT_NE(batch.output.find("offset " + std::to_string(FiveKeyRecordAt(4))), std::string::npos)
+      << batch.output;
+  CliRun always = Kvfs("check --sync always --engine bitcask " + tmp.Sub("store"));
+  EXPECT_EQ(always.exit_code, 0) << always.output;
+  EXPECT_NE(always.output.find("none of it was ever acknowledged"), std::string::npos)
+      << always.output;
+}
+
+// --salvage keeps every record that verifies in a new store that takes the damaged one's place,
+// keeps the damaged one beside it byte for byte, and says exactly what it dropped.
+TEST(KvfsCli, SalvageKeepsWhatVerifiesAndSaysWhatItDropped) {
+  test::TempDir tmp;
+  const std::string store = tmp.Sub("store");
+  MakeStore(store, 5);
+  const std::string segment = OnlySegment(store);
+  Poke(segment, FiveKeyRecordAt(2) + 16 + 13 + 4 + 50, "#");
+  std::string damaged_bytes;
+  {
+    std::ifstream in(segment, std::ios::binary);
+    damaged_bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  CliRun r = Kvfs("check --salvage --engine bitcask " + store);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("salvage drops " + std::to_string(16 + 13 + 4 + 100) + " bytes at"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("records of LSN 3 to 3"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("salvaged: 4 keys kept, 1 log records lost"), std::string::npos)
+      << r.output;
+  // The salvaged store checks clean and holds the four keys that verified.
+  CliRun after = Kvfs("check --engine bitcask " + store);
+  EXPECT_EQ(after.exit_code, 0) << after.output;
+  EXPECT_NE(after.output.find("4 keys"), std::string::npos) << after.output;
+  // The damaged store is beside it, unchanged.
+  std::string aside;
+  for (const auto& f : std::filesystem::directory_iterator(tmp.path())) {
+    if (f.path().filename().string().starts_with("store.damaged-")) aside = f.path().string();
+  }
+  ASSERT_FALSE(aside.empty()) << r.output;
+  std::ifstream in(aside + "/wal/" + std::filesystem::path(segment).filename().string(),
+                   std::ios::binary);
+  const std::string kept((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_EQ(kept, damaged_bytes);
 }
 
 TEST(KvfsCli, CheckOfADamagedLsmTableFailsNamingTheFileAndOffset) {

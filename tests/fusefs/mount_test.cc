@@ -428,7 +428,7 @@ TEST_P(MountSyncTest, TarTreeRoundTripsAndSurvivesRemount) {
   ASSERT_TRUE(m().Unmount());
   r = Exec({KvfsBinary(), "check", "--data", m().data(), "--engine", engine()});
   EXPECT_EQ(r.exit_code, 0) << r.Describe();
-  const size_t keys_at = r.output.find(" keys");
+  const size_t keys_at = r.output.find(" keys, ");
   ASSERT_NE(keys_at, std::string::npos) << r.output;
   const size_t num_at = r.output.find_last_not_of("0123456789", keys_at - 1) + 1;
   EXPECT_LE(std::stoull(r.output.substr(num_at, keys_at - num_at)), 10u)

@@ -210,6 +210,29 @@ testing::AssertionResult MetricsAgreeWithStats(const nlohmann::json& stats,
       }
       continue;
     }
+    // What the open recovered: its own families (facts differ between engines).
+    const nlohmann::json recovery = store->value("recovery", nlohmann::json::object());
+    if (m.name == "kvfs_recovery_fact") {
+      if (m.labels.size() != 3 || !m.labels.count("fact")) return fail("labels differ");
+      const std::string fact = m.labels.at("fact");
+      const nlohmann::json facts = recovery.value("facts", nlohmann::json::object());
+      if (!facts.contains(fact) || facts[fact].dump() != m.value) {
+        return fail("the JSON's recovery.facts." + fact + " differs");
+      }
+      seen.insert(m.labels.at("store") + "/recovery.facts/" + fact);
+      continue;
+    }
+    if (m.name == "kvfs_recovery_records_replayed" || m.name == "kvfs_recovery_dropped_bytes" ||
+        m.name == "kvfs_recovery_warnings") {
+      const std::string field = m.name.substr(std::string("kvfs_recovery_").size());
+      const std::string want =
+          field == "warnings"
+              ? std::to_string(recovery.value("warnings", nlohmann::json::array()).size())
+              : recovery.value(field, nlohmann::json()).dump();
+      if (want != m.value) return fail("the JSON's recovery." + field + " is " + want);
+      seen.insert(m.labels.at("store") + "/recovery/" + field);
+      continue;
+    }
     if (m.labels.size() != 2) return fail("labels other than store and engine");
     std::string group, field;
     if (!JsonPlaceOf(m.name, metrics.types.at(m.name), &group, &field)) {
@@ -231,6 +254,21 @@ testing::AssertionResult MetricsAgreeWithStats(const nlohmann::json& stats,
   // Every number of every store has its sample.
   for (const nlohmann::json& s : stats["stores"]) {
     const std::string name = s["name"];
+    const nlohmann::json recovery = s.value("recovery", nlohmann::json::object());
+    const nlohmann::json facts =
+        recovery.contains("facts") ? recovery["facts"] : nlohmann::json::object();
+    for (auto it = facts.begin(); it != facts.end(); ++it) {
+      const std::string fact = it.key();
+      if (!seen.count(name + "/recovery.facts/" + fact)) {
+        return testing::AssertionFailure() << "no metric for store " << name << " fact " << fact;
+      }
+    }
+    for (const char* field : {"records_replayed", "dropped_bytes", "warnings"}) {
+      if (!seen.count(name + "/recovery/" + field)) {
+        return testing::AssertionFailure()
+               << "no metric for store " << name << " recovery " << field;
+      }
+    }
     for (const std::string group : {"", "files", "engine_stats", "wal"}) {
       const nlohmann::json in = group.empty() ? s : s.value(group, nlohmann::json::object());
       for (const auto& [field, v] : in.items()) {
