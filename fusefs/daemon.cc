@@ -22,10 +22,11 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
-#include <sstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 
+#include "fusefs/filesystem.h"
 #include "fusefs/fuse_ops.h"
 #include "fusefs/stores.h"
 
@@ -179,6 +180,12 @@ int Serve(const DaemonOptions& options, const std::string& mountpoint, int ready
   auto stores = OpenStores(options.config, store_options);
   if (!stores.ok()) {
     std::fprintf(stderr, "kvfs: %s\n", stores.status().ToString().c_str());
+    if (stores.status().IsCorruption()) {
+      std::fprintf(stderr,
+                   "kvfs: nothing was changed; `kvfs check` names the damage, and `kvfs check "
+                   "--salvage` keeps every record that verifies (README: the durability "
+                   "contract)\n");
+    }
     return 1;
   }
   for (const Store& store : *stores) LogRecovery(store);
@@ -257,12 +264,9 @@ int Serve(const DaemonOptions& options, const std::string& mountpoint, int ready
 pid_t DaemonPid(const std::string& mountpoint) {
   std::ifstream in(mountpoint + "/" + std::string(kControlDirName) + "/stats");
   if (!in) return 0;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string text = ss.str();
-  const size_t at = text.find("\"pid\":");
-  if (at == std::string::npos) return 0;
-  return static_cast<pid_t>(std::strtol(text.c_str() + at + 6, nullptr, 10));
+  const nlohmann::json stats = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!stats.is_object() || !stats.contains("pid") || !stats["pid"].is_number_integer()) return 0;
+  return static_cast<pid_t>(stats["pid"].get<int64_t>());
 }
 
 }  // namespace
