@@ -343,7 +343,10 @@ Config DefaultConfig(const std::string& data_root, const std::vector<std::string
     StoreConfig store;
     store.name = engine;
     store.engine = engine;
-    store.data_dir = internal::NormalizePath(root + "/" + engine);
+    std::string dir = root;
+    dir += '/';
+    dir += engine;
+    store.data_dir = internal::NormalizePath(dir);
     config.stores.push_back(std::move(store));
   }
   return config;

@@ -22,7 +22,7 @@ namespace kvfs::engines {
 enum class EntryKind : uint8_t { kPut = 1, kDelete = 2 };
 
 inline constexpr size_t kEntryHeaderSize = 13;  // crc(4) kind(1) key_length(4) value_length(4)
-inline constexpr size_t kMaxKeySize = 64 * 1024;
+inline constexpr size_t kMaxKeySize = size_t{64} * 1024;
 
 struct BatchEntry {
   EntryKind kind;

@@ -42,11 +42,13 @@ void AddStoreFlags(CLI::App* cmd, StoreFlags* flags, bool with_sync) {
   }
 }
 
+// Called once, before the command starts any thread: getenv and getpwuid are safe then.
 std::string DefaultDataRoot() {
   if (::geteuid() == 0) return "/var/lib/kvfs";
-  const char* home = std::getenv("HOME");
+  const char* home = std::getenv("HOME");  // NOLINT(concurrency-mt-unsafe)
   std::string h = home != nullptr ? home : "";
   if (h.empty()) {
+    // NOLINTNEXTLINE(concurrency-mt-unsafe)
     if (const passwd* pw = ::getpwuid(::geteuid()); pw != nullptr) h = pw->pw_dir;
   }
   return h + "/.local/share/kvfs";
@@ -264,11 +266,11 @@ int Get(const StoreFlags& flags, const std::string& raw) {
                   data.status().ToString());
     if (data->empty()) break;
     if (std::fwrite(data->data(), 1, data->size(), stdout) != data->size()) {
-      return Fail(std::string("writing to stdout: ") + std::strerror(errno));
+      return Fail(std::string("writing to stdout: ") + ErrnoText(errno));
     }
     off += data->size();
   }
-  if (std::fflush(stdout) != 0) return Fail(std::string("stdout: ") + std::strerror(errno));
+  if (std::fflush(stdout) != 0) return Fail(std::string("stdout: ") + ErrnoText(errno));
   return 0;
 }
 
@@ -285,7 +287,7 @@ int Put(const StoreFlags& flags, const std::string& raw, const std::string& sour
   FILE* in = stdin;
   if (!source.empty() && source != "-") {
     in = std::fopen(source.c_str(), "rb");
-    if (in == nullptr) return Fail(source + ": " + std::strerror(errno));
+    if (in == nullptr) return Fail(source + ": " + ErrnoText(errno));
   }
   std::unique_ptr<FILE, int (*)(FILE*)> closer(in == stdin ? nullptr : in, &std::fclose);
   auto opened = Open(*loc->store, /*read_only=*/false);
@@ -326,7 +328,7 @@ int Put(const StoreFlags& flags, const std::string& raw, const std::string& sour
     }
     if (n < buf.size()) {
       if (std::ferror(in)) {
-        return Fail((source.empty() ? std::string("stdin") : source) + ": " + std::strerror(errno));
+        return Fail((source.empty() ? std::string("stdin") : source) + ": " + ErrnoText(errno));
       }
       break;
     }
@@ -373,24 +375,32 @@ void AddToolCommands(CLI::App* app, std::vector<Command>* commands) {
   };
 
   {
-    auto [cmd, st] = add("ls", "List a directory of an unmounted store, as the mount shows it");
+    const auto added = add("ls", "List a directory of an unmounted store, as the mount shows it");
+    CLI::App* cmd = added.first;
+    const std::shared_ptr<ToolState> st = added.second;
     cmd->add_flag("-l", st->long_format, "Mode, owner, size, time");
     cmd->add_option("PATH", st->path, "As in the mount, e.g. lsm/users (default: the root)");
     commands->push_back({cmd, [st] { return Ls(st->flags, st->path, st->long_format); }});
   }
   {
-    auto [cmd, st] = add("get", "Write a file of an unmounted store to stdout");
+    const auto added = add("get", "Write a file of an unmounted store to stdout");
+    CLI::App* cmd = added.first;
+    const std::shared_ptr<ToolState> st = added.second;
     cmd->add_option("PATH", st->path, "As in the mount")->required();
     commands->push_back({cmd, [st] { return Get(st->flags, st->path); }});
   }
   {
-    auto [cmd, st] = add("put", "Create or replace a file of an unmounted store");
+    const auto added = add("put", "Create or replace a file of an unmounted store");
+    CLI::App* cmd = added.first;
+    const std::shared_ptr<ToolState> st = added.second;
     cmd->add_option("PATH", st->path, "As in the mount; its directory must exist")->required();
     cmd->add_option("FILE", st->source, "Read from FILE (default or '-': stdin)");
     commands->push_back({cmd, [st] { return Put(st->flags, st->path, st->source); }});
   }
   {
-    auto [cmd, st] = add("rm", "Remove a file, symlink or empty directory of an unmounted store");
+    const auto added = add("rm", "Remove a file, symlink or empty directory of an unmounted store");
+    CLI::App* cmd = added.first;
+    const std::shared_ptr<ToolState> st = added.second;
     cmd->add_option("PATH", st->path, "As in the mount")->required();
     commands->push_back({cmd, [st] { return Rm(st->flags, st->path); }});
   }

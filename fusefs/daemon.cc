@@ -119,7 +119,7 @@ std::string CheckMountpoint(const std::string& mountpoint) {
       return "mountpoint " + mountpoint +
              " is a FUSE mount whose daemon died; run: fusermount3 -u " + mountpoint;
     }
-    return "mountpoint " + mountpoint + ": " + std::strerror(err);
+    return "mountpoint " + mountpoint + ": " + ErrnoText(err);
   }
   if (!S_ISDIR(st.st_mode)) return "mountpoint " + mountpoint + " is not a directory";
   return {};
@@ -144,7 +144,7 @@ void Detach() {
     if (null > 2) ::close(null);
   }
   if (::chdir("/") != 0) {
-    spdlog::warn("chdir /: {}", std::strerror(errno));
+    spdlog::warn("chdir /: {}", ErrnoText(errno));
   }
 }
 
@@ -290,12 +290,12 @@ int RunDaemon(const DaemonOptions& options) {
   std::fflush(stderr);
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
-    std::fprintf(stderr, "kvfs: pipe: %s\n", std::strerror(errno));
+    std::fprintf(stderr, "kvfs: pipe: %s\n", ErrnoText(errno));
     return 1;
   }
   const pid_t child = ::fork();
   if (child < 0) {
-    std::fprintf(stderr, "kvfs: fork: %s\n", std::strerror(errno));
+    std::fprintf(stderr, "kvfs: fork: %s\n", ErrnoText(errno));
     return 1;
   }
   if (child == 0) {
@@ -336,8 +336,7 @@ int Unmount(const std::string& mountpoint_arg, bool lazy, double wait_s) {
   if (::geteuid() == 0) {
     if (::umount2(mountpoint.c_str(), lazy ? MNT_DETACH : 0) != 0) {
       const int err = errno;
-      std::fprintf(stderr, "kvfs: cannot unmount %s: %s%s\n", mountpoint.c_str(),
-                   std::strerror(err),
+      std::fprintf(stderr, "kvfs: cannot unmount %s: %s%s\n", mountpoint.c_str(), ErrnoText(err),
                    err == EBUSY ? " (files open or a working directory there; "
                                   "kvfs umount --lazy detaches it now, it ends when unused)"
                                 : "");
@@ -351,7 +350,7 @@ int Unmount(const std::string& mountpoint_arg, bool lazy, double wait_s) {
       } else {
         ::execlp("fusermount3", "fusermount3", "-u", mountpoint.c_str(), nullptr);
       }
-      std::fprintf(stderr, "kvfs: cannot run fusermount3: %s\n", std::strerror(errno));
+      std::fprintf(stderr, "kvfs: cannot run fusermount3: %s\n", ErrnoText(errno));
       ::_exit(127);
     }
     int status = 0;

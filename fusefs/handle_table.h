@@ -21,7 +21,10 @@ class HandleTable {
     handles_.emplace(raw, std::move(handle));
     return reinterpret_cast<uint64_t>(raw);
   }
-  static T* Get(uint64_t fh) { return reinterpret_cast<T*>(fh); }
+  // fh is the handle's address, handed to the kernel and back (FUSE's fuse_file_info::fh).
+  static T* Get(uint64_t fh) {
+    return reinterpret_cast<T*>(fh);  // NOLINT(performance-no-int-to-ptr)
+  }
   void Remove(uint64_t fh) {
     std::unique_ptr<T> gone;
     std::lock_guard lock(mu_);

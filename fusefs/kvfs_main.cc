@@ -15,6 +15,7 @@
 // cli_mount.cc and cli_tools.cc (see cli.h).
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -94,7 +95,9 @@ int WalAppend(const std::string& dir, const std::vector<std::string>& texts) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// The command line; main() below turns an exception CLI11 or the standard library may throw
+// (bad_alloc) into a message and exit status 1, never an abort.
+int Main(int argc, char** argv) {
   CLI::App app{"kvfs: every key of an embedded storage engine as a file"};
   app.set_version_flag("--version", std::string("kvfs ") + kVersion);
   app.require_subcommand(1);
@@ -128,4 +131,13 @@ int main(int argc, char** argv) {
     if (c.app->parsed()) return c.run();
   }
   return 2;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kvfs: %s\n", e.what());
+    return 1;
+  }
 }

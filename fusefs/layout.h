@@ -51,17 +51,17 @@
 
 namespace kvfs::fusefs {
 
-inline constexpr uint64_t kChunkSize = 4 * 1024;
+inline constexpr uint64_t kChunkSize = uint64_t{4} << 10;
 inline constexpr uint64_t kInlineMax = 4096;
 // st_blksize: the I/O size stdio and cp pick, independent of the chunk size (one FUSE round
 // trip per 128 KiB written, not per chunk).
-inline constexpr uint64_t kPreferredIoSize = 128 * 1024;
+inline constexpr uint64_t kPreferredIoSize = uint64_t{128} << 10;
 inline constexpr size_t kMaxNameLength = 255;      // NAME_MAX
 inline constexpr size_t kMaxPathLength = 4095;     // PATH_MAX - 1, per store
 inline constexpr size_t kMaxSymlinkLength = 4095;  // as Linux
 inline constexpr size_t kMaxXattrNameLength = 255;
-inline constexpr size_t kMaxXattrValueLength = 64 * 1024;
-inline constexpr size_t kMaxXattrTotal = 64 * 1024;  // all names + values of one node
+inline constexpr size_t kMaxXattrValueLength = size_t{64} << 10;
+inline constexpr size_t kMaxXattrTotal = size_t{64} << 10;  // all names + values of one node
 // Largest file size: chunk indexes stay far from overflow and below what the kernel accepts.
 inline constexpr uint64_t kMaxFileSize = uint64_t{1} << 42;  // 4 TiB
 inline constexpr uint64_t kRootId = 1;

@@ -50,10 +50,15 @@ const std::string& Status::message() const {
   return rep_ ? rep_->message : kEmpty;
 }
 
+const char* ErrnoText(int err) {
+  const char* text = ::strerrordesc_np(err);
+  return text != nullptr ? text : "unknown error";
+}
+
 Status Status::FromErrno(int err, std::string_view context) {
   std::string msg(context);
   msg += ": ";
-  msg += ::strerrordesc_np(err) != nullptr ? ::strerrordesc_np(err) : "unknown error";
+  msg += ErrnoText(err);
   switch (err) {
     case ENOENT:
       return {StatusCode::kNotFound, std::move(msg), err};

@@ -144,6 +144,10 @@ T& Result<T>::Checked() {
   return *value_;
 }
 
+// The text of an errno value ("No such file or directory"), thread-safe (std::strerror may
+// share a buffer between threads).
+const char* ErrnoText(int err);
+
 }  // namespace kvfs
 
 #define KVFS_CONCAT_INNER(a, b) a##b
@@ -160,7 +164,10 @@ T& Result<T>::Checked() {
 // `lhs`, which may be a declaration: KVFS_ASSIGN_OR_RETURN(auto file, fs->NewWritableFile(p));
 #define KVFS_ASSIGN_OR_RETURN(lhs, rexpr) \
   KVFS_ASSIGN_OR_RETURN_IMPL(KVFS_CONCAT(kvfs_result_, __LINE__), lhs, rexpr)
+// `tmp` and `lhs` cannot be parenthesised: one is a name being declared, the other may be.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define KVFS_ASSIGN_OR_RETURN_IMPL(tmp, lhs, rexpr)  \
   auto tmp = (rexpr);                                \
   if (!tmp.ok()) return std::move(tmp).TakeStatus(); \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)

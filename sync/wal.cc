@@ -47,14 +47,14 @@ Wal::Wal(FileSystem* fs, std::string dir, WalOptions options, std::unique_ptr<Di
       segments_(fs, std::move(dir), std::move(dir_handle), std::move(live), first_number,
                 options.first_segment_size, options.segment_size, options.preallocation) {}
 
-Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, std::string dir, WalOptions options,
+Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, const std::string& dir, WalOptions options,
                                        uint64_t from_lsn, const WalReplayFn& replay,
                                        WalReadReport* report) {
-  return Open(fs, std::move(dir), options, from_lsn,
+  return Open(fs, dir, options, from_lsn,
               WalRecordFn([&](const WalRecord& r) { return replay(r.lsn, r.payload); }), report);
 }
 
-Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, std::string dir, WalOptions options,
+Result<std::unique_ptr<Wal>> Wal::Open(FileSystem* fs, const std::string& dir, WalOptions options,
                                        uint64_t from_lsn, const WalRecordFn& replay,
                                        WalReadReport* report) {
   if (options.segment_size < wal::kSegmentHeaderSize + wal::kRecordHeaderSize) {

@@ -130,11 +130,13 @@ class Wal {
   // what the reader reported as torn or stale, and starts a new segment for appends. New
   // records get LSNs >= max(next LSN of the log, from_lsn), so an engine whose state already
   // holds records past a torn tail never sees an LSN reused. `report` may be null.
-  static Result<std::unique_ptr<Wal>> Open(FileSystem* fs, std::string dir, WalOptions options,
-                                           uint64_t from_lsn, const WalRecordFn& replay,
+  static Result<std::unique_ptr<Wal>> Open(FileSystem* fs, const std::string& dir,
+                                           WalOptions options, uint64_t from_lsn,
+                                           const WalRecordFn& replay,
                                            WalReadReport* report = nullptr);
-  static Result<std::unique_ptr<Wal>> Open(FileSystem* fs, std::string dir, WalOptions options,
-                                           uint64_t from_lsn, const WalReplayFn& replay,
+  static Result<std::unique_ptr<Wal>> Open(FileSystem* fs, const std::string& dir,
+                                           WalOptions options, uint64_t from_lsn,
+                                           const WalReplayFn& replay,
                                            WalReadReport* report = nullptr);
 
   // Syncs (unless failed) and closes. Equivalent to Close() with its status ignored.

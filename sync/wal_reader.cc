@@ -303,10 +303,11 @@ Status ReadSegment(const SegmentFile& f, bool newest, uint64_t end, BufferedFile
       }
       const std::string where = At(f.path, offset) + ": " + c.problem;
       if (!options.salvage) {
-        return Status::Corruption(
-            where + (why.empty() ? std::string() : "; " + why) +
-            (newest ? ": damage, not a torn tail (records after it may have been acknowledged)"
-                    : ""));
+        std::string message = where;
+        if (!why.empty()) message += "; " + why;
+        if (newest)
+          message += ": damage, not a torn tail (records after it may have been acknowledged)";
+        return Status::Corruption(message);
       }
       KVFS_ASSIGN_OR_RETURN(std::optional<Found> next,
                             FindValidRecord(file, offset, damage_end, *next_lsn));

@@ -22,10 +22,12 @@
 // ASSERT_OK_AND_ASSIGN(auto file, fs.NewWritableFile(...));
 #define ASSERT_OK_AND_ASSIGN(lhs, rexpr) \
   ASSERT_OK_AND_ASSIGN_IMPL(KVFS_CONCAT(kvfs_test_result_, __LINE__), lhs, rexpr)
+// NOLINTBEGIN(bugprone-macro-parentheses): `tmp` and `lhs` are (or may be) declarations.
 #define ASSERT_OK_AND_ASSIGN_IMPL(tmp, lhs, rexpr)                    \
   auto tmp = (rexpr);                                                 \
   ASSERT_TRUE(tmp.ok()) << #rexpr << ": " << tmp.status().ToString(); \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)
 
 namespace kvfs::test {
 

@@ -105,8 +105,10 @@ Status BitcaskEngine::LoadMergedFile(uint64_t number, BitcaskRecoveryReport* rep
         if (e.entry_offset < kDataHeaderSize + kRecordPrefixSize ||
             e.entry_size < kEntryHeaderSize + e.key.size() || e.entry_offset > size ||
             e.entry_size > size - e.entry_offset || !IsValidKey(e.key)) {
-          return Status::Corruption("hint file " + hint_path + ": entry for a key at offset " +
-                                    std::to_string(e.entry_offset) + " does not fit " + path);
+          std::string why = "hint file " + hint_path;
+          why += ": entry for a key at offset " + std::to_string(e.entry_offset);
+          why += " does not fit " + path;
+          return Status::Corruption(why);
         }
       }
       std::unique_lock<std::shared_mutex> lock(keydir_mu_);

@@ -188,7 +188,7 @@ Result<Manifest> DecodeManifest(std::string_view bytes, const std::string& path)
   m.merged_lsn = DecodeFixed64(bytes.data() + 16);
   m.next_file_number = DecodeFixed64(bytes.data() + 24);
   for (uint32_t i = 0; i < count; ++i) {
-    const uint64_t f = DecodeFixed64(bytes.data() + kManifestFixed + 8 * i);
+    const uint64_t f = DecodeFixed64(bytes.data() + kManifestFixed + size_t{8} * i);
     if (f >= m.next_file_number || (!m.files.empty() && f <= m.files.back())) {
       return bad("file numbers out of order");
     }

@@ -232,6 +232,7 @@ Status LsmEngine::RunJob(const CompactionJob& job) {
     // Every input block is read once, in order: many blocks per read, none through the cache.
     constexpr TableReader::ReadMode kMode = TableReader::ReadMode::kSequential;
     std::vector<std::unique_ptr<InternalIterator>> children;
+    children.reserve(runs.size());
     for (const auto& run : runs) {
       children.push_back(run.size() == 1 ? run[0]->reader->NewIterator(kMode)
                                          : NewLevelIterator(&run, kMode));

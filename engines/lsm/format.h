@@ -57,6 +57,8 @@ std::string BlobFileName(uint64_t number);
 std::optional<uint64_t> ParseTableFileName(std::string_view name);
 std::optional<uint64_t> ParseBlobFileName(std::string_view name);
 
-inline bool IsValidKey(std::string_view key) { return !key.empty() && key.size() <= 64 * 1024; }
+inline bool IsValidKey(std::string_view key) {
+  return !key.empty() && key.size() <= size_t{64} * 1024;
+}
 
 }  // namespace kvfs::engines::lsm

@@ -62,7 +62,7 @@ Result<std::shared_ptr<TableReader>> TableReader::Open(std::shared_ptr<sync::Ran
                                 std::to_string(t->index_.size()) +
                                 " points outside the data blocks");
     }
-    t->index_.push_back(std::move(e));
+    t->index_.push_back(e);
   }
   KVFS_RETURN_IF_ERROR(cursor.status());
   if (cache != nullptr) t->slots_ = std::make_shared<BlockCache::Slots>(t->index_.size());

@@ -8,6 +8,8 @@
 //
 // SIGUSR1 cuts the power; SIGUSR2 lifts the space limit.
 #include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,7 +17,9 @@
 #include "fusefs/cli.h"
 #include "tests/crash/power_cut.h"
 
-int main(int argc, char** argv) {
+// The command line; main() below turns an exception CLI11 or the standard library may throw
+// (bad_alloc) into a message and exit status 1, never an abort.
+int Main(int argc, char** argv) {
   using kvfs::crash_test::FaultInjection;
   using kvfs::crash_test::PowerCutHarness;
   CLI::App app{"kvfs_fault_daemon: the kvfs daemon on the fault-injecting disk (tests only)"};
@@ -50,4 +54,13 @@ int main(int argc, char** argv) {
     if (c.app->parsed()) return c.run();
   }
   return 2;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kvfs_fault_daemon: %s\n", e.what());
+    return 1;
+  }
 }

@@ -2,9 +2,9 @@
 // files), rewrite its MANIFEST, compact, and garbage-collect blob files, in every crash mode.
 // The workload is single-threaded and seeded, so crash point n falls at the same place of the
 // same run every time, and every place gets its turn. After each cut the store must reopen, and
-// docs/DESIGN.md's invariant hold per key: the value is the last one acknowledged (sync mode always:
-// every acknowledged write is durable), or the write in flight at the cut, never anything else.
-// Failures print the seed; KVFS_TEST_SEED=<seed> replays.
+// docs/DESIGN.md's invariant hold per key: the value is the last one acknowledged (sync mode
+// always: every acknowledged write is durable), or the write in flight at the cut, never anything
+// else. Failures print the seed; KVFS_TEST_SEED=<seed> replays.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -191,7 +191,7 @@ void ReopenAndCloseOnce(sync::CrashMode mode, uint64_t crash_at, uint64_t seed, 
     ASSERT_OK_AND_ASSIGN(auto e, OpenLsmWith(&fs, kDir, Options(), Tiny()));
     for (int k = 0; k < 30; ++k) {
       const std::string key = "k" + std::to_string(k);
-      written[key] = std::to_string(seed % 1000) + ":" + std::string(k * 3, 'v');
+      written[key] = std::to_string(seed % 1000) + ":" + std::string(size_t{3} * k, 'v');
       ASSERT_OK(e->Put(key, written[key]));
     }
     fs.CrashAtSync(1, sync::CrashMode::kDropUnsynced);  // nothing the close does is durable

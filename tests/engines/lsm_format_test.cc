@@ -161,7 +161,7 @@ TEST(LsmBloom, NoFalseNegativesAndFewFalsePositives) {
 TEST(LsmBloom, ReadsTheLegacyFilterOfFormatVersion1) {
   const int keys = 2000;
   const uint32_t k = 7;
-  const uint64_t nbits = keys * 10;
+  const uint64_t nbits = uint64_t{10} * keys;
   std::string f(nbits / 8, '\0');
   for (int i = 0; i < keys; ++i) {
     uint64_t h = BloomHash("key" + std::to_string(i));

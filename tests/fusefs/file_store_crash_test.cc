@@ -184,7 +184,7 @@ class FileStoreCrashTest : public testing::TestWithParam<Params> {
   Result<std::unique_ptr<FileStore>> Open(sync::FaultFileSystem* fs) {
     engines::EngineOptions o;
     o.sync_mode = sync::SyncMode::kNone;
-    o.segment_size = 256 * 1024;  // rotations inside the workload
+    o.segment_size = uint64_t{256} << 10;  // rotations inside the workload
     o.background_work = false;
     KVFS_ASSIGN_OR_RETURN(auto engine, engines::OpenEngine(GetParam().engine, fs, kDir, o));
     FileStoreOptions fo;

@@ -387,7 +387,7 @@ TEST_P(FileStoreTest, NoSpaceIsEnospcAndWritingResumesOnceSpaceIsFreed) {
   // Writes of 64 KiB until the disk is full: the log's segment was reserved in advance, so the
   // space runs out once a new segment (or a table or blob file) is needed.
   Status s;
-  constexpr uint64_t kPiece = 64 * 1024;
+  constexpr uint64_t kPiece = uint64_t{64} << 10;
   for (int i = 0; i < 4096 && s.ok(); ++i) {
     s = st->Write(f.id, 4 + i * kPiece, std::string(kPiece, 'w')).status();
   }

@@ -655,8 +655,9 @@ std::vector<Step> Workload() {
       {Step::kOp,
        [](C& c) {
          auto r = c.fs->NewWritableFile("/d/log", CreateMode::kCreateNew);
-         if (r.ok()) c.log = std::move(r).value();
-         return r.status();
+         if (!r.ok()) return r.status();
+         c.log = std::move(r).value();
+         return Status::OK();
        }},
       {Step::kOp, [](C& c) { return c.log->Append("hello"); }},
       {Step::kSync, [](C& c) { return c.log->DataSync(); }},
@@ -665,8 +666,9 @@ std::vector<Step> Workload() {
       {Step::kOp,
        [](C& c) {
          auto r = c.fs->NewRandomRWFile("/d/pages", true);
-         if (r.ok()) c.pages = std::move(r).value();
-         return r.status();
+         if (!r.ok()) return r.status();
+         c.pages = std::move(r).value();
+         return Status::OK();
        }},
       {Step::kOp, [](C& c) { return c.pages->Write(0, "AAAAAAAA"); }},
       {Step::kSync, [](C& c) { return c.pages->Sync(); }},

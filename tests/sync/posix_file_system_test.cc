@@ -197,9 +197,9 @@ TEST_F(PosixFileSystemTest, StartWritebackLeavesTheContentsAndTheLogicalEndAlone
   ASSERT_OK(file->Preallocate(1 << 20));
   const std::string data(3 * 4096 + 100, 'w');
   ASSERT_OK(file->Append(data));
-  ASSERT_OK(file->StartWriteback(0, 3 * 4096));
-  ASSERT_OK(file->StartWriteback(3 * 4096, 0));           // an empty range: nothing to do
-  ASSERT_OK(file->StartWriteback(0, uint64_t{1} << 30));  // past the end: harmless
+  ASSERT_OK(file->StartWriteback(0, uint64_t{3} * 4096));
+  ASSERT_OK(file->StartWriteback(uint64_t{3} * 4096, 0));  // an empty range: nothing to do
+  ASSERT_OK(file->StartWriteback(0, uint64_t{1} << 30));   // past the end: harmless
   EXPECT_EQ(file->Size(), data.size());
   ASSERT_OK(file->Append("tail"));
   ASSERT_OK(file->DataSync());
