@@ -220,48 +220,124 @@ int WriteAndSync(const std::string& path, const std::string& data) {
   return err;
 }
 
+// fsync(2) of a directory; 0 or the errno.
+int SyncDir(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return errno;
+  const int err = ::fsync(fd) == 0 ? 0 : errno;
+  ::close(fd);
+  return err;
+}
+
 std::string FileData(int i) {
   return "file " + std::to_string(i) + " " + std::string(5000, 'a' + i % 26);
 }
 
-// The Nth log sync fails: that fsync gets EIO, the store turns read-only (EROFS for writes, EIO
-// for syncs), and after a remount everything acknowledged before it is there.
+std::string ErrnoName(int e) {
+  const char* n = ::strerrorname_np(e);
+  return n != nullptr ? n : "errno " + std::to_string(e);
+}
+
+// The sync failures a disk may answer: EIO, and ENOSPC or EDQUOT from a thin-provisioned or
+// quota-limited disk, which lose the written-back pages just the same.
+const char* const kSyncErrnos[] = {"EIO", "ENOSPC", "EDQUOT"};
+
+// The Nth log sync fails, with each errno a disk may answer: that fsync gets EIO (never ENOSPC:
+// the data is lost, not waiting for space), the store turns read-only (EROFS for writes, EIO for
+// syncs), and after a remount everything acknowledged before it is there.
 TEST_P(MountPowerCutTest, FailedLogSyncIsEioThenReadOnlyAndAcknowledgedDataSurvives) {
-  MountOptions o;
-  o.engine = engine();
-  o.sync = "none";
-  o.daemon = KVFS_FAULT_DAEMON_BINARY;
-  o.extra_args = {"--fail-sync", "12"};
-  KvfsMount m(o);
-  ASSERT_TRUE(m.Mount());
-  int acknowledged = 0;
-  int err = 0;
-  for (int i = 0; i < 200 && err == 0; ++i) {
-    err = WriteAndSync(m.At("f" + std::to_string(i)), FileData(i));
-    if (err == 0) acknowledged = i + 1;
+  for (const char* sync_errno : kSyncErrnos) {
+    SCOPED_TRACE(std::string("the sync fails with ") + sync_errno);
+    MountOptions o;
+    o.engine = engine();
+    o.sync = "none";
+    o.daemon = KVFS_FAULT_DAEMON_BINARY;
+    o.extra_args = {"--fail-sync", "12", "--fail-sync-errno", sync_errno};
+    KvfsMount m(o);
+    ASSERT_TRUE(m.Mount());
+    int acknowledged = 0;
+    int err = 0;
+    for (int i = 0; i < 200 && err == 0; ++i) {
+      err = WriteAndSync(m.At("f" + std::to_string(i)), FileData(i));
+      if (err == 0) acknowledged = i + 1;
+    }
+    ASSERT_EQ(ErrnoName(err), "EIO") << "the failed sync must reach the program as EIO";
+    ASSERT_GT(acknowledged, 0);
+    // Read-only from now on: writes refused, syncs keep failing (never retried into success).
+    EXPECT_EQ(ErrnoName(WriteAndSync(m.At("after"), "x")), "EROFS");
+    {
+      const int fd = ::open(m.At("f0").c_str(), O_RDONLY);
+      ASSERT_GE(fd, 0);
+      errno = 0;
+      EXPECT_EQ(::fsync(fd), -1);
+      EXPECT_EQ(ErrnoName(errno), "EIO");
+      ::close(fd);
+    }
+    EXPECT_EQ(ErrnoName(SyncDir(m.mnt())), "EIO");
+    EXPECT_EQ(ReadFile(m.At("f0")), FileData(0)) << "reads go on";
+    // Power off now: what the disk kept is what the next mount finds.
+    ASSERT_TRUE(m.PowerCut(/*signal=*/true));
+    m.options().daemon = KvfsBinary();
+    m.options().extra_args.clear();
+    ASSERT_TRUE(m.Mount());
+    for (int i = 0; i < acknowledged; ++i) {
+      EXPECT_EQ(ReadFile(m.At("f" + std::to_string(i))), FileData(i)) << "acknowledged file " << i;
+    }
+    EXPECT_EQ(WriteAndSync(m.At("after"), "works again"), 0);
+    ASSERT_TRUE(m.Unmount());
   }
-  ASSERT_EQ(err, EIO) << "the failed sync must reach the program as EIO, not " << err;
-  ASSERT_GT(acknowledged, 0);
-  // Read-only from now on: writes refused, syncs keep failing (never retried into success).
-  EXPECT_EQ(WriteAndSync(m.At("after"), "x"), EROFS);
-  {
-    const int fd = ::open(m.At("f0").c_str(), O_RDONLY);
-    ASSERT_GE(fd, 0);
-    EXPECT_EQ(::fsync(fd), -1);
-    EXPECT_EQ(errno, EIO);
-    ::close(fd);
+}
+
+// The whole stack under the workload when the Nth sync fails with ENOSPC or EDQUOT (with EIO the
+// power-cut cases above and the test before this one cover it): every worker stops at its first
+// error, which is EIO (its sync, or its write whose own sync failed) or EROFS (a write once the
+// store turned read-only), never ENOSPC or EDQUOT, as there is space; after a power cut and a
+// remount every worker's tree is one it went through, no older than its last acknowledged sync.
+TEST_P(MountPowerCutTest, WorkloadWhoseSyncFailsWithEnospcOrEdquotSeesEioAndKeepsWhatWasSynced) {
+  for (const char* sync_errno : {"ENOSPC", "EDQUOT"}) {
+    SCOPED_TRACE(std::string("the sync fails with ") + sync_errno);
+    MountOptions o;
+    o.pass_data = false;
+    KvfsMount m(o);
+    m.options().config = m.Sub("kvfs.toml");
+    ASSERT_TRUE(WriteFile(m.options().config, Config(engine(), m.data())));
+    m.options().daemon = KVFS_FAULT_DAEMON_BINARY;
+    // Sync 30: past the set-up's syncs, well inside the workers' (each makes dozens).
+    m.options().extra_args = {"--fail-sync", "30", "--fail-sync-errno", sync_errno};
+    ASSERT_TRUE(m.Mount());
+    const std::string work = m.At("s/work"), logs = m.Sub("logs");
+    ASSERT_EQ(::mkdir(work.c_str(), 0755), 0);
+    ASSERT_EQ(SyncDir(m.At("s")), 0);
+    const CmdResult run = Exec({Workload(), "run", work, logs, "--workers", "3", "--ops", "300",
+                                "--seed", std::string(sync_errno) == "ENOSPC" ? "31" : "32"});
+    ASSERT_FALSE(run.timed_out) << run.Describe();
+    // Each worker's first error, from its log's "F <i> <errno>" line.
+    int failed = 0;
+    for (const auto& f : fs::directory_iterator(logs)) {
+      std::istringstream in(ReadFile(f.path().string()));
+      std::string line;
+      while (std::getline(in, line)) {
+        if (!line.starts_with("F ")) continue;
+        std::istringstream l(line.substr(2));
+        int i = 0, e = 0;
+        l >> i >> e;
+        ++failed;
+        EXPECT_TRUE(e == EIO || e == EROFS)
+            << f.path().filename().string() << ": operation " << i << " failed with "
+            << ErrnoName(e) << ", not EIO or EROFS";
+      }
+    }
+    EXPECT_GT(failed, 0) << "the sync never failed: no worker saw an error\n" << run.Describe();
+    ASSERT_TRUE(m.PowerCut(/*signal=*/true));
+    m.options().daemon = KvfsBinary();
+    m.options().extra_args.clear();
+    ASSERT_TRUE(m.Mount()) << m.DaemonLog();
+    const CmdResult check = Exec({Workload(), "check", work, logs, "--floor", "synced"});
+    EXPECT_EQ(check.exit_code, 0) << check.Describe() << "\nworkload: " << run.Describe();
+    ASSERT_TRUE(m.Unmount());
+    const CmdResult offline = Exec({KvfsBinary(), "check", "--config", m.options().config});
+    EXPECT_EQ(offline.exit_code, 0) << offline.Describe();
   }
-  EXPECT_EQ(ReadFile(m.At("f0")), FileData(0)) << "reads go on";
-  // Power off now: what the disk kept is what the next mount finds.
-  ASSERT_TRUE(m.PowerCut(/*signal=*/true));
-  m.options().daemon = KvfsBinary();
-  m.options().extra_args.clear();
-  ASSERT_TRUE(m.Mount());
-  for (int i = 0; i < acknowledged; ++i) {
-    EXPECT_EQ(ReadFile(m.At("f" + std::to_string(i))), FileData(i)) << "acknowledged file " << i;
-  }
-  EXPECT_EQ(WriteAndSync(m.At("after"), "works again"), 0);
-  ASSERT_TRUE(m.Unmount());
 }
 
 // The disk fills: writes get ENOSPC, nothing already written is harmed, and once space is freed
