@@ -80,7 +80,11 @@ Status CreateDirDurably(FileSystem* fs, const std::string& path) {
   return SyncDir(fs, parent);
 }
 
-Status WriteFileAtomically(FileSystem* fs, const std::string& path, std::string_view data) {
+Status WriteFileAtomically(FileSystem* fs, const std::string& path, std::string_view data,
+                           ReplaceOutcome* outcome) {
+  ReplaceOutcome ignored;
+  if (outcome == nullptr) outcome = &ignored;
+  *outcome = ReplaceOutcome::kUnchanged;
   const std::string tmp = path + ".tmp";
   // kTruncate: a ".tmp" left by a crash mid-replace is stale and simply overwritten.
   Status written = [&]() -> Status {
@@ -96,9 +100,19 @@ Status WriteFileAtomically(FileSystem* fs, const std::string& path, std::string_
     fs->RemoveFile(tmp).PermitUnchecked();
     return written;
   }
-  KVFS_RETURN_IF_ERROR(fs->Rename(tmp, path));
+  Status renamed = fs->Rename(tmp, path);
+  // rename(2) failing with ENOSPC or EDQUOT found no room for the name and changed nothing; any
+  // other error (EIO) leaves it unknown whether the new name is in place.
+  if (!renamed.ok()) {
+    if (!renamed.IsNoSpace()) *outcome = ReplaceOutcome::kUncertain;
+    return renamed;
+  }
+  // From here on the new contents are visible under `path`, and a crash may keep either.
+  *outcome = ReplaceOutcome::kUncertain;
   // One Fsync covers both names: the temp name and its replacement live in the same directory.
-  return SyncDir(fs, DirName(path));
+  KVFS_RETURN_IF_ERROR(SyncDir(fs, DirName(path)));
+  *outcome = ReplaceOutcome::kReplaced;
+  return Status::OK();
 }
 
 Status RemoveFileDurably(FileSystem* fs, const std::string& path) {

@@ -37,8 +37,20 @@ Result<std::unique_ptr<WritableFile>> CreateFileDurably(FileSystem* fs, const st
 // are created the same way first (mkdir -p). Paths should be absolute.
 Status CreateDirDurably(FileSystem* fs, const std::string& path);
 
+// What a failed WriteFileAtomically may have left under `path`.
+enum class ReplaceOutcome {
+  kReplaced,   // OK: `path` holds the new contents, durably
+  kUnchanged,  // the failure came before the rename (or the rename reported no room for the
+               // new name, which changes nothing): `path` holds the old contents
+  kUncertain,  // the rename was attempted: `path` may hold either contents, now and after a
+               // crash, so whatever either one refers to must be kept
+};
+
 // Replaces `path` with `data` atomically and durably: "<path>.tmp", DataSync, rename, Fsync dir.
-Status WriteFileAtomically(FileSystem* fs, const std::string& path, std::string_view data);
+// `outcome`, when given, says whether a failure left the old contents for certain; a caller
+// whose old and new contents name other files needs that to know which of them may go.
+Status WriteFileAtomically(FileSystem* fs, const std::string& path, std::string_view data,
+                           ReplaceOutcome* outcome = nullptr);
 
 // Removes `path` and Fsyncs its directory.
 Status RemoveFileDurably(FileSystem* fs, const std::string& path);

@@ -29,7 +29,11 @@ Status BitcaskEngine::Open(BitcaskRecoveryReport* report) {
   report->merged_lsn = merged_lsn_;
   report->merged_files = merged_files_.size();
 
-  // Anything else in merged/ is left over from a merge that did not reach its MANIFEST.
+  // Anything else in merged/ is left over from a merge that did not reach its MANIFEST. Such
+  // files are deleted on the MANIFEST's word, so it must be the one a crash would leave:
+  // CreateDirDurably fsyncs its parent, the directory of the MANIFEST, which makes a replacement
+  // whose own directory fsync failed durable, or fails (that fsync failed earlier in this
+  // process) before anything is deleted.
   if (!options_.read_only) KVFS_RETURN_IF_ERROR(sync::CreateDirDurably(fs_, merged_dir_));
   KVFS_ASSIGN_OR_RETURN(bool have_merged_dir, fs_->Exists(merged_dir_));
   if (have_merged_dir) {

@@ -93,7 +93,11 @@ Status BitcaskEngine::MergeLocked() {
     return sync::SyncDir(fs_, merged_dir_);
   }();
   if (!copied.ok()) {
+    // Nothing names the new files yet. A failed sync or write fails the store like any other
+    // (the kernel may have dropped pages it did not write); ENOSPC, and damage found in what
+    // was read, leave it as it was.
     writer.Abandon();
+    if (!copied.IsNoSpace() && !copied.IsCorruption()) LatchFailure(copied);
     return copied;
   }
 
@@ -102,16 +106,19 @@ Status BitcaskEngine::MergeLocked() {
   manifest.merged_lsn = m;
   manifest.next_file_number = writer.next_number();
   manifest.files = writer.files();
+  sync::ReplaceOutcome outcome;
   Status written = sync::WriteFileAtomically(fs_, sync::JoinPath(dir_, kManifestName),
-                                             bitcask::EncodeManifest(manifest));
+                                             bitcask::EncodeManifest(manifest), &outcome);
   if (!written.ok()) {
-    if (written.IsNoSpace()) {
-      // The temporary MANIFEST could not be written: the old one stands.
+    if (outcome == sync::ReplaceOutcome::kUnchanged) {
+      // The old MANIFEST stands for certain: no MANIFEST names the new files.
       writer.Abandon();
+      if (!written.IsNoSpace()) LatchFailure(written);
       return written;
     }
-    // The rename may or may not be durable: either MANIFEST is valid on disk, so neither set
-    // of files may go. Refuse writes until reopened, which settles it.
+    // The rename may have happened, durably or not: either MANIFEST may be the one on disk now
+    // or after a crash, so neither set of files, nor the log below either merged LSN, may go.
+    // Refuse writes until a reopen settles which.
     LatchFailure(written);
     return written;
   }
@@ -164,7 +171,13 @@ Status BitcaskEngine::MergeLocked() {
     if (n) files_.Evict(FileKind::kMerged, *n);
     removed = true;
   }
-  if (removed) KVFS_RETURN_IF_ERROR(sync::SyncDir(fs_, merged_dir_));
+  if (removed) {
+    Status synced = sync::SyncDir(fs_, merged_dir_);
+    if (!synced.ok()) {
+      LatchFailure(synced);  // a failed sync is final, here as anywhere
+      return synced;
+    }
+  }
   return Status::OK();
 }
 

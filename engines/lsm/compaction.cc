@@ -187,7 +187,8 @@ Status LsmEngine::RunJob(const CompactionJob& job) {
       edit.added.push_back(std::make_shared<const Table>(std::move(moved)));
     }
     std::vector<uint64_t> dead;
-    KVFS_RETURN_IF_ERROR(LogAndApply(edit, nullptr, &dead));
+    bool unnamed = false;  // a move writes no file
+    KVFS_RETURN_IF_ERROR(LogAndApply(edit, nullptr, &dead, &unnamed));
     trivial_moves_.fetch_add(1, std::memory_order_relaxed);
     RemoveObsolete({}, dead);
     return Status::OK();
@@ -392,9 +393,11 @@ Status LsmEngine::RunJob(const CompactionJob& job) {
     }
   }
   std::vector<uint64_t> dead;
-  Status logged = LogAndApply(edit, nullptr, &dead);
+  bool unnamed = false;
+  Status logged = LogAndApply(edit, nullptr, &dead, &unnamed);
   if (!logged.ok()) {
-    if (logged.IsNoSpace()) cleanup();
+    // The outputs may go only if the old MANIFEST stands for certain; the inputs stay either way.
+    if (unnamed) cleanup();
     return logged;
   }
   counters_.Add(counters_.compactions, 1);

@@ -18,18 +18,25 @@ Status LsmEngine::FinishTableFile(sync::WritableFile* file, const std::string& t
 }
 
 Status LsmEngine::LogAndApply(const VersionEdit& edit, const MemTable* flushed,
-                              std::vector<uint64_t>* dead_blobs) {
+                              std::vector<uint64_t>* dead_blobs, bool* edit_files_unnamed) {
+  *edit_files_unnamed = true;
   std::lock_guard<std::mutex> lock(manifest_mu_);
+  // A failed store writes no MANIFEST: the one on disk may be a replacement whose directory
+  // fsync failed, whose files the installed version does not know.
+  KVFS_RETURN_IF_ERROR(FailedStatus());
   std::shared_ptr<const Version> base = current();
   std::vector<uint64_t> dead;
   std::shared_ptr<Version> next = ApplyEdit(*base, edit, &dead);
   const std::string bytes = EncodeManifest(next->ToManifest(next_file_number_.load()));
-  Status s = sync::WriteFileAtomically(fs_, sync::JoinPath(dir_, kManifestName), bytes);
+  sync::ReplaceOutcome outcome;
+  Status s = sync::WriteFileAtomically(fs_, sync::JoinPath(dir_, kManifestName), bytes, &outcome);
   if (!s.ok()) {
-    // ENOSPC comes from writing the temporary file: the old MANIFEST stands and the store stays
-    // usable. Anything else may have left either MANIFEST on disk: refuse writes until a reopen
-    // settles which.
-    if (!s.IsNoSpace()) LatchFailure(s);
+    // Unless the old MANIFEST stands for certain, the new one may be the one on disk now or
+    // after a crash: the files of both must stay, and the store refuses writes until a reopen
+    // settles which. A failure before the rename leaves the edit's new files named by nothing;
+    // only ENOSPC there leaves the store usable.
+    *edit_files_unnamed = outcome == sync::ReplaceOutcome::kUnchanged;
+    if (!s.IsNoSpace() || !*edit_files_unnamed) LatchFailure(s);
     return s;
   }
   {
@@ -187,9 +194,10 @@ Status LsmEngine::FlushOne() {
     cleanup();
     return Background(opened);
   }
-  Status logged = LogAndApply(edit, imm.get(), nullptr);
+  bool unnamed = false;
+  Status logged = LogAndApply(edit, imm.get(), nullptr, &unnamed);
   if (!logged.ok()) {
-    if (logged.IsNoSpace()) cleanup();  // the old MANIFEST stands: the new files are orphans
+    if (unnamed) cleanup();  // the old MANIFEST stands for certain: no MANIFEST names them
     return logged;
   }
   flushes_.fetch_add(1, std::memory_order_relaxed);

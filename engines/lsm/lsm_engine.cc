@@ -84,6 +84,11 @@ Status LsmEngine::Open(LsmRecoveryReport* report) {
   if (std::find(names.begin(), names.end(), kManifestName) != names.end()) {
     KVFS_ASSIGN_OR_RETURN(std::string bytes, sync::ReadFileToString(fs_, manifest_path));
     KVFS_ASSIGN_OR_RETURN(m, DecodeManifest(bytes, manifest_path));
+    // Files it does not name, and log segments below its LSN, are deleted below on its word, so
+    // it must be the MANIFEST a crash would leave. One that replaced another while its directory
+    // fsync failed is visible yet maybe not durable: this fsync makes it durable, or fails (a
+    // sync of the directory failed earlier in this process) before anything is deleted.
+    if (!options_.read_only) KVFS_RETURN_IF_ERROR(sync::SyncDir(fs_, dir_));
   } else {
     // Only a store that never got its first MANIFEST lacks one, and such a store has no table:
     // tables without a MANIFEST mean it was lost, and deleting them as orphans would lose data.

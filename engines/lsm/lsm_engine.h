@@ -93,9 +93,12 @@ class LsmEngine final : public Engine {
   // Flushes until no immutable memtable is left (takes flush_mu_).
   Status FlushAll();
   // Writes a MANIFEST holding current() + edit and installs it (and drops `flushed` from the
-  // immutable memtables) once it is durable. Dead blob files are returned for deletion.
+  // immutable memtables) once it is durable. Dead blob files are returned for deletion. On
+  // failure, *edit_files_unnamed says whether the old MANIFEST stands for certain, so that the
+  // files the edit adds are named by no MANIFEST and may be removed; when it may have been
+  // replaced, the store is failed and no file either MANIFEST names may be deleted.
   Status LogAndApply(const VersionEdit& edit, const MemTable* flushed,
-                     std::vector<uint64_t>* dead_blobs);
+                     std::vector<uint64_t>* dead_blobs, bool* edit_files_unnamed);
   // Finishes a new table file: the builder's bytes synced, closed, renamed into place.
   Status FinishTableFile(sync::WritableFile* file, const std::string& tmp, uint64_t number);
   Result<TablePtr> OpenTable(const TableMeta& meta);

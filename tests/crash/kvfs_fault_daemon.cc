@@ -3,11 +3,13 @@
 // fault-injecting file system (power_cut.h); the shipped `kvfs` links none of this.
 //
 //   kvfs_fault_daemon mount MOUNTPOINT [kvfs mount's flags] [--seed N] [--crash-mode MODE]
-//       [--crash-at-sync N] [--fail-sync N] [--space-left BYTES]
+//       [--crash-at-sync N] [--fail-sync N [--fail-sync-errno EIO|ENOSPC|EDQUOT]]
+//       [--space-left BYTES]
 //   kvfs_fault_daemon umount MOUNTPOINT
 //
 // SIGUSR1 cuts the power; SIGUSR2 lifts the space limit.
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
 #include <exception>
 #include <memory>
@@ -27,6 +29,7 @@ int Main(int argc, char** argv) {
 
   FaultInjection fault;
   std::string mode = "drop";
+  std::string fail_errno = "EIO";
   std::unique_ptr<PowerCutHarness> harness;
   kvfs::cli::MountHooks hooks;
   hooks.add_options = [&](CLI::App* mount) {
@@ -35,7 +38,10 @@ int Main(int argc, char** argv) {
         ->check(CLI::IsMember({"drop", "prefix", "tear"}));
     mount->add_option("--crash-at-sync", fault.crash_at_sync,
                       "Cut the power just before the N-th sync (0: only on SIGUSR1)");
-    mount->add_option("--fail-sync", fault.fail_sync, "The N-th sync fails with EIO (0: none)");
+    mount->add_option("--fail-sync", fault.fail_sync,
+                      "The N-th sync fails (0: none), with --fail-sync-errno");
+    mount->add_option("--fail-sync-errno", fail_errno, "The errno of the failed sync")
+        ->check(CLI::IsMember({"EIO", "ENOSPC", "EDQUOT"}));
     mount->add_option("--space-left", fault.space_left,
                       "Bytes the files may grow by before ENOSPC (-1: no limit)");
   };
@@ -43,6 +49,7 @@ int Main(int argc, char** argv) {
     fault.mode = mode == "prefix" ? kvfs::sync::CrashMode::kKeepPrefix
                  : mode == "tear" ? kvfs::sync::CrashMode::kTearLastWrite
                                   : kvfs::sync::CrashMode::kDropUnsynced;
+    fault.fail_sync_errno = fail_errno == "ENOSPC" ? ENOSPC : fail_errno == "EDQUOT" ? EDQUOT : EIO;
     harness = std::make_unique<PowerCutHarness>(fault);
     return harness.get();
   };

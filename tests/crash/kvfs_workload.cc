@@ -2,7 +2,7 @@
 // acknowledged, and the checker that compares a tree after a crash against that record.
 //
 //   kvfs_workload run DIR LOGDIR [--workers N] [--ops M] [--seed S]
-//   kvfs_workload check DIR LOGDIR [--floor synced|completed]
+//   kvfs_workload check DIR LOGDIR [--floor synced|completed] [--acked-before NS]
 //
 // `run` creates DIR/w0 .. DIR/w<N-1> (synced), then forks N workers. Worker w works only in
 // DIR/w<w>: creates, writes at offsets, appends, truncates, renames (to new names and over
@@ -11,7 +11,7 @@
 // write, which the kernel may hand over in pieces split at page boundaries (PartialWrites). Its
 // log LOGDIR/w<w>.log, on the real disk and written before and after each call, says:
 //   B <i> <op> <args...>   operation i is about to run (everything needed to replay it)
-//   E <i>                  operation i returned success
+//   E <i> <ns>             operation i returned success, seen at CLOCK_MONOTONIC time ns
 //   A <i>                  operation i was a sync and returned success
 //   F <i> <errno>          operation i failed: the worker stops (the power went, or EIO)
 // A worker stops at its first failure, or after M operations.
@@ -22,6 +22,9 @@
 //              covered is there; later operations may or may not be;
 //   completed  (the daemon was killed, the machine kept running) the tree after the last
 //              operation that returned: what a call acknowledged is in the log already.
+// --acked-before NS raises the floor to the last operation that returned at or before
+// CLOCK_MONOTONIC time NS (sync = "batch" after a power cut: what was acknowledged longer than
+// the batch window before the cut had been synced by the log's own timer).
 // The newest candidate is the tree after the last operation begun (it may have landed). Since
 // kvfs logs every operation (every piece of a write) as one batch in one log, the tree is always
 // one of these, or one of them plus a prefix of the next write's pieces: nothing half-done,
@@ -31,8 +34,10 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -53,8 +58,17 @@ using Tree = std::map<std::string, std::string>;
 [[noreturn]] void Usage() {
   std::fprintf(stderr,
                "usage: kvfs_workload run DIR LOGDIR [--workers N] [--ops M] [--seed S]\n"
-               "       kvfs_workload check DIR LOGDIR [--floor synced|completed]\n");
+               "       kvfs_workload check DIR LOGDIR [--floor synced|completed] "
+               "[--acked-before NS]\n");
   std::exit(2);
+}
+
+// CLOCK_MONOTONIC in nanoseconds: one clock for every process on the machine, so a test can
+// compare the times in the logs with the moment it cut the power.
+uint64_t MonotonicNs() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
 // The bytes operation `i` of worker `w` writes: reproducible from the log line alone.
@@ -230,7 +244,7 @@ class Worker {
       return false;
     }
     Apply(op, seed_, &model_);
-    Log("E " + std::to_string(i));
+    Log("E " + std::to_string(i) + " " + std::to_string(MonotonicNs()));
     return true;
   }
 
@@ -281,7 +295,7 @@ class Worker {
       Log("F " + std::to_string(i) + " " + std::to_string(err));
       return false;
     }
-    Log("E " + std::to_string(i));
+    Log("E " + std::to_string(i) + " " + std::to_string(MonotonicNs()));
     Log("A " + std::to_string(i));
     return true;
   }
@@ -410,7 +424,9 @@ std::string Diff(const Tree& want, const Tree& got) {
   return out;
 }
 
-int CheckWorker(const std::string& dir, const std::string& log_path, bool floor_synced) {
+// `acked_before`: also count as the floor every operation that returned by then (0: none).
+int CheckWorker(const std::string& dir, const std::string& log_path, bool floor_synced,
+                uint64_t acked_before) {
   std::ifstream in(log_path);
   if (!in) {
     std::fprintf(stderr, "%s: cannot read\n", log_path.c_str());
@@ -420,7 +436,7 @@ int CheckWorker(const std::string& dir, const std::string& log_path, bool floor_
   std::vector<Tree> history{Tree{}};  // history[k]: after the k-th begun operation
   // partial[k]: trees between history[k-1] and history[k] (a write the kernel sent in pieces)
   std::vector<std::vector<Tree>> partial{{}};
-  size_t synced = 0, completed = 0;
+  size_t synced = 0, completed = 0, acked_early = 0;
   Tree t;
   std::string line;
   while (std::getline(in, line)) {
@@ -438,11 +454,17 @@ int CheckWorker(const std::string& dir, const std::string& log_path, bool floor_
       history.push_back(t);
     } else if (tag == "E") {
       completed = history.size() - 1;
+      uint64_t i = 0, ns = 0;
+      if ((ls >> i >> ns) && acked_before > 0 && ns <= acked_before) acked_early = completed;
     } else if (tag == "A") {
       synced = history.size() - 1;
     }
   }
-  const size_t floor = floor_synced ? synced : completed;
+  const size_t floor = std::max(floor_synced ? synced : completed, acked_early);
+  const char* floor_why = floor == acked_early && acked_early > (floor_synced ? synced : completed)
+                              ? "last acknowledged before --acked-before"
+                          : floor_synced ? "last sync"
+                                         : "last completed";
   Tree got;
   std::string error;
   if (!Snapshot(dir, "", &got, &error)) {
@@ -454,7 +476,7 @@ int CheckWorker(const std::string& dir, const std::string& log_path, bool floor_
   for (size_t k = floor; k < history.size(); ++k) {
     if (history[k] == got) {
       std::printf("%s: ok: tree after operation %zu of %zu begun (floor %zu, %s)\n", dir.c_str(), k,
-                  history.size() - 1, floor, floor_synced ? "last sync" : "last completed");
+                  history.size() - 1, floor, floor_why);
       return 0;
     }
     if (k + 1 < partial.size()) {
@@ -463,8 +485,7 @@ int CheckWorker(const std::string& dir, const std::string& log_path, bool floor_
         std::printf(
             "%s: ok: tree after operation %zu of %zu begun, and piece %zu of write %zu "
             "(floor %zu, %s)\n",
-            dir.c_str(), k, history.size() - 1, p + 1, k + 1, floor,
-            floor_synced ? "last sync" : "last completed");
+            dir.c_str(), k, history.size() - 1, p + 1, k + 1, floor, floor_why);
         return 0;
       }
     }
@@ -472,19 +493,21 @@ int CheckWorker(const std::string& dir, const std::string& log_path, bool floor_
     if (score < best_score) best_score = score, best = k;
   }
   std::printf(
-      "%s: FAIL: the tree is none of the trees after operations %zu..%zu; nearest is %zu:\n%s",
-      dir.c_str(), floor, history.size() - 1, best, Diff(history[best], got).c_str());
+      "%s: FAIL: the tree is none of the trees after operations %zu..%zu (floor: %s); nearest "
+      "is %zu:\n%s",
+      dir.c_str(), floor, history.size() - 1, floor_why, best, Diff(history[best], got).c_str());
   return 1;
 }
 
-int Check(const std::string& dir, const std::string& logdir, bool floor_synced) {
+int Check(const std::string& dir, const std::string& logdir, bool floor_synced,
+          uint64_t acked_before) {
   int failures = 0;
   int workers = 0;
   for (int w = 0;; ++w) {
     const std::string log = logdir + "/w" + std::to_string(w) + ".log";
     if (::access(log.c_str(), R_OK) != 0) break;
     ++workers;
-    failures += CheckWorker(dir + "/w" + std::to_string(w), log, floor_synced);
+    failures += CheckWorker(dir + "/w" + std::to_string(w), log, floor_synced, acked_before);
   }
   if (workers == 0) {
     std::fprintf(stderr, "no worker logs in %s\n", logdir.c_str());
@@ -503,6 +526,7 @@ int main(int argc, char** argv) {
   uint64_t ops = 200;
   uint64_t seed = static_cast<uint64_t>(::time(nullptr));
   std::string floor = "synced";
+  uint64_t acked_before = 0;
   for (int i = 4; i < argc; ++i) {
     const std::string a = argv[i];
     if (i + 1 >= argc) Usage();
@@ -515,13 +539,15 @@ int main(int argc, char** argv) {
       seed = std::strtoull(v.c_str(), nullptr, 10);
     } else if (a == "--floor") {
       floor = v;
+    } else if (a == "--acked-before") {
+      acked_before = std::strtoull(v.c_str(), nullptr, 10);
     } else {
       Usage();
     }
   }
   if (cmd == "run" && workers > 0) return Run(dir, logdir, workers, ops, seed);
   if (cmd == "check" && (floor == "synced" || floor == "completed")) {
-    return Check(dir, logdir, floor == "synced");
+    return Check(dir, logdir, floor == "synced", acked_before);
   }
   Usage();
 }

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 
 #include "sync/durable.h"
 #include "sync/file_system.h"
@@ -65,7 +66,7 @@ PowerCutHarness::~PowerCutHarness() {
 
 void PowerCutHarness::StoresOpened() {
   if (options_.crash_at_sync > 0) fault_.CrashAtSync(options_.crash_at_sync, options_.mode);
-  if (options_.fail_sync > 0) fault_.FailSyncAfter(options_.fail_sync);
+  if (options_.fail_sync > 0) fault_.FailSyncAfter(options_.fail_sync, options_.fail_sync_errno);
   if (options_.space_left >= 0 && !dirs_.empty()) {
     // With no limit, total - free is what the files hold.
     auto space = fault_.GetSpaceInfo(dirs_.front());
@@ -80,11 +81,14 @@ void PowerCutHarness::StoresOpened() {
   ::sigaction(SIGUSR1, &sa, nullptr);
   ::sigaction(SIGUSR2, &sa, nullptr);
   watcher_ = std::thread([this] { Watch(); });
-  spdlog::warn("fault injection on (tests only): seed {}, crash mode {}, power cut {}",
+  spdlog::warn("fault injection on (tests only): seed {}, crash mode {}, power cut {}{}",
                options_.seed, sync::CrashModeName(options_.mode),
                options_.crash_at_sync > 0
                    ? "at sync " + std::to_string(options_.crash_at_sync) + " or on SIGUSR1"
-                   : std::string("on SIGUSR1"));
+                   : std::string("on SIGUSR1"),
+               options_.fail_sync > 0 ? ", sync " + std::to_string(options_.fail_sync) +
+                                            " fails with " + std::strerror(options_.fail_sync_errno)
+                                      : std::string());
 }
 
 void PowerCutHarness::Watch() {

@@ -18,6 +18,7 @@
 // Thread safety: Start and StoresOpened from the daemon's main thread, before the FUSE loop.
 #pragma once
 
+#include <cerrno>
 #include <memory>
 #include <string>
 #include <thread>
@@ -34,7 +35,8 @@ struct FaultInjection {
   uint64_t seed = 1;
   sync::CrashMode mode = sync::CrashMode::kDropUnsynced;
   uint64_t crash_at_sync = 0;  // power cut just before the n-th sync (0: only on SIGUSR1)
-  uint64_t fail_sync = 0;      // the n-th sync fails with EIO (0: none)
+  uint64_t fail_sync = 0;      // the n-th sync fails with fail_sync_errno (0: none)
+  int fail_sync_errno = EIO;   // EIO, or ENOSPC / EDQUOT as thin or quota-limited disks answer
   int64_t space_left = -1;     // bytes the files may grow by before ENOSPC (-1: no limit)
 };
 

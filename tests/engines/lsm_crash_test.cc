@@ -61,11 +61,18 @@ struct Shape {
   bool large_values = true;
 };
 
-void RunWorkload(Engine* e, uint64_t seed, const Shape& shape, Outcome* out) {
+// Runs until an operation fails, which may only be once the power is off: a workload that
+// stopped early for another reason would leave the check below nothing to hold it to.
+void RunWorkload(Engine* e, const sync::FaultFileSystem& fs, uint64_t seed, const Shape& shape,
+                 Outcome* out) {
+  auto stop = [&fs](const Status& s) {
+    if (!fs.crashed()) ADD_FAILURE() << "failed before the power went: " << s.ToString();
+  };
   std::mt19937_64 rng(seed);
   for (int op = 1; op <= shape.ops; ++op) {
     if (shape.compact_every_40 && op % 40 == 0) {
-      if (!e->Compact().ok()) return;  // includes blob GC once garbage piles up
+      // Includes blob GC once garbage piles up.
+      if (Status s = e->Compact(); !s.ok()) return stop(s);
       continue;
     }
     const std::string key = "k" + std::to_string(rng() % shape.keys);
@@ -77,7 +84,7 @@ void RunWorkload(Engine* e, uint64_t seed, const Shape& shape, Outcome* out) {
     }
     out->in_flight = {key, value};
     const Status s = value ? e->Put(key, *value) : e->Delete(key);
-    if (!s.ok()) return;
+    if (!s.ok()) return stop(s);
     out->acked[key] = value;
     out->in_flight.reset();
   }
@@ -95,8 +102,10 @@ void RunOnce(sync::CrashMode mode, uint64_t crash_at, uint64_t seed, Outcome* ca
   {
     auto e = OpenLsmWith(&fs, kDir, Options(), Tiny());
     if (e.ok()) {
-      RunWorkload(e->get(), seed, shape, &out);
+      RunWorkload(e->get(), fs, seed, shape, &out);
       out.debug = GetLsmDebugStats(**e);
+    } else {
+      ASSERT_TRUE(fs.crashed()) << "open failed before the power went: " << e.status().ToString();
     }
   }  // the close (a shutdown checkpoint: it flushes) has sync points too
   if (calibration != nullptr) {
@@ -121,11 +130,15 @@ void RunOnce(sync::CrashMode mode, uint64_t crash_at, uint64_t seed, Outcome* ca
           << (expected ? expected->substr(0, 12) : "nothing");
     }
   }
-  // Scans agree with Gets, and the store takes writes that survive a reopen.
+  // Scans agree with Gets and show no key the workload never wrote, and the store takes writes
+  // that survive a reopen.
   int scanned = 0;
   ASSERT_OK(e->Scan({}, [&](std::string_view k, std::string_view v) {
     auto g = e->Get(k);
     EXPECT_TRUE(g.ok() && *g == v) << k;
+    const bool written =
+        out.acked.count(std::string(k)) > 0 || (out.in_flight && out.in_flight->first == k);
+    EXPECT_TRUE(written) << k << " was never written";
     ++scanned;
     return true;
   }));
@@ -207,10 +220,15 @@ void ReopenAndCloseOnce(sync::CrashMode mode, uint64_t crash_at, uint64_t seed, 
       for (int k = 30; k < 36; ++k) {  // sync mode always: acknowledged is durable
         const std::string key = "k" + std::to_string(k);
         const std::string value = "after reopen:" + std::string(k, 'w');
-        if (!(*e)->Put(key, value).ok()) break;
+        if (Status s = (*e)->Put(key, value); !s.ok()) {
+          EXPECT_TRUE(fs.crashed()) << "failed before the power went: " << s.ToString();
+          break;
+        }
         written[key] = value;
       }
       (*e)->Close().PermitUnchecked();
+    } else {
+      ASSERT_TRUE(fs.crashed()) << "open failed before the power went: " << e.status().ToString();
     }
   }
   if (syncs != nullptr) *syncs = fs.stats().syncs - before;

@@ -264,6 +264,13 @@ KvfsMount::~KvfsMount() { ForceCleanup(); }
 
 std::string KvfsMount::DaemonLog(size_t max) const { return Tail(ReadFile(log_), max); }
 
+size_t KvfsMount::DaemonLogBytes() const { return ReadFile(log_).size(); }
+
+std::string KvfsMount::DaemonLogFrom(size_t from) const {
+  const std::string log = ReadFile(log_);
+  return from < log.size() ? log.substr(from) : "";
+}
+
 testing::AssertionResult KvfsMount::Mount() {
   if (pid_ > 0 || IsMounted(mnt_)) return testing::AssertionFailure() << mnt_ << " already mounted";
   std::vector<std::string> args = {options_.daemon, "mount", mnt_};

@@ -139,6 +139,9 @@ class KvfsMount {
   MountOptions& options() { return options_; }
   // The daemon's log (all runs so far), its last `max` bytes.
   std::string DaemonLog(size_t max = 8000) const;
+  // The log's size now, and what was written to it from byte `from` on: what one run said.
+  size_t DaemonLogBytes() const;
+  std::string DaemonLogFrom(size_t from) const;
 
  private:
   testing::AssertionResult WaitDaemonExit(const char* what);

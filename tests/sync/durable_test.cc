@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "sync/fault_file_system.h"
 #include "sync/posix_file_system.h"
 #include "tests/test_util.h"
 
@@ -187,6 +188,107 @@ TEST_F(DurableTest, WriteFileAtomicallyInMissingDirFailsAndChangesNothing) {
   EXPECT_TRUE(s.IsNotFound()) << s.ToString();
   EXPECT_NE(s.message().find(dir_.Sub("missing/f.tmp")), std::string::npos) << s.ToString();
   EXPECT_TRUE(Names().empty());
+}
+
+// --- WriteFileAtomically's outcome: whether a failure may have replaced the file ---------------
+
+// A FaultFileSystem whose renames fail with `rename_errno` (after doing the rename when
+// `rename_happens`: the error then comes too late to say whether it took).
+class RenameFaultFileSystem : public FaultFileSystem {
+ public:
+  using FaultFileSystem::FaultFileSystem;
+  int rename_errno = 0;
+  bool rename_happens = false;
+
+ protected:
+  Status DoRename(const std::string& from, const std::string& to) override {
+    if (rename_errno == 0) return FaultFileSystem::DoRename(from, to);
+    if (rename_happens) KVFS_RETURN_IF_ERROR(FaultFileSystem::DoRename(from, to));
+    return Status::FromErrno(rename_errno, "rename " + from + " to " + to + ": injected");
+  }
+};
+
+class AtomicReplaceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK(CreateDirDurably(&fs_, "/d"));
+    ASSERT_OK(WriteFileAtomically(&fs_, kPath, "old"));
+  }
+  std::string Contents() {
+    auto r = ReadFileToString(&fs_, kPath);
+    return r.ok() ? *r : r.status().ToString();
+  }
+  static constexpr char kPath[] = "/d/MANIFEST";
+  RenameFaultFileSystem fs_{3};
+};
+
+TEST_F(AtomicReplaceTest, SuccessIsReplaced) {
+  ReplaceOutcome outcome = ReplaceOutcome::kUncertain;
+  ASSERT_OK(WriteFileAtomically(&fs_, kPath, "new", &outcome));
+  EXPECT_EQ(outcome, ReplaceOutcome::kReplaced);
+  fs_.Crash(CrashMode::kDropUnsynced);
+  EXPECT_EQ(Contents(), "new");
+}
+
+TEST_F(AtomicReplaceTest, FailedSyncOfTheTemporaryFileLeavesTheOldContentsForCertain) {
+  for (int err : {EIO, ENOSPC, EDQUOT}) {
+    fs_.FailSyncAfter(1, err);  // the temporary file's DataSync
+    ReplaceOutcome outcome = ReplaceOutcome::kReplaced;
+    const Status s = WriteFileAtomically(&fs_, kPath, "new", &outcome);
+    EXPECT_FALSE(s.ok());
+    EXPECT_FALSE(s.IsNoSpace()) << s.ToString();  // a sync's ENOSPC is never retryable
+    EXPECT_EQ(outcome, ReplaceOutcome::kUnchanged) << s.ToString();
+    EXPECT_EQ(Contents(), "old");
+  }
+}
+
+TEST_F(AtomicReplaceTest, NoSpaceForTheTemporaryFileLeavesTheOldContentsForCertain) {
+  ASSERT_OK_AND_ASSIGN(SpaceInfo space, fs_.GetSpaceInfo("/"));
+  fs_.SetSpaceLimit(space.total_bytes - space.free_bytes + 2);
+  ReplaceOutcome outcome = ReplaceOutcome::kReplaced;
+  const Status s = WriteFileAtomically(&fs_, kPath, "a longer version", &outcome);
+  EXPECT_TRUE(s.IsNoSpace()) << s.ToString();
+  EXPECT_EQ(outcome, ReplaceOutcome::kUnchanged);
+  EXPECT_EQ(Contents(), "old");
+}
+
+// The rename happened, then the directory fsync failed: the new name is visible now, and
+// whether it survives a crash is up to the disk. Either contents may be the one that counts.
+TEST_F(AtomicReplaceTest, FailedDirectoryFsyncAfterTheRenameIsUncertain) {
+  for (int err : {EIO, ENOSPC, EDQUOT}) {
+    RenameFaultFileSystem fs(4);
+    ASSERT_OK(CreateDirDurably(&fs, "/d"));
+    ASSERT_OK(WriteFileAtomically(&fs, kPath, "old"));
+    fs.FailSyncAfter(2, err);  // the temporary file's DataSync passes, the directory's fails
+    ReplaceOutcome outcome = ReplaceOutcome::kReplaced;
+    const Status s = WriteFileAtomically(&fs, kPath, "new", &outcome);
+    EXPECT_FALSE(s.ok());
+    EXPECT_FALSE(s.IsNoSpace()) << s.ToString();
+    EXPECT_EQ(outcome, ReplaceOutcome::kUncertain) << s.ToString();
+    ASSERT_OK_AND_ASSIGN(std::string now, ReadFileToString(&fs, kPath));
+    EXPECT_EQ(now, "new");
+  }
+}
+
+TEST_F(AtomicReplaceTest, RenameThatFoundNoRoomLeavesTheOldContentsForCertain) {
+  fs_.rename_errno = ENOSPC;
+  ReplaceOutcome outcome = ReplaceOutcome::kReplaced;
+  const Status s = WriteFileAtomically(&fs_, kPath, "new", &outcome);
+  EXPECT_TRUE(s.IsNoSpace()) << s.ToString();
+  EXPECT_EQ(outcome, ReplaceOutcome::kUnchanged);
+  EXPECT_EQ(Contents(), "old");
+}
+
+TEST_F(AtomicReplaceTest, RenameThatFailedWithEioIsUncertain) {
+  for (bool happened : {false, true}) {
+    fs_.rename_errno = EIO;
+    fs_.rename_happens = happened;
+    ReplaceOutcome outcome = ReplaceOutcome::kReplaced;
+    const Status s = WriteFileAtomically(&fs_, kPath, "new", &outcome);
+    EXPECT_TRUE(s.IsIOError()) << s.ToString();
+    EXPECT_EQ(outcome, ReplaceOutcome::kUncertain);
+    EXPECT_EQ(Contents(), happened ? "new" : "old");
+  }
 }
 
 TEST_F(DurableTest, RemoveFileDurablyRemovesIt) {

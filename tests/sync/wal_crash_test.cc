@@ -44,6 +44,16 @@ struct Ledger {
   uint64_t durable = 0;                   // highest LSN acknowledged as durable
   std::set<std::string> attempted;        // every payload ever passed to Append
   uint64_t checkpoint = 0;                // highest LSN a Checkpoint was started with
+  std::vector<Status> errors;             // what every failed call returned
+  bool failed_while_powered = false;      // a call failed before the power went
+
+  // A failed call ends its thread. Unless a failure was injected, that may only be once the
+  // power is off: a thread that gave up early would leave the check nothing to hold it to.
+  void Failed(const FaultFileSystem& fs, const Status& s) {
+    std::lock_guard<std::mutex> l(mu);
+    errors.push_back(s);
+    if (!fs.crashed()) failed_while_powered = true;
+  }
 
   void Durable(uint64_t lsn) {
     std::lock_guard<std::mutex> l(mu);
@@ -59,10 +69,11 @@ std::string Payload(int thread, int i, std::mt19937_64& rng) {
   return p;
 }
 
-void RunWorkload(Wal* wal, SyncMode mode, uint64_t seed, Ledger* ledger) {
+void RunWorkload(Wal* wal, const FaultFileSystem& fs, SyncMode mode, uint64_t seed,
+                 Ledger* ledger) {
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([=] {
+    threads.emplace_back([=, &fs] {
       std::mt19937_64 rng(seed * 31 + t);
       for (int i = 0; i < kRecordsPerThread; ++i) {
         const std::string p = Payload(t, i, rng);
@@ -71,7 +82,7 @@ void RunWorkload(Wal* wal, SyncMode mode, uint64_t seed, Ledger* ledger) {
           ledger->attempted.insert(p);
         }
         auto lsn = wal->Append(p);
-        if (!lsn.ok()) return;  // the power is off (or the log failed): this thread is done
+        if (!lsn.ok()) return ledger->Failed(fs, lsn.status());
         {
           std::lock_guard<std::mutex> l(ledger->mu);
           ledger->acked[*lsn] = p;
@@ -79,7 +90,8 @@ void RunWorkload(Wal* wal, SyncMode mode, uint64_t seed, Ledger* ledger) {
         if (mode == SyncMode::kAlways) ledger->Durable(*lsn);
         if (rng() % 5 == 0) {
           const uint64_t target = wal->last_lsn();
-          if (!wal->SyncUpTo(target, /*data_only=*/rng() % 2 == 0).ok()) return;
+          Status synced = wal->SyncUpTo(target, /*data_only=*/rng() % 2 == 0);
+          if (!synced.ok()) return ledger->Failed(fs, synced);
           ledger->Durable(target);
         }
       }
@@ -87,14 +99,14 @@ void RunWorkload(Wal* wal, SyncMode mode, uint64_t seed, Ledger* ledger) {
   }
   // A checkpointer, as an engine would run one after flushing: everything below half the
   // durable LSN is "elsewhere" now.
-  threads.emplace_back([=] {
+  threads.emplace_back([=, &fs] {
     for (int i = 0; i < 4; ++i) {
       const uint64_t lsn = wal->durable_lsn() / 2;
       {
         std::lock_guard<std::mutex> l(ledger->mu);
         ledger->checkpoint = std::max(ledger->checkpoint, lsn);
       }
-      if (!wal->Checkpoint(lsn).ok()) return;
+      if (Status s = wal->Checkpoint(lsn); !s.ok()) return ledger->Failed(fs, s);
       std::this_thread::yield();
     }
   });
@@ -173,11 +185,15 @@ void RunOnce(SyncMode mode, CrashMode crash, CutAt where, uint64_t n, uint64_t s
     auto wal = Wal::Open(&fs, kDir, Options(mode), 0,
                          [](uint64_t, std::string_view) { return Status::OK(); });
     if (wal.ok()) {
-      RunWorkload(wal->get(), mode, seed, &ledger);
+      RunWorkload(wal->get(), fs, mode, seed, &ledger);
       if (stats) *stats = fs.stats();
+    } else {
+      ASSERT_TRUE(fs.crashed()) << "open failed before the power went: " << wal.status().ToString();
     }
     // The Wal dies with the machine; its Close fails on a disk with no power, or syncs.
   }
+  ASSERT_FALSE(ledger.failed_while_powered)
+      << "a call failed before the power went: " << ledger.errors.front().ToString();
   fs.Crash(crash);
   CheckRecovered(&fs, mode, ledger);
 }
@@ -220,33 +236,43 @@ INSTANTIATE_TEST_SUITE_P(
              CrashModeName(std::get<1>(info.param));
     });
 
-// A sync fails with EIO at each sync point in turn: the log must refuse everything after it,
-// and after a crash everything acknowledged before it must be there.
-TEST(WalSyncFailure, EioAtEverySyncPointNeverLosesAcknowledgedRecords) {
+// A sync fails at each sync point in turn, with EIO, ENOSPC or EDQUOT (as a thin-provisioned or
+// quota-limited disk answers a sync): the log must refuse everything after it with kFailed, no
+// call may be told kNoSpace (a sync is never retried into a success), and after a crash every
+// record acknowledged durable before it must be there.
+TEST(WalSyncFailure, FailedSyncAtEverySyncPointNeverLosesAcknowledgedRecords) {
   const uint64_t seed = test::TestSeed();
-  for (uint64_t n = 1; n <= 60; ++n) {
-    SCOPED_TRACE("seed " + std::to_string(seed + n) + ", EIO at sync " + std::to_string(n));
-    FaultFileSystem fs(seed + n);
-    ASSERT_OK(CreateDirDurably(&fs, "/store"));
-    Ledger ledger;
-    {
-      auto wal = Wal::Open(&fs, kDir, Options(SyncMode::kAlways), 0,
-                           [](uint64_t, std::string_view) { return Status::OK(); });
-      if (wal.ok()) {
-        fs.FailSyncAfter(n);
-        RunWorkload(wal->get(), SyncMode::kAlways, seed + n, &ledger);
-        const Status health = (*wal)->health();
-        // Whether the failed sync belonged to the log or to a checkpoint, once it happened the
-        // log is failed for good and says so.
-        if (fs.stats().syncs + 1 > n && !health.ok()) {
-          EXPECT_TRUE(health.IsFailed()) << health.ToString();
-          EXPECT_TRUE((*wal)->Append("x").status().IsFailed());
+  for (int err : {EIO, ENOSPC, EDQUOT}) {
+    for (uint64_t n = 1; n <= 60; ++n) {
+      SCOPED_TRACE("seed " + std::to_string(seed + n) + ", " + ::strerrorname_np(err) +
+                   " at sync " + std::to_string(n));
+      FaultFileSystem fs(seed + n);
+      ASSERT_OK(CreateDirDurably(&fs, "/store"));
+      Ledger ledger;
+      {
+        fs.FailSyncAfter(n, err);
+        auto wal = Wal::Open(&fs, kDir, Options(SyncMode::kAlways), 0,
+                             [](uint64_t, std::string_view) { return Status::OK(); });
+        if (wal.ok()) {
+          RunWorkload(wal->get(), fs, SyncMode::kAlways, seed + n, &ledger);
+          const Status health = (*wal)->health();
+          // Whether the failed sync was an append's, a rotation's, the preparer's or a
+          // checkpoint's, once a call has seen it the log is failed for good and says so.
+          if (!ledger.errors.empty() || !health.ok()) {
+            EXPECT_TRUE(health.IsFailed()) << health.ToString();
+            const Status refused = (*wal)->Append("x").status();
+            EXPECT_TRUE(refused.IsFailed()) << refused.ToString();
+            EXPECT_TRUE((*wal)->Sync().IsFailed());
+          }
+        } else {
+          ledger.errors.push_back(wal.status());
         }
       }
+      for (const Status& s : ledger.errors) EXPECT_FALSE(s.IsNoSpace()) << s.ToString();
+      fs.Crash(CrashMode::kKeepPrefix);
+      CheckRecovered(&fs, SyncMode::kAlways, ledger);
+      if (HasFailure()) return;
     }
-    fs.Crash(CrashMode::kKeepPrefix);
-    CheckRecovered(&fs, SyncMode::kAlways, ledger);
-    if (HasFailure()) return;
   }
 }
 
