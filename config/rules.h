@@ -40,7 +40,4 @@ bool PathWithin(std::string_view inner, std::string_view outer);
 // "a, b, c".
 std::string JoinNames(const std::vector<std::string>& names);
 
-// `text` as a TOML basic string, quotes included: "a\"b".
-std::string QuoteToml(std::string_view text);
-
 }  // namespace kvfs::config::internal

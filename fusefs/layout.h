@@ -33,13 +33,11 @@
 // rewrites one chunk. A chunk may be shorter than kChunkSize or absent: the missing bytes up
 // to the file's size read as zeros (holes).
 //
-// Why 4 KiB chunks, a page each: a write rewrites every chunk it touches, whole. With 64 KiB
-// chunks a program appending 4 KiB and calling fdatasync (a log, a database) logged 34 KiB per
-// write on average and synced that: 2,564 synced appends/s through the mount from one thread,
-// 5,150 from four, against 4,862 and 10,804 with 4 KiB chunks (16 KiB: 4,008 and 7,213), on
-// the same disk, ext4 doing 4,156 and 9,299. Large files pay in keys instead (a 1 GiB file is
-// 262,144 chunk keys), which an ordered scan reads back in order (FileStore reads a range of
-// chunks with one scan).
+// Why 4 KiB chunks, a page each: a write rewrites every chunk it touches, whole, so a program
+// appending 4 KiB and calling fdatasync (a log, a database) logs and syncs about one page per
+// write rather than a bigger chunk (docs/decisions.md, "Measured small choices"). Large files
+// pay in keys instead (a 1 GiB file is 262,144 chunk keys), which an ordered scan reads back in
+// order (FileStore reads a range of chunks with one scan).
 #pragma once
 
 #include <cstdint>
