@@ -962,29 +962,35 @@ TEST(Bitcask, SecondOpenOfTheSameDirectoryIsBusy) {
   ASSERT_OK_AND_ASSIGN(auto again, Open(&fs));  // Close released the lock
 }
 
+// Whatever the errno (a thin-provisioned or quota-limited disk answers a sync with ENOSPC or
+// EDQUOT): the write fails without a retryable kNoSpace, later ones get kFailed.
 TEST(Bitcask, FailedSyncFailsThatWriteThenRefusesWritesButReadsGoOn) {
-  FaultFileSystem fs(51);
-  {
+  for (int err : {EIO, ENOSPC, EDQUOT}) {
+    SCOPED_TRACE(::strerrorname_np(err));
+    FaultFileSystem fs(51);
+    {
+      ASSERT_OK_AND_ASSIGN(auto e, Open(&fs));
+      ASSERT_OK(e->Put("before", "1"));
+      fs.FailSyncAfter(1, err);
+      Status failed = e->Put("during", "2");
+      EXPECT_FALSE(failed.ok());
+      EXPECT_FALSE(failed.IsNoSpace()) << failed.ToString();
+      Status later = e->Put("after", "3");
+      EXPECT_TRUE(later.IsFailed()) << later.ToString();
+      EXPECT_TRUE(e->Sync(SyncKind::kData).IsFailed());
+      EXPECT_TRUE(e->Compact().IsFailed());
+      ASSERT_OK_AND_ASSIGN(std::string v, e->Get("before"));
+      EXPECT_EQ(v, "1");
+      EXPECT_EQ(Dump(e.get()).count("before"), 1u);
+      EXPECT_TRUE(e->stats().wal.failed);
+      fs.Crash(CrashMode::kDropUnsynced);
+    }
     ASSERT_OK_AND_ASSIGN(auto e, Open(&fs));
-    ASSERT_OK(e->Put("before", "1"));
-    fs.FailSyncAfter(1);
-    Status failed = e->Put("during", "2");
-    EXPECT_FALSE(failed.ok());
-    Status later = e->Put("after", "3");
-    EXPECT_TRUE(later.IsFailed()) << later.ToString();
-    EXPECT_TRUE(e->Sync(SyncKind::kData).IsFailed());
-    EXPECT_TRUE(e->Compact().IsFailed());
-    ASSERT_OK_AND_ASSIGN(std::string v, e->Get("before"));
-    EXPECT_EQ(v, "1");
-    EXPECT_EQ(Dump(e.get()).count("before"), 1u);
-    EXPECT_TRUE(e->stats().wal.failed);
-    fs.Crash(CrashMode::kDropUnsynced);
+    auto all = Dump(e.get());
+    EXPECT_EQ(all.count("before"), 1u);   // everything acknowledged is there
+    EXPECT_EQ(all.count("after"), 0u);    // nothing refused is
+    ASSERT_OK(e->Put("reopened", "ok"));  // and the store takes writes again
   }
-  ASSERT_OK_AND_ASSIGN(auto e, Open(&fs));
-  auto all = Dump(e.get());
-  EXPECT_EQ(all.count("before"), 1u);   // everything acknowledged is there
-  EXPECT_EQ(all.count("after"), 0u);    // nothing refused is
-  ASSERT_OK(e->Put("reopened", "ok"));  // and the store takes writes again
 }
 
 TEST(Bitcask, NoSpaceFailsTheWriteAndTheStoreRecoversOnceSpaceIsFreed) {

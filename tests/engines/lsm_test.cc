@@ -382,24 +382,31 @@ TEST_F(LsmTest, ReadOnlyOpenReadsEverythingWritesNothingAndRefusesWrites) {
   EXPECT_TRUE(OpenLsm(&fs_, "/data/none", o).status().IsNotFound());
 }
 
+// Whatever the errno (ENOSPC and EDQUOT too, as a thin-provisioned or quota-limited disk
+// answers a sync): the flush fails without a retryable kNoSpace, and writes get kFailed.
 TEST_F(LsmTest, FailedSyncDuringAFlushRefusesWritesUntilReopen) {
-  ASSERT_OK_AND_ASSIGN(auto e, Open());
-  ASSERT_OK(e->Put("before", "1"));
-  ASSERT_OK(e->Sync(SyncKind::kData));
-  // Less than half a log segment, so the log's preparer has no segment to make (its syncs would
-  // race the flush's); sync mode none, so no put syncs. Compact() flushes first.
-  for (int i = 0; i < 10; ++i) ASSERT_OK(e->Put("k" + std::to_string(i), std::string(100, 'x')));
-  fs_.FailSyncAfter(1);  // the flush's first sync
-  Status s = e->Compact();
-  EXPECT_FALSE(s.ok());
-  Status later = e->Put("later", "x");
-  EXPECT_TRUE(later.IsFailed()) << later.ToString();
-  EXPECT_EQ(*e->Get("before"), "1");
-  e->Close().PermitUnchecked();  // it may report the failure; the reopen below is the test
-  e.reset();
-  ASSERT_OK_AND_ASSIGN(auto r, Open());
-  EXPECT_EQ(*r->Get("before"), "1");
-  ASSERT_OK(r->Put("after", "works"));
+  for (int err : {EIO, ENOSPC, EDQUOT}) {
+    SCOPED_TRACE(::strerrorname_np(err));
+    ASSERT_OK_AND_ASSIGN(auto e, Open());
+    ASSERT_OK(e->Put("before", "1"));
+    ASSERT_OK(e->Sync(SyncKind::kData));
+    // Less than half a log segment, so the log's preparer has no segment to make (its syncs
+    // would race the flush's); sync mode none, so no put syncs. Compact() flushes first.
+    for (int i = 0; i < 10; ++i) ASSERT_OK(e->Put("k" + std::to_string(i), std::string(100, 'x')));
+    fs_.FailSyncAfter(1, err);  // the flush's first sync
+    Status s = e->Compact();
+    EXPECT_FALSE(s.ok());
+    EXPECT_FALSE(s.IsNoSpace()) << s.ToString();
+    Status later = e->Put("later", "x");
+    EXPECT_TRUE(later.IsFailed()) << later.ToString();
+    EXPECT_EQ(*e->Get("before"), "1");
+    e->Close().PermitUnchecked();
+    e.reset();
+    ASSERT_OK_AND_ASSIGN(auto r, Open());
+    EXPECT_EQ(*r->Get("before"), "1");
+    EXPECT_TRUE(r->Get("later").status().IsNotFound());
+    ASSERT_OK(r->Put("after", "works"));
+  }
 }
 
 // Each open starts a log segment; what it replayed is flushed (by the flush thread after the
