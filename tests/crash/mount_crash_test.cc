@@ -358,10 +358,7 @@ class KilledThenPowerCut : public MountPowerCutTest {
       EXPECT_EQ(ReadFile(m.At("acked")), "acknowledged, never fsync'd")
           << "sync=" << mode << " lost an acknowledged write";
     }
-    ASSERT_TRUE(m.Unmount());
-    const CmdResult offline =
-        Exec({KvfsBinary(), "check", "--data", m.data(), "--engine", engine()});
-    EXPECT_EQ(offline.exit_code, 0) << offline.Describe();
+    ASSERT_TRUE(m.Unmount());  // `kvfs check` runs after the workload below, once per mode
   }
 
   void UnderWorkload(const std::string& mode) {
