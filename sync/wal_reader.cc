@@ -376,19 +376,26 @@ Status ReadWal(FileSystem* fs, const std::string& dir, uint64_t from_lsn, const 
   // A newest segment with a bad header and nothing but zeros after it was being created when
   // power went out; no record in it was acknowledged, because its header is synced before its
   // first record is written. With anything written after the header, the header is damaged.
-  // Anywhere else a bad header is damage.
+  // A header is written only into a segment already zero-filled to its full size, so a file
+  // shorter than a header holding some of one was cut short. (An empty file cannot be told
+  // from one just created.) Anywhere else a bad header is damage.
   if (!files.empty() && !files.back().header) {
     const SegmentFile& f = files.back();
     KVFS_ASSIGN_OR_RETURN(auto raw, fs->NewRandomAccessFile(f.path));
     BufferedFile file(std::move(raw));
     uint64_t written = 0;
+    std::string why;
     if (f.size > wal::kSegmentHeaderSize) {
       KVFS_ASSIGN_OR_RETURN(written, NonZeroTail(file, wal::kSegmentHeaderSize, f.size));
+      why = std::to_string(written) +
+            " bytes written after it (records, which may have been acknowledged)";
+    } else {
+      KVFS_ASSIGN_OR_RETURN(written, NonZeroTail(file, 0, f.size));
+      why = "the file is " + std::to_string(f.size) +
+            " bytes, cut short: a header is written only into a segment made full size";
     }
     if (written > 0) {
-      const std::string where =
-          f.path + ": invalid segment header, with " + std::to_string(written) +
-          " bytes written after it (records, which may have been acknowledged)";
+      const std::string where = f.path + ": invalid segment header, " + why;
       if (!options.salvage) return Status::Corruption(where);
       report->damage.push_back(WalDamage{f.number, 0, f.size, 0, 0, where});
     } else {

@@ -182,6 +182,17 @@ TEST(WalRecovery, ADamagedNewestHeaderWithRecordsAfterItIsDamage) {
   EXPECT_NE(r.status.message().find("invalid segment header"), std::string::npos);
 }
 
+// The newest segment cut inside its header: a header is written only into a segment already
+// zero-filled to full size, so a short file holding part of one is no half-created segment.
+TEST(WalRecovery, ANewestSegmentCutInsideItsHeaderIsDamage) {
+  FaultFileSystem fs(12);
+  const std::string seg = WriteLog(&fs, 3);
+  test::CutShort(&fs, Path(seg), 40);
+  ReadResult r = Read(&fs);
+  EXPECT_TRUE(r.status.IsCorruption()) << r.status.ToString();
+  EXPECT_NE(r.status.message().find("cut short"), std::string::npos) << r.status.ToString();
+}
+
 // Wal::Open never makes a loss permanent: on damage it fails before writing a new segment (whose
 // header would record the damaged segment's end), and leaves every byte as it found it.
 TEST(WalRecovery, OpenRefusesDamageAndWritesNothing) {
