@@ -371,11 +371,13 @@ TEST(Wal, HalfCreatedNewestSegmentIsIgnoredAndRemoved) {
     ASSERT_OK_AND_ASSIGN(auto wal, OpenWal(&fs, Always(), 0, &r));
     ASSERT_OK(wal->Append("kept"));
   }
-  // A segment whose header never made it to disk (as if power went out mid-creation).
+  // A segment whose header never made it to disk (as if power went out mid-creation): zeros
+  // being written, then a header torn after 20 bytes of a full-size file.
   const std::string torn = Path(wal::SegmentFileName(99));
   {
     ASSERT_OK_AND_ASSIGN(auto f, fs.NewWritableFile(torn, CreateMode::kCreateNew));
-    ASSERT_OK(f->Append(std::string(10, 'Z')));
+    ASSERT_OK(f->Append(wal::EncodeSegmentHeader({99, 2, 1, 100, 4096}).substr(0, 20)));
+    ASSERT_OK(f->AppendZeros(4096 - 20));
     ASSERT_OK(f->Sync());
   }
   ASSERT_OK_AND_ASSIGN(auto wal, OpenWal(&fs, Always(), 0, &r));
