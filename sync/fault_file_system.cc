@@ -43,12 +43,17 @@
 //   (the process died); the FailSyncAfter countdown and the space limit are properties of the
 //   disk and stay.
 // - Paths: "." components are skipped (durable.h's DirName("x") is "."); ".." is refused.
+// - Modes and owners (Stat, SetMode, SetOwner) live in the inode and are not part of the crash
+//   model: a crash keeps them as they were set. An open that may create a file gives it the
+//   private mode whether or not it created it, as PosixFileSystem's fchmod does.
 // - The model holds every byte in memory, so a file may not grow past kMaxFileSize (EFBIG).
 // - If a crash leaves one directory under two names (a directory renamed between two parents and
 //   only one parent synced), it is kept under the first name the walk reaches (breadth first,
 //   names in byte order) and dropped from the other, so the tree never has cycles. A file in the
 //   same situation keeps both names, as two hard links to one inode.
 #include "sync/fault_file_system.h"
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -95,9 +100,13 @@ void ApplyOp(std::string* image, const PendingOp& op) {
 }
 
 struct Inode {
-  explicit Inode(bool dir) : is_dir(dir) {}
+  explicit Inode(bool dir) : is_dir(dir), mode(dir ? kPrivateDirMode : kPrivateFileMode) {}
   virtual ~Inode() = default;
   const bool is_dir;
+  // Permission bits and owner, as Stat reports them: the private mode a create gives, or what a
+  // test set (SetMode, SetOwner). No owner set: the process's effective uid.
+  uint32_t mode;
+  std::optional<uint32_t> owner;
 };
 
 using Entries = std::map<std::string, std::shared_ptr<Inode>>;
@@ -162,7 +171,9 @@ uint64_t NextRandom(std::mt19937_64& rng, uint64_t bound_inclusive) {
 }  // namespace
 
 struct FaultFileSystem::State {
-  explicit State(uint64_t s) : seed(s), rng(s), root(std::make_shared<DirInode>()) {}
+  explicit State(uint64_t s) : seed(s), rng(s), root(std::make_shared<DirInode>()) {
+    root->mode = 0755;  // "/" is the machine's, not made by a create
+  }
 
   // Guards every member below and every Inode (reached from `root`, from a handle or from an
   // entry). The only lock in the model: no call holds it while calling out.
@@ -734,6 +745,7 @@ Result<std::unique_ptr<WritableFile>> FaultFileSystem::DoNewWritableFile(const s
     State::SetEntry(*parent, parts.back(), node);
   }
   std::shared_ptr<FileInode> file = AsFile(node);
+  if (mode != CreateMode::kOverwrite) file->mode = kPrivateFileMode;  // as a real open may create
   if (mode == CreateMode::kTruncate && !file->current.empty()) {
     KVFS_RETURN_IF_ERROR(st.Truncate(*file, 0, path));
   }
@@ -770,6 +782,7 @@ Result<std::unique_ptr<RandomRWFile>> FaultFileSystem::DoNewRandomRWFile(const s
     node = std::make_shared<FileInode>();
     State::SetEntry(*parent, parts.back(), node);
   }
+  if (create) node->mode = kPrivateFileMode;
   return std::unique_ptr<RandomRWFile>(
       std::make_unique<FaultRandomRWFile>(path, state_, AsFile(node)));
 }
@@ -899,6 +912,35 @@ Result<bool> FaultFileSystem::IsDirectory(const std::string& path) {
   return node->is_dir;
 }
 
+Result<FileStat> FaultFileSystem::Stat(const std::string& path) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  State& st = *state_;
+  KVFS_RETURN_IF_ERROR(st.CheckPower("lstat", path));
+  KVFS_ASSIGN_OR_RETURN(Parts parts, SplitPath(path));
+  KVFS_ASSIGN_OR_RETURN(auto node, st.Lookup(parts, parts.size(), "lstat", path));
+  FileStat fs;
+  fs.type = node->is_dir ? FileStat::Type::kDirectory : FileStat::Type::kFile;
+  fs.mode = node->mode;
+  fs.uid = node->owner.value_or(static_cast<uint32_t>(::geteuid()));
+  return fs;
+}
+
+Status FaultFileSystem::SetMode(const std::string& path, uint32_t mode) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  KVFS_ASSIGN_OR_RETURN(Parts parts, SplitPath(path));
+  KVFS_ASSIGN_OR_RETURN(auto node, state_->Lookup(parts, parts.size(), "chmod", path));
+  node->mode = mode & 07777;
+  return Status::OK();
+}
+
+Status FaultFileSystem::SetOwner(const std::string& path, uint32_t uid) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  KVFS_ASSIGN_OR_RETURN(Parts parts, SplitPath(path));
+  KVFS_ASSIGN_OR_RETURN(auto node, state_->Lookup(parts, parts.size(), "chown", path));
+  node->owner = uid;
+  return Status::OK();
+}
+
 Result<std::unique_ptr<FileLock>> FaultFileSystem::LockFile(const std::string& path) {
   std::lock_guard<std::mutex> lock(state_->mu);
   State& st = *state_;
@@ -909,7 +951,11 @@ Result<std::unique_ptr<FileLock>> FaultFileSystem::LockFile(const std::string& p
   KVFS_ASSIGN_OR_RETURN(auto parent, st.LookupParent(parts, "lock", path));
   std::shared_ptr<Inode> node = State::Find(*parent, parts.back());
   if (node && node->is_dir) return Status::FromErrno(EISDIR, Context("lock", path));
-  if (!node) State::SetEntry(*parent, parts.back(), std::make_shared<FileInode>());
+  if (!node) {
+    node = std::make_shared<FileInode>();
+    State::SetEntry(*parent, parts.back(), node);
+  }
+  node->mode = kPrivateFileMode;
   std::string key = JoinParts(parts);
   if (!st.locked.insert(key).second) {
     return Status::Busy(Context("lock", path) + ": already locked by this process");

@@ -98,6 +98,14 @@ class FaultFileSystem : public FileSystem {
 
   FaultStats stats() const;
 
+  // --- Modes and owners (test-only) ---------------------------------------------------------
+  // As chmod and chown would: make a name loose, or another user's, so that a test can see a
+  // store refused on the simulated disk too (private_tree.h). Every create gives the private
+  // modes of file_system.h; a name nobody chowned is owned by the process's effective uid.
+  // Not part of the crash model: a crash keeps them as they were set.
+  Status SetMode(const std::string& path, uint32_t mode);
+  Status SetOwner(const std::string& path, uint32_t uid);
+
   // --- FileSystem ---------------------------------------------------------------------------
   Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override;
   Status CreateDir(const std::string& path) override;
@@ -105,6 +113,8 @@ class FaultFileSystem : public FileSystem {
   Result<uint64_t> FileSize(const std::string& path) override;
   Result<bool> Exists(const std::string& path) override;
   Result<bool> IsDirectory(const std::string& path) override;
+  // Files and directories only (the model has no symbolic links).
+  Result<FileStat> Stat(const std::string& path) override;
   Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) override;
   Result<SpaceInfo> GetSpaceInfo(const std::string& path) override;
 

@@ -26,6 +26,16 @@
 // from a write leaves the object usable: nothing was acknowledged, and the caller may retry
 // once space is freed.
 //
+// Privacy policy (also the same in every implementation): every directory CreateDir makes has
+// exactly the permission bits kPrivateDirMode (0700), and every file a call may create
+// (NewWritableFile in kCreateNew, kTruncate or kAppend mode, NewRandomRWFile with `create`,
+// LockFile) has exactly kPrivateFileMode (0600) when the call returns, whether it created the
+// file or found it, whatever the process umask. Every file of a store holds bytes of the files
+// kept in it, so each must be as private as the most private of them (README, "Security"). The
+// mode is given at creation, so a name is never looser for a moment, and set again where the
+// umask took owner bits away. Stat reads a name's mode and owner; private_tree.h checks a tree
+// that already exists.
+//
 // Thread safety: a FileSystem may be used from many threads at once. A WritableFile,
 // RandomRWFile or Directory object must be used by one thread at a time (its owner serialises),
 // with one exception: a WritableFile's DataSync or Sync may run while another thread Appends
@@ -252,6 +262,20 @@ class FileLock {
   std::string path_;
 };
 
+// The permission bits of every directory and file a FileSystem creates (see the policy above).
+inline constexpr uint32_t kPrivateDirMode = 0700;
+inline constexpr uint32_t kPrivateFileMode = 0600;
+
+// What lstat(2) says of a name: what it is, its permission bits and its owner.
+struct FileStat {
+  enum class Type { kFile, kDirectory, kSymlink, kOther };
+  Type type = Type::kOther;
+  uint32_t mode = 0;  // the permission bits: st_mode & 07777
+  uint32_t uid = 0;   // the owner
+
+  bool operator==(const FileStat&) const = default;
+};
+
 enum class CreateMode {
   kCreateNew,  // O_CREAT|O_EXCL: fails with kAlreadyExists if the file exists
   kTruncate,   // O_CREAT|O_TRUNC: starts empty whether or not it existed
@@ -284,7 +308,8 @@ class FileSystem {
   // Starts failed if an Fsync of `path` failed earlier in this process.
   Result<std::unique_ptr<Directory>> OpenDirectory(const std::string& path);
 
-  // mkdir(2). kAlreadyExists if the name exists. Durable once the parent is Fsync'd.
+  // mkdir(2), mode kPrivateDirMode. kAlreadyExists if the name exists. Durable once the parent
+  // is Fsync'd.
   virtual Status CreateDir(const std::string& path) = 0;
   // rmdir(2) of an empty directory.
   Status RemoveDir(const std::string& path);
@@ -300,6 +325,8 @@ class FileSystem {
   virtual Result<bool> Exists(const std::string& path) = 0;
   // kNotFound if the name does not exist.
   virtual Result<bool> IsDirectory(const std::string& path) = 0;
+  // lstat(2): a symbolic link is described, not followed. kNotFound if the name does not exist.
+  virtual Result<FileStat> Stat(const std::string& path) = 0;
   virtual Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) = 0;
   virtual Result<SpaceInfo> GetSpaceInfo(const std::string& path) = 0;
 

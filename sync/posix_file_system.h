@@ -6,6 +6,8 @@
 // Appends use pwrite at the file's logical end, so a preallocated file keeps its size.
 // Locks use flock(2) on the lock file, so they conflict across processes and between two opens
 // in one process; the holder's pid is written into the file to make the "locked" message useful.
+// Files and directories are created with the private modes (file_system.h), fchmod'ed to them
+// after an open that may create, and a directory after mkdir, when the umask took bits away.
 #pragma once
 
 #include "sync/file_system.h"
@@ -22,6 +24,7 @@ class PosixFileSystem : public FileSystem {
   Result<uint64_t> FileSize(const std::string& path) override;
   Result<bool> Exists(const std::string& path) override;
   Result<bool> IsDirectory(const std::string& path) override;
+  Result<FileStat> Stat(const std::string& path) override;
   Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) override;
   Result<SpaceInfo> GetSpaceInfo(const std::string& path) override;
 
