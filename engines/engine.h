@@ -106,6 +106,10 @@ class Engine {
   // Runs a merge / compaction now and returns when it is durable.
   virtual Status Compact() = 0;
   virtual EngineStats stats() const = 0;
+  // Checks what the engine keeps beyond what a full Scan reads (`kvfs check` calls it after its
+  // scan): kCorruption naming the file, and the offset or page, of the first damage found. The
+  // default has nothing more to check (a Scan reads and verifies all of Bitcask and the LSM).
+  virtual Status Verify() { return Status::OK(); }
   // Syncs, stops background work, releases the directory lock.
   virtual Status Close() = 0;
 

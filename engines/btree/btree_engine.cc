@@ -1,0 +1,422 @@
+// The B-tree engine: open and recovery, reads, writes, checkpoints, stats, close. The contract
+// is in btree.h, the files and the concurrency rules in FORMAT.md.
+#include "engines/btree/btree_engine.h"
+
+#include <algorithm>
+#include <optional>
+#include <utility>
+
+#include "engines/btree/checkpoint.h"
+#include "sync/durable.h"
+#include "sync/wal_format.h"
+
+namespace kvfs::engines {
+namespace btree {
+
+BtreeEngine::BtreeEngine(sync::FileSystem* fs, std::string dir, EngineOptions options,
+                         BtreeOptions btree_options)
+    : fs_(fs),
+      dir_(std::move(dir)),
+      wal_dir_(sync::JoinPath(dir_, kWalDirName)),
+      options_(options),
+      bopts_(btree_options) {
+  checkpoint_log_bytes_ =
+      bopts_.checkpoint_log_bytes != 0 ? bopts_.checkpoint_log_bytes : 2 * options_.segment_size;
+}
+
+Status BtreeEngine::Open(BtreeRecoveryReport* report) {
+  const size_t ps = bopts_.page_size;
+  if (ps < kMinPageSize || ps > kMaxPageSize || (ps & (ps - 1)) != 0) {
+    return Status::InvalidArgument("B-tree page size " + std::to_string(ps) +
+                                   ": a power of two from 512 to 32768");
+  }
+  KVFS_ASSIGN_OR_RETURN(lock_, OpenDataDir(fs_, dir_, name(), options_.read_only));
+  // The MANIFEST read below must be the one a power cut would leave: this fsync makes a
+  // replacement whose own directory fsync failed durable, or fails (that fsync failed earlier in
+  // this process), before anything is built on it.
+  if (!options_.read_only) KVFS_RETURN_IF_ERROR(sync::SyncDir(fs_, dir_));
+
+  // The checkpoint the page file is at, and a doublewrite file from a later one that reached
+  // its in-place writes (checkpoint.h has the rule).
+  size_t page_size = ps;
+  uint64_t redo = 0;
+  const std::string ckpt_path = sync::JoinPath(dir_, kCheckpointFileName);
+  KVFS_ASSIGN_OR_RETURN(bool have_ckpt, fs_->Exists(ckpt_path));
+  if (have_ckpt) {
+    KVFS_ASSIGN_OR_RETURN(std::string bytes, sync::ReadFileToString(fs_, ckpt_path));
+    KVFS_ASSIGN_OR_RETURN(CheckpointRecord ckpt, DecodeCheckpoint(bytes, ckpt_path));
+    page_size = ckpt.page_size;
+    redo = ckpt.redo_lsn;
+  }
+  const std::string dw_path = sync::JoinPath(dir_, kDoubleWriteFileName);
+  KVFS_ASSIGN_OR_RETURN(bool have_dw, fs_->Exists(dw_path));
+  std::optional<DoubleWrite> dw;
+  if (have_dw) {
+    KVFS_ASSIGN_OR_RETURN(std::string bytes, sync::ReadFileToString(fs_, dw_path));
+    dw = DecodeDoubleWrite(bytes);
+    if (dw && (dw->redo_lsn <= redo || (have_ckpt && dw->page_size != page_size))) dw.reset();
+    if (dw) {
+      page_size = dw->page_size;
+      redo = dw->redo_lsn;
+    }
+  } else if (!options_.read_only) {
+    KVFS_ASSIGN_OR_RETURN(auto f, sync::CreateFileDurably(fs_, dw_path));
+    KVFS_RETURN_IF_ERROR(f->Close());
+  }
+
+  const size_t capacity = std::max<size_t>(64, options_.cache_size / page_size);
+  pager_ = std::make_unique<Pager>(fs_, sync::JoinPath(dir_, kPageFileName), page_size, capacity);
+  KVFS_RETURN_IF_ERROR(pager_->Open(options_.read_only, dw.has_value()));
+  pager_->set_lsn_bound(redo);
+  if (dw) {
+    for (auto& [pgno, image] : dw->pages) pager_->InstallSealed(pgno, image);
+    report->doublewrite_restored = dw->pages.size();
+  }
+  tree_ = std::make_unique<Tree>(page_size);
+  report->checkpoint_lsn = redo;
+  report->page_size = page_size;
+
+  // Redo: every batch from R on, through the same code as Apply, into the pool. The pool may
+  // grow past its capacity here (dirty pages wait for the checkpoint that ends the open).
+  const sync::WalRecordFn replay = [this](const sync::WalRecord& r) -> Status {
+    std::vector<BatchEntry> entries;
+    Status s = ForEachEntry(r.payload, "", [&](const BatchEntry& e) {
+      entries.push_back(e);
+      return Status::OK();
+    });
+    if (s.ok()) {
+      uint64_t lsn = r.lsn;
+      MutexLock lock(&write_mu_);
+      s = ApplyEntries(entries, &lsn, {});
+    }
+    if (s.ok()) return s;
+    return s.WithContext(sync::JoinPath(wal_dir_, sync::wal::SegmentFileName(r.segment)) +
+                         " record LSN " + std::to_string(r.lsn) + " at offset " +
+                         std::to_string(r.payload_offset - sync::wal::kRecordHeaderSize));
+  };
+  // `always` is this engine's to keep: the log appends without syncing, and Apply syncs once
+  // it holds no lock (btree.h).
+  sync::WalOptions wo = LogOptionsFor(options_);
+  if (wo.sync_mode == sync::SyncMode::kAlways) wo.sync_mode = sync::SyncMode::kNone;
+  KVFS_ASSIGN_OR_RETURN(wal_, OpenLog(fs_, wal_dir_, wo, options_, redo, replay, &recovery_));
+
+  PoolReader reader(pager_.get());
+  KVFS_ASSIGN_OR_RETURN(Meta meta, tree_->LoadMeta(&reader));
+  live_keys_.store(meta.live_keys, std::memory_order_relaxed);
+  report->pages = meta.page_count;
+  report->free_pages = meta.free_count;
+  report->height = meta.height;
+  report->live_keys = meta.live_keys;
+  report->Describe(&recovery_);
+  {
+    MutexLock lock(&ckpt_mu_);
+    checkpoint_lsn_ = redo;
+  }
+  if (options_.read_only) return Status::OK();
+  // The recovered state goes to the page file now, so the pool is back within its bound and
+  // the next open replays nothing; this also finishes a log checkpoint a crash interrupted.
+  if (recovery_.log.records_replayed > 0 || dw) {
+    KVFS_RETURN_IF_ERROR(Checkpoint());
+  } else {
+    KVFS_RETURN_IF_ERROR(wal_->Checkpoint(redo));
+  }
+  if (options_.background_work) bg_ = std::thread([this] { BackgroundLoop(); });
+  return Status::OK();
+}
+
+Status BtreeEngine::CheckWritable() const {
+  if (options_.read_only) {
+    return Status::NotSupported("btree store " + dir_ + " is open read-only");
+  }
+  {
+    MutexLock lock(&failure_mu_);
+    if (!failure_.ok()) {
+      return Status(StatusCode::kFailed,
+                    "btree store " + dir_ + " failed earlier: " + failure_.ToString(),
+                    failure_.sys_errno() != 0 ? failure_.sys_errno() : EIO);
+    }
+  }
+  Status health = wal_->health();
+  if (!health.ok()) {
+    return Status(
+        StatusCode::kFailed,
+        "btree store " + dir_ + " refuses writes after a failed sync: " + health.ToString(),
+        health.sys_errno() != 0 ? health.sys_errno() : EIO);
+  }
+  return Status::OK();
+}
+
+void BtreeEngine::LatchFailure(const Status& s) {
+  MutexLock lock(&failure_mu_);
+  if (failure_.ok()) failure_ = s;
+}
+
+Status BtreeEngine::ApplyEntries(const std::vector<BatchEntry>& entries, uint64_t* lsn,
+                                 std::string_view log_record) {
+  Txn txn(pager_.get());
+  for (const BatchEntry& e : entries) {
+    KVFS_RETURN_IF_ERROR(e.kind == EntryKind::kPut ? tree_->Put(&txn, e.key, e.value)
+                                                   : tree_->Delete(&txn, e.key));
+  }
+  if (!log_record.empty()) {
+    // Logged only once every page change is made: a batch that fails to apply (a damaged
+    // page) is neither logged nor installed.
+    KVFS_ASSIGN_OR_RETURN(*lsn, wal_->Append(log_record));
+  }
+  auto images = txn.TakeImages();
+  Meta meta;
+  for (const auto& [pgno, image] : images) {
+    if (pgno == 0) {
+      KVFS_ASSIGN_OR_RETURN(meta, DecodeMeta(image->data(), pager_->page_size()));
+      live_keys_.store(meta.live_keys, std::memory_order_relaxed);
+    }
+  }
+  MutexLock lock(&tree_mu_);
+  pager_->Install(&images, *lsn);
+  return Status::OK();
+}
+
+Status BtreeEngine::Apply(const WriteBatch& batch) {
+  std::vector<BatchEntry> entries;
+  entries.reserve(batch.count());
+  Status valid = ForEachEntry(batch.encoded(), "write batch", [&](const BatchEntry& e) {
+    if (e.key.empty() || e.key.size() > kMaxKeySize) {
+      return Status::InvalidArgument("key of " + std::to_string(e.key.size()) +
+                                     " bytes: keys must be 1 to " + std::to_string(kMaxKeySize) +
+                                     " bytes");
+    }
+    entries.push_back(e);
+    return Status::OK();
+  });
+  KVFS_RETURN_IF_ERROR(CountError(std::move(valid)));
+  KVFS_RETURN_IF_ERROR(CountError(CheckWritable()));
+  if (entries.empty()) return Status::OK();
+
+  uint64_t lsn = 0;
+  {
+    MutexLock lock(&write_mu_);
+    KVFS_RETURN_IF_ERROR(CountError(CheckWritable()));
+    KVFS_RETURN_IF_ERROR(CountError(ApplyEntries(entries, &lsn, batch.encoded())));
+  }
+  log_bytes_since_checkpoint_.fetch_add(batch.encoded().size(), std::memory_order_relaxed);
+  if (options_.sync_mode == sync::SyncMode::kAlways) {
+    KVFS_RETURN_IF_ERROR(CountError(wal_->SyncUpTo(lsn)));
+  }
+  counters_.CountBatch(EngineCounters::Tally(entries));
+  MaybeCheckpoint();
+  return Status::OK();
+}
+
+Result<std::string> BtreeEngine::Get(std::string_view key) {
+  counters_.Add(counters_.gets, 1);
+  Result<std::optional<std::string>> v = [&] {
+    ReaderMutexLock lock(&tree_mu_);
+    PoolReader reader(pager_.get());
+    return tree_->Get(&reader, key);
+  }();
+  if (!v.ok()) return CountError(v.status().WithContext("btree store " + dir_));
+  if (!v->has_value()) return Status::NotFound("no key '" + std::string(key) + "'");
+  counters_.Add(counters_.bytes_read, (*v)->size());
+  return std::move(**v);
+}
+
+Status BtreeEngine::Scan(const ScanOptions& options, const ScanFn& fn) {
+  counters_.Add(counters_.scans, 1);
+  std::string from = options.prefix;
+  bool after = false;
+  if (!options.start_after.empty() && options.start_after >= options.prefix) {
+    from = options.start_after;
+    after = true;
+  }
+  std::vector<ScanItem> chunk;
+  for (;;) {
+    chunk.clear();
+    bool done = false;
+    {
+      ReaderMutexLock lock(&tree_mu_);
+      PoolReader reader(pager_.get());
+      Status s = tree_->ScanChunk(&reader, from, after, options.prefix, options.keys_only,
+                                  kScanChunk, &chunk, &done);
+      if (!s.ok()) return CountError(s.WithContext("btree store " + dir_));
+    }
+    for (const ScanItem& item : chunk) {
+      counters_.Add(counters_.bytes_read, item.value.size());
+      if (!fn(item.key, item.value)) return Status::OK();
+    }
+    if (done || chunk.empty()) return Status::OK();
+    from = chunk.back().key;
+    after = true;
+  }
+}
+
+Status BtreeEngine::Sync(SyncKind kind) {
+  counters_.Add(counters_.syncs, 1);
+  if (options_.read_only) return Status::OK();
+  return CountError(wal_->Sync(kind == SyncKind::kData));
+}
+
+Status BtreeEngine::Compact() {
+  KVFS_RETURN_IF_ERROR(CountError(CheckWritable()));
+  KVFS_RETURN_IF_ERROR(CountError(Checkpoint()));
+  counters_.Add(counters_.compactions, 1);
+  return Status::OK();
+}
+
+Status BtreeEngine::Verify() {
+  ReaderMutexLock lock(&tree_mu_);
+  PoolReader reader(pager_.get());
+  VerifyReport report;
+  Status s = tree_->Verify(&reader, &report);
+  if (!s.ok()) return s.WithContext("btree store " + dir_ + " (" + pager_->path() + ")");
+  return s;
+}
+
+bool BtreeEngine::CheckpointDue() const {
+  return pager_->dirty_count() * 2 >= pager_->capacity() ||
+         log_bytes_since_checkpoint_.load(std::memory_order_relaxed) >= checkpoint_log_bytes_;
+}
+
+void BtreeEngine::MaybeCheckpoint() {
+  if (!CheckpointDue()) return;
+  // A background thread takes it unless the dirty pages reach the whole cache: then the writer
+  // that got there checkpoints itself (back-pressure instead of an unbounded pool).
+  if (bg_.joinable() && pager_->dirty_count() < pager_->capacity()) {
+    MutexLock lock(&bg_mu_);
+    bg_wanted_ = true;
+    bg_cv_.Signal();
+    return;
+  }
+  // A failure is latched by Checkpoint and refuses the next write; this batch is in the log.
+  Checkpoint().PermitUnchecked();
+}
+
+void BtreeEngine::BackgroundLoop() {
+  for (;;) {
+    {
+      MutexLock lock(&bg_mu_);
+      while (!bg_stop_ && !bg_wanted_) {
+        bg_cv_.WaitUntil(std::chrono::steady_clock::now() + std::chrono::seconds(1));
+        if (CheckpointDue()) break;
+      }
+      if (bg_stop_) return;
+      bg_wanted_ = false;
+    }
+    if (CheckpointDue()) Checkpoint().PermitUnchecked();
+  }
+}
+
+Status BtreeEngine::Checkpoint() {
+  MutexLock lock(&ckpt_mu_);
+  return CheckpointLocked();
+}
+
+Status BtreeEngine::CheckpointLocked() {
+  if (options_.read_only) return Status::NotSupported("btree store " + dir_ + " is read-only");
+  {
+    MutexLock lock(&failure_mu_);
+    if (!failure_.ok()) return failure_;
+  }
+  // Between two batches: every batch below `redo` is installed, none at or past it.
+  uint64_t redo = 0;
+  PageImages dirty;
+  {
+    MutexLock lock(&write_mu_);
+    redo = wal_->last_lsn() + 1;
+    dirty = pager_->DirtyPages();
+    log_bytes_since_checkpoint_.store(0, std::memory_order_relaxed);
+  }
+  if (dirty.empty() && redo == checkpoint_lsn_) return Status::OK();
+  bool in_place = false;
+  Status s = [&]() -> Status {
+    // The WAL rule: no page reaches the page file before the log records that changed it.
+    KVFS_RETURN_IF_ERROR(wal_->SyncUpTo(redo - 1));
+    if (!dirty.empty()) {
+      if (bopts_.double_write) {
+        KVFS_ASSIGN_OR_RETURN(auto f,
+                              fs_->NewWritableFile(sync::JoinPath(dir_, kDoubleWriteFileName),
+                                                   sync::CreateMode::kTruncate));
+        KVFS_RETURN_IF_ERROR(f->Append(EncodeDoubleWrite(redo, pager_->page_size(), dirty)));
+        KVFS_RETURN_IF_ERROR(f->DataSync());
+        KVFS_RETURN_IF_ERROR(f->Close());
+      }
+      in_place = true;
+      pager_->set_lsn_bound(redo);
+      KVFS_RETURN_IF_ERROR(pager_->WriteInPlace(dirty));
+    }
+    KVFS_RETURN_IF_ERROR(sync::WriteFileAtomically(
+        fs_, sync::JoinPath(dir_, kCheckpointFileName),
+        EncodeCheckpoint({redo, static_cast<uint32_t>(pager_->page_size())})));
+    pager_->MarkClean(dirty);
+    checkpoint_lsn_ = redo;
+    return wal_->Checkpoint(redo);
+  }();
+  if (!s.ok()) {
+    // Room may come back for a checkpoint that failed before the page file was touched; after
+    // that, the page file is between two states and only a reopen (recovery) may go on.
+    if (!(s.IsNoSpace() && !in_place)) LatchFailure(s);
+    return s;
+  }
+  checkpoints_.fetch_add(1, std::memory_order_relaxed);
+  return Status::OK();
+}
+
+EngineStats BtreeEngine::stats() const {
+  EngineStats s;
+  counters_.Fill(&s);
+  s.live_keys = live_keys_.load(std::memory_order_relaxed);
+  if (wal_ != nullptr) s.wal = wal_->stats();
+  return s;
+}
+
+Status BtreeEngine::Close() {
+  MutexLock close_lock(&close_mu_);
+  if (closed_) return Status::OK();
+  closed_ = true;
+  {
+    MutexLock lock(&bg_mu_);
+    bg_stop_ = true;
+    bg_cv_.SignalAll();
+  }
+  if (bg_.joinable()) bg_.join();
+  Status s;
+  if (wal_ != nullptr) {
+    // A clean close folds the log into the page file, so the next open replays nothing.
+    if (CheckWritable().ok()) s = Checkpoint();
+    Status w = wal_->Close();
+    if (s.ok()) s = w;
+  }
+  if (pager_ != nullptr) pager_->Close();
+  lock_.reset();
+  return s;
+}
+
+}  // namespace btree
+
+void BtreeRecoveryReport::Describe(RecoveryReport* report) const {
+  report->AddFact("checkpoint_lsn", checkpoint_lsn);
+  report->AddFact("doublewrite_pages_restored", doublewrite_restored);
+  report->AddFact("page_size", page_size);
+  report->AddFact("pages", pages);
+  report->AddFact("free_pages", free_pages);
+  report->AddFact("height", height);
+  report->AddFact("live_keys", live_keys);
+}
+
+Result<std::unique_ptr<Engine>> OpenBtreeWith(sync::FileSystem* fs, const std::string& dir,
+                                              const EngineOptions& options,
+                                              const BtreeOptions& btree_options,
+                                              BtreeRecoveryReport* report) {
+  BtreeRecoveryReport local;
+  if (report == nullptr) report = &local;
+  *report = BtreeRecoveryReport();
+  auto engine = std::make_unique<btree::BtreeEngine>(fs, dir, options, btree_options);
+  KVFS_RETURN_IF_ERROR(engine->Open(report));
+  return std::unique_ptr<Engine>(std::move(engine));
+}
+
+Result<std::unique_ptr<Engine>> OpenBtree(sync::FileSystem* fs, const std::string& dir,
+                                          const EngineOptions& options) {
+  return OpenBtreeWith(fs, dir, options, BtreeOptions());
+}
+
+}  // namespace kvfs::engines
