@@ -167,6 +167,19 @@ std::string CacheSizeProblem(uint64_t bytes) {
   return std::to_string(bytes) + " is too large";
 }
 
+std::string OptionProblem(std::string_view engine, std::string_view key,
+                          const EngineOptionKeys& known_options) {
+  auto it = known_options.find(engine);
+  if (it == known_options.end() || it->second.empty()) {
+    return "engine " + std::string(engine) + " takes no options";
+  }
+  for (const std::string& known : it->second) {
+    if (key == known) return "";
+  }
+  return "engine " + std::string(engine) + " takes no option " + Quoted(key) +
+         " (it takes: " + JoinNames(it->second) + ")";
+}
+
 std::string NormalizePath(std::string_view path) {
   std::string out = std::filesystem::path(path).lexically_normal().string();
   while (out.size() > 1 && out.back() == '/') out.pop_back();
@@ -215,13 +228,23 @@ std::string JoinNames(const std::vector<std::string>& names) {
 
 }  // namespace internal
 
+bool IsSecretKey(std::string_view key) {
+  std::string lower;
+  for (const char c : key) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const std::string_view word : kSecretKeyWords) {
+    if (lower.find(word) != std::string::npos) return true;
+  }
+  return false;
+}
+
 Status ValidateStoreName(std::string_view name) {
   std::string problem = internal::StoreNameProblem(name);
   if (problem.empty()) return Status::OK();
   return Status::InvalidArgument(std::move(problem));
 }
 
-Status ValidateConfig(const Config& config, const std::vector<std::string>& known_engines) {
+Status ValidateConfig(const Config& config, const std::vector<std::string>& known_engines,
+                      const EngineOptionKeys& known_options) {
   using namespace internal;
   if (config.stores.empty()) {
     return Status::InvalidArgument("no stores: a config must define at least one [[store]]");
@@ -268,6 +291,11 @@ Status ValidateConfig(const Config& config, const std::vector<std::string>& know
     }
     if (!(p = SegmentSizeProblem(s.segment_size)).empty()) return fail(s, i, "segment_size", p);
     if (!(p = CacheSizeProblem(s.cache_size)).empty()) return fail(s, i, "cache_size", p);
+    for (const auto& [key, value] : s.options) {
+      if (!(p = OptionProblem(s.engine, key, known_options)).empty()) {
+        return fail(s, i, "options." + key, p);
+      }
+    }
   }
   if (static_cast<size_t>(config.logging.level) >= std::size(kLogLevelNames)) {
     return Status::InvalidArgument("logging.level: not a log level");
@@ -368,15 +396,30 @@ OrderedToml SizeValue(uint64_t bytes) {
   return s;
 }
 
+// Replaces, at any depth, the value of every key that marks a secret with kRedacted.
+void Redact(OrderedToml* value) {
+  if (value->is_table()) {
+    for (auto& [key, child] : value->as_table()) {
+      if (IsSecretKey(key)) {
+        child = std::string(kRedacted);
+      } else {
+        Redact(&child);
+      }
+    }
+  } else if (value->is_array()) {
+    for (OrderedToml& child : value->as_array()) Redact(&child);
+  }
+}
+
 }  // namespace
 
-std::string ToToml(const Config& config) {
+std::string ToToml(const Config& config, Secrets secrets) {
   OrderedToml logging{{"level", std::string(LogLevelName(config.logging.level))}};
   if (!config.logging.file.empty()) logging["file"] = config.logging.file;
   OrderedToml::array_type stores;
   for (const StoreConfig& s : config.stores) {
     // ValidateConfig keeps batch_records and the sizes within an int64 (toml::integer).
-    stores.push_back(OrderedToml{
+    OrderedToml store{
         {"name", s.name},
         {"engine", s.engine},
         {"data_dir", s.data_dir},
@@ -385,9 +428,16 @@ std::string ToToml(const Config& config) {
         {"batch_records", static_cast<toml::integer>(s.batch_records)},
         {"segment_size", SizeValue(s.segment_size)},
         {"cache_size", SizeValue(s.cache_size)},
-    });
+    };
+    if (!s.options.empty()) {
+      OrderedToml options = OrderedToml::table_type();
+      for (const auto& [key, value] : s.options) options[key] = value;
+      store["options"] = std::move(options);
+    }
+    stores.push_back(std::move(store));
   }
-  const OrderedToml document{{"logging", std::move(logging)}, {"store", std::move(stores)}};
+  OrderedToml document{{"logging", std::move(logging)}, {"store", std::move(stores)}};
+  if (secrets == Secrets::kRedact) Redact(&document);
   // Width 0: toml11 3.7 then never inlines a table and never splits a string over lines (a split
   // string loses the blanks that begin its next line when read back). Its serializer starts a
   // document whose first entry is a table with an empty line, which is dropped.

@@ -24,7 +24,15 @@
 //   batch_records = 1000           # >= 1 (default 1000)
 //   segment_size = "64MiB"         # 1MiB..4GiB (default 64MiB)
 //   cache_size = "64MiB"           # >= 0; 0 = no cache (default 64MiB)
+//   options = { endpoints = "..." } # engine options: string values, only keys its engine takes
 //
+// Engine options are settings one engine alone understands (a networked engine's endpoints and
+// credentials). Which keys an engine takes is the program's to say (EngineOptionKeys, passed
+// to the readers and ValidateConfig); a key its engine does not take is an error naming the
+// store, the key and the engine. Today's engines take none, so today any option is refused.
+//
+// Secrets: a key whose name marks a secret (IsSecretKey) is never shown by ToToml's redacting
+// mode, which /.kvfs/config uses: its value is written as "<redacted>".
 // Sizes are an integer (bytes) or a string: digits, optional blanks, then an optional binary
 // unit, case-insensitive: B, K or KiB (2^10), M or MiB (2^20), G or GiB (2^30), T or TiB (2^40).
 // "MB", "GB" and friends are refused rather than guessed at (1000 or 1024?).
@@ -54,6 +62,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -107,6 +117,17 @@ inline constexpr size_t kMaxStoreNameLength = 255;
 // Names starting with this are reserved for the control directory (/.kvfs) and its kin.
 inline constexpr std::string_view kReservedNamePrefix = ".kvfs";
 
+// The engine option keys each engine takes, by engine name; an engine not listed takes none.
+using EngineOptionKeys = std::map<std::string, std::vector<std::string>, std::less<>>;
+
+// The words that mark a key as a secret: a key whose name, in lower case, contains one of them
+// ("password", "etcd_password", "client_secret", "bearer_token", "credentials") is redacted.
+// A path to a key or certificate file ("key_file", "cert_file") is not a secret: the file it
+// names is protected by its own mode, and showing where it is helps whoever reads the config.
+inline constexpr std::string_view kSecretKeyWords[] = {
+    "password", "passwd", "passphrase", "secret", "token", "credential", "private_key", "api_key"};
+bool IsSecretKey(std::string_view key);
+
 // One mounted store: a top-level directory of the mount backed by one engine instance.
 struct StoreConfig {
   std::string name;      // a valid store name (ValidateStoreName), unique in its Config
@@ -117,6 +138,8 @@ struct StoreConfig {
   uint64_t batch_records = kDefaultBatchRecords;     // >= kMinBatchRecords
   uint64_t segment_size = kDefaultSegmentSize;       // kMinSegmentSize..kMaxSegmentSize bytes
   uint64_t cache_size = kDefaultCacheSize;           // bytes; 0 = no cache
+  // Engine options (see the top of this header): only keys the engine takes.
+  std::map<std::string, std::string> options;
 
   bool operator==(const StoreConfig&) const = default;
 };
@@ -142,10 +165,11 @@ Status ValidateStoreName(std::string_view name);
 
 // Checks every rule this header states on an already-built Config (for one assembled or edited
 // in code, e.g. after applying `--sync`): valid unique names, known engines, absolute normal
-// distinct non-nested data dirs, values in range, at least one store. The first violation is
-// returned as InvalidArgument naming the store and the field. Configs returned by the functions
-// below already pass.
-Status ValidateConfig(const Config& config, const std::vector<std::string>& known_engines);
+// distinct non-nested data dirs, values in range, options the engine takes, at least one store.
+// The first violation is returned as InvalidArgument naming the store and the field. Configs
+// returned by the functions below already pass.
+Status ValidateConfig(const Config& config, const std::vector<std::string>& known_engines,
+                      const EngineOptionKeys& known_options = {});
 
 // Parses TOML text. `source_name` names it in messages (normally the file's path). Relative
 // paths (data_dir, logging.file) are resolved against `base_dir`, which must then be absolute;
@@ -153,13 +177,15 @@ Status ValidateConfig(const Config& config, const std::vector<std::string>& know
 // InvalidArgument naming source, line and key as described at the top of this header.
 Result<Config> ParseConfig(std::string_view toml_text, std::string_view source_name,
                            const std::vector<std::string>& known_engines,
-                           std::string_view base_dir = {});
+                           std::string_view base_dir = {},
+                           const EngineOptionKeys& known_options = {});
 
 // Reads the file at `path` (at most 1 MiB) and parses it as ParseConfig does, with the file's
 // own directory (made absolute against the current directory) as base_dir and `path` as the
 // source name. A file that does not exist is NotFound naming the path; other read failures are
 // the errno's Status naming the path; everything else as ParseConfig.
-Result<Config> LoadConfig(const std::string& path, const std::vector<std::string>& known_engines);
+Result<Config> LoadConfig(const std::string& path, const std::vector<std::string>& known_engines,
+                          const EngineOptionKeys& known_options = {});
 
 // The embedded default: one store per entry of `engines`, in that order, named after it, with
 // data_dir = data_root/<engine> and every other field at its default. A relative `data_root` is
@@ -174,10 +200,18 @@ Config DefaultConfig(const std::string& data_root, const std::vector<std::string
 Result<Config> SingleEngineConfig(const std::string& data_root, const std::string& engine,
                                   const std::vector<std::string>& known_engines);
 
+// Whether ToToml shows the values of secret keys (IsSecretKey).
+enum class Secrets {
+  kShow,    // every value: a config written to be read back
+  kRedact,  // a secret's value is "<redacted>", at any depth: for anyone else to read
+};
+inline constexpr std::string_view kRedacted = "<redacted>";
+
 // Renders `config` as TOML in the file format above, every field explicit (sizes in their
-// FormatByteSize form), for /.kvfs/config and `kvfs config`. For any Config that passes
-// ValidateConfig, ParseConfig(ToToml(c), ...) returns c again, provided its strings are valid
-// UTF-8 (TOML cannot carry other bytes).
-std::string ToToml(const Config& config);
+// FormatByteSize form; engine options as a [store.options] table after their store), for
+// /.kvfs/config (redacted) and `kvfs config`. For any Config that passes ValidateConfig,
+// ParseConfig(ToToml(c), ...) returns c again (with the same known options), provided its
+// strings are valid UTF-8 (TOML cannot carry other bytes) and its secrets were shown.
+std::string ToToml(const Config& config, Secrets secrets = Secrets::kShow);
 
 }  // namespace kvfs::config

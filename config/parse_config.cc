@@ -33,7 +33,7 @@ const std::vector<std::string> kTopLevelKeys = {"logging", "store"};
 const std::vector<std::string> kLoggingKeys = {"level", "file"};
 const std::vector<std::string> kStoreKeys = {"name",         "engine",          "data_dir",
                                              "sync",         "batch_window_ms", "batch_records",
-                                             "segment_size", "cache_size"};
+                                             "segment_size", "cache_size",      "options"};
 
 std::string Quoted(std::string_view s) {
   std::string out = "\"";
@@ -111,8 +111,9 @@ Status ErrorAt2(const toml::value& first, const std::string& first_comment,
 // Reads one TOML document into a Config. Members hold what is needed to word messages.
 class Reader {
  public:
-  Reader(const std::vector<std::string>& known_engines, std::string_view base_dir)
-      : known_engines_(known_engines), base_dir_(base_dir) {}
+  Reader(const std::vector<std::string>& known_engines, std::string_view base_dir,
+         const EngineOptionKeys& known_options)
+      : known_engines_(known_engines), base_dir_(base_dir), known_options_(known_options) {}
 
   Result<Config> Read(const toml::value& root) {
     Config config;
@@ -144,8 +145,8 @@ class Reader {
     KVFS_RETURN_IF_ERROR(CheckAcrossStores(config));
     // Every rule has been checked above with its location; this is the safety net that keeps
     // the two rule sets from drifting apart.
-    KVFS_RETURN_IF_ERROR(
-        ValidateConfig(config, known_engines_).WithContext(root.location().file_name()));
+    KVFS_RETURN_IF_ERROR(ValidateConfig(config, known_engines_, known_options_)
+                             .WithContext(root.location().file_name()));
     return config;
   }
 
@@ -355,8 +356,40 @@ class Reader {
         return ErrorAt(*at, "key \"cache_size\" " + where + ": " + p, "out of range");
       }
     }
+    KVFS_RETURN_IF_ERROR(ReadOptions(v, where, out));
     name_at_.push_back(name_at);
     data_dir_at_.push_back(data_dir_at);
+    return Status::OK();
+  }
+
+  // options = { key = "value", ... }: string values, each a key the store's engine takes.
+  Status ReadOptions(const toml::value& v, const std::string& where, StoreConfig* out) {
+    if (!v.as_table().count("options")) return Status::OK();
+    const toml::value& options = toml::find(v, "options");
+    if (!options.is_table()) {
+      return ErrorAt(options,
+                     "key \"options\" " + where + " must be a table of engine options, not " +
+                         Article(TypeName(options)) + " " + TypeName(options),
+                     "expected a table");
+    }
+    // In file order, so the first bad option in the file is the one reported.
+    std::vector<std::pair<std::string, const toml::value*>> entries;
+    for (const auto& [key, value] : options.as_table()) entries.emplace_back(key, &value);
+    std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+      const toml::source_location la = a.second->location(), lb = b.second->location();
+      return std::make_pair(la.line(), la.column()) < std::make_pair(lb.line(), lb.column());
+    });
+    for (const auto& [key, value] : entries) {
+      const std::string name = "options." + key;
+      if (std::string p = internal::OptionProblem(out->engine, key, known_options_); !p.empty()) {
+        std::string summary = "key " + Quoted(name);
+        summary += " " + where + ": ";
+        summary += p;
+        return ErrorAt(*value, summary, "unknown option");
+      }
+      KVFS_RETURN_IF_ERROR(ExpectType(*value, toml::value_t::string, name, where));
+      out->options[key] = toml::get<std::string>(*value);
+    }
     return Status::OK();
   }
 
@@ -400,6 +433,7 @@ class Reader {
 
   const std::vector<std::string>& known_engines_;
   const std::string_view base_dir_;
+  const EngineOptionKeys& known_options_;
   // Where each store's name and data_dir were written, by store index, for cross-store errors.
   std::vector<const toml::value*> name_at_;
   std::vector<const toml::value*> data_dir_at_;
@@ -416,8 +450,8 @@ std::string Where(const toml::exception& e, std::string_view source_name) {
 }  // namespace
 
 Result<Config> ParseConfig(std::string_view toml_text, std::string_view source_name,
-                           const std::vector<std::string>& known_engines,
-                           std::string_view base_dir) {
+                           const std::vector<std::string>& known_engines, std::string_view base_dir,
+                           const EngineOptionKeys& known_options) {
   const std::string source(source_name.empty() ? std::string_view("<config>") : source_name);
   if (!base_dir.empty() && base_dir.front() != '/') {
     return Status::InvalidArgument(source + ": the base directory " + Quoted(base_dir) +
@@ -426,7 +460,7 @@ Result<Config> ParseConfig(std::string_view toml_text, std::string_view source_n
   try {
     std::istringstream stream{std::string(toml_text)};
     const toml::value root = toml::parse(stream, source);
-    Reader reader(known_engines, base_dir);
+    Reader reader(known_engines, base_dir, known_options);
     return reader.Read(root);
   } catch (const toml::syntax_error& e) {
     return Status::InvalidArgument(Where(e, source) +
@@ -444,7 +478,8 @@ Result<Config> ParseConfig(std::string_view toml_text, std::string_view source_n
   }
 }
 
-Result<Config> LoadConfig(const std::string& path, const std::vector<std::string>& known_engines) {
+Result<Config> LoadConfig(const std::string& path, const std::vector<std::string>& known_engines,
+                          const EngineOptionKeys& known_options) {
   int fd;
   do {
     fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -476,7 +511,7 @@ Result<Config> LoadConfig(const std::string& path, const std::vector<std::string
   std::error_code ec;
   const std::filesystem::path absolute = std::filesystem::absolute(path, ec);
   if (!ec) base_dir = internal::NormalizePath(absolute.parent_path().string());
-  return ParseConfig(text, path, known_engines, base_dir);
+  return ParseConfig(text, path, known_engines, base_dir, known_options);
 }
 
 }  // namespace kvfs::config

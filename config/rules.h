@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "config/config.h"
+
 namespace kvfs::config::internal {
 
 // Which rule of ValidateStoreName `name` breaks, or "".
@@ -24,6 +26,10 @@ std::string BatchWindowProblem(int64_t ms);
 std::string BatchRecordsProblem(int64_t records);
 std::string SegmentSizeProblem(uint64_t bytes);
 std::string CacheSizeProblem(uint64_t bytes);
+
+// "" when `engine` takes the option `key`, otherwise a phrase saying what it takes.
+std::string OptionProblem(std::string_view engine, std::string_view key,
+                          const EngineOptionKeys& known_options);
 
 // Turns `raw` (a data_dir or log file path as written) into an absolute, lexically normal path
 // without a trailing '/' (unless it is "/"): absolute paths are normalised, relative ones

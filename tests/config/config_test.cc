@@ -764,5 +764,106 @@ TEST(ConfigTest, ToTomlWritesReadableSizes) {
   EXPECT_CONTAINS(text, "[[store]]\nname = \"lsm\"\n");
 }
 
+// ---- Engine options and secrets ---------------------------------------------------------------
+
+// What an engine with credentials (an etcd engine, say) would declare it takes.
+const EngineOptionKeys kEtcdLikeOptions = {
+    {"lsm",
+     {"endpoints", "password", "etcd_token", "Client_Secret", "key_file", "tls_private_key"}}};
+
+// A store of "lsm" with every option above, secrets among them.
+Config ConfigWithSecrets() {
+  Config c = DefaultConfig("/d", {"lsm"});
+  c.stores[0].options = {{"endpoints", "https://10.0.0.1:2379,https://10.0.0.2:2379"},
+                         {"password", "hunter2"},
+                         {"etcd_token", "t0k3n-value"},
+                         {"Client_Secret", "s3cr3t-value"},
+                         {"key_file", "/etc/kvfs/client.key"},
+                         {"tls_private_key", "-----BEGIN PRIVATE KEY-----"}};
+  return c;
+}
+
+TEST(ConfigTest, SecretKeysAreTheListedWordsInAnyCase) {
+  for (const char* key : {"password", "etcd_password", "PASSWD", "passphrase", "client_secret",
+                          "secret", "token", "bearer_token", "credentials", "credential_file",
+                          "private_key", "tls_private_key", "api_key"}) {
+    EXPECT_TRUE(IsSecretKey(key)) << key;
+  }
+  for (const char* key : {"name", "engine", "data_dir", "sync", "endpoints", "key_file",
+                          "cert_file", "ca_file", "user", "username", "segment_size"}) {
+    EXPECT_FALSE(IsSecretKey(key)) << key;
+  }
+}
+
+TEST(ConfigTest, RedactedTomlShowsNoSecretButEverythingElse) {
+  const Config c = ConfigWithSecrets();
+  ASSERT_OK(ValidateConfig(c, kEngines, kEtcdLikeOptions));
+  const std::string shown = ToToml(c);
+  const std::string redacted = ToToml(c, Secrets::kRedact);
+  for (const char* secret : {"hunter2", "t0k3n-value", "s3cr3t-value", "BEGIN PRIVATE KEY"}) {
+    EXPECT_CONTAINS(shown, secret);
+    EXPECT_EQ(redacted.find(secret), std::string::npos) << secret << " shown in\n" << redacted;
+  }
+  for (const char* key : {"password", "etcd_token", "Client_Secret", "tls_private_key"}) {
+    EXPECT_CONTAINS(redacted, std::string(key) + " = \"<redacted>\"\n");
+  }
+  EXPECT_CONTAINS(redacted, "endpoints = \"https://10.0.0.1:2379,https://10.0.0.2:2379\"\n");
+  EXPECT_CONTAINS(redacted, "key_file = \"/etc/kvfs/client.key\"\n");
+  EXPECT_CONTAINS(redacted, "[store.options]\n");
+  // Without secrets the two modes agree: today's configs show in /.kvfs/config as before.
+  const Config plain = DefaultConfig("/d", kEngines);
+  EXPECT_EQ(ToToml(plain, Secrets::kRedact), ToToml(plain));
+}
+
+TEST(ConfigTest, ToTomlRoundTripsEngineOptions) {
+  const Config c = ConfigWithSecrets();
+  const std::string text = ToToml(c);
+  ASSERT_OK_AND_ASSIGN(Config back,
+                       ParseConfig(text, "rendered", kEngines, "/etc/kvfs", kEtcdLikeOptions));
+  EXPECT_EQ(back, c) << text;
+}
+
+TEST(ConfigTest, TodaysEnginesTakeNoOptions) {
+  const std::string msg = ErrorOf(Store("s", "options = { password = \"hunter2\" }\n"));
+  EXPECT_CONTAINS(msg,
+                  "test.toml:5: key \"options.password\" in store \"s\": engine lsm takes "
+                  "no options");
+  Config c = DefaultConfig("/d", {"lsm"});
+  c.stores[0].options = {{"password", "x"}};
+  const Status s = ValidateConfig(c, kEngines);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_CONTAINS(s.message(), "options.password: engine lsm takes no options");
+  EXPECT_OK(ValidateConfig(c, kEngines, kEtcdLikeOptions));
+  EXPECT_OK(Parse(Store("s", "options = {}\n")));
+}
+
+TEST(ConfigTest, AnOptionItsEngineDoesNotTakeIsRefusedListingWhatItTakes) {
+  const std::string text = Store("s", "[store.options]\nendpoints = \"e\"\npasword = \"x\"\n");
+  Result<Config> r = ParseConfig(text, "test.toml", kEngines, "/etc/kvfs", kEtcdLikeOptions);
+  ASSERT_FALSE(r.ok());
+  EXPECT_CONTAINS(r.status().message(),
+                  "test.toml:7: key \"options.pasword\" in store \"s\": engine lsm takes no "
+                  "option \"pasword\" (it takes: endpoints, password,");
+  // And an option another engine takes is no option of this one.
+  const std::string other = Store("b", "options = { endpoints = \"e\" }\n", "bitcask");
+  r = ParseConfig(other, "test.toml", kEngines, "/etc/kvfs", kEtcdLikeOptions);
+  ASSERT_FALSE(r.ok());
+  EXPECT_CONTAINS(r.status().message(), "engine bitcask takes no options");
+}
+
+TEST(ConfigTest, OptionsAreATableOfStrings) {
+  auto parse = [](const std::string& text) {
+    Result<Config> r = ParseConfig(text, "test.toml", kEngines, "/etc/kvfs", kEtcdLikeOptions);
+    return r.ok() ? std::string("parsed") : r.status().message();
+  };
+  EXPECT_CONTAINS(parse(Store("s", "options = \"password=x\"\n")),
+                  "key \"options\" in store \"s\" must be a table of engine options, not a "
+                  "string");
+  EXPECT_CONTAINS(parse(Store("s", "options = { endpoints = [\"a\", \"b\"] }\n")),
+                  "key \"options.endpoints\" in store \"s\" must be a string, not an array");
+  EXPECT_CONTAINS(parse(Store("s", "options = { password = 5 }\n")),
+                  "key \"options.password\" in store \"s\" must be a string, not an integer");
+}
+
 }  // namespace
 }  // namespace kvfs::config
