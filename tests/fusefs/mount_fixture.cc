@@ -257,7 +257,7 @@ KvfsMount::KvfsMount(MountOptions options) : options_(std::move(options)) {
   data_ = dir_ + "/data";
   log_ = dir_ + "/daemon.log";
   ::mkdir(mnt_.c_str(), 0755);
-  ::mkdir(data_.c_str(), 0755);
+  ::mkdir(data_.c_str(), 0700);  // private, as a store's data directory must be
 }
 
 KvfsMount::~KvfsMount() { ForceCleanup(); }
