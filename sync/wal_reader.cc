@@ -334,6 +334,15 @@ Status ReadSegment(const SegmentFile& f, bool newest, uint64_t end, BufferedFile
     offset += wal::RecordSize(c.header.length);
     info->valid_end = offset;
   }
+  // Read to the file's end without a bad record: a newest segment shorter than it was made was
+  // cut short at a record boundary (the records after it are gone, whatever they were).
+  if (newest && f.header->capacity > 0 && f.size < f.header->capacity) {
+    const std::string where = At(f.path, offset) + ": the segment has " + std::to_string(f.size) +
+                              " bytes but was made " + std::to_string(f.header->capacity) +
+                              " bytes before use: it was cut short";
+    if (!options.salvage) return Status::Corruption(where);
+    report->damage.push_back(WalDamage{f.number, offset, 0, *next_lsn, 0, where});
+  }
   return Status::OK();
 }
 

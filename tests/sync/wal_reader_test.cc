@@ -182,6 +182,15 @@ TEST(WalRecovery, ADamagedNewestHeaderWithRecordsAfterItIsDamage) {
   EXPECT_NE(r.status.message().find("invalid segment header"), std::string::npos);
 }
 
+// Cut exactly at a record boundary, so every record left verifies: still shorter than made.
+TEST(WalRecovery, ANewestSegmentCutAtARecordBoundaryIsDamage) {
+  FaultFileSystem fs(13);
+  const std::string seg = WriteLog(&fs, 5);
+  test::CutShort(&fs, Path(seg), RecordAt(3));
+  ReadResult r = Read(&fs);
+  ExpectDamageNamed(r.status, seg, RecordAt(3), "cut short");
+}
+
 // The newest segment cut inside its header: a header is written only into a segment already
 // zero-filled to full size, so a short file holding part of one is no half-created segment.
 TEST(WalRecovery, ANewestSegmentCutInsideItsHeaderIsDamage) {
