@@ -19,7 +19,9 @@ void SegmentPreparer::Request(uint64_t number) {
 Status SegmentPreparer::TakePreparedOrPrepare(uint64_t number) {
   {
     MutexLock lock(&mu_);
+    ++takers_waiting_;
     while (busy_ && target_ == number) cv_.Wait();
+    --takers_waiting_;
     if (ready_ == number) {
       ready_ = 0;
       return Status::OK();
@@ -28,6 +30,11 @@ Status SegmentPreparer::TakePreparedOrPrepare(uint64_t number) {
     if (target_ == number) target_ = 0;
   }
   return prepare_(number);
+}
+
+bool SegmentPreparer::TakerWaitingForTesting() const {
+  MutexLock lock(&mu_);
+  return takers_waiting_ > 0 && busy_;
 }
 
 uint64_t SegmentPreparer::Stop() {

@@ -48,16 +48,20 @@ class SegmentPreparer {
   // returns it.
   uint64_t Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Tests only: whether a TakePreparedOrPrepare is waiting for the thread's preparation.
+  bool TakerWaitingForTesting() const ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   void Run() ABSL_LOCKS_EXCLUDED(mu_);
 
   const PrepareFn prepare_;
-  Mutex mu_;
+  mutable Mutex mu_;
   CondVar cv_{&mu_};                          // target_, ready_, busy_ or stop_ changed
   uint64_t target_ ABSL_GUARDED_BY(mu_) = 0;  // segment to prepare, 0 for none
   uint64_t ready_ ABSL_GUARDED_BY(mu_) = 0;   // segment prepared and durable, not yet taken
   bool busy_ ABSL_GUARDED_BY(mu_) = false;    // the thread is preparing target_
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  int takers_waiting_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;  // started last, by the constructor
 };
 

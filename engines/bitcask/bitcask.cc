@@ -440,6 +440,10 @@ Result<std::unique_ptr<Engine>> OpenBitcaskWith(sync::FileSystem* fs, const std:
   return std::unique_ptr<Engine>(std::move(engine));
 }
 
+BitcaskDebugStats GetBitcaskDebugStats(const Engine& engine) {
+  return static_cast<const bitcask::BitcaskEngine&>(engine).debug_stats();
+}
+
 Result<std::unique_ptr<Engine>> OpenBitcask(sync::FileSystem* fs, const std::string& dir,
                                             const EngineOptions& options) {
   return OpenBitcaskWith(fs, dir, options, BitcaskOptions());

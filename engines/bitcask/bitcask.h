@@ -78,6 +78,13 @@ Result<std::unique_ptr<Engine>> OpenBitcaskWith(sync::FileSystem* fs, const std:
                                                 const BitcaskOptions& bitcask_options,
                                                 BitcaskRecoveryReport* report = nullptr);
 
+// What the engine has done since it was opened, for tests.
+struct BitcaskDebugStats {
+  uint64_t merge_checks = 0;  // times the background thread looked at the merge trigger
+};
+// The engine's BitcaskDebugStats; `engine` must have come from OpenBitcask(With).
+BitcaskDebugStats GetBitcaskDebugStats(const Engine& engine);
+
 // OpenBitcaskWith default BitcaskOptions; the "bitcask" entry of the engine registry.
 Result<std::unique_ptr<Engine>> OpenBitcask(sync::FileSystem* fs, const std::string& dir,
                                             const EngineOptions& options);

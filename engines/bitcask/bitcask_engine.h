@@ -54,6 +54,8 @@ class BitcaskEngine final : public Engine {
   EngineStats stats() const override;
   Status Close() override;
 
+  BitcaskDebugStats debug_stats() const { return {merge_checks_.load(std::memory_order_relaxed)}; }
+
  private:
   struct SegmentInfo {
     uint64_t max_lsn = 0;
@@ -127,6 +129,7 @@ class BitcaskEngine final : public Engine {
   bool closed_ = false;  // guarded by close_mu_
 
   mutable EngineCounters counters_;
+  std::atomic<uint64_t> merge_checks_{0};
 };
 
 }  // namespace kvfs::engines::bitcask

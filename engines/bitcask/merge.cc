@@ -202,7 +202,9 @@ void BitcaskEngine::BackgroundLoop() {
     bg_cv_.wait_for(lock, bopts_.merge_check_interval * (1 << backoff));
     if (bg_stop_) break;
     lock.unlock();
-    if (MergeDue()) {
+    const bool due = MergeDue();
+    merge_checks_.fetch_add(1, std::memory_order_relaxed);
+    if (due) {
       // The error is counted in stats().errors; a write or sync failure has also latched the
       // store failed, which stops further merges (MergeDue checks it) and is reported to the
       // next writer.

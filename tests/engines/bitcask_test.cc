@@ -1192,7 +1192,15 @@ TEST(Bitcask, BackgroundMergeWaitsForGarbage) {
   b.merge_max_sealed_segments = 1000;
   ASSERT_OK_AND_ASSIGN(auto e, Open(&fs, o, b));
   for (int i = 0; i < 200; ++i) ASSERT_OK(e->Put(Key(i), std::string(100, 'x')));  // all live
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // The thread has looked at the trigger many times since the writes (a counted condition, not
+  // a guess of time), and never merged: there is no garbage.
+  const uint64_t checks = GetBitcaskDebugStats(*e).merge_checks;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (GetBitcaskDebugStats(*e).merge_checks < checks + 20 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  ASSERT_GE(GetBitcaskDebugStats(*e).merge_checks, checks + 20);
   EXPECT_EQ(e->stats().compactions, 0u);
 }
 

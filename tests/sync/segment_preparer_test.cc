@@ -27,8 +27,14 @@ class Recorder {
       ++entered_;
       cv_.notify_all();
       cv_.wait(l, [&] { return !gate_closed_; });
+      ++returned_;
       return result_;
     };
+  }
+  // How many preparations have returned so far.
+  int returned() {
+    std::lock_guard<std::mutex> l(mu_);
+    return returned_;
   }
   void CloseGate() {
     std::lock_guard<std::mutex> l(mu_);
@@ -64,6 +70,7 @@ class Recorder {
   std::map<uint64_t, int> calls_;
   int entered_ = 0;
   int on_caller_ = 0;
+  int returned_ = 0;
   bool gate_closed_ = false;
   Status result_;
 };
@@ -93,17 +100,26 @@ TEST(SegmentPreparer, TakeWaitsForAPreparationUnderWayInsteadOfPreparingAgain) {
   rec.CloseGate();
   preparer.Request(3);
   rec.WaitForEntered(1);  // the thread is inside prepare(3), held at the gate
-  std::atomic<bool> returned{false};
+  // What the taker saw when Take returned: how many preparations had returned by then. A Take
+  // that did not wait would see 0 (prepare(3) is held at the gate until the taker is started).
+  int returned_when_taken = -1;
   Status taken;
   std::thread taker([&] {
     taken = preparer.TakePreparedOrPrepare(3);
-    returned = true;
+    returned_when_taken = rec.returned();
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_FALSE(returned.load());
+  // The taker is inside Take, waiting for the thread (polled: a condition, not a guess of time;
+  // a Take that never waits fails the deadline).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!preparer.TakerWaitingForTesting() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  ASSERT_TRUE(preparer.TakerWaitingForTesting()) << "Take did not wait for the thread";
+  EXPECT_EQ(rec.returned(), 0);
   rec.OpenGate();
   taker.join();
   EXPECT_OK(taken);
+  EXPECT_EQ(returned_when_taken, 1);
   EXPECT_EQ(rec.calls(3), 1);
 }
 
