@@ -57,7 +57,8 @@ class Pager {
   // Opens the page file; a writable open creates it durably when missing. A read-only open of
   // a store with no page file sees an empty one. A size that is not a whole number of pages is
   // kCorruption unless `torn_tail_restored` (the doublewrite file holds the torn last page).
-  Status Open(bool read_only, bool torn_tail_restored);
+  // `must_hold_pages` (a checkpoint was recorded): a missing or empty file is kCorruption.
+  Status Open(bool read_only, bool torn_tail_restored, bool must_hold_pages);
   void Close();
 
   size_t page_size() const { return page_size_; }
