@@ -330,6 +330,14 @@ Status BtreeEngine::CheckpointLocked() {
   // Every batch dirties the meta page: with none dirty, nothing was written since the last
   // checkpoint (so a recorded checkpoint always wrote pages, which the open relies on).
   if (dirty.empty()) return Status::OK();
+  // The images written carry their CRC; the pool's keep none (Pager::Install).
+  PageImages sealed;
+  sealed.reserve(dirty.size());
+  for (const auto& [pgno, image] : dirty) {
+    auto copy = std::make_shared<std::string>(*image);
+    SealPage(copy->data(), copy->size(), LsnOf(copy->data()));
+    sealed.emplace_back(pgno, std::move(copy));
+  }
   bool in_place = false;
   Status s = [&]() -> Status {
     // The WAL rule: no page reaches the page file before the log records that changed it.
@@ -339,13 +347,13 @@ Status BtreeEngine::CheckpointLocked() {
         KVFS_ASSIGN_OR_RETURN(auto f,
                               fs_->NewWritableFile(sync::JoinPath(dir_, kDoubleWriteFileName),
                                                    sync::CreateMode::kTruncate));
-        KVFS_RETURN_IF_ERROR(f->Append(EncodeDoubleWrite(redo, pager_->page_size(), dirty)));
+        KVFS_RETURN_IF_ERROR(f->Append(EncodeDoubleWrite(redo, pager_->page_size(), sealed)));
         KVFS_RETURN_IF_ERROR(f->DataSync());
         KVFS_RETURN_IF_ERROR(f->Close());
       }
       in_place = true;
       pager_->set_lsn_bound(redo);
-      KVFS_RETURN_IF_ERROR(pager_->WriteInPlace(dirty));
+      KVFS_RETURN_IF_ERROR(pager_->WriteInPlace(sealed));
     }
     KVFS_RETURN_IF_ERROR(sync::WriteFileAtomically(
         fs_, sync::JoinPath(dir_, kCheckpointFileName),

@@ -73,7 +73,8 @@ class Pager {
   // The image of `pgno`: from the pool, or read from the page file and verified. Page 0 of an
   // empty page file is a fresh meta page. kCorruption for a page past the end of the file.
   Result<PageRef> Get(PageNo pgno);
-  // Installs new images as dirty, stamping each with `lsn` and its CRC first.
+  // Installs new images as dirty, stamping each with `lsn` (the CRC is the checkpoint's:
+  // SealPage before an image is written).
   void Install(std::vector<std::pair<PageNo, std::shared_ptr<std::string>>>* pages, uint64_t lsn);
   // Installs an image exactly as given (sealed), as dirty: a double-write overlay at open.
   void InstallSealed(PageNo pgno, PageRef image);
@@ -82,7 +83,7 @@ class Pager {
   PageImages DirtyPages() const;
   // Marks clean each of `written` whose frame still holds that image (a newer one stays dirty).
   void MarkClean(const PageImages& written);
-  // Writes the images in place (adjacent pages in one write) and DataSyncs the page file.
+  // Writes the images (sealed) in place (adjacent pages in one write) and DataSyncs the file.
   Status WriteInPlace(const PageImages& pages);
 
   size_t dirty_count() const { return dirty_.load(std::memory_order_relaxed); }

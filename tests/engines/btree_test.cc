@@ -167,7 +167,13 @@ TEST(BtreePagerTest, ThePoolStaysWithinItsCapacityAndNeverEvictsADirtyPage) {
   const btree::PageImages dirty = pager.DirtyPages();
   ASSERT_EQ(dirty.size(), 100u);
   pager.set_lsn_bound(6);
-  ASSERT_OK(pager.WriteInPlace(dirty));
+  btree::PageImages sealed;  // what a checkpoint writes: the images with their CRC
+  for (const auto& [pg, image] : dirty) {
+    auto copy = std::make_shared<std::string>(*image);
+    btree::SealPage(copy->data(), kPs, btree::LsnOf(copy->data()));
+    sealed.emplace_back(pg, std::move(copy));
+  }
+  ASSERT_OK(pager.WriteInPlace(sealed));
   pager.MarkClean(dirty);
   EXPECT_EQ(pager.dirty_count(), 0u);
   EXPECT_LE(pager.stats().resident, 16u);
