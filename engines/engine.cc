@@ -9,6 +9,8 @@ namespace kvfs::engines {
 // self-registration, which static libraries silently drop).
 Result<std::unique_ptr<Engine>> OpenBitcask(sync::FileSystem* fs, const std::string& dir,
                                             const EngineOptions& options);
+Result<std::unique_ptr<Engine>> OpenBtree(sync::FileSystem* fs, const std::string& dir,
+                                          const EngineOptions& options);
 Result<std::unique_ptr<Engine>> OpenLsm(sync::FileSystem* fs, const std::string& dir,
                                         const EngineOptions& options);
 
@@ -17,6 +19,7 @@ namespace {
 const std::map<std::string, EngineOpenFn, std::less<>>& Registry() {
   static const auto* registry = new std::map<std::string, EngineOpenFn, std::less<>>{
       {"bitcask", OpenBitcask},
+      {"btree", OpenBtree},
       {"lsm", OpenLsm},
   };
   return *registry;

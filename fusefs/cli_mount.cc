@@ -26,6 +26,7 @@ struct MountFlags {
   bool no_open = true;
   bool xattrs = true;
   double timeout_s = 3600;
+  bool public_control = false;
   std::vector<std::string> o_args;  // raw -o arguments (comma lists)
   fusefs::StorageHooks* storage = nullptr;
 };
@@ -80,6 +81,8 @@ bool SortOptions(MountFlags* flags, std::vector<std::string>* fuse_options) {
         flags->no_open = false;
       } else if (opt == "kvfs_noxattr") {
         flags->xattrs = false;
+      } else if (opt == "kvfs_public_control") {
+        flags->public_control = true;
       } else if (key == "kvfs_timeout") {
         char* end = nullptr;
         const double t = std::strtod(value.c_str(), &end);
@@ -117,6 +120,7 @@ int Mount(MountFlags* flags, const std::string& fsname_hint) {
   o.no_open = flags->no_open;
   o.xattrs = flags->xattrs;
   o.timeout_s = flags->timeout_s;
+  o.public_control = flags->public_control;
   o.fuse_options = std::move(fuse_options);
   o.storage = flags->storage;
   o.fsname = !fsname_hint.empty()            ? fsname_hint
@@ -141,7 +145,9 @@ void AddMountCommands(CLI::App* app, std::vector<Command>* commands, const Mount
                   "Kernel writeback cache (same as -o kvfs_writeback)");
   mount->add_option("-o", flags->o_args,
                     "Mount options, comma-separated: engine=, config=, sync=, kvfs_writeback, "
-                    "kvfs_open, kvfs_noxattr, kvfs_timeout=S, and FUSE's (allow_other, ro, ...)");
+                    "kvfs_open, kvfs_noxattr, kvfs_timeout=S, kvfs_public_control (/.kvfs "
+                    "readable by every user, not only the mounting one), and FUSE's "
+                    "(allow_other, ro, ...)");
   if (hooks != nullptr && hooks->add_options) hooks->add_options(mount);
   commands->push_back({mount, [flags, hooks] {
                          if (hooks != nullptr && hooks->storage) {

@@ -9,11 +9,13 @@
 namespace kvfs::fusefs {
 
 ControlFiles::ControlFiles(std::string config_toml, CollectFn collect, uint32_t uid, uint32_t gid,
-                           int64_t started_ns)
+                           bool public_access, int64_t started_ns)
     : config_toml_(std::move(config_toml)),
       collect_(std::move(collect)),
       uid_(uid),
       gid_(gid),
+      dir_mode_(public_access ? 0555 : 0500),
+      file_mode_(public_access ? 0444 : 0400),
       started_ns_(started_ns) {}
 
 const std::vector<ControlFile>& ControlFiles::Files() {
@@ -65,12 +67,12 @@ struct stat ControlFiles::Attr(uint64_t node) {
   st.st_blksize = 4096;
   st.st_atim = st.st_mtim = st.st_ctim = ToTimespec(started_ns_);
   if (node == kControlDirNode) {
-    st.st_mode = S_IFDIR | 0555;
+    st.st_mode = S_IFDIR | dir_mode_;
   } else if (node == kConfigNode) {
-    st.st_mode = S_IFREG | 0444;
+    st.st_mode = S_IFREG | file_mode_;
     st.st_size = static_cast<off_t>(config_toml_.size());
   } else if (IsLive(node)) {
-    st.st_mode = S_IFREG | 0444;
+    st.st_mode = S_IFREG | file_mode_;
     std::lock_guard lock(mu_);
     Update(node, /*refresh=*/false);
     const Live& live = LiveOf(node);

@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -125,6 +126,48 @@ std::string CheckMountpoint(const std::string& mountpoint) {
   return {};
 }
 
+std::string Octal(mode_t mode) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "%04o", static_cast<unsigned>(mode & 07777));
+  return buf;
+}
+
+// The fusermount3 libfuse would run: `preferred` if it exists, else the first in PATH; "" if
+// none. getenv: called before any thread starts (RunDaemon's first step).
+std::string FindFusermount(const std::string& preferred) {
+  if (::access(preferred.c_str(), F_OK) == 0) return preferred;
+  const char* path = std::getenv("PATH");  // NOLINT(concurrency-mt-unsafe)
+  std::string dirs = path != nullptr ? path : "/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    const std::string dir = dirs.substr(start, end - start);
+    std::string candidate = (dir.empty() ? "." : dir) + "/fusermount3";
+    if (::access(candidate.c_str(), F_OK) == 0) return candidate;
+    start = end + 1;
+  }
+  return {};
+}
+
+// True if `conf` has a line reading user_allow_other, as fusermount3's read_conf sees lines:
+// newline-terminated, cut at '#', blanks trimmed.
+bool AllowsUserAllowOther(const std::string& conf) {
+  std::ifstream in(conf);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t start = 0;
+  for (size_t nl = text.find('\n'); nl != std::string::npos; nl = text.find('\n', start)) {
+    std::string line = text.substr(start, nl - start);
+    start = nl + 1;
+    line = line.substr(0, line.find('#'));
+    const size_t first = line.find_first_not_of(" \t\r\f\v");
+    if (first == std::string::npos) continue;
+    line = line.substr(first, line.find_last_not_of(" \t\r\f\v") - first + 1);
+    if (line == "user_allow_other") return true;
+  }
+  return false;
+}
+
 void WriteAll(int fd, const char* data, size_t n) {
   while (n > 0) {
     const ssize_t w = ::write(fd, data, n);
@@ -196,6 +239,7 @@ int Serve(const DaemonOptions& options, const std::string& mountpoint, int ready
   fso.writeback_cache = options.writeback_cache;
   fso.xattrs = options.xattrs;
   fso.timeout_s = options.timeout_s;
+  fso.public_control = options.public_control;
   fso.mountpoint = mountpoint;
   Filesystem fs(std::move(*stores), options.config, fso);
 
@@ -271,6 +315,57 @@ pid_t DaemonPid(const std::string& mountpoint) {
 
 }  // namespace
 
+std::string UnprivilegedMountProblem(uint32_t euid, const std::string& mountpoint,
+                                     const std::vector<std::string>& fuse_options,
+                                     const UnprivilegedMountPaths& paths) {
+  if (euid == 0) return {};
+  const std::string user = "uid " + std::to_string(euid);
+  struct stat st;
+  if (::stat(paths.dev_fuse.c_str(), &st) != 0) {
+    return "there is no " + paths.dev_fuse +
+           ": the fuse kernel module is not loaded (as root: modprobe fuse), or this container "
+           "was started without the device (docker run --device /dev/fuse)";
+  }
+  if (::faccessat(AT_FDCWD, paths.dev_fuse.c_str(), R_OK | W_OK, AT_EACCESS) != 0) {
+    return paths.dev_fuse + " (mode " + Octal(st.st_mode) + ", owner uid " +
+           std::to_string(st.st_uid) + ") cannot be opened by " + user +
+           ": a FUSE mount by a user who is not root needs read and write access to it. Mount "
+           "as root, or let users mount FUSE file systems (as root: chmod 0666 " +
+           paths.dev_fuse + ", the mode most distributions give it)";
+  }
+  const std::string fusermount = FindFusermount(paths.fusermount);
+  if (fusermount.empty()) {
+    return "fusermount3 is not installed (neither " + paths.fusermount +
+           " nor in PATH): libfuse mounts through it for a user who is not root (as root: "
+           "apt-get install fuse3), or mount as root";
+  }
+  if (::stat(fusermount.c_str(), &st) != 0 || st.st_uid != 0 || (st.st_mode & S_ISUID) == 0) {
+    return fusermount + " is not setuid root (mode " + Octal(st.st_mode) + ", owner uid " +
+           std::to_string(st.st_uid) +
+           "): libfuse mounts through it for a user who is not root, so no such user can mount "
+           "FUSE file systems here. Mount as root, or, as root: chown root " +
+           fusermount + " && chmod u+s " + fusermount + " (as the fuse3 package installs it)";
+  }
+  if (::faccessat(AT_FDCWD, mountpoint.c_str(), W_OK, AT_EACCESS) != 0) {
+    return "mountpoint " + mountpoint + " is not writable by " + user +
+           ": fusermount3 mounts only on a directory the user may write (use one of your own)";
+  }
+  for (const std::string& o : fuse_options) {
+    if (o != "allow_other" && o != "allow_root") continue;
+    if (AllowsUserAllowOther(paths.fuse_conf)) break;
+    std::string msg = "-o " + o;
+    msg += " as " + user + " needs the line user_allow_other in " + paths.fuse_conf;
+    msg +=
+        ", which fusermount3 requires before it lets a user who is not root admit other users "
+        "to a mount, and it is not there. As root, add it (echo user_allow_other >> ";
+    msg += paths.fuse_conf;
+    msg += "; it allows this for every user's FUSE mounts), or mount as root, or leave out -o ";
+    msg += o;
+    return msg;
+  }
+  return {};
+}
+
 int RunDaemon(const DaemonOptions& options) {
   std::string mountpoint = options.mountpoint;
   if (char* real = ::realpath(mountpoint.c_str(), nullptr); real != nullptr) {
@@ -279,6 +374,12 @@ int RunDaemon(const DaemonOptions& options) {
   }
   if (const std::string bad = CheckMountpoint(mountpoint); !bad.empty()) {
     std::fprintf(stderr, "kvfs: %s\n", bad.c_str());
+    return 1;
+  }
+  if (const std::string bad =
+          UnprivilegedMountProblem(::geteuid(), mountpoint, options.fuse_options);
+      !bad.empty()) {
+    std::fprintf(stderr, "kvfs: cannot mount as a user who is not root: %s\n", bad.c_str());
     return 1;
   }
   for (const config::StoreConfig& s : options.config.stores) {

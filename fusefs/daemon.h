@@ -2,8 +2,9 @@
 //
 // RunDaemon's sequence, so that every error a user can make is reported on the terminal with
 // exit code 1 before `kvfs mount` returns:
-//   1. check the mountpoint (exists, is a directory, is not a dead FUSE mount) and print where
-//      each store's data lives;
+//   1. check the mountpoint (exists, is a directory, is not a dead FUSE mount), and for a user
+//      who is not root what libfuse's mount through fusermount3 needs
+//      (UnprivilegedMountProblem); print where each store's data lives;
 //   2. unless foreground: fork. The parent waits on a pipe until the child reports the mount
 //      live (exit 0) or exits (its exit code; its messages went to the same stderr). Forking
 //      before anything else starts means the engines' threads are born in the daemon;
@@ -50,10 +51,31 @@ struct DaemonOptions {
   bool no_open = true;                    // -o kvfs_open turns it off
   bool xattrs = true;                     // -o kvfs_noxattr turns them off
   double timeout_s = 3600;                // -o kvfs_timeout=SECONDS
+  bool public_control = false;            // -o kvfs_public_control: /.kvfs readable by all
   std::vector<std::string> fuse_options;  // passed to libfuse (allow_other, ro, ...)
   std::string fsname;                     // the source column of /proc/mounts
   StorageHooks* storage = nullptr;        // null: the real disk
 };
+
+// What a mount by a user who is not root goes through, and where: libfuse opens the device
+// itself, then has the setuid-root fusermount3 mount it (FUSERMOUNT_DIR first, then PATH), which
+// admits allow_other or allow_root only with user_allow_other in fuse.conf. Tests point these at
+// their own files.
+struct UnprivilegedMountPaths {
+  std::string dev_fuse = "/dev/fuse";
+  std::string fusermount = "/usr/bin/fusermount3";  // if missing, fusermount3 is looked up in PATH
+  std::string fuse_conf = "/etc/fuse.conf";
+};
+
+// Why a mount by `euid` with `fuse_options` would fail before libfuse tries it, as the message
+// to print: the device missing or not readable and writable by the user, fusermount3 missing or
+// not setuid root, the mountpoint not writable by the user, allow_other (or allow_root) without
+// a user_allow_other line in fuse.conf (read as fusermount3 reads it: a '#' starts a comment,
+// blanks around are ignored, only whole lines count). Each says what to do. "" when nothing
+// known stands in the way, and always for root (euid 0).
+std::string UnprivilegedMountProblem(uint32_t euid, const std::string& mountpoint,
+                                     const std::vector<std::string>& fuse_options,
+                                     const UnprivilegedMountPaths& paths = {});
 
 // Runs the daemon; returns the process exit code (in the parent of a daemonized run: 0 once
 // the mount is live, 1 if the child failed).

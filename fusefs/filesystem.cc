@@ -64,7 +64,8 @@ Filesystem::Filesystem(std::vector<Store> stores, config::Config config, FsOptio
       uid_(::geteuid()),
       gid_(::getegid()),
       control_(
-          config::ToToml(config_), [this] { return CollectStats(); }, uid_, gid_, started_ns_) {}
+          config::ToToml(config_, config::Secrets::kRedact), [this] { return CollectStats(); },
+          uid_, gid_, options_.public_control, started_ns_) {}
 
 Filesystem::~Filesystem() { Shutdown().PermitUnchecked(); }
 

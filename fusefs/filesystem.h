@@ -10,7 +10,9 @@
 //                       /<store>/... the store's FileStore
 //   single-store mode:  /...         the one store's FileStore (`--engine NAME`)
 //   both:               /.kvfs/      control directory, hidden from readdir (reachable by
-//                                    name, like ZFS's .zfs), read-only: control_files.h
+//                                    name, like ZFS's .zfs), read-only, the mounting user's
+//                                    alone unless public_control: control_files.h; its config
+//                                    never shows a secret (config::Secrets::kRedact)
 // In single-store mode the name ".kvfs" at the root is reserved: creating, renaming onto or
 // removing it fails (EEXIST / EPERM).
 //
@@ -67,7 +69,10 @@ struct FsOptions {
   // security.capability before it; programs then see EOPNOTSUPP).
   bool xattrs = true;
   double timeout_s = 3600;  // entry, attribute and negative-lookup cache lifetime
-  std::string mountpoint;   // for /.kvfs/stats and /.kvfs/metrics only
+  // /.kvfs readable by every user (`-o kvfs_public_control`); by default only by the mounting
+  // user (control_files.h).
+  bool public_control = false;
+  std::string mountpoint;  // for /.kvfs/stats and /.kvfs/metrics only
 };
 
 // A reply to lookup, mkdir, mknod, symlink, create (fuse_entry_param without the FUSE type).

@@ -1,5 +1,7 @@
 #include "fusefs/stores.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <exception>
 #include <map>
@@ -11,6 +13,7 @@
 #include "engines/engine.h"
 #include "sync/durable.h"
 #include "sync/file_system.h"
+#include "sync/private_tree.h"
 
 namespace kvfs::fusefs {
 namespace {
@@ -95,6 +98,7 @@ std::string StoreMarkerText(const std::string& engine) {
 Status CheckStoreMarker(sync::FileSystem* fs, const std::string& data_dir,
                         const std::string& engine, bool* present) {
   *present = false;
+  KVFS_RETURN_IF_ERROR(sync::CheckPrivateTree(fs, data_dir, static_cast<uint32_t>(::geteuid())));
   const std::string path = MarkerPath(data_dir);
   KVFS_ASSIGN_OR_RETURN(const bool exists, fs->Exists(path));
   if (!exists) return Status::OK();

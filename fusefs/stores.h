@@ -63,14 +63,22 @@ struct OpenStoresOptions {
 // The marker's text for `engine`, as written now: engine = "NAME"\nlayout = 1\n.
 std::string StoreMarkerText(const std::string& engine);
 
-// Checks the marker of `data_dir` against `engine`: OK when it matches or is absent;
-// InvalidArgument naming the directory and both engines when it names another; Corruption
-// naming the file when it is neither TOML nor an older marker (see the top of this header).
+// Checks a store's directory before any engine opens a file in it; every open of a store (the
+// daemon's, the offline tools', kvfs check's) calls this first. Two checks, in this order:
+// - the directory and everything in it are private to this process's effective user
+//   (sync/private_tree.h): a store readable or writable by group or others, or owned by another
+//   user, is refused (InvalidArgument) naming the first such path, its mode or owner, and the
+//   command that fixes it. Nothing is repaired here: as PostgreSQL does with its data
+//   directory, the operator decides (README, "Security");
+// - the marker against `engine`: OK when it matches or is absent; InvalidArgument naming the
+//   directory and both engines when it names another; Corruption naming the file when it is
+//   neither TOML nor an older marker (see the top of this header).
 // Sets *present to whether a marker exists.
 Status CheckStoreMarker(sync::FileSystem* fs, const std::string& data_dir,
                         const std::string& engine, bool* present);
 
-// Opens one store: checks the marker, creates the data directory (unless read_only), opens the
+// Opens one store: creates the data directory (unless read_only; 0700, as every directory kvfs
+// creates, its missing parents included), checks it (CheckStoreMarker), opens the
 // engine with the options `store` asks for, writes the marker if it was missing, and opens the
 // FileStore on it. Errors name the store and its directory; a directory locked by another
 // process (a mounted kvfs) is kBusy with the holder's pid, as the engine reports it.

@@ -66,7 +66,9 @@ Status BtreeEngine::Open(BtreeRecoveryReport* report) {
 
   const size_t capacity = std::max<size_t>(64, options_.cache_size / page_size);
   pager_ = std::make_unique<Pager>(fs_, sync::JoinPath(dir_, kPageFileName), page_size, capacity);
-  KVFS_RETURN_IF_ERROR(pager_->Open(options_.read_only, dw.has_value()));
+  // Every recorded checkpoint wrote at least the meta page: a MANIFEST without a page file is
+  // a page file lost, not a new store.
+  KVFS_RETURN_IF_ERROR(pager_->Open(options_.read_only, dw.has_value(), have_ckpt));
   pager_->set_lsn_bound(redo);
   if (dw) {
     for (auto& [pgno, image] : dw->pages) pager_->InstallSealed(pgno, image);
@@ -325,23 +327,33 @@ Status BtreeEngine::CheckpointLocked() {
     dirty = pager_->DirtyPages();
     log_bytes_since_checkpoint_.store(0, std::memory_order_relaxed);
   }
-  if (dirty.empty() && redo == checkpoint_lsn_) return Status::OK();
+  // Every batch dirties the meta page: with none dirty, nothing was written since the last
+  // checkpoint (so a recorded checkpoint always wrote pages, which the open relies on).
+  if (dirty.empty()) return Status::OK();
+  // The images written carry their CRC; the pool's keep none (Pager::Install).
+  PageImages sealed;
+  sealed.reserve(dirty.size());
+  for (const auto& [pgno, image] : dirty) {
+    auto copy = std::make_shared<std::string>(*image);
+    SealPage(copy->data(), copy->size(), LsnOf(copy->data()));
+    sealed.emplace_back(pgno, std::move(copy));
+  }
   bool in_place = false;
   Status s = [&]() -> Status {
     // The WAL rule: no page reaches the page file before the log records that changed it.
     KVFS_RETURN_IF_ERROR(wal_->SyncUpTo(redo - 1));
-    if (!dirty.empty()) {
+    {
       if (bopts_.double_write) {
         KVFS_ASSIGN_OR_RETURN(auto f,
                               fs_->NewWritableFile(sync::JoinPath(dir_, kDoubleWriteFileName),
                                                    sync::CreateMode::kTruncate));
-        KVFS_RETURN_IF_ERROR(f->Append(EncodeDoubleWrite(redo, pager_->page_size(), dirty)));
+        KVFS_RETURN_IF_ERROR(f->Append(EncodeDoubleWrite(redo, pager_->page_size(), sealed)));
         KVFS_RETURN_IF_ERROR(f->DataSync());
         KVFS_RETURN_IF_ERROR(f->Close());
       }
       in_place = true;
       pager_->set_lsn_bound(redo);
-      KVFS_RETURN_IF_ERROR(pager_->WriteInPlace(dirty));
+      KVFS_RETURN_IF_ERROR(pager_->WriteInPlace(sealed));
     }
     KVFS_RETURN_IF_ERROR(sync::WriteFileAtomically(
         fs_, sync::JoinPath(dir_, kCheckpointFileName),

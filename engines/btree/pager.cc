@@ -9,8 +9,11 @@ namespace kvfs::engines::btree {
 Pager::Pager(sync::FileSystem* fs, std::string path, size_t page_size, size_t capacity)
     : fs_(fs), path_(std::move(path)), page_size_(page_size), capacity_(capacity) {}
 
-Status Pager::Open(bool read_only, bool torn_tail_restored) {
+Status Pager::Open(bool read_only, bool torn_tail_restored, bool must_hold_pages) {
   KVFS_ASSIGN_OR_RETURN(bool exists, fs_->Exists(path_));
+  if (must_hold_pages && !exists) {
+    return Status::Corruption(path_ + ": missing, but the MANIFEST records a checkpoint of it");
+  }
   if (!read_only) {
     if (!exists) {
       // The name must survive a power cut before a checkpoint relies on the file.
@@ -32,6 +35,12 @@ Status Pager::Open(bool read_only, bool torn_tail_restored) {
                               " is not a whole number of " + std::to_string(page_size_) +
                               "-byte pages (cut short at offset " +
                               std::to_string(size - size % page_size_) + ")");
+  }
+  if (must_hold_pages && size < page_size_) {
+    return Status::Corruption(path_ +
+                              " at offset 0: empty, but the MANIFEST records a "
+                              "checkpoint of it (" +
+                              std::to_string(size) + " bytes)");
   }
   file_pages_.store(size / page_size_, std::memory_order_release);
   return Status::OK();
@@ -135,7 +144,9 @@ void Pager::SetFrame(PageNo pgno, PageRef image) {
 
 void Pager::Install(std::vector<std::pair<PageNo, std::shared_ptr<std::string>>>* pages,
                     uint64_t lsn) {
-  for (auto& [pgno, image] : *pages) SealPage(image->data(), page_size_, lsn);
+  // The CRC waits for the checkpoint that writes the page: a hot page changes many times
+  // between two checkpoints, and only the image written needs one.
+  for (auto& [pgno, image] : *pages) EncodeFixed64(image->data() + kLsnOffset, lsn);
   MutexLock lock(&mu_);
   for (auto& [pgno, image] : *pages) SetFrame(pgno, std::move(image));
   EvictIfFull();

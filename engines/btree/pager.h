@@ -57,7 +57,8 @@ class Pager {
   // Opens the page file; a writable open creates it durably when missing. A read-only open of
   // a store with no page file sees an empty one. A size that is not a whole number of pages is
   // kCorruption unless `torn_tail_restored` (the doublewrite file holds the torn last page).
-  Status Open(bool read_only, bool torn_tail_restored);
+  // `must_hold_pages` (a checkpoint was recorded): a missing or empty file is kCorruption.
+  Status Open(bool read_only, bool torn_tail_restored, bool must_hold_pages);
   void Close();
 
   size_t page_size() const { return page_size_; }
@@ -72,7 +73,8 @@ class Pager {
   // The image of `pgno`: from the pool, or read from the page file and verified. Page 0 of an
   // empty page file is a fresh meta page. kCorruption for a page past the end of the file.
   Result<PageRef> Get(PageNo pgno);
-  // Installs new images as dirty, stamping each with `lsn` and its CRC first.
+  // Installs new images as dirty, stamping each with `lsn` (the CRC is the checkpoint's:
+  // SealPage before an image is written).
   void Install(std::vector<std::pair<PageNo, std::shared_ptr<std::string>>>* pages, uint64_t lsn);
   // Installs an image exactly as given (sealed), as dirty: a double-write overlay at open.
   void InstallSealed(PageNo pgno, PageRef image);
@@ -81,7 +83,7 @@ class Pager {
   PageImages DirtyPages() const;
   // Marks clean each of `written` whose frame still holds that image (a newer one stays dirty).
   void MarkClean(const PageImages& written);
-  // Writes the images in place (adjacent pages in one write) and DataSyncs the page file.
+  // Writes the images (sealed) in place (adjacent pages in one write) and DataSyncs the file.
   Status WriteInPlace(const PageImages& pages);
 
   size_t dirty_count() const { return dirty_.load(std::memory_order_relaxed); }

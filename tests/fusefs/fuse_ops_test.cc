@@ -1,10 +1,14 @@
 // The daemon's work without a mount: inode numbering, the virtual root and control directory
-// (stats, config, metrics), the errnos the FUSE replies carry, readdir offsets, and opening
-// stores (markers, sync modes).
+// (stats, config, metrics; their modes, secrets redacted), the errnos the FUSE replies carry,
+// readdir offsets, opening stores (markers, sync modes), and what a mount by a user who is not
+// root needs (daemon.h's UnprivilegedMountProblem).
 #define FUSE_USE_VERSION 314
 #include <fuse3/fuse_lowlevel.h>
 #include <gtest/gtest.h>
 #include <linux/fs.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstring>
@@ -14,6 +18,7 @@
 #include <set>
 
 #include "engines/engine.h"
+#include "fusefs/daemon.h"
 #include "fusefs/filesystem.h"
 #include "fusefs/inode_map.h"
 #include "fusefs/stats_report.h"
@@ -79,13 +84,16 @@ class FilesystemTest : public testing::Test {
     config_ = *c;
     Open(/*single=*/true);
   }
-  void Open(bool single) {
+  // `shown`: the config the Filesystem is given (default: config_, whose stores it opens).
+  void Open(bool single, bool public_control = false, const config::Config* shown = nullptr) {
+    fs_.reset();  // a second Open in one test: the stores are closed before they are reopened
     auto stores = OpenStores(config_, {});
     ASSERT_TRUE(stores.ok()) << stores.status().ToString();
     FsOptions o;
     o.single_store = single;
     o.mountpoint = "/mnt/test";
-    fs_ = std::make_unique<Filesystem>(std::move(*stores), config_, o);
+    o.public_control = public_control;
+    fs_ = std::make_unique<Filesystem>(std::move(*stores), shown ? *shown : config_, o);
   }
   uint64_t StoreRoot(const std::string& name) {
     auto e = fs_->Lookup(FUSE_ROOT_ID, name);
@@ -340,6 +348,63 @@ TEST_F(FilesystemTest, StatsAndConfigAreServedFromTheControlDirectory) {
   EXPECT_EQ(*parsed, config_);
 }
 
+// /.kvfs and its files are the mounting user's alone (0500, 0400), unless the mount makes them
+// public (-o kvfs_public_control: 0555, 0444). The kernel enforces the modes.
+TEST_F(FilesystemTest, TheControlFilesAreTheMountingUsersAloneUnlessPublic) {
+  for (const bool pub : {false, true}) {
+    SCOPED_TRACE(pub ? "kvfs_public_control" : "default");
+    config_ = config::DefaultConfig(tmp_.Sub("data"), engines::EngineNames());
+    Open(/*single=*/false, pub);
+    auto control = fs_->Lookup(FUSE_ROOT_ID, ".kvfs");
+    ASSERT_TRUE(control.ok()) << control.status().ToString();
+    EXPECT_EQ(control->attr.st_mode, S_IFDIR | (pub ? 0555u : 0500u));
+    EXPECT_EQ(control->attr.st_uid, ::geteuid());
+    EXPECT_EQ(control->attr.st_gid, ::getegid());
+    for (const char* name : {"stats", "config", "metrics"}) {
+      auto f = fs_->Lookup(control->ino, name);
+      ASSERT_TRUE(f.ok()) << name;
+      EXPECT_EQ(f->attr.st_mode, S_IFREG | (pub ? 0444u : 0400u)) << name;
+      EXPECT_EQ(f->attr.st_uid, ::geteuid()) << name;
+      auto attr = fs_->GetAttr(f->ino);
+      ASSERT_TRUE(attr.ok());
+      EXPECT_EQ(attr->st_mode, f->attr.st_mode) << name;
+    }
+    auto root_attr = fs_->GetAttr(control->ino);
+    ASSERT_TRUE(root_attr.ok());
+    EXPECT_EQ(root_attr->st_mode, control->attr.st_mode);
+  }
+}
+
+// /.kvfs/config shows the configuration in force, but never the value of a secret: a Config
+// built here carries engine options with secrets (no engine takes options yet; the mount-level
+// test comes with the first engine that does).
+TEST_F(FilesystemTest, TheConfigFileNeverShowsASecret) {
+  config_ = config::DefaultConfig(tmp_.Sub("data"), engines::EngineNames());
+  config::Config shown = config_;
+  shown.stores[0].options = {{"endpoints", "https://10.0.0.1:2379"},
+                             {"password", "hunter2"},
+                             {"API_KEY", "k3y-value"},
+                             {"client_secret", "s3cr3t-value"}};
+  Open(/*single=*/false, /*public_control=*/false, &shown);
+  auto control = fs_->Lookup(FUSE_ROOT_ID, ".kvfs");
+  ASSERT_TRUE(control.ok());
+  auto cfg = fs_->Lookup(control->ino, "config");
+  ASSERT_TRUE(cfg.ok());
+  std::unique_ptr<OpenFile> open_file;
+  ASSERT_OK(fs_->Open(cfg->ino, O_RDONLY, &open_file));
+  auto read = fs_->Read(cfg->ino, 0, 1 << 20, nullptr);
+  ASSERT_TRUE(read.ok());
+  for (const std::string& text : {open_file->snapshot, *read}) {
+    for (const char* secret : {"hunter2", "k3y-value", "s3cr3t-value"}) {
+      EXPECT_EQ(text.find(secret), std::string::npos) << secret << " shown in\n" << text;
+    }
+    EXPECT_NE(text.find("password = \"<redacted>\"\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("API_KEY = \"<redacted>\"\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("endpoints = \"https://10.0.0.1:2379\"\n"), std::string::npos) << text;
+    EXPECT_EQ(static_cast<off_t>(text.size()), cfg->attr.st_size);
+  }
+}
+
 TEST_F(FilesystemTest, MetricsShowTheStatsNumbersInPrometheusFormat) {
   OpenMulti();
   for (const std::string& e : engines::EngineNames()) {
@@ -355,7 +420,7 @@ TEST_F(FilesystemTest, MetricsShowTheStatsNumbersInPrometheusFormat) {
   EXPECT_EQ(metrics->entry_timeout, 0) << "looked up again by every path walk";
   EXPECT_EQ(metrics->attr_timeout, 0) << "never cached";
   EXPECT_EQ(fs_->AttrTimeout(metrics->ino), 0);
-  EXPECT_EQ(metrics->attr.st_mode, S_IFREG | 0444u);
+  EXPECT_EQ(metrics->attr.st_mode, S_IFREG | 0400u);
   std::unique_ptr<OpenFile> text, json_text;
   ASSERT_OK(fs_->Open(metrics->ino, O_RDONLY, &text));
   ASSERT_NE(text, nullptr);
@@ -589,11 +654,17 @@ TEST(Stores, TheMarkerRecordsTheEngineAndRefusesAnother) {
   EXPECT_NE(msg.find(names[1]), std::string::npos) << msg;
 }
 
-// Writes `text` as the marker of a new data directory `dir`.
+// Writes `text` as the marker of a new data directory `dir`, both private to this user, as a
+// store must be to open (sync/private_tree.h).
 void WriteMarker(const std::string& dir, const std::string& text) {
   std::filesystem::create_directories(dir);
-  std::ofstream out(dir + "/KVFS_STORE", std::ios::binary);
-  out << text;
+  std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
+  {
+    std::ofstream out(dir + "/KVFS_STORE", std::ios::binary);
+    out << text;
+  }
+  std::filesystem::permissions(dir + "/KVFS_STORE", std::filesystem::perms::owner_read |
+                                                        std::filesystem::perms::owner_write);
 }
 
 std::string ReadMarker(const std::string& dir) {
@@ -740,6 +811,142 @@ TEST(Stores, SyncAlwaysIsTheFileStoresJobAndSurvivesReopen) {
   ASSERT_TRUE(attr.ok());
   EXPECT_EQ(*(*again)[0].files->Read(attr->id, 0, 100), "durable");
   EXPECT_OK(CloseStores(&*again));
+}
+
+// --- a mount by a user who is not root (daemon.h) ----------------------------------------
+
+class UnprivilegedMountTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    struct stat st;
+    if (::stat("/usr/bin/fusermount3", &st) != 0 || st.st_uid != 0 || !(st.st_mode & S_ISUID)) {
+      GTEST_SKIP() << "no setuid-root /usr/bin/fusermount3 here";
+    }
+    paths_.dev_fuse = tmp_.Sub("fuse");
+    WriteFileMode(paths_.dev_fuse, "", 0666);
+    paths_.fuse_conf = tmp_.Sub("fuse.conf");
+    WriteFileMode(paths_.fuse_conf, "# the Debian default\n#user_allow_other\n", 0644);
+    mnt_ = tmp_.Sub("mnt");
+    ASSERT_EQ(::mkdir(mnt_.c_str(), 0777), 0);
+    ASSERT_EQ(::chmod(mnt_.c_str(), 0777), 0);
+    ASSERT_EQ(::chmod(tmp_.path().c_str(), 0755), 0);  // uid 65534 may walk in (last test)
+  }
+  static void WriteFileMode(const std::string& path, const std::string& text, mode_t mode) {
+    std::ofstream(path, std::ios::binary) << text;
+    ASSERT_EQ(::chmod(path.c_str(), mode), 0) << path;
+  }
+  std::string Problem(const std::vector<std::string>& options = {}) const {
+    return UnprivilegedMountProblem(65534, mnt_, options, paths_);
+  }
+
+  test::TempDir tmp_;
+  UnprivilegedMountPaths paths_;
+  std::string mnt_;
+};
+
+TEST_F(UnprivilegedMountTest, RootIsNeverStoppedAndAPlainMountPasses) {
+  EXPECT_EQ(Problem(), "");
+  UnprivilegedMountPaths nothing;
+  nothing.dev_fuse = tmp_.Sub("nosuch");
+  nothing.fusermount = tmp_.Sub("nosuch");
+  nothing.fuse_conf = tmp_.Sub("nosuch");
+  EXPECT_EQ(UnprivilegedMountProblem(0, tmp_.Sub("nosuch"), {"allow_other"}, nothing), "");
+}
+
+TEST_F(UnprivilegedMountTest, AMissingDeviceSaysWhereItComesFrom) {
+  paths_.dev_fuse = tmp_.Sub("nosuch");
+  const std::string msg = Problem();
+  EXPECT_EQ(msg.find("there is no " + paths_.dev_fuse + ": the fuse kernel module is not loaded"),
+            0u)
+      << msg;
+  EXPECT_NE(msg.find("--device /dev/fuse"), std::string::npos) << msg;
+}
+
+TEST_F(UnprivilegedMountTest, AFusermountThatIsNotSetuidRootIsNamedWithItsFix) {
+  paths_.fusermount = tmp_.Sub("fusermount3");
+  WriteFileMode(paths_.fusermount, "#!/bin/sh\n", 0755);
+  const std::string msg = Problem();
+  EXPECT_EQ(msg.find(paths_.fusermount + " is not setuid root (mode 0755, owner uid "), 0u) << msg;
+  EXPECT_NE(msg.find("chmod u+s " + paths_.fusermount), std::string::npos) << msg;
+}
+
+TEST_F(UnprivilegedMountTest, NoFusermountAnywhereSaysToInstallIt) {
+  paths_.fusermount = tmp_.Sub("nosuch");
+  const std::string old_path = std::getenv("PATH") ? std::getenv("PATH") : "";
+  ::setenv("PATH", tmp_.path().c_str(), 1);
+  const std::string msg = Problem();
+  ::setenv("PATH", old_path.c_str(), 1);
+  EXPECT_EQ(msg.find("fusermount3 is not installed"), 0u) << msg;
+  EXPECT_NE(msg.find("apt-get install fuse3"), std::string::npos) << msg;
+}
+
+TEST_F(UnprivilegedMountTest, AllowOtherNeedsAWholeUserAllowOtherLineInFuseConf) {
+  EXPECT_EQ(Problem({"ro"}), "") << "no allow_other: fuse.conf does not matter";
+  const std::string needs =
+      "-o allow_other as uid 65534 needs the line user_allow_other in " + paths_.fuse_conf;
+  std::string msg = Problem({"allow_other"});
+  EXPECT_EQ(msg.find(needs), 0u) << msg;
+  EXPECT_NE(msg.find("echo user_allow_other >> " + paths_.fuse_conf), std::string::npos) << msg;
+  EXPECT_EQ(Problem({"allow_root"}).find("-o allow_root as uid 65534 needs"), 0u);
+  struct Case {
+    std::string text;
+    bool allows;
+  };
+  const Case cases[] = {
+      {"user_allow_other\n", true},
+      {"# comment\n  user_allow_other\t # allowed\nmount_max = 1000\n", true},
+      {"mount_max = 1000\nuser_allow_other", false},  // no newline: fusermount3 skips the line
+      {"user_allow_others\n", false},
+      {"#user_allow_other\n", false},
+      {"user_allow_other = 1\n", false},
+  };
+  for (const Case& c : cases) {
+    WriteFileMode(paths_.fuse_conf, c.text, 0644);
+    EXPECT_EQ(Problem({"allow_other"}).empty(), c.allows) << c.text;
+  }
+  ASSERT_EQ(::unlink(paths_.fuse_conf.c_str()), 0);
+  EXPECT_EQ(Problem({"allow_other"}).find(needs), 0u) << "no fuse.conf at all";
+}
+
+// Access to the device and the mountpoint is the user's own, so it is judged by a process that
+// is that user (here uid 65534).
+TEST_F(UnprivilegedMountTest, TheDeviceAndTheMountpointAreJudgedAsTheUser) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to become uid 65534";
+  const auto as_nobody = [&](const UnprivilegedMountPaths& paths, const std::string& mnt) {
+    int fds[2];
+    EXPECT_EQ(::pipe(fds), 0);
+    const pid_t child = ::fork();
+    if (child == 0) {
+      ::close(fds[0]);
+      if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) {
+        ::_exit(2);
+      }
+      const std::string msg = UnprivilegedMountProblem(::geteuid(), mnt, {}, paths);
+      const bool written =
+          ::write(fds[1], msg.data(), msg.size()) == static_cast<ssize_t>(msg.size());
+      ::_exit(written ? 0 : 3);
+    }
+    ::close(fds[1]);
+    std::string out;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(fds[0], buf, sizeof(buf))) > 0;) out.append(buf, n);
+    ::close(fds[0]);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    return out;
+  };
+  EXPECT_EQ(as_nobody(paths_, mnt_), "");
+  ASSERT_EQ(::chmod(paths_.dev_fuse.c_str(), 0600), 0);  // /dev/fuse as Debian ships it
+  std::string msg = as_nobody(paths_, mnt_);
+  EXPECT_EQ(msg.find(paths_.dev_fuse + " (mode 0600, owner uid 0) cannot be opened by uid 65534"),
+            0u)
+      << msg;
+  EXPECT_NE(msg.find("chmod 0666 " + paths_.dev_fuse), std::string::npos) << msg;
+  ASSERT_EQ(::chmod(paths_.dev_fuse.c_str(), 0666), 0);
+  ASSERT_EQ(::chmod(mnt_.c_str(), 0755), 0);
+  msg = as_nobody(paths_, mnt_);
+  EXPECT_EQ(msg.find("mountpoint " + mnt_ + " is not writable by uid 65534"), 0u) << msg;
 }
 
 }  // namespace

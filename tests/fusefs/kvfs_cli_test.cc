@@ -253,5 +253,39 @@ TEST(KvfsCli, WalAppendThenDumpShowsTheRecords) {
   EXPECT_NE(d.output.find("2 records"), std::string::npos) << d.output;
 }
 
+// The offline tools follow the daemon's rule: a store that group or others may read is refused,
+// naming the path, its mode and the fix, and left as it is; once private it opens again.
+TEST(KvfsCli, OfflineToolsRefuseAStoreThatIsNotPrivate) {
+  test::TempDir tmp;
+  const std::string store = tmp.Sub("store");
+  { std::ofstream(tmp.Sub("greeting")) << "hello"; }
+  const std::string flags = " --engine lsm --data " + store + " ";
+  CliRun put = Kvfs("put" + flags + "greeting " + tmp.Sub("greeting"));
+  ASSERT_EQ(put.exit_code, 0) << put.output;
+  namespace fs = std::filesystem;
+  fs::permissions(store,
+                  fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
+                      fs::perms::others_exec,
+                  fs::perm_options::add);  // 0755, as mkdir -p under umask 022 makes it
+  for (const std::string& args :
+       {"check --engine lsm " + store, "ls" + flags, "get" + flags + "greeting",
+        "put" + flags + "x " + tmp.Sub("greeting"), "rm" + flags + "greeting"}) {
+    CliRun r = Kvfs(args);
+    EXPECT_EQ(r.exit_code, 1) << args << ": " << r.output;
+    EXPECT_NE(r.output.find(store + " has mode 0755"), std::string::npos)
+        << args << ": " << r.output;
+    EXPECT_NE(r.output.find("chmod -R go-rwx " + store), std::string::npos) << r.output;
+  }
+  EXPECT_EQ(fs::status(store).permissions(), fs::perms::owner_all | fs::perms::group_read |
+                                                 fs::perms::group_exec | fs::perms::others_read |
+                                                 fs::perms::others_exec)
+      << "refused, not repaired";
+  fs::permissions(store, fs::perms::owner_all);
+  CliRun get = Kvfs("get" + flags + "greeting");
+  EXPECT_EQ(get.exit_code, 0) << get.output;
+  EXPECT_EQ(get.output, "hello");
+  EXPECT_EQ(Kvfs("check --engine lsm " + store).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace kvfs
