@@ -87,20 +87,21 @@ Status BtreeEngine::Open(BtreeRecoveryReport* report) {
       return Status::OK();
     });
     if (s.ok()) {
-      uint64_t lsn = r.lsn;
       MutexLock lock(&write_mu_);
-      s = ApplyEntries(entries, &lsn, {});
+      s = ApplyEntries(entries, r.lsn);
     }
     if (s.ok()) return s;
     return s.WithContext(sync::JoinPath(wal_dir_, sync::wal::SegmentFileName(r.segment)) +
                          " record LSN " + std::to_string(r.lsn) + " at offset " +
                          std::to_string(r.payload_offset - sync::wal::kRecordHeaderSize));
   };
-  // `always` is this engine's to keep: the log appends without syncing, and Apply syncs once
-  // it holds no lock (btree.h).
-  sync::WalOptions wo = LogOptionsFor(options_);
-  if (wo.sync_mode == sync::SyncMode::kAlways) wo.sync_mode = sync::SyncMode::kNone;
-  KVFS_ASSIGN_OR_RETURN(wal_, OpenLog(fs_, wal_dir_, wo, options_, redo, replay, &recovery_));
+  KVFS_ASSIGN_OR_RETURN(
+      wal_, OpenLog(fs_, wal_dir_, LogOptionsFor(options_), options_, redo, replay, &recovery_));
+  {
+    // The next append's LSN follows the last record the log holds (or the checkpoint).
+    MutexLock lock(&seq_mu_);
+    applied_lsn_ = wal_ != nullptr ? wal_->last_lsn() : applied_lsn_;
+  }
 
   PoolReader reader(pager_.get());
   KVFS_ASSIGN_OR_RETURN(Meta meta, tree_->LoadMeta(&reader));
@@ -110,10 +111,6 @@ Status BtreeEngine::Open(BtreeRecoveryReport* report) {
   report->height = meta.height;
   report->live_keys = meta.live_keys;
   report->Describe(&recovery_);
-  {
-    MutexLock lock(&ckpt_mu_);
-    checkpoint_lsn_ = redo;
-  }
   if (options_.read_only) return Status::OK();
   // The recovered state goes to the page file now, so the pool is back within its bound and
   // the next open replays nothing; this also finishes a log checkpoint a crash interrupted.
@@ -153,29 +150,33 @@ void BtreeEngine::LatchFailure(const Status& s) {
   if (failure_.ok()) failure_ = s;
 }
 
-Status BtreeEngine::ApplyEntries(const std::vector<BatchEntry>& entries, uint64_t* lsn,
-                                 std::string_view log_record) {
-  Txn txn(pager_.get());
-  for (const BatchEntry& e : entries) {
-    KVFS_RETURN_IF_ERROR(e.kind == EntryKind::kPut ? tree_->Put(&txn, e.key, e.value)
-                                                   : tree_->Delete(&txn, e.key));
-  }
-  if (!log_record.empty()) {
-    // Logged only once every page change is made: a batch that fails to apply (a damaged
-    // page) is neither logged nor installed.
-    KVFS_ASSIGN_OR_RETURN(*lsn, wal_->Append(log_record));
-  }
-  auto images = txn.TakeImages();
-  Meta meta;
-  for (const auto& [pgno, image] : images) {
-    if (pgno == 0) {
-      KVFS_ASSIGN_OR_RETURN(meta, DecodeMeta(image->data(), pager_->page_size()));
+Status BtreeEngine::ApplyEntries(const std::vector<BatchEntry>& entries, uint64_t lsn) {
+  Status s = [&]() -> Status {
+    {
+      // After a batch failed to apply, none after it may: the tree would skip one.
+      MutexLock lock(&failure_mu_);
+      if (!failure_.ok()) return Status::Failed("btree store " + dir_ + ": " + failure_.ToString());
+    }
+    Txn txn(pager_.get());
+    for (const BatchEntry& e : entries) {
+      KVFS_RETURN_IF_ERROR(e.kind == EntryKind::kPut ? tree_->Put(&txn, e.key, e.value)
+                                                     : tree_->Delete(&txn, e.key));
+    }
+    auto images = txn.TakeImages();
+    for (const auto& [pgno, image] : images) {
+      if (pgno != 0) continue;
+      KVFS_ASSIGN_OR_RETURN(Meta meta, DecodeMeta(image->data(), pager_->page_size()));
       live_keys_.store(meta.live_keys, std::memory_order_relaxed);
     }
-  }
-  MutexLock lock(&tree_mu_);
-  pager_->Install(&images, *lsn);
-  return Status::OK();
+    MutexLock lock(&tree_mu_);
+    pager_->Install(&images, lsn);
+    return Status::OK();
+  }();
+  // The batch's turn is over whether or not it applied: the next one may go.
+  MutexLock lock(&seq_mu_);
+  applied_lsn_ = lsn;
+  seq_cv_.SignalAll();
+  return s;
 }
 
 Status BtreeEngine::Apply(const WriteBatch& batch) {
@@ -194,16 +195,32 @@ Status BtreeEngine::Apply(const WriteBatch& batch) {
   KVFS_RETURN_IF_ERROR(CountError(CheckWritable()));
   if (entries.empty()) return Status::OK();
 
-  uint64_t lsn = 0;
+  // The log first, with no engine lock held: concurrent appenders share one write and (in
+  // `always` mode, inside Append) one fdatasync. Then the tree, strictly in LSN order, so that
+  // replaying the log rebuilds what readers saw.
+  Result<uint64_t> lsn = wal_->Append(batch.encoded());
+  if (!lsn.ok()) return CountError(lsn.status());
+  {
+    MutexLock lock(&seq_mu_);
+    while (applied_lsn_ + 1 < *lsn) {
+      // A predecessor whose append succeeded always takes its turn; a failed log ends the
+      // wait too (no later append can have succeeded, but never hang on it).
+      if (!wal_->health().ok()) return CountError(CheckWritable());
+      seq_cv_.WaitUntil(std::chrono::steady_clock::now() + std::chrono::milliseconds(10));
+    }
+  }
+  Status applied;
   {
     MutexLock lock(&write_mu_);
-    KVFS_RETURN_IF_ERROR(CountError(CheckWritable()));
-    KVFS_RETURN_IF_ERROR(CountError(ApplyEntries(entries, &lsn, batch.encoded())));
+    applied = ApplyEntries(entries, *lsn);
+  }
+  if (!applied.ok()) {
+    // The log holds a batch the tree could not take (a damaged page): nothing more may be
+    // written on top of it; a reopen replays it, or names the damage again.
+    LatchFailure(applied);
+    return CountError(applied);
   }
   log_bytes_since_checkpoint_.fetch_add(batch.encoded().size(), std::memory_order_relaxed);
-  if (options_.sync_mode == sync::SyncMode::kAlways) {
-    KVFS_RETURN_IF_ERROR(CountError(wal_->SyncUpTo(lsn)));
-  }
   counters_.CountBatch(EngineCounters::Tally(entries));
   MaybeCheckpoint();
   return Status::OK();
@@ -323,7 +340,10 @@ Status BtreeEngine::CheckpointLocked() {
   PageImages dirty;
   {
     MutexLock lock(&write_mu_);
-    redo = wal_->last_lsn() + 1;
+    {
+      MutexLock seq(&seq_mu_);
+      redo = applied_lsn_ + 1;  // appended batches past it are replayed from the log
+    }
     dirty = pager_->DirtyPages();
     log_bytes_since_checkpoint_.store(0, std::memory_order_relaxed);
   }
@@ -359,7 +379,6 @@ Status BtreeEngine::CheckpointLocked() {
         fs_, sync::JoinPath(dir_, kCheckpointFileName),
         EncodeCheckpoint({redo, static_cast<uint32_t>(pager_->page_size())})));
     pager_->MarkClean(dirty);
-    checkpoint_lsn_ = redo;
     return wal_->Checkpoint(redo);
   }();
   if (!s.ok()) {

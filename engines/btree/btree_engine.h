@@ -43,9 +43,10 @@ class BtreeEngine final : public Engine {
   Status CountError(Status s) const { return counters_.CountError(std::move(s)); }
   Status CheckWritable() const;
   void LatchFailure(const Status& s);
-  // Applies `entries` to a Txn and installs it with `lsn` (replay: the log already has it).
-  Status ApplyEntries(const std::vector<BatchEntry>& entries, uint64_t* lsn,
-                      std::string_view log_record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Applies `entries` (the log's record `lsn`) to a Txn and installs it, then lets the batch
+  // after it go (applied_lsn_).
+  Status ApplyEntries(const std::vector<BatchEntry>& entries, uint64_t lsn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   Status Checkpoint() ABSL_LOCKS_EXCLUDED(ckpt_mu_, write_mu_);
   Status CheckpointLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ckpt_mu_) ABSL_LOCKS_EXCLUDED(write_mu_);
   bool CheckpointDue() const;
@@ -63,16 +64,19 @@ class BtreeEngine final : public Engine {
   std::unique_ptr<Pager> pager_;
   std::unique_ptr<Tree> tree_;
 
-  // Lock order: ckpt_mu_ -> write_mu_ -> tree_mu_ -> the pager's mutex; failure_mu_, bg_mu_ and
-  // close_mu_ are leaves. write_mu_ is held across a batch's page changes and its log append
-  // (a write, never a sync: the WAL runs without its own `always` syncs, see Open); tree_mu_
+  // Lock order: ckpt_mu_ -> write_mu_ -> tree_mu_ -> the pager's mutex, and write_mu_ ->
+  // seq_mu_; failure_mu_, bg_mu_ and close_mu_ are leaves. A batch is appended to the log with
+  // no engine lock held (so appenders share writes and syncs), then waits on seq_mu_ for its
+  // turn (applied_lsn_ + 1 == its LSN) and applies under write_mu_; tree_mu_ is held
   // exclusively only to install a batch's pages, shared by readers for one descent or one scan
   // chunk. No lock is held across a log sync except ckpt_mu_ (by a checkpoint, which readers
   // and writers never take).
-  Mutex ckpt_mu_;
-  uint64_t checkpoint_lsn_ ABSL_GUARDED_BY(ckpt_mu_) = 0;
+  Mutex ckpt_mu_;  // one checkpoint at a time
   Mutex write_mu_;
   SharedMutex tree_mu_;
+  Mutex seq_mu_;
+  CondVar seq_cv_{&seq_mu_};
+  uint64_t applied_lsn_ ABSL_GUARDED_BY(seq_mu_) = 0;  // the last batch installed (or skipped)
   std::atomic<uint64_t> log_bytes_since_checkpoint_{0};
   std::atomic<uint64_t> live_keys_{0};
   std::atomic<uint64_t> checkpoints_{0};

@@ -108,35 +108,47 @@ PageRef Pager::AddClean(PageNo pgno, PageRef image) {
   if (!added) return it->second.image;  // another reader was first
   it->second.image = std::move(image);
   it->second.referenced = true;
-  ring_.push_back(pgno);
+  AddToRing(pgno, &it->second);
   PageRef out = it->second.image;
   EvictIfFull();
   return out;
 }
 
+void Pager::AddToRing(PageNo pgno, Frame* f) {
+  f->ring_pos = ring_.size();
+  ring_.push_back(pgno);
+}
+
+void Pager::RemoveFromRing(Frame* f) {
+  const size_t pos = f->ring_pos;
+  const PageNo last = ring_.back();
+  ring_[pos] = last;
+  frames_.find(last)->second.ring_pos = pos;
+  ring_.pop_back();
+  f->ring_pos = kNotInRing;
+}
+
 void Pager::EvictIfFull() {
-  size_t steps = 2 * ring_.size();
-  while (frames_.size() > capacity_ && steps-- > 0 && !ring_.empty()) {
+  // Every pass clears the referenced bits it passes, so two passes find a victim.
+  size_t steps = 2 * ring_.size() + 1;
+  while (frames_.size() > capacity_ && !ring_.empty() && steps-- > 0) {
     if (hand_ >= ring_.size()) hand_ = 0;
     auto it = frames_.find(ring_[hand_]);
-    if (it->second.dirty) {
-      ++hand_;
-    } else if (it->second.referenced) {
+    if (it->second.referenced) {
       it->second.referenced = false;
       ++hand_;
     } else {
+      RemoveFromRing(&it->second);
       frames_.erase(it);
-      ring_[hand_] = ring_.back();
-      ring_.pop_back();
       ++evictions_;
     }
   }
 }
 
 void Pager::SetFrame(PageNo pgno, PageRef image) {
-  auto [it, added] = frames_.try_emplace(pgno);
-  if (added) ring_.push_back(pgno);
+  auto it = frames_.try_emplace(pgno).first;
   if (!it->second.dirty) dirty_.fetch_add(1, std::memory_order_relaxed);
+  if (it->second.ring_pos != kNotInRing) RemoveFromRing(&it->second);
   it->second.image = std::move(image);
   it->second.dirty = true;
   it->second.referenced = true;
@@ -176,6 +188,7 @@ void Pager::MarkClean(const PageImages& written) {
     if (it == frames_.end() || !it->second.dirty || it->second.image != image) continue;
     it->second.dirty = false;
     dirty_.fetch_sub(1, std::memory_order_relaxed);
+    AddToRing(pgno, &it->second);
   }
   EvictIfFull();
 }

@@ -90,10 +90,12 @@ class Pager {
   PagerStats stats() const;
 
  private:
+  static constexpr size_t kNotInRing = SIZE_MAX;
   struct Frame {
     PageRef image;
     bool dirty = false;
     bool referenced = false;
+    size_t ring_pos = kNotInRing;  // where in ring_ (clean frames only)
   };
 
   Result<PageRef> ReadFromFile(PageNo pgno);
@@ -101,6 +103,8 @@ class Pager {
   PageRef AddClean(PageNo pgno, PageRef image) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EvictIfFull() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetFrame(PageNo pgno, PageRef image) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AddToRing(PageNo pgno, Frame* f) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RemoveFromRing(Frame* f) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   sync::FileSystem* const fs_;
   const std::string path_;
@@ -114,8 +118,8 @@ class Pager {
 
   mutable Mutex mu_;
   absl::flat_hash_map<PageNo, Frame> frames_ ABSL_GUARDED_BY(mu_);
-  // CLOCK: the frames' page numbers in a ring; entries of pages no longer resident are dropped
-  // as the hand passes them.
+  // CLOCK over the clean frames only (a dirty frame leaves the ring, and comes back when a
+  // checkpoint has written it), so a pool full of dirty pages costs nothing to scan.
   std::vector<PageNo> ring_ ABSL_GUARDED_BY(mu_);
   size_t hand_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t hits_ ABSL_GUARDED_BY(mu_) = 0;

@@ -497,7 +497,8 @@ Status Tree::Rebalance(Txn* t, Meta* m, std::vector<PathStep>* path, PageNo node
     if (!leaf) {
       // The separator comes down between the two, pointing at the right node's leftmost child;
       // its key (and overflow chain) moves with it.
-      std::string down(pp + DecodeFixed16(pp + kPageHeaderSize + 2 * sep_idx), sep.size);
+      std::string down(pp + DecodeFixed16(pp + kPageHeaderSize + 2 * static_cast<size_t>(sep_idx)),
+                       sep.size);
       EncodeFixed32(down.data(), NextOf(rp));
       need += down.size() + 2;
       merged.push_back(std::move(down));
@@ -625,8 +626,8 @@ Status Tree::Verify(PageReader* r, VerifyReport* report) const {
     if (TypeOf(p) != PageType::kTrunk) return Bad(trunk, "free-list trunk of the wrong type");
     ++report->trunks;
     ++free;
-    std::vector<PageNo> entries;
-    for (int i = 0; i < CountOf(p); ++i) entries.push_back(TrunkEntry(p, i));
+    std::vector<PageNo> entries(CountOf(p));
+    for (int i = 0; i < CountOf(p); ++i) entries[i] = TrunkEntry(p, i);
     const PageNo next = NextOf(p);
     r->Release();
     for (PageNo pg : entries) {
