@@ -142,7 +142,9 @@ Verdict ReportRecovery(const config::StoreConfig& sc, const engines::RecoveryRep
 Verdict CheckStore(const config::StoreConfig& sc) {
   fusefs::ProgressLine progress = fusefs::ProgressLine::ForStderr();
   bool marker = false;
-  Status m = fusefs::CheckStoreMarker(sync::DefaultFileSystem(), sc.data_dir, sc.engine, &marker);
+  bool promises_tree = false;
+  Status m = fusefs::CheckStoreMarker(sync::DefaultFileSystem(), sc.data_dir, sc.engine, &marker,
+                                      &promises_tree);
   if (!m.ok()) {
     std::fprintf(stderr, "kvfs: store %s: %s\n", sc.name.c_str(), m.ToString().c_str());
     return Verdict::kDamaged;
@@ -179,12 +181,13 @@ Verdict CheckStore(const config::StoreConfig& sc) {
       sc.data_dir.c_str(), sc.engine.c_str(), static_cast<unsigned long long>(keys),
       static_cast<unsigned long long>(bytes));
   auto version = (*engine)->Get(fusefs::kVersionKey);
-  if (!version.ok()) {
+  if (!version.ok() && !promises_tree) {
     // No kvfs file tree in it (a bare engine store): the key check is all there is.
     return (*engine)->Close().ok() ? recovered : Verdict::kDamaged;
   }
   fusefs::FileStoreOptions fo;
   fo.read_only = true;
+  fo.expect_tree = promises_tree;  // a marked store without its tree lost its data files
   auto files = FileStore::Open(std::move(*engine), fo);
   if (!files.ok()) {
     std::fprintf(stderr, "kvfs: store %s (%s): its file tree is damaged: %s\n", sc.name.c_str(),
@@ -221,9 +224,11 @@ std::string UtcStamp() {
 }
 
 // Copies every key and value of `from` that verifies into a new store of the same engine in
-// `to` (which must not exist), durably. Returns the number of keys.
+// `to` (which must not exist), durably. Returns the number of keys. The copy gets a store
+// marker if `marked` (the damaged store had one) and it holds a file tree: a marker promises
+// one (stores.h).
 Result<uint64_t> CopyStore(engines::Engine* from, const config::StoreConfig& sc,
-                           const std::string& to) {
+                           const std::string& to, bool marked) {
   sync::FileSystem* fs = sync::DefaultFileSystem();
   KVFS_ASSIGN_OR_RETURN(bool exists, fs->Exists(to));
   if (exists) {
@@ -235,11 +240,13 @@ Result<uint64_t> CopyStore(engines::Engine* from, const config::StoreConfig& sc,
   o.background_work = false;
   KVFS_ASSIGN_OR_RETURN(auto into, engines::OpenEngine(sc.engine, fs, to, o));
   uint64_t keys = 0;
+  bool tree = false;
   engines::WriteBatch batch;
   size_t batch_bytes = 0;
   Status written;
   Status scanned = from->Scan({}, [&](std::string_view key, std::string_view value) {
     batch.Put(key, value);
+    tree = tree || key == fusefs::kVersionKey;
     batch_bytes += key.size() + value.size();
     ++keys;
     if (batch_bytes >= (size_t{8} << 20)) {
@@ -254,8 +261,10 @@ Result<uint64_t> CopyStore(engines::Engine* from, const config::StoreConfig& sc,
   KVFS_RETURN_IF_ERROR(written);
   KVFS_RETURN_IF_ERROR(into->Sync(engines::SyncKind::kFull));
   KVFS_RETURN_IF_ERROR(into->Close());
-  KVFS_RETURN_IF_ERROR(sync::WriteFileAtomically(fs, sync::JoinPath(to, fusefs::kStoreMarkerName),
-                                                 fusefs::StoreMarkerText(sc.engine)));
+  if (marked && tree) {
+    KVFS_RETURN_IF_ERROR(sync::WriteFileAtomically(fs, sync::JoinPath(to, fusefs::kStoreMarkerName),
+                                                   fusefs::StoreMarkerText(sc.engine)));
+  }
   return keys;
 }
 
@@ -289,7 +298,9 @@ int SalvageStore(const config::StoreConfig& sc) {
   }
   const std::string fresh = sc.data_dir + ".salvaging";
   const std::string aside = sc.data_dir + ".damaged-" + UtcStamp();
-  Result<uint64_t> keys = CopyStore(damaged->get(), sc, fresh);
+  Result<bool> marked = fs->Exists(sync::JoinPath(sc.data_dir, fusefs::kStoreMarkerName));
+  if (!marked.ok()) return Fail("store " + sc.name + ": " + marked.status().ToString());
+  Result<uint64_t> keys = CopyStore(damaged->get(), sc, fresh, *marked);
   (*damaged)->Close().PermitUnchecked();
   if (!keys.ok()) {
     return Fail("store " + sc.name + ": salvage failed, " + sc.data_dir +

@@ -44,6 +44,12 @@ Result<std::unique_ptr<FileStore>> FileStore::Open(std::unique_ptr<engines::Engi
   auto version = s.engine->Get(kVersionKey);
   if (!version.ok() && !version.status().IsNotFound()) return version.status();
   if (!version.ok()) {
+    if (options.expect_tree) {
+      return Status::Corruption(
+          "its store marker says it holds a kvfs file tree, but its engine has none (key V is "
+          "missing): its data files were lost or replaced (a removed log segment, say); `kvfs "
+          "check` shows what is left");
+    }
     // A fresh store: its root and version in one batch, durable before anyone uses it.
     if (options.read_only) return Status::NotFound("the store holds no kvfs file tree yet");
     const int64_t now = NowNs();

@@ -90,6 +90,10 @@ struct FileStoreOptions {
   // `batch` mode by the caller; FileStore does the sync outside its lock for group commit).
   bool sync_every_mutation = false;
   bool read_only = false;  // offline read tools; every mutation fails with EROFS
+  // The store's marker says it holds a file tree (stores.h writes the marker only once the
+  // tree is durable): a missing tree is then Corruption (its data files were lost or replaced),
+  // never a fresh empty store.
+  bool expect_tree = false;
 };
 
 struct FileStoreStats {

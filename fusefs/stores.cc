@@ -32,6 +32,13 @@ std::string LegacyMarkerText(const std::string& engine) {
 
 // The engine a marker at `path` names, or Corruption naming `path`; `engine` (the one asked for)
 // only fills in the text the marker should have.
+bool IsLegacyMarker(const std::string& text) {
+  for (const std::string& known : engines::EngineNames()) {
+    if (text == LegacyMarkerText(known)) return true;
+  }
+  return false;
+}
+
 Result<std::string> ParseStoreMarker(const std::string& text, const std::string& path,
                                      const std::string& engine) {
   // An old marker is recognised by its bytes, for the engines this kvfs knows: it is not TOML.
@@ -96,8 +103,9 @@ std::string StoreMarkerText(const std::string& engine) {
 }
 
 Status CheckStoreMarker(sync::FileSystem* fs, const std::string& data_dir,
-                        const std::string& engine, bool* present) {
+                        const std::string& engine, bool* present, bool* promises_tree) {
   *present = false;
+  if (promises_tree != nullptr) *promises_tree = false;
   KVFS_RETURN_IF_ERROR(sync::CheckPrivateTree(fs, data_dir, static_cast<uint32_t>(::geteuid())));
   const std::string path = MarkerPath(data_dir);
   KVFS_ASSIGN_OR_RETURN(const bool exists, fs->Exists(path));
@@ -110,6 +118,8 @@ Status CheckStoreMarker(sync::FileSystem* fs, const std::string& data_dir,
                                    " was asked for");
   }
   *present = true;
+  // An older kvfs wrote its marker before the file tree; a TOML one is written after it.
+  if (promises_tree != nullptr) *promises_tree = !IsLegacyMarker(text);
   return Status::OK();
 }
 
@@ -126,7 +136,8 @@ Result<Store> OpenStore(const config::StoreConfig& store, const OpenStoresOption
     if (!made.ok()) return made.WithContext(context + ": cannot create its data directory");
   }
   bool marker = false;
-  Status checked = CheckStoreMarker(fs, store.data_dir, store.engine, &marker);
+  bool promises_tree = false;
+  Status checked = CheckStoreMarker(fs, store.data_dir, store.engine, &marker, &promises_tree);
   if (!checked.ok()) return checked.WithContext(context);
 
   auto engine =
@@ -137,20 +148,23 @@ Result<Store> OpenStore(const config::StoreConfig& store, const OpenStoresOption
     }
     return engine.status().WithContext(context + ": engine " + store.engine + " cannot open it");
   }
+  FileStoreOptions fso;
+  fso.sync_every_mutation = store.sync == config::SyncMode::kAlways;
+  fso.read_only = options.read_only;
+  fso.expect_tree = promises_tree;
+  auto files = FileStore::Open(std::move(*engine), fso);
+  if (!files.ok()) return files.status().WithContext(context);
   if (!marker && !options.read_only) {
+    // Only now, with the file tree durable (FileStore::Open synced it): a marker promises a
+    // tree, so a store whose tree later goes missing is refused rather than started afresh.
     // Under the engine's lock: no other kvfs writes it at the same time.
     Status written =
         sync::WriteFileAtomically(fs, MarkerPath(store.data_dir), StoreMarkerText(store.engine));
     if (!written.ok()) {
-      (*engine)->Close().PermitUnchecked();
+      (*files)->Close().PermitUnchecked();
       return written.WithContext(context + ": cannot write " + kStoreMarkerName);
     }
   }
-  FileStoreOptions fso;
-  fso.sync_every_mutation = store.sync == config::SyncMode::kAlways;
-  fso.read_only = options.read_only;
-  auto files = FileStore::Open(std::move(*engine), fso);
-  if (!files.ok()) return files.status().WithContext(context);
   return Store{store, std::move(*files), fs};
 }
 

@@ -10,7 +10,9 @@
 // (a changed config, a wrong `--engine`) is refused with a message naming the directory and
 // both engines, before that engine touches a file. A directory without a marker (made by an
 // older kvfs or by the engine directly) is taken to hold the configured engine; a writable open
-// then adds the marker.
+// then adds the marker. The marker is written only once the store's file tree is durable, so it
+// also promises a tree: a marked store whose engine has none lost its data files and is refused
+// (FileStoreOptions::expect_tree), never started afresh.
 //
 // Older kvfs wrote the name unquoted (`engine = bitcask`), which is not TOML. Such a marker is
 // recognised by its exact bytes, "engine = NAME\nlayout = 1\n" for a NAME of
@@ -73,9 +75,11 @@ std::string StoreMarkerText(const std::string& engine);
 // - the marker against `engine`: OK when it matches or is absent; InvalidArgument naming the
 //   directory and both engines when it names another; Corruption naming the file when it is
 //   neither TOML nor an older marker (see the top of this header).
-// Sets *present to whether a marker exists.
+// Sets *present to whether a marker exists, and *promises_tree (if not null) to whether it
+// promises a file tree (a TOML marker, written only once the tree was durable; an older
+// kvfs's marker was written before it).
 Status CheckStoreMarker(sync::FileSystem* fs, const std::string& data_dir,
-                        const std::string& engine, bool* present);
+                        const std::string& engine, bool* present, bool* promises_tree = nullptr);
 
 // Opens one store: creates the data directory (unless read_only; 0700, as every directory kvfs
 // creates, its missing parents included), checks it (CheckStoreMarker), opens the

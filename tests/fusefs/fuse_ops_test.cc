@@ -703,13 +703,44 @@ TEST(Stores, AMarkerIsTomlHoweverItIsLaidOut) {
   const std::string engine = engines::EngineNames()[0];
   const std::string text =
       "# kvfs store\nlayout = 1   # the marker's version\nengine = '" + engine + "'\n";
-  WriteMarker(tmp.Sub("d"), text);
   auto c = config::SingleEngineConfig(tmp.Sub("d"), engine, engines::EngineNames());
   ASSERT_TRUE(c.ok());
+  {
+    auto made = OpenStores(*c, {});  // a store with its tree: a TOML marker promises one
+    ASSERT_TRUE(made.ok()) << made.status().ToString();
+    EXPECT_OK(CloseStores(&*made));
+  }
+  WriteMarker(tmp.Sub("d"), text);
   auto stores = OpenStores(*c, {});
   ASSERT_TRUE(stores.ok()) << stores.status().ToString();
   EXPECT_OK(CloseStores(&*stores));
   EXPECT_EQ(ReadMarker(tmp.Sub("d")), text);
+}
+
+// The marker is written once the file tree is durable, so a marked store whose engine has no
+// tree lost its data files (a removed log segment): refused, never started afresh and empty.
+TEST(Stores, AMarkedStoreWhoseTreeIsGoneIsRefusedNotStartedAfresh) {
+  for (const std::string& engine : engines::EngineNames()) {
+    SCOPED_TRACE(engine);
+    test::TempDir tmp;
+    auto c = config::SingleEngineConfig(tmp.Sub("d"), engine, engines::EngineNames());
+    ASSERT_TRUE(c.ok());
+    {
+      auto made = OpenStores(*c, {});
+      ASSERT_TRUE(made.ok()) << made.status().ToString();
+      EXPECT_OK(CloseStores(&*made));
+    }
+    // Everything but the marker gone, as if the engine's files were lost.
+    for (const auto& f : std::filesystem::directory_iterator(tmp.Sub("d"))) {
+      if (f.path().filename() != "KVFS_STORE") std::filesystem::remove_all(f.path());
+    }
+    auto refused = OpenStores(*c, {});
+    ASSERT_FALSE(refused.ok());
+    EXPECT_TRUE(refused.status().IsCorruption()) << refused.status().ToString();
+    EXPECT_NE(refused.status().message().find("marker says it holds a kvfs file tree"),
+              std::string::npos)
+        << refused.status().ToString();
+  }
 }
 
 TEST(Stores, ATomlMarkerNamingAnotherEngineIsRefused) {
