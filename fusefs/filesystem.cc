@@ -496,11 +496,25 @@ bool UnsupportedXattr(std::string_view name) {
   return name.starts_with("security.") || name.starts_with("system.");
 }
 
+// OK for a name kvfs keeps: "user.<name>" or "trusted.<name>". Others are refused as a local
+// file system's xattr code refuses them (fs/xattr.c, xattr_resolve_name): a namespace it does
+// not keep is EOPNOTSUPP, a namespace with no name after it EINVAL. The kernel passes any name
+// to FUSE, so this is the daemon's to say.
+Status CheckXattrName(std::string_view name) {
+  if (UnsupportedXattr(name)) return Err(EOPNOTSUPP, std::string(name) + ": not supported");
+  for (const std::string_view prefix : {std::string_view("user."), std::string_view("trusted.")}) {
+    if (!name.starts_with(prefix)) continue;
+    if (name.size() == prefix.size()) return Err(EINVAL, std::string(name) + ": no name");
+    return Status::OK();
+  }
+  return Err(EOPNOTSUPP, std::string(name) + ": not in the user or trusted namespace");
+}
+
 }  // namespace
 
 Result<std::string> Filesystem::GetXattr(uint64_t ino, std::string_view name) {
   if (!options_.xattrs) return Err(ENOSYS, "xattrs are off (kvfs_noxattr)");
-  if (UnsupportedXattr(name)) return Err(EOPNOTSUPP, std::string(name) + ": not supported");
+  KVFS_RETURN_IF_ERROR(CheckXattrName(name));
   KVFS_ASSIGN_OR_RETURN(Target t, Resolve(ino));
   if (t.kind != InodeKind::kStore) return Err(ENODATA, "no xattrs on virtual nodes");
   return t.files->GetXattr(t.id, name);
@@ -525,13 +539,13 @@ Status Filesystem::SetXattr(uint64_t ino, std::string_view name, std::string_vie
   KVFS_ASSIGN_OR_RETURN(Target t, Resolve(ino));
   if (t.kind != InodeKind::kStore) return Err(EPERM, "virtual node");
   // Refused rather than stored and ignored, so that tools like cp -a fall back to the mode bits.
-  if (UnsupportedXattr(name)) return Err(EOPNOTSUPP, std::string(name) + ": not supported");
+  KVFS_RETURN_IF_ERROR(CheckXattrName(name));
   return t.files->SetXattr(t.id, name, value, flags);
 }
 
 Status Filesystem::RemoveXattr(uint64_t ino, std::string_view name) {
   if (!options_.xattrs) return Err(ENOSYS, "xattrs are off (kvfs_noxattr)");
-  if (UnsupportedXattr(name)) return Err(EOPNOTSUPP, std::string(name) + ": not supported");
+  KVFS_RETURN_IF_ERROR(CheckXattrName(name));
   KVFS_ASSIGN_OR_RETURN(Target t, Resolve(ino));
   if (t.kind != InodeKind::kStore) return Err(EPERM, "virtual node");
   return t.files->RemoveXattr(t.id, name);

@@ -153,7 +153,8 @@ class Filesystem {
 
   Result<struct statvfs> StatFs(uint64_t ino);
 
-  // --- xattrs ---
+  // --- xattrs: user.* and trusted.* are kept; security.* and system.* are EOPNOTSUPP, as is a
+  // name in no namespace; a namespace without a name ("user.") is EINVAL ---
   Result<std::string> GetXattr(uint64_t ino, std::string_view name);
   Result<std::string> ListXattr(uint64_t ino);  // names, each followed by '\0'
   Status SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags);

@@ -291,6 +291,14 @@ TEST_F(FilesystemTest, XattrsRoundTripAndPosixAclsAreRefused) {
   EXPECT_EQ(ErrnoOfResult(fs_->GetXattr(f->ino, "security.selinux")), EOPNOTSUPP);
   EXPECT_EQ(ErrnoOf(fs_->SetXattr(f->ino, "security.capability", "x", 0)), EOPNOTSUPP);
   EXPECT_EQ(ErrnoOf(fs_->RemoveXattr(f->ino, "security.capability")), EOPNOTSUPP);
+  // As a local file system answers: a name in no namespace is EOPNOTSUPP, a namespace with no
+  // name after it EINVAL.
+  EXPECT_EQ(ErrnoOf(fs_->SetXattr(f->ino, "color", "x", 0)), EOPNOTSUPP);
+  EXPECT_EQ(ErrnoOfResult(fs_->GetXattr(f->ino, "color")), EOPNOTSUPP);
+  EXPECT_EQ(ErrnoOf(fs_->RemoveXattr(f->ino, "usercolor")), EOPNOTSUPP);
+  EXPECT_EQ(ErrnoOf(fs_->SetXattr(f->ino, "user.", "x", 0)), EINVAL);
+  EXPECT_EQ(ErrnoOf(fs_->SetXattr(f->ino, "trusted.", "x", 0)), EINVAL);
+  EXPECT_OK(fs_->SetXattr(f->ino, "trusted.color", "red", 0));
   EXPECT_OK(fs_->RemoveXattr(f->ino, "user.color"));
   EXPECT_EQ(ErrnoOfResult(fs_->GetXattr(f->ino, "user.color")), ENODATA);
 }
