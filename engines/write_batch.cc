@@ -70,6 +70,12 @@ Status ForEachEntry(std::string_view encoded, std::string_view where,
   return Status::OK();
 }
 
+Status InvalidKeyError(std::string_view key) {
+  return Status::InvalidArgument("key of " + std::to_string(key.size()) +
+                                 " bytes: keys must be 1 to " + std::to_string(kMaxKeySize) +
+                                 " bytes");
+}
+
 void WriteBatch::Add(EntryKind kind, std::string_view key, std::string_view value) {
   EncodeEntry(&rep_, kind, key, value);
   ++count_;

@@ -24,6 +24,8 @@ enum class EntryKind : uint8_t { kPut = 1, kDelete = 2 };
 inline constexpr size_t kEntryHeaderSize = 13;  // crc(4) kind(1) key_length(4) value_length(4)
 inline constexpr size_t kMaxKeySize = size_t{64} * 1024;
 
+inline bool IsValidKey(std::string_view key) { return !key.empty() && key.size() <= kMaxKeySize; }
+
 struct BatchEntry {
   EntryKind kind;
   std::string_view key;
@@ -62,5 +64,22 @@ Result<BatchEntry> DecodeEntry(std::string_view bytes, std::string_view where);
 // on any damage. The callback's views point into `encoded`.
 Status ForEachEntry(std::string_view encoded, std::string_view where,
                     const std::function<Status(const BatchEntry&)>& fn);
+
+// kInvalidArgument for a key that is empty or longer than kMaxKeySize, naming its size.
+Status InvalidKeyError(std::string_view key);
+
+// Appends every entry of `batch` to `out` in order, for Engine::Apply, which validates a whole
+// batch before it writes anything: InvalidKeyError for the first bad key. The views point into
+// `batch`. A template so that an engine keeps its own container (the LSM's holds one entry
+// inline: most batches from the daemon have one).
+template <typename Entries>
+Status AppendValidEntries(const WriteBatch& batch, Entries* out) {
+  out->reserve(out->size() + batch.count());
+  return ForEachEntry(batch.encoded(), "write batch", [out](const BatchEntry& e) {
+    if (!IsValidKey(e.key)) return InvalidKeyError(e.key);
+    out->push_back(e);
+    return Status::OK();
+  });
+}
 
 }  // namespace kvfs::engines

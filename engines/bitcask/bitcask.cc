@@ -193,26 +193,10 @@ Status BitcaskEngine::CheckWritable() const {
   if (options_.read_only) {
     return Status::NotSupported("bitcask store " + dir_ + " is open read-only");
   }
-  {
-    std::lock_guard<std::mutex> lock(failure_mu_);
-    if (!failure_.ok()) {
-      return Status::Failed("bitcask store " + dir_ + " failed earlier: " + failure_.ToString());
-    }
-  }
-  Status health = wal_->health();
-  if (!health.ok()) {
-    return Status(
-        StatusCode::kFailed,
-        "bitcask store " + dir_ + " refuses writes after a failed sync: " + health.ToString(),
-        health.sys_errno() != 0 ? health.sys_errno() : EIO);
-  }
-  return Status::OK();
+  return failure_.CheckWritable(*wal_);
 }
 
-void BitcaskEngine::LatchFailure(const Status& s) {
-  std::lock_guard<std::mutex> lock(failure_mu_);
-  if (failure_.ok()) failure_ = s;
-}
+void BitcaskEngine::LatchFailure(const Status& s) { failure_.Latch(s); }
 
 void BitcaskEngine::EnterGate() {
   std::unique_lock<std::mutex> lock(gate_mu_);
@@ -228,17 +212,7 @@ void BitcaskEngine::LeaveGate() {
 Status BitcaskEngine::Apply(const WriteBatch& batch) {
   // Validate everything before writing anything; the entries are decoded once, here.
   std::vector<BatchEntry> entries;
-  entries.reserve(batch.count());
-  Status valid = ForEachEntry(batch.encoded(), "write batch", [&](const BatchEntry& e) {
-    if (!IsValidKey(e.key)) {
-      return Status::InvalidArgument("key of " + std::to_string(e.key.size()) +
-                                     " bytes: keys must be 1 to " + std::to_string(kMaxKeySize) +
-                                     " bytes");
-    }
-    entries.push_back(e);
-    return Status::OK();
-  });
-  KVFS_RETURN_IF_ERROR(CountError(std::move(valid)));
+  KVFS_RETURN_IF_ERROR(CountError(AppendValidEntries(batch, &entries)));
   KVFS_RETURN_IF_ERROR(CountError(CheckWritable()));
   if (entries.empty()) return Status::OK();
 

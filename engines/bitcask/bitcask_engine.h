@@ -19,6 +19,7 @@
 #include "engines/bitcask/keydir.h"
 #include "engines/engine_counters.h"
 #include "engines/engine_open.h"
+#include "engines/store_failure.h"
 #include "sync/wal.h"
 
 namespace kvfs::engines::bitcask {
@@ -91,8 +92,8 @@ class BitcaskEngine final : public Engine {
   std::unique_ptr<sync::Wal> wal_;  // null when read_only
   FileCache files_;
 
-  // Lock order: merge_mu_ -> gate_mu_ -> keydir_mu_ -> FileCache's mutex; failure_mu_ and
-  // bg_mu_ are leaves. Held across file I/O: merge_mu_ (by a merge, throughout), and
+  // Lock order: merge_mu_ -> gate_mu_ -> keydir_mu_ -> FileCache's mutex; failure_'s mutex
+  // and bg_mu_ are leaves. Held across file I/O: merge_mu_ (by a merge, throughout), and
   // keydir_mu_ shared while a reader opens a file not yet in the cache (once per file). Never
   // across a log append or sync: reads do not wait for syncs, and the gate (gate_mu_) is only
   // held to count passes.
@@ -117,8 +118,7 @@ class BitcaskEngine final : public Engine {
   uint64_t live_bytes_ = 0;                   // guarded by keydir_mu_
   std::atomic<uint64_t> live_keys_{0};        // written under keydir_mu_
 
-  mutable std::mutex failure_mu_;
-  Status failure_;  // guarded by failure_mu_: a merge's write or sync failure
+  StoreFailure failure_{"bitcask store " + dir_};  // a merge's write or sync failure
 
   std::mutex bg_mu_;
   std::condition_variable bg_cv_;

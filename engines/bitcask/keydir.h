@@ -116,6 +116,4 @@ class KeyDir {
   absl::flat_hash_map<std::string_view, iterator, Hash> index_;
 };
 
-inline bool IsValidKey(std::string_view key) { return !key.empty() && key.size() <= kMaxKeySize; }
-
 }  // namespace kvfs::engines::bitcask

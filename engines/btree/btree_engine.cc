@@ -127,36 +127,15 @@ Status BtreeEngine::CheckWritable() const {
   if (options_.read_only) {
     return Status::NotSupported("btree store " + dir_ + " is open read-only");
   }
-  {
-    MutexLock lock(&failure_mu_);
-    if (!failure_.ok()) {
-      return Status(StatusCode::kFailed,
-                    "btree store " + dir_ + " failed earlier: " + failure_.ToString(),
-                    failure_.sys_errno() != 0 ? failure_.sys_errno() : EIO);
-    }
-  }
-  Status health = wal_->health();
-  if (!health.ok()) {
-    return Status(
-        StatusCode::kFailed,
-        "btree store " + dir_ + " refuses writes after a failed sync: " + health.ToString(),
-        health.sys_errno() != 0 ? health.sys_errno() : EIO);
-  }
-  return Status::OK();
+  return failure_.CheckWritable(*wal_);
 }
 
-void BtreeEngine::LatchFailure(const Status& s) {
-  MutexLock lock(&failure_mu_);
-  if (failure_.ok()) failure_ = s;
-}
+void BtreeEngine::LatchFailure(const Status& s) { failure_.Latch(s); }
 
 Status BtreeEngine::ApplyEntries(const std::vector<BatchEntry>& entries, uint64_t lsn) {
   Status s = [&]() -> Status {
-    {
-      // After a batch failed to apply, none after it may: the tree would skip one.
-      MutexLock lock(&failure_mu_);
-      if (!failure_.ok()) return Status::Failed("btree store " + dir_ + ": " + failure_.ToString());
-    }
+    // After a batch failed to apply, none after it may: the tree would skip one.
+    KVFS_RETURN_IF_ERROR(failure_.Refusal());
     Txn txn(pager_.get());
     for (const BatchEntry& e : entries) {
       KVFS_RETURN_IF_ERROR(e.kind == EntryKind::kPut ? tree_->Put(&txn, e.key, e.value)
@@ -181,17 +160,7 @@ Status BtreeEngine::ApplyEntries(const std::vector<BatchEntry>& entries, uint64_
 
 Status BtreeEngine::Apply(const WriteBatch& batch) {
   std::vector<BatchEntry> entries;
-  entries.reserve(batch.count());
-  Status valid = ForEachEntry(batch.encoded(), "write batch", [&](const BatchEntry& e) {
-    if (e.key.empty() || e.key.size() > kMaxKeySize) {
-      return Status::InvalidArgument("key of " + std::to_string(e.key.size()) +
-                                     " bytes: keys must be 1 to " + std::to_string(kMaxKeySize) +
-                                     " bytes");
-    }
-    entries.push_back(e);
-    return Status::OK();
-  });
-  KVFS_RETURN_IF_ERROR(CountError(std::move(valid)));
+  KVFS_RETURN_IF_ERROR(CountError(AppendValidEntries(batch, &entries)));
   KVFS_RETURN_IF_ERROR(CountError(CheckWritable()));
   if (entries.empty()) return Status::OK();
 
@@ -331,10 +300,7 @@ Status BtreeEngine::Checkpoint() {
 
 Status BtreeEngine::CheckpointLocked() {
   if (options_.read_only) return Status::NotSupported("btree store " + dir_ + " is read-only");
-  {
-    MutexLock lock(&failure_mu_);
-    if (!failure_.ok()) return failure_;
-  }
+  KVFS_RETURN_IF_ERROR(failure_.cause());
   // Between two batches: every batch below `redo` is installed, none at or past it.
   uint64_t redo = 0;
   PageImages dirty;

@@ -13,6 +13,7 @@
 #include "engines/btree/tree.h"
 #include "engines/engine_counters.h"
 #include "engines/engine_open.h"
+#include "engines/store_failure.h"
 #include "sync/mutex.h"
 #include "sync/wal.h"
 
@@ -65,7 +66,7 @@ class BtreeEngine final : public Engine {
   std::unique_ptr<Tree> tree_;
 
   // Lock order: ckpt_mu_ -> write_mu_ -> tree_mu_ -> the pager's mutex, and write_mu_ ->
-  // seq_mu_; failure_mu_, bg_mu_ and close_mu_ are leaves. A batch is appended to the log with
+  // seq_mu_; failure_'s mutex, bg_mu_ and close_mu_ are leaves. A batch is appended to the log with
   // no engine lock held (so appenders share writes and syncs), then waits on seq_mu_ for its
   // turn (applied_lsn_ + 1 == its LSN) and applies under write_mu_; tree_mu_ is held
   // exclusively only to install a batch's pages, shared by readers for one descent or one scan
@@ -81,8 +82,7 @@ class BtreeEngine final : public Engine {
   std::atomic<uint64_t> live_keys_{0};
   std::atomic<uint64_t> checkpoints_{0};
 
-  mutable Mutex failure_mu_;
-  Status failure_ ABSL_GUARDED_BY(failure_mu_);
+  StoreFailure failure_{"btree store " + dir_};
 
   Mutex bg_mu_;
   CondVar bg_cv_{&bg_mu_};

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "engines/lsm/coding.h"
+#include "engines/write_batch.h"  // IsValidKey
 
 namespace kvfs::engines::lsm {
 
@@ -56,9 +57,5 @@ std::string BlobFileName(uint64_t number);
 // The number of a table or blob file name (exactly that form), or nullopt.
 std::optional<uint64_t> ParseTableFileName(std::string_view name);
 std::optional<uint64_t> ParseBlobFileName(std::string_view name);
-
-inline bool IsValidKey(std::string_view key) {
-  return !key.empty() && key.size() <= size_t{64} * 1024;
-}
 
 }  // namespace kvfs::engines::lsm

@@ -225,33 +225,13 @@ std::shared_ptr<const Version> LsmEngine::current() const {
   return version_;
 }
 
-Status LsmEngine::FailedStatus() const {
-  if (!failed_.load(std::memory_order_acquire)) return Status::OK();
-  std::lock_guard<std::mutex> lock(failure_mu_);
-  if (failure_.ok()) return Status::OK();
-  return Status(StatusCode::kFailed,
-                "lsm store " + dir_ + " refuses writes after a failure: " + failure_.ToString(),
-                failure_.sys_errno() != 0 ? failure_.sys_errno() : EIO);
-}
-
 Status LsmEngine::CheckWritable() const {
   if (options_.read_only) return Status::NotSupported("lsm store " + dir_ + " is open read-only");
-  KVFS_RETURN_IF_ERROR(FailedStatus());
-  Status health = wal_->health();
-  if (!health.ok()) {
-    return Status(StatusCode::kFailed,
-                  "lsm store " + dir_ + " refuses writes after a failed sync: " + health.ToString(),
-                  health.sys_errno() != 0 ? health.sys_errno() : EIO);
-  }
-  return Status::OK();
+  return failure_.CheckWritable(*wal_);
 }
 
 void LsmEngine::LatchFailure(const Status& s) {
-  {
-    std::lock_guard<std::mutex> lock(failure_mu_);
-    if (failure_.ok()) failure_ = s;
-    failed_.store(true, std::memory_order_release);
-  }
+  failure_.Latch(s);
   // Stalled writers must not wait for background work that will not come.
   std::lock_guard<std::mutex> lock(state_mu_);
   state_cv_.notify_all();
@@ -327,17 +307,7 @@ Status LsmEngine::MakeRoomForWrite(std::unique_lock<std::mutex>& lock) {
 
 Status LsmEngine::Apply(const WriteBatch& batch) {
   BatchEntries entries;
-  entries.reserve(batch.count());
-  Status valid = ForEachEntry(batch.encoded(), "write batch", [&](const BatchEntry& e) {
-    if (!IsValidKey(e.key)) {
-      return Status::InvalidArgument("key of " + std::to_string(e.key.size()) +
-                                     " bytes: keys must be 1 to " + std::to_string(kMaxKeySize) +
-                                     " bytes");
-    }
-    entries.push_back(e);
-    return Status::OK();
-  });
-  KVFS_RETURN_IF_ERROR(CountError(std::move(valid)));
+  KVFS_RETURN_IF_ERROR(CountError(AppendValidEntries(batch, &entries)));
   KVFS_RETURN_IF_ERROR(CountError(CheckWritable()));
   if (entries.empty()) return Status::OK();
   const EngineCounters::BatchTally tally = EngineCounters::Tally(entries);

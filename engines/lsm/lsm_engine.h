@@ -18,6 +18,7 @@
 #include "engines/lsm/lsm.h"
 #include "engines/lsm/memtable.h"
 #include "engines/lsm/version.h"
+#include "engines/store_failure.h"
 #include "sync/durable.h"
 #include "sync/wal.h"
 
@@ -69,7 +70,7 @@ class LsmEngine final : public Engine {
  private:
   Status CountError(Status s) const { return counters_.CountError(std::move(s)); }
   Status CheckWritable() const;
-  Status FailedStatus() const;  // OK, or kFailed naming the latched failure
+  Status FailedStatus() const { return failure_.Refusal(); }  // OK, or kFailed naming it
   void LatchFailure(const Status& s);
   // Latches `s` unless it is OK or ENOSPC (which leaves the store usable); returns it.
   Status Background(Status s);
@@ -130,9 +131,10 @@ class LsmEngine final : public Engine {
   std::unique_ptr<sync::Wal> wal_;  // null when read_only
   std::atomic<uint64_t> next_file_number_{1};
 
-  // Lock order: compaction_mu_ -> flush_mu_ -> manifest_mu_ -> state_mu_ -> sv_mu_; failure_mu_
-  // and MemTable's mutex are leaves. Held across file I/O: compaction_mu_ (a whole compaction),
-  // flush_mu_ (a whole flush), manifest_mu_ (one MANIFEST write). Never across a log append.
+  // Lock order: compaction_mu_ -> flush_mu_ -> manifest_mu_ -> state_mu_ -> sv_mu_; failure_'s
+  // mutex and MemTable's mutex are leaves. Held across file I/O: compaction_mu_ (a whole
+  // compaction), flush_mu_ (a whole flush), manifest_mu_ (one MANIFEST write). Never across a log
+  // append.
   std::mutex compaction_mu_;
   std::mutex flush_mu_;
   std::mutex manifest_mu_;
@@ -159,10 +161,7 @@ class LsmEngine final : public Engine {
   mutable std::mutex sv_mu_;
   std::shared_ptr<const SuperVersion> sv_;  // guarded by sv_mu_
 
-  mutable std::mutex failure_mu_;
-  Status failure_;  // guarded by failure_mu_
-  // Whether failure_ is set, readable without failure_mu_: every write checks it.
-  std::atomic<bool> failed_{false};
+  StoreFailure failure_{"lsm store " + dir_};
 
   std::thread flush_thread_;
   std::thread compaction_thread_;

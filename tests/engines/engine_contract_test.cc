@@ -418,6 +418,10 @@ TEST_P(EngineContractTest, FailedSyncRefusesWritesButKeepsReadsAndAcknowledgedDa
     Status later = e->Put("later", "3");
     EXPECT_TRUE(later.IsFailed()) << later.ToString();
     EXPECT_EQ(later.sys_errno(), EIO);
+    // Every engine refuses in the same words (engines/store_failure.h), naming its store.
+    EXPECT_NE(later.message().find(GetParam() + " store " + kDir + " refuses writes after a"),
+              std::string::npos)
+        << later.ToString();
     EXPECT_EQ(*e->Get("before"), "1");  // reads go on
     fs_.Crash(sync::CrashMode::kDropUnsynced);
   }

@@ -67,7 +67,7 @@ void CheckRead(std::string_view bytes) {
     return;
   }
   for (const Found& f : Walk(bytes)) {
-    if (!lsm::IsValidKey(f.key)) continue;
+    if (!engines::IsValidKey(f.key)) continue;
     auto v = (*reader)->Read(f.key, f.ref);
     FUZZ_CHECK(v.ok() == f.crc_ok, "Read of a walked record: " + v.status().ToString());
     if (v.ok()) {
@@ -98,7 +98,7 @@ void CheckRoundTrip(const uint8_t* data, size_t size) {
   std::vector<lsm::BlobRef> refs;
   while (in.remaining_bytes() > 0 && added.size() < 64) {
     std::string key = in.ConsumeRandomLengthString(64);
-    if (!lsm::IsValidKey(key)) continue;
+    if (!engines::IsValidKey(key)) continue;
     std::string value = in.ConsumeRandomLengthString(2000);
     auto ref = (*writer)->Add(key, value);
     FUZZ_CHECK(ref.ok(), ref.status().ToString());

@@ -118,7 +118,7 @@ void CheckRoundTrip(const uint8_t* data, size_t size) {
   std::map<std::string, Value> entries;
   while (in.remaining_bytes() > 0 && entries.size() < 200) {
     std::string key = in.ConsumeRandomLengthString(64);
-    if (!lsm::IsValidKey(key)) continue;
+    if (!engines::IsValidKey(key)) continue;
     Value v;
     v.kind = static_cast<lsm::ValueKind>(in.ConsumeIntegralInRange<uint8_t>(1, 3));
     v.seq = in.ConsumeIntegral<uint64_t>();
