@@ -71,4 +71,11 @@ void AddCheckCommand(CLI::App* app, std::vector<Command>* commands);
 bool IsMountHelperForm(int argc, char** argv, const CLI::App& app);
 int MountHelperMain(int argc, char** argv);
 
+// Parses argv into `app` and runs the command it names: CLI11's exit code for --help or a bad
+// argument, 2 for no command.
+int ParseAndRun(CLI::App* app, const std::vector<Command>& commands, int argc, char** argv);
+// main() for a kvfs program: `program_main`'s exit code, or 1 with "PROGRAM: what" on stderr for
+// an exception nothing caught (CLI11's, a std::bad_alloc), never an abort.
+int GuardedMain(const char* program, int (*program_main)(int, char**), int argc, char** argv);
+
 }  // namespace kvfs::cli

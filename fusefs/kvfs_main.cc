@@ -95,8 +95,7 @@ int WalAppend(const std::string& dir, const std::vector<std::string>& texts) {
 
 }  // namespace
 
-// The command line; main() below turns an exception CLI11 or the standard library may throw
-// (bad_alloc) into a message and exit status 1, never an abort.
+// The command line; main() runs it under cli::GuardedMain, so an exception is a message.
 int Main(int argc, char** argv) {
   CLI::App app{"kvfs: every key of an embedded storage engine as a file"};
   app.set_version_flag("--version", std::string("kvfs ") + kVersion);
@@ -126,18 +125,7 @@ int Main(int argc, char** argv) {
 
   if (kvfs::cli::IsMountHelperForm(argc, argv, app)) return kvfs::cli::MountHelperMain(argc, argv);
 
-  CLI11_PARSE(app, argc, argv);
-  for (const kvfs::cli::Command& c : commands) {
-    if (c.app->parsed()) return c.run();
-  }
-  return 2;
+  return kvfs::cli::ParseAndRun(&app, commands, argc, argv);
 }
 
-int main(int argc, char** argv) {
-  try {
-    return Main(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "kvfs: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return kvfs::cli::GuardedMain("kvfs", Main, argc, argv); }

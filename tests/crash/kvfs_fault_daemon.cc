@@ -19,8 +19,7 @@
 #include "fusefs/cli.h"
 #include "tests/crash/power_cut.h"
 
-// The command line; main() below turns an exception CLI11 or the standard library may throw
-// (bad_alloc) into a message and exit status 1, never an abort.
+// The command line; main() runs it under cli::GuardedMain, so an exception is a message.
 int Main(int argc, char** argv) {
   using kvfs::crash_test::FaultInjection;
   using kvfs::crash_test::PowerCutHarness;
@@ -56,18 +55,9 @@ int Main(int argc, char** argv) {
 
   std::vector<kvfs::cli::Command> commands;
   kvfs::cli::AddMountCommands(&app, &commands, &hooks);
-  CLI11_PARSE(app, argc, argv);
-  for (const kvfs::cli::Command& c : commands) {
-    if (c.app->parsed()) return c.run();
-  }
-  return 2;
+  return kvfs::cli::ParseAndRun(&app, commands, argc, argv);
 }
 
 int main(int argc, char** argv) {
-  try {
-    return Main(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "kvfs_fault_daemon: %s\n", e.what());
-    return 1;
-  }
+  return kvfs::cli::GuardedMain("kvfs_fault_daemon", Main, argc, argv);
 }
