@@ -190,21 +190,50 @@ Result<std::string> WhyDamage(BufferedFile& f, const SegmentFile& seg, uint64_t 
   if (tail > write_bound) {
     return std::to_string(tail) + " non-zero bytes follow, more than one write leaves";
   }
-  if (c.problem == kChecksumMismatch) {
-    // The whole record was read. Its last byte: payload's, or the header's for an empty one.
-    KVFS_ASSIGN_OR_RETURN(std::string_view last,
-                          f.Read(offset + wal::RecordSize(c.header.length) - 1, 1));
-    if (!last.empty() && last[0] != 0) {
-      return std::string("the record was written to its last byte (a torn write ends in zeros)");
+  // The bytes up to the last non-zero one were written, as they are (a torn write is a prefix).
+  // A torn write explains them only if some record with the expected LSN begins with them. Once
+  // its length field was written, the record's LSN field is known too (the expected LSN), so:
+  constexpr uint64_t kLengthEnd = 8, kLsnOffset = 8;
+  if (!c.zero_filled && tail >= kLengthEnd) {
+    KVFS_ASSIGN_OR_RETURN(std::string_view hb,
+                          f.Read(offset, std::min<uint64_t>(tail, wal::kRecordHeaderSize)));
+    char expected[wal::kRecordHeaderSize];
+    std::copy(hb.begin(), hb.begin() + kLengthEnd, expected);
+    wal::EncodeFixed64(expected + kLsnOffset, lsn);
+    // 1. The LSN bytes that were written must be the expected LSN's.
+    if (!std::equal(hb.begin() + kLsnOffset, hb.end(), expected + kLsnOffset)) {
+      return "its LSN field was written and is not LSN " + std::to_string(lsn) +
+             ": damaged after the write";
+    }
+    // 2. If no byte of the record is unknown but its LSN field's, the record is determined by
+    // what was written and the expected LSN: a checksum that does not match it is damage. This
+    // is the case of a record written to its last byte, and of an empty one whose LSN field
+    // ends in zeros (a torn write ends in zeros, but so does such a header).
+    const uint64_t size = wal::RecordSize(c.header.length);
+    if (size <= std::max<uint64_t>(tail, wal::kRecordHeaderSize) && size <= seg.size - offset) {
+      KVFS_ASSIGN_OR_RETURN(std::string_view payload,
+                            f.Read(offset + wal::kRecordHeaderSize, c.header.length));
+      wal::RecordHeader h = wal::DecodeRecordHeader(expected);
+      if (payload.size() == c.header.length && !wal::RecordChecksumMatches(h, expected, payload)) {
+        if (tail >= size) {
+          return std::string(
+              "the record was written to its last byte (a torn write ends in zeros)");
+        }
+        return "its bytes written and the expected LSN " + std::to_string(lsn) +
+               " determine the whole record, and its checksum does not match";
+      }
     }
   }
-  // A torn write has its whole header (the length first): if the checksum matches the bytes
-  // written under another length, it is the length that was damaged, after a complete write.
-  if (!c.zero_filled && tail >= wal::kRecordHeaderSize) {
+  // Once the length field was written: if the checksum matches the bytes written (and the
+  // expected LSN) under another length, it is the length that was damaged, after a complete
+  // write. (The LSN bytes written were checked above; those not written are the expected LSN's.)
+  if (!c.zero_filled && tail >= kLengthEnd) {
     char header[wal::kRecordHeaderSize];
     KVFS_ASSIGN_OR_RETURN(std::string_view hb, f.Read(offset, wal::kRecordHeaderSize));
     std::copy(hb.begin(), hb.end(), header);
-    const uint64_t written = tail - wal::kRecordHeaderSize;  // payload bytes up to the zeros
+    wal::EncodeFixed64(header + kLsnOffset, lsn);
+    // Payload bytes up to the zeros.
+    const uint64_t written = tail > wal::kRecordHeaderSize ? tail - wal::kRecordHeaderSize : 0;
     // The payload may itself end in zeros: try a few lengths past the last non-zero byte.
     constexpr uint64_t kTrailingZeros = 64;
     const uint64_t room = seg.size - offset - wal::kRecordHeaderSize;

@@ -146,6 +146,39 @@ TEST(WalRecovery, EveryFlippedByteOfTheLastRecordIsDamage) {
   }
 }
 
+// An empty last record is only its header, whose LSN field ends in zero bytes (LSN 5: one
+// non-zero byte; LSN 256: its low byte zero too): its last bytes are zeros as a torn write's are,
+// yet every flipped byte of it is damage, because the bytes written and the expected LSN
+// determine the whole record. Each prefix of it followed by zeros is a torn write: a clean end.
+TEST(WalRecovery, AnEmptyLastRecordIsDamageWhenFlippedAndACleanEndWhenTorn) {
+  for (int n : {5, 256}) {
+    SCOPED_TRACE(std::to_string(n) + " records");
+    FaultFileSystem fs(11);
+    const std::string seg = WriteLog(&fs, n, 0);
+    const uint64_t last = RecordAt(n - 1, 0);
+    for (uint64_t at = last; at < last + wal::kRecordHeaderSize; ++at) {
+      test::FlipByte(&fs, Path(seg), at);
+      ReadResult r = Read(&fs);
+      EXPECT_TRUE(r.status.IsCorruption())
+          << "byte " << at - last << " of the empty last record: OK with " << r.payloads.size()
+          << " records; " << r.report.Summary();
+      test::FlipByte(&fs, Path(seg), at);  // back as it was
+    }
+    ASSERT_OK_AND_ASSIGN(std::string whole, ReadFileToString(&fs, Path(seg)));
+    for (uint64_t keep = 1; keep < wal::kRecordHeaderSize; ++keep) {
+      test::ZeroRange(&fs, Path(seg), last + keep, wal::kRecordHeaderSize - keep);
+      ReadResult r = Read(&fs);
+      EXPECT_TRUE(r.status.ok()) << keep << " bytes written: " << r.status.ToString();
+      // Zeroing bytes that were zeros already leaves the record whole.
+      const bool unchanged =
+          whole.find_first_not_of('\0', last + keep) >= last + wal::kRecordHeaderSize;
+      EXPECT_EQ(r.payloads.size(), static_cast<size_t>(unchanged ? n : n - 1))
+          << keep << " bytes written";
+      ASSERT_OK(WriteFileAtomically(&fs, Path(seg), whole));
+    }
+  }
+}
+
 // The newest segment cut short inside its records: it was made full size (zeros) and synced
 // before use, so a file shorter than that lost bytes, whatever they held.
 TEST(WalRecovery, ANewestSegmentCutShortIsDamage) {
