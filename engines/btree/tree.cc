@@ -207,8 +207,8 @@ Result<PageNo> Tree::Descend(PageReader* r, const Meta& m, std::string_view key,
   }
 }
 
-Result<std::optional<std::string>> Tree::Get(PageReader* r, std::string_view key) const {
-  KVFS_ASSIGN_OR_RETURN(Meta m, LoadMeta(r));
+Result<std::optional<std::string>> Tree::Get(PageReader* r, const Meta& m,
+                                             std::string_view key) const {
   if (m.root == 0) return std::optional<std::string>();
   KVFS_ASSIGN_OR_RETURN(PageNo leaf, Descend(r, m, key, nullptr));
   KVFS_ASSIGN_OR_RETURN(const char* p, r->Read(leaf));
@@ -219,11 +219,10 @@ Result<std::optional<std::string>> Tree::Get(PageReader* r, std::string_view key
   return std::optional<std::string>(std::move(value));
 }
 
-Status Tree::ScanChunk(PageReader* r, std::string_view from, bool after, std::string_view prefix,
-                       bool keys_only, size_t max_items, std::vector<ScanItem>* out,
-                       bool* done) const {
+Status Tree::ScanChunk(PageReader* r, const Meta& m, std::string_view from, bool after,
+                       std::string_view prefix, bool keys_only, size_t max_items,
+                       std::vector<ScanItem>* out, bool* done) const {
   *done = true;
-  KVFS_ASSIGN_OR_RETURN(Meta m, LoadMeta(r));
   if (m.root == 0) return Status::OK();
   KVFS_ASSIGN_OR_RETURN(PageNo leaf, Descend(r, m, from, nullptr));
   KVFS_ASSIGN_OR_RETURN(const char* p, r->Read(leaf));
