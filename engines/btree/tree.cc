@@ -195,13 +195,15 @@ Result<PageNo> Tree::Descend(PageReader* r, const Meta& m, std::string_view key,
   if (m.height > kMaxHeight) return Bad(page_size_, 0, "tree height " + std::to_string(m.height));
   for (uint32_t level = 1;; ++level) {
     if (pg == 0 || pg >= m.page_count) {
-      return Bad(page_size_, pg, "child pointer out of range (" + std::to_string(m.page_count) + " pages)");
+      return Bad(page_size_, pg,
+                 "child pointer out of range (" + std::to_string(m.page_count) + " pages)");
     }
     KVFS_ASSIGN_OR_RETURN(const char* p, r->Read(pg));
     const PageType want = level == m.height ? PageType::kLeaf : PageType::kInternal;
     if (TypeOf(p) != want) {
-      return Bad(page_size_, pg, std::string("a ") + PageTypeName(TypeOf(p)) + " page where the tree needs a " +
-                         PageTypeName(want) + " page");
+      return Bad(page_size_, pg,
+                 std::string("a ") + PageTypeName(TypeOf(p)) + " page where the tree needs a " +
+                     PageTypeName(want) + " page");
     }
     if (want == PageType::kLeaf) return pg;
     KVFS_ASSIGN_OR_RETURN(int idx, ChildIndex(r, p, key));
@@ -268,7 +270,8 @@ Result<PageNo> Tree::Alloc(Txn* t, Meta* m) const {
     if (n > 0) {
       const PageNo pg = TrunkEntry(p, n - 1);
       SetCount(p, static_cast<uint16_t>(n - 1));
-      if (pg == 0 || pg >= m->page_count) return Bad(page_size_, trunk, "free-list entry out of range");
+      if (pg == 0 || pg >= m->page_count)
+        return Bad(page_size_, trunk, "free-list entry out of range");
       return pg;
     }
     m->free_head = NextOf(p);  // the empty trunk itself is the page handed out
@@ -425,7 +428,8 @@ Status Tree::InsertIntoParent(Txn* t, Meta* m, std::vector<PathStep>* path, Page
       KVFS_ASSIGN_OR_RETURN(PageNo root, Alloc(t, m));
       char* p = t->Fresh(root, PageType::kInternal);
       SetNext(p, left);
-      if (!NodeInsert(p, page_size_, 0, cell)) return Bad(page_size_, root, "separator does not fit");
+      if (!NodeInsert(p, page_size_, 0, cell))
+        return Bad(page_size_, root, "separator does not fit");
       m->root = root;
       ++m->height;
       return Status::OK();
@@ -530,8 +534,9 @@ Status Tree::Verify(PageReader* r, VerifyReport* report) const {
   seen[0] = true;
   const auto mark = [&](PageNo pg, const std::string& by) -> Status {
     if (pg == 0 || pg >= m.page_count) {
-      return Bad(page_size_, pg, "referenced by " + by + " but out of range (" + std::to_string(m.page_count) +
-                         " pages)");
+      return Bad(
+          page_size_, pg,
+          "referenced by " + by + " but out of range (" + std::to_string(m.page_count) + " pages)");
     }
     if (seen[pg]) return Bad(page_size_, pg, "reachable twice (again from " + by + ")");
     seen[pg] = true;
@@ -565,8 +570,9 @@ Status Tree::Verify(PageReader* r, VerifyReport* report) const {
     KVFS_ASSIGN_OR_RETURN(const char* p, r->Read(pg));
     const PageType want = level == m.height ? PageType::kLeaf : PageType::kInternal;
     if (TypeOf(p) != want) {
-      return Bad(page_size_, pg, std::string("a ") + PageTypeName(TypeOf(p)) + " page at tree level " +
-                         std::to_string(level) + " (want " + PageTypeName(want) + ")");
+      return Bad(page_size_, pg,
+                 std::string("a ") + PageTypeName(TypeOf(p)) + " page at tree level " +
+                     std::to_string(level) + " (want " + PageTypeName(want) + ")");
     }
     std::optional<std::string> prev = lo;
     std::vector<std::string> keys;
@@ -577,7 +583,8 @@ Status Tree::Verify(PageReader* r, VerifyReport* report) const {
       const bool ordered = !prev || (i == 0 ? *prev <= key : *prev < key);
       if (!ordered) return Bad(page_size_, pg, "key " + std::to_string(i) + " out of order");
       if (hi && !(key < *hi))
-        return Bad(page_size_, pg, "key " + std::to_string(i) + " not below its parent's separator");
+        return Bad(page_size_, pg,
+                   "key " + std::to_string(i) + " not below its parent's separator");
       prev = key;
       keys.push_back(std::move(key));
     }
@@ -612,20 +619,23 @@ Status Tree::Verify(PageReader* r, VerifyReport* report) const {
     KVFS_ASSIGN_OR_RETURN(const char* p, r->Read(leaves[i]));
     const PageNo want = i + 1 < leaves.size() ? leaves[i + 1] : 0;
     if (NextOf(p) != want) {
-      return Bad(page_size_, leaves[i], "right link " + std::to_string(NextOf(p)) + ", the next leaf is " +
-                                std::to_string(want));
+      return Bad(
+          page_size_, leaves[i],
+          "right link " + std::to_string(NextOf(p)) + ", the next leaf is " + std::to_string(want));
     }
     r->Release();
   }
   if (report->keys != m.live_keys) {
-    return Bad(page_size_, 0, "meta page counts " + std::to_string(m.live_keys) + " keys, the leaves hold " +
-                      std::to_string(report->keys));
+    return Bad(page_size_, 0,
+               "meta page counts " + std::to_string(m.live_keys) + " keys, the leaves hold " +
+                   std::to_string(report->keys));
   }
   uint64_t free = 0;
   for (PageNo trunk = m.free_head; trunk != 0;) {
     KVFS_RETURN_IF_ERROR(mark(trunk, "the free list"));
     KVFS_ASSIGN_OR_RETURN(const char* p, r->Read(trunk));
-    if (TypeOf(p) != PageType::kTrunk) return Bad(page_size_, trunk, "free-list trunk of the wrong type");
+    if (TypeOf(p) != PageType::kTrunk)
+      return Bad(page_size_, trunk, "free-list trunk of the wrong type");
     ++report->trunks;
     ++free;
     std::vector<PageNo> entries(CountOf(p));
@@ -635,7 +645,8 @@ Status Tree::Verify(PageReader* r, VerifyReport* report) const {
     for (PageNo pg : entries) {
       KVFS_RETURN_IF_ERROR(mark(pg, "free-list trunk " + std::to_string(trunk)));
       KVFS_ASSIGN_OR_RETURN(const char* fp, r->Read(pg));
-      if (TypeOf(fp) != PageType::kFree) return Bad(page_size_, pg, "on the free list but not a free page");
+      if (TypeOf(fp) != PageType::kFree)
+        return Bad(page_size_, pg, "on the free list but not a free page");
       ++report->free;
       ++free;
       r->Release();
@@ -643,8 +654,9 @@ Status Tree::Verify(PageReader* r, VerifyReport* report) const {
     trunk = next;
   }
   if (free != m.free_count) {
-    return Bad(page_size_, 0, "meta page counts " + std::to_string(m.free_count) + " free pages, the list " +
-                      std::to_string(free));
+    return Bad(page_size_, 0,
+               "meta page counts " + std::to_string(m.free_count) + " free pages, the list " +
+                   std::to_string(free));
   }
   for (PageNo pg = 1; pg < m.page_count; ++pg) {
     if (!seen[pg]) return Bad(page_size_, pg, "neither in the tree nor on the free list (leaked)");

@@ -576,14 +576,14 @@ TEST(BtreeConcurrencyTest, ReadersSeeWholeTreesWhileWritersSplitMergeAndCheckpoi
   ASSERT_OK(sync::CreateDirDurably(&fs, "/data"));
   EngineOptions o = Options(sync::SyncMode::kNone);
   o.background_work = true;
-  o.cache_size = 64 * 512;  // the smallest pool: checkpoints and evictions come often
+  o.cache_size = uint64_t{64} * 512;  // the smallest pool: checkpoints and evictions come often
   BtreeOptions b = SmallPages();
   b.checkpoint_log_bytes = 16 << 10;
   ASSERT_OK_AND_ASSIGN(auto e, OpenBtreeWith(&fs, kDir, o, b));
   // A value names its key and version, and its length (up to three overflow pages) and filler
   // follow from them, so a reader can tell a whole value from any mix of two.
   auto value_of = [](const std::string& key, int version) {
-    const size_t n = static_cast<size_t>(version * 37 + key.size() * 11) % 1400;
+    const size_t n = (static_cast<size_t>(version) * 37 + key.size() * 11) % 1400;
     return key + "|" + std::to_string(version) + "|" +
            std::string(n, static_cast<char>('a' + version % 26));
   };

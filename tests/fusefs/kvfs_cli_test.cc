@@ -260,7 +260,7 @@ BtreePages MakeBtreeStore(const std::string& dir) {
   const std::string bytes((std::istreambuf_iterator<char>(in)), {});
   BtreePages found;
   for (uint64_t at = 4096; at + 4096 <= bytes.size(); at += 4096) {
-    const int type = bytes[at + 4];  // FORMAT.md: 2 leaf, 6 free
+    const int type = static_cast<unsigned char>(bytes[at + 4]);  // FORMAT.md: 2 leaf, 6 free
     if (type == 6 && found.free_page == 0) found.free_page = at;
     if (type == 2 && found.leaf == 0) found.leaf = at;
   }
