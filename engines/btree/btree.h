@@ -11,11 +11,11 @@
 //   <dir>/MANIFEST     the redo LSN R of the last completed checkpoint: the page file holds
 //                      exactly the tree of the batches below R; recovery replays the log from R
 //
-// Writes: one writer at a time applies a batch to private copies of the pages it changes (copy
-// on write), appends the batch to the log, then installs the copies in the buffer pool under a
-// short exclusive hold of the tree lock; the log sync that `always` mode waits for comes after
-// every lock is released, so concurrent writers share one fdatasync. Reads take the tree lock
-// shared for one descent and never wait for a log sync.
+// Writes: a batch is appended to the log with no engine lock held (concurrent writers share
+// one write and, in `always` mode, one fdatasync), then applied in LSN order, one at a time, to
+// private copies of the pages it changes (copy on write), which are installed in the buffer
+// pool under a short exclusive hold of the tree lock. Reads take the tree lock shared for one
+// descent and never wait for a log sync or for a writer's page changes.
 //
 // Checkpoints (Compact, the background thread, or a writer when dirty pages reach half the
 // cache or the log grows past `checkpoint_log_bytes`): snapshot the dirty pages and R between two

@@ -105,6 +105,10 @@ Status BtreeEngine::Open(BtreeRecoveryReport* report) {
 
   PoolReader reader(pager_.get());
   KVFS_ASSIGN_OR_RETURN(Meta meta, tree_->LoadMeta(&reader));
+  {
+    MutexLock lock(&tree_mu_);
+    meta_ = meta;
+  }
   live_keys_.store(meta.live_keys, std::memory_order_relaxed);
   report->pages = meta.page_count;
   report->free_pages = meta.free_count;
@@ -142,13 +146,15 @@ Status BtreeEngine::ApplyEntries(const std::vector<BatchEntry>& entries, uint64_
                                                      : tree_->Delete(&txn, e.key));
     }
     auto images = txn.TakeImages();
+    std::optional<Meta> meta;
     for (const auto& [pgno, image] : images) {
       if (pgno != 0) continue;
-      KVFS_ASSIGN_OR_RETURN(Meta meta, DecodeMeta(image->data(), pager_->page_size()));
-      live_keys_.store(meta.live_keys, std::memory_order_relaxed);
+      KVFS_ASSIGN_OR_RETURN(meta, DecodeMeta(image->data(), pager_->page_size()));
+      live_keys_.store(meta->live_keys, std::memory_order_relaxed);
     }
     MutexLock lock(&tree_mu_);
     pager_->Install(&images, lsn);
+    if (meta) meta_ = *meta;
     return Status::OK();
   }();
   // The batch's turn is over whether or not it applied: the next one may go.
@@ -200,7 +206,7 @@ Result<std::string> BtreeEngine::Get(std::string_view key) {
   Result<std::optional<std::string>> v = [&] {
     ReaderMutexLock lock(&tree_mu_);
     PoolReader reader(pager_.get());
-    return tree_->Get(&reader, key);
+    return tree_->Get(&reader, meta_, key);
   }();
   if (!v.ok()) return CountError(v.status().WithContext("btree store " + dir_));
   if (!v->has_value()) return Status::NotFound("no key '" + std::string(key) + "'");
@@ -223,7 +229,7 @@ Status BtreeEngine::Scan(const ScanOptions& options, const ScanFn& fn) {
     {
       ReaderMutexLock lock(&tree_mu_);
       PoolReader reader(pager_.get());
-      Status s = tree_->ScanChunk(&reader, from, after, options.prefix, options.keys_only,
+      Status s = tree_->ScanChunk(&reader, meta_, from, after, options.prefix, options.keys_only,
                                   kScanChunk, &chunk, &done);
       if (!s.ok()) return CountError(s.WithContext("btree store " + dir_));
     }

@@ -75,6 +75,7 @@ class BtreeEngine final : public Engine {
   Mutex ckpt_mu_;  // one checkpoint at a time
   Mutex write_mu_;
   SharedMutex tree_mu_;
+  Meta meta_ ABSL_GUARDED_BY(tree_mu_);  // the installed meta page, decoded
   Mutex seq_mu_;
   CondVar seq_cv_{&seq_mu_};
   uint64_t applied_lsn_ ABSL_GUARDED_BY(seq_mu_) = 0;  // the last batch installed (or skipped)

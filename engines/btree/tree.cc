@@ -8,8 +8,11 @@ namespace {
 
 constexpr int kMaxHeight = 64;
 
-Status Bad(PageNo pgno, const std::string& what) {
-  return Status::Corruption("page " + std::to_string(pgno) + ": " + what);
+// Damage found by the tree's own checks (the page's checksum matched): the page and its byte
+// offset in the page file, whose path the engine adds.
+Status Bad(size_t page_size, PageNo pgno, const std::string& what) {
+  return Status::Corruption("page " + std::to_string(pgno) + " at offset " +
+                            std::to_string(uint64_t{pgno} * page_size) + ": " + what);
 }
 
 std::string ShortestSeparator(const std::string& left, const std::string& right) {
@@ -90,11 +93,11 @@ Status Tree::ReadPayload(PageReader* r, const Cell& c, size_t from, size_t n,
   const size_t cap = OverflowCapacity(page_size_);
   const size_t payload = c.payload_size();
   while (pos < end) {
-    if (pg == 0) return Bad(0, "overflow chain ends early");
+    if (pg == 0) return Bad(page_size_, 0, "overflow chain ends early");
     KVFS_ASSIGN_OR_RETURN(const char* p, r->Read(pg));
     const size_t here = std::min(cap, payload - pos);
     if (TypeOf(p) != PageType::kOverflow || DecodeFixed16(p + kContentOffset) != here) {
-      return Bad(pg, "not the overflow page its chain expects");
+      return Bad(page_size_, pg, "not the overflow page its chain expects");
     }
     const size_t a = std::max(from, pos);
     const size_t b = std::min(end, pos + here);
@@ -126,10 +129,10 @@ Result<std::vector<PageNo>> Tree::ChainOf(PageReader* r, const Cell& c) const {
   const size_t n = OverflowPages(spilled, page_size_);
   PageNo pg = c.overflow;
   for (size_t i = 0; i < n; ++i) {
-    if (pg == 0) return Bad(0, "overflow chain ends early");
+    if (pg == 0) return Bad(page_size_, 0, "overflow chain ends early");
     chain.push_back(pg);
     KVFS_ASSIGN_OR_RETURN(const char* p, r->Read(pg));
-    if (TypeOf(p) != PageType::kOverflow) return Bad(pg, "not an overflow page");
+    if (TypeOf(p) != PageType::kOverflow) return Bad(page_size_, pg, "not an overflow page");
     pg = NextOf(p);
   }
   return chain;
@@ -189,16 +192,18 @@ Result<int> Tree::ChildIndex(PageReader* r, const char* p, std::string_view key)
 Result<PageNo> Tree::Descend(PageReader* r, const Meta& m, std::string_view key,
                              std::vector<PathStep>* path) const {
   PageNo pg = m.root;
-  if (m.height > kMaxHeight) return Bad(0, "tree height " + std::to_string(m.height));
+  if (m.height > kMaxHeight) return Bad(page_size_, 0, "tree height " + std::to_string(m.height));
   for (uint32_t level = 1;; ++level) {
     if (pg == 0 || pg >= m.page_count) {
-      return Bad(pg, "child pointer out of range (" + std::to_string(m.page_count) + " pages)");
+      return Bad(page_size_, pg,
+                 "child pointer out of range (" + std::to_string(m.page_count) + " pages)");
     }
     KVFS_ASSIGN_OR_RETURN(const char* p, r->Read(pg));
     const PageType want = level == m.height ? PageType::kLeaf : PageType::kInternal;
     if (TypeOf(p) != want) {
-      return Bad(pg, std::string("a ") + PageTypeName(TypeOf(p)) + " page where the tree needs a " +
-                         PageTypeName(want) + " page");
+      return Bad(page_size_, pg,
+                 std::string("a ") + PageTypeName(TypeOf(p)) + " page where the tree needs a " +
+                     PageTypeName(want) + " page");
     }
     if (want == PageType::kLeaf) return pg;
     KVFS_ASSIGN_OR_RETURN(int idx, ChildIndex(r, p, key));
@@ -207,8 +212,8 @@ Result<PageNo> Tree::Descend(PageReader* r, const Meta& m, std::string_view key,
   }
 }
 
-Result<std::optional<std::string>> Tree::Get(PageReader* r, std::string_view key) const {
-  KVFS_ASSIGN_OR_RETURN(Meta m, LoadMeta(r));
+Result<std::optional<std::string>> Tree::Get(PageReader* r, const Meta& m,
+                                             std::string_view key) const {
   if (m.root == 0) return std::optional<std::string>();
   KVFS_ASSIGN_OR_RETURN(PageNo leaf, Descend(r, m, key, nullptr));
   KVFS_ASSIGN_OR_RETURN(const char* p, r->Read(leaf));
@@ -219,11 +224,10 @@ Result<std::optional<std::string>> Tree::Get(PageReader* r, std::string_view key
   return std::optional<std::string>(std::move(value));
 }
 
-Status Tree::ScanChunk(PageReader* r, std::string_view from, bool after, std::string_view prefix,
-                       bool keys_only, size_t max_items, std::vector<ScanItem>* out,
-                       bool* done) const {
+Status Tree::ScanChunk(PageReader* r, const Meta& m, std::string_view from, bool after,
+                       std::string_view prefix, bool keys_only, size_t max_items,
+                       std::vector<ScanItem>* out, bool* done) const {
   *done = true;
-  KVFS_ASSIGN_OR_RETURN(Meta m, LoadMeta(r));
   if (m.root == 0) return Status::OK();
   KVFS_ASSIGN_OR_RETURN(PageNo leaf, Descend(r, m, from, nullptr));
   KVFS_ASSIGN_OR_RETURN(const char* p, r->Read(leaf));
@@ -246,13 +250,13 @@ Status Tree::ScanChunk(PageReader* r, std::string_view from, bool after, std::st
     }
     const PageNo next = NextOf(p);
     if (next == 0) return Status::OK();
-    if (next >= m.page_count) return Bad(leaf, "right link out of range");
+    if (next >= m.page_count) return Bad(page_size_, leaf, "right link out of range");
     leaf = next;
     KVFS_ASSIGN_OR_RETURN(p, r->Read(leaf));
-    if (TypeOf(p) != PageType::kLeaf) return Bad(leaf, "right link to a non-leaf page");
+    if (TypeOf(p) != PageType::kLeaf) return Bad(page_size_, leaf, "right link to a non-leaf page");
     i = 0;
   }
-  return Bad(leaf, "leaf links form a cycle");
+  return Bad(page_size_, leaf, "leaf links form a cycle");
 }
 
 // --- Space --------------------------------------------------------------------------------------
@@ -266,7 +270,8 @@ Result<PageNo> Tree::Alloc(Txn* t, Meta* m) const {
     if (n > 0) {
       const PageNo pg = TrunkEntry(p, n - 1);
       SetCount(p, static_cast<uint16_t>(n - 1));
-      if (pg == 0 || pg >= m->page_count) return Bad(trunk, "free-list entry out of range");
+      if (pg == 0 || pg >= m->page_count)
+        return Bad(page_size_, trunk, "free-list entry out of range");
       return pg;
     }
     m->free_head = NextOf(p);  // the empty trunk itself is the page handed out
@@ -423,7 +428,8 @@ Status Tree::InsertIntoParent(Txn* t, Meta* m, std::vector<PathStep>* path, Page
       KVFS_ASSIGN_OR_RETURN(PageNo root, Alloc(t, m));
       char* p = t->Fresh(root, PageType::kInternal);
       SetNext(p, left);
-      if (!NodeInsert(p, page_size_, 0, cell)) return Bad(root, "separator does not fit");
+      if (!NodeInsert(p, page_size_, 0, cell))
+        return Bad(page_size_, root, "separator does not fit");
       m->root = root;
       ++m->height;
       return Status::OK();
@@ -528,10 +534,11 @@ Status Tree::Verify(PageReader* r, VerifyReport* report) const {
   seen[0] = true;
   const auto mark = [&](PageNo pg, const std::string& by) -> Status {
     if (pg == 0 || pg >= m.page_count) {
-      return Bad(pg, "referenced by " + by + " but out of range (" + std::to_string(m.page_count) +
-                         " pages)");
+      return Bad(
+          page_size_, pg,
+          "referenced by " + by + " but out of range (" + std::to_string(m.page_count) + " pages)");
     }
-    if (seen[pg]) return Bad(pg, "reachable twice (again from " + by + ")");
+    if (seen[pg]) return Bad(page_size_, pg, "reachable twice (again from " + by + ")");
     seen[pg] = true;
     return Status::OK();
   };
@@ -545,13 +552,13 @@ Status Tree::Verify(PageReader* r, VerifyReport* report) const {
       KVFS_ASSIGN_OR_RETURN(const char* p, r->Read(pg));
       const size_t here = std::min(left, OverflowCapacity(page_size_));
       if (TypeOf(p) != PageType::kOverflow || DecodeFixed16(p + kContentOffset) != here) {
-        return Bad(pg, "not the overflow page its chain expects");
+        return Bad(page_size_, pg, "not the overflow page its chain expects");
       }
       left -= here;
       ++report->overflow;
       pg = NextOf(p);
     }
-    if (pg != 0) return Bad(owner, "overflow chain longer than its payload");
+    if (pg != 0) return Bad(page_size_, owner, "overflow chain longer than its payload");
     return Status::OK();
   };
   std::vector<PageNo> leaves;
@@ -563,8 +570,9 @@ Status Tree::Verify(PageReader* r, VerifyReport* report) const {
     KVFS_ASSIGN_OR_RETURN(const char* p, r->Read(pg));
     const PageType want = level == m.height ? PageType::kLeaf : PageType::kInternal;
     if (TypeOf(p) != want) {
-      return Bad(pg, std::string("a ") + PageTypeName(TypeOf(p)) + " page at tree level " +
-                         std::to_string(level) + " (want " + PageTypeName(want) + ")");
+      return Bad(page_size_, pg,
+                 std::string("a ") + PageTypeName(TypeOf(p)) + " page at tree level " +
+                     std::to_string(level) + " (want " + PageTypeName(want) + ")");
     }
     std::optional<std::string> prev = lo;
     std::vector<std::string> keys;
@@ -573,9 +581,10 @@ Status Tree::Verify(PageReader* r, VerifyReport* report) const {
       KVFS_RETURN_IF_ERROR(chain(c, pg));
       KVFS_ASSIGN_OR_RETURN(std::string key, KeyOf(r, c));
       const bool ordered = !prev || (i == 0 ? *prev <= key : *prev < key);
-      if (!ordered) return Bad(pg, "key " + std::to_string(i) + " out of order");
+      if (!ordered) return Bad(page_size_, pg, "key " + std::to_string(i) + " out of order");
       if (hi && !(key < *hi))
-        return Bad(pg, "key " + std::to_string(i) + " not below its parent's separator");
+        return Bad(page_size_, pg,
+                   "key " + std::to_string(i) + " not below its parent's separator");
       prev = key;
       keys.push_back(std::move(key));
     }
@@ -610,20 +619,23 @@ Status Tree::Verify(PageReader* r, VerifyReport* report) const {
     KVFS_ASSIGN_OR_RETURN(const char* p, r->Read(leaves[i]));
     const PageNo want = i + 1 < leaves.size() ? leaves[i + 1] : 0;
     if (NextOf(p) != want) {
-      return Bad(leaves[i], "right link " + std::to_string(NextOf(p)) + ", the next leaf is " +
-                                std::to_string(want));
+      return Bad(
+          page_size_, leaves[i],
+          "right link " + std::to_string(NextOf(p)) + ", the next leaf is " + std::to_string(want));
     }
     r->Release();
   }
   if (report->keys != m.live_keys) {
-    return Bad(0, "meta page counts " + std::to_string(m.live_keys) + " keys, the leaves hold " +
-                      std::to_string(report->keys));
+    return Bad(page_size_, 0,
+               "meta page counts " + std::to_string(m.live_keys) + " keys, the leaves hold " +
+                   std::to_string(report->keys));
   }
   uint64_t free = 0;
   for (PageNo trunk = m.free_head; trunk != 0;) {
     KVFS_RETURN_IF_ERROR(mark(trunk, "the free list"));
     KVFS_ASSIGN_OR_RETURN(const char* p, r->Read(trunk));
-    if (TypeOf(p) != PageType::kTrunk) return Bad(trunk, "free-list trunk of the wrong type");
+    if (TypeOf(p) != PageType::kTrunk)
+      return Bad(page_size_, trunk, "free-list trunk of the wrong type");
     ++report->trunks;
     ++free;
     std::vector<PageNo> entries(CountOf(p));
@@ -633,7 +645,8 @@ Status Tree::Verify(PageReader* r, VerifyReport* report) const {
     for (PageNo pg : entries) {
       KVFS_RETURN_IF_ERROR(mark(pg, "free-list trunk " + std::to_string(trunk)));
       KVFS_ASSIGN_OR_RETURN(const char* fp, r->Read(pg));
-      if (TypeOf(fp) != PageType::kFree) return Bad(pg, "on the free list but not a free page");
+      if (TypeOf(fp) != PageType::kFree)
+        return Bad(page_size_, pg, "on the free list but not a free page");
       ++report->free;
       ++free;
       r->Release();
@@ -641,11 +654,12 @@ Status Tree::Verify(PageReader* r, VerifyReport* report) const {
     trunk = next;
   }
   if (free != m.free_count) {
-    return Bad(0, "meta page counts " + std::to_string(m.free_count) + " free pages, the list " +
-                      std::to_string(free));
+    return Bad(page_size_, 0,
+               "meta page counts " + std::to_string(m.free_count) + " free pages, the list " +
+                   std::to_string(free));
   }
   for (PageNo pg = 1; pg < m.page_count; ++pg) {
-    if (!seen[pg]) return Bad(pg, "neither in the tree nor on the free list (leaked)");
+    if (!seen[pg]) return Bad(page_size_, pg, "neither in the tree nor on the free list (leaked)");
   }
   return Status::OK();
 }

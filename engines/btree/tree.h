@@ -45,7 +45,7 @@ class PageReader {
 // Reads installed images from the pool, holding each until Release.
 class PoolReader final : public PageReader {
  public:
-  explicit PoolReader(Pager* pager) : pager_(pager) {}
+  explicit PoolReader(Pager* pager) : pager_(pager) { held_.reserve(8); }
   Result<const char*> Read(PageNo pgno) override;
   void Release() override { held_.clear(); }
 
@@ -94,12 +94,14 @@ class Tree {
 
   Result<Meta> LoadMeta(PageReader* r) const;
 
-  // The value of `key`, or nullopt.
-  Result<std::optional<std::string>> Get(PageReader* r, std::string_view key) const;
+  // The value of `key`, or nullopt. `m` is the meta page of the tree `r` reads (the engine
+  // keeps it decoded, so a lookup does not read page 0).
+  Result<std::optional<std::string>> Get(PageReader* r, const Meta& m, std::string_view key) const;
   // Appends to `out` up to `max_items` entries with keys starting with `prefix`, from the first
   // key >= `from` (> `from` when `after`). `done` is set when no more match.
-  Status ScanChunk(PageReader* r, std::string_view from, bool after, std::string_view prefix,
-                   bool keys_only, size_t max_items, std::vector<ScanItem>* out, bool* done) const;
+  Status ScanChunk(PageReader* r, const Meta& m, std::string_view from, bool after,
+                   std::string_view prefix, bool keys_only, size_t max_items,
+                   std::vector<ScanItem>* out, bool* done) const;
 
   Status Put(Txn* t, std::string_view key, std::string_view value) const;
   // Deleting a missing key changes nothing.

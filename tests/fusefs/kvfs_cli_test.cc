@@ -237,6 +237,65 @@ TEST(KvfsCli, CheckOfADamagedLsmTableFailsNamingTheFileAndOffset) {
   EXPECT_NE(r.output.find(table + " at offset"), std::string::npos) << r.output;
 }
 
+// A B-tree store of 4 KiB pages whose free list holds pages: 40 values of three overflow pages
+// each, 20 of them deleted. Returns the byte offsets of one free page and of one leaf.
+struct BtreePages {
+  uint64_t free_page = 0;
+  uint64_t leaf = 0;
+};
+BtreePages MakeBtreeStore(const std::string& dir) {
+  {
+    engines::EngineOptions o;
+    o.sync_mode = sync::SyncMode::kNone;
+    auto e = engines::OpenEngine("btree", sync::DefaultFileSystem(), dir, o);
+    EXPECT_TRUE(e.ok()) << e.status().ToString();
+    if (!e.ok()) return {};
+    for (int i = 0; i < 40; ++i) {
+      EXPECT_OK((*e)->Put("key" + std::to_string(i), std::string(10000, 'v')));
+    }
+    for (int i = 0; i < 40; i += 2) EXPECT_OK((*e)->Delete("key" + std::to_string(i)));
+    EXPECT_OK((*e)->Close());
+  }
+  std::ifstream in(dir + "/pages", std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  BtreePages found;
+  for (uint64_t at = 4096; at + 4096 <= bytes.size(); at += 4096) {
+    const int type = static_cast<unsigned char>(bytes[at + 4]);  // FORMAT.md: 2 leaf, 6 free
+    if (type == 6 && found.free_page == 0) found.free_page = at;
+    if (type == 2 && found.leaf == 0) found.leaf = at;
+  }
+  EXPECT_NE(found.free_page, 0u);
+  EXPECT_NE(found.leaf, 0u);
+  return found;
+}
+
+// kvfs check walks every page of a B-tree store (Engine::Verify), not only those its scan of
+// the keys reads: a flipped byte in a free page is reported, naming the page file and offset.
+TEST(KvfsCli, CheckOfABtreeStoreVerifiesEveryPageNamingFileAndOffset) {
+  test::TempDir tmp;
+  const std::string dir = tmp.Sub("btree");
+  const BtreePages at = MakeBtreeStore(dir);
+  CliRun ok = Kvfs("check --engine btree " + dir);
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_NE(ok.output.find("20 keys"), std::string::npos) << ok.output;
+  for (const uint64_t offset : {at.free_page, at.leaf}) {
+    SCOPED_TRACE(offset == at.free_page ? "a free page" : "a leaf");
+    std::string original(1, '\0');
+    {
+      std::ifstream in(dir + "/pages", std::ios::binary);
+      in.seekg(static_cast<std::streamoff>(offset + 1000));
+      in.read(original.data(), 1);
+    }
+    Poke(dir + "/pages", offset + 1000, original == "#" ? "$" : "#");
+    CliRun r = Kvfs("check --engine btree " + dir);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find(dir + "/pages at offset " + std::to_string(offset)), std::string::npos)
+        << r.output;
+    Poke(dir + "/pages", offset + 1000, original);  // whole again for the next case
+  }
+  EXPECT_EQ(Kvfs("check --engine btree " + dir).exit_code, 0);
+}
+
 TEST(KvfsCli, CheckRefusesAnUnknownEngine) {
   test::TempDir tmp;
   CliRun r = Kvfs("check --engine nosuch " + tmp.path());
