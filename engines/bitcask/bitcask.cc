@@ -63,7 +63,7 @@ Status BitcaskEngine::Open(BitcaskRecoveryReport* report) {
     seg.max_lsn = std::max(seg.max_lsn, r.lsn);
     seg.bytes += r.payload.size();
     Status s = ForEachEntry(r.payload, "", [&](const BatchEntry& e) -> Status {
-      if (!IsValidKey(e.key)) return Status::Corruption("invalid key length");
+      if (!IsValidKey(e.key, bopts_.max_key_size)) return Status::Corruption("invalid key length");
       Install(e.key,
               Location{r.lsn, r.segment, r.payload_offset + e.offset, static_cast<uint32_t>(e.size),
                        FileKind::kWal, e.kind == EntryKind::kDelete});
@@ -108,7 +108,7 @@ Status BitcaskEngine::LoadMergedFile(uint64_t number, BitcaskRecoveryReport* rep
       for (const bitcask::HintEntry& e : entries) {
         if (e.entry_offset < kDataHeaderSize + kRecordPrefixSize ||
             e.entry_size < kEntryHeaderSize + e.key.size() || e.entry_offset > size ||
-            e.entry_size > size - e.entry_offset || !IsValidKey(e.key)) {
+            e.entry_size > size - e.entry_offset || !IsValidKey(e.key, bopts_.max_key_size)) {
           std::string why = "hint file " + hint_path;
           why += ": entry for a key at offset " + std::to_string(e.entry_offset);
           why += " does not fit " + path;
@@ -154,7 +154,7 @@ Status BitcaskEngine::LoadMergedFile(uint64_t number, BitcaskRecoveryReport* rep
     Result<BatchEntry> decoded = DecodeEntry(entry_bytes, "");
     if (!decoded.ok()) return damaged(decoded.status().message());
     const BatchEntry& e = *decoded;
-    if (e.kind != EntryKind::kPut || !IsValidKey(e.key)) {
+    if (e.kind != EntryKind::kPut || !IsValidKey(e.key, bopts_.max_key_size)) {
       return damaged("not a put of a valid key");
     }
     {
@@ -230,10 +230,10 @@ Status BitcaskEngine::Apply(const WriteBatch& batch) {
   std::vector<BatchEntry> entries;
   entries.reserve(batch.count());
   Status valid = ForEachEntry(batch.encoded(), "write batch", [&](const BatchEntry& e) {
-    if (!IsValidKey(e.key)) {
+    if (!IsValidKey(e.key, bopts_.max_key_size)) {
       return Status::InvalidArgument("key of " + std::to_string(e.key.size()) +
-                                     " bytes: keys must be 1 to " + std::to_string(kMaxKeySize) +
-                                     " bytes");
+                                     " bytes: keys must be 1 to " +
+                                     std::to_string(bopts_.max_key_size) + " bytes");
     }
     entries.push_back(e);
     return Status::OK();

@@ -116,6 +116,8 @@ class KeyDir {
   absl::flat_hash_map<std::string_view, iterator, Hash> index_;
 };
 
-inline bool IsValidKey(std::string_view key) { return !key.empty() && key.size() <= kMaxKeySize; }
+inline bool IsValidKey(std::string_view key, size_t max_key_size = kMaxKeySize) {
+  return !key.empty() && key.size() <= max_key_size;
+}
 
 }  // namespace kvfs::engines::bitcask
