@@ -2,10 +2,12 @@
 // Bitcask store, with the per-stream index in memory.
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <set>
 #include <shared_mutex>
+#include <thread>
 #include <utility>
 
 #include "engines/bitcask/bitcask.h"
@@ -83,6 +85,11 @@ class EventsEngine final : public Engine, public EventStore {
 
  private:
   Status BuildIndex(Index* index);
+  // Deletes the events of every dead stream, then its marker (Compact's first half; the
+  // background thread's whole job, after which Bitcask's merge finds the garbage).
+  Status PurgeDead();
+  void PurgeLoop();
+  void WakePurge();
   // `batch`'s keys moved under the Engine interface's prefix, into `inner`; kInvalidArgument
   // for a key the interface does not take.
   static Status TranslateUserBatch(const WriteBatch& batch, WriteBatch* inner);
@@ -109,6 +116,14 @@ class EventsEngine final : public Engine, public EventStore {
   // index_mu_ guards index_ and is never held across I/O.
   std::mutex compact_mu_;
   std::mutex append_mu_;
+  // The background purge (EngineOptions::background_work): woken when a stream is deleted.
+  std::mutex bg_mu_;  // a leaf
+  std::condition_variable bg_cv_;
+  bool bg_due_ = false;   // guarded by bg_mu_
+  bool bg_stop_ = false;  // guarded by bg_mu_
+  std::thread bg_;
+  std::mutex close_mu_;
+  bool closed_ = false;  // guarded by close_mu_
   mutable std::shared_mutex index_mu_;
   Index index_;  // guarded by index_mu_ (written with append_mu_ held too)
 };
@@ -120,7 +135,34 @@ Status EventsEngine::Open() {
   recovery_.AddFact("events", index_.events);
   recovery_.AddFact("dead_streams", index_.dead.size());
   recovery_.AddFact("dead_events", index_.dead_events);
+  if (options_.background_work && !options_.read_only) {
+    bg_due_ = !index_.dead.empty();  // a purge a crash interrupted
+    bg_ = std::thread([this] { PurgeLoop(); });
+  }
   return Status::OK();
+}
+
+void EventsEngine::WakePurge() {
+  if (!bg_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(bg_mu_);
+    bg_due_ = true;
+  }
+  bg_cv_.notify_one();
+}
+
+void EventsEngine::PurgeLoop() {
+  std::unique_lock<std::mutex> lock(bg_mu_);
+  while (!bg_stop_) {
+    bg_cv_.wait(lock, [this] { return bg_stop_ || bg_due_; });
+    if (bg_stop_) break;
+    bg_due_ = false;
+    lock.unlock();
+    // A failure (a failed sync latches the store failed) leaves the markers: the next open or
+    // Compact finishes the job.
+    PurgeDead().PermitUnchecked();
+    lock.lock();
+  }
 }
 
 Status EventsEngine::BuildIndex(Index* index) {
@@ -273,6 +315,11 @@ Status EventsEngine::Scan(const ScanOptions& options, const ScanFn& fn) {
 }
 
 Status EventsEngine::Compact() {
+  KVFS_RETURN_IF_ERROR(PurgeDead());
+  return kv_->Compact();
+}
+
+Status EventsEngine::PurgeDead() {
   KVFS_RETURN_IF_ERROR(CheckWritable());
   std::lock_guard<std::mutex> compact(compact_mu_);
   std::vector<uint64_t> dead;
@@ -301,7 +348,7 @@ Status EventsEngine::Compact() {
     index_.dead.erase(id);
   }
   if (!dead.empty()) KVFS_RETURN_IF_ERROR(SyncIfAlways());
-  return kv_->Compact();
+  return Status::OK();
 }
 
 Status EventsEngine::Verify() {
@@ -331,7 +378,18 @@ Status EventsEngine::Verify() {
   return Status::OK();
 }
 
-Status EventsEngine::Close() { return kv_->Close(); }
+Status EventsEngine::Close() {
+  std::lock_guard<std::mutex> close(close_mu_);
+  if (closed_) return Status::OK();
+  closed_ = true;
+  {
+    std::lock_guard<std::mutex> lock(bg_mu_);
+    bg_stop_ = true;
+  }
+  bg_cv_.notify_all();
+  if (bg_.joinable()) bg_.join();
+  return kv_->Close();
+}
 
 // --- The EventStore calls ----------------------------------------------------------------------
 
@@ -459,6 +517,9 @@ Status EventsEngine::ApplyWithStreams(const WriteBatch& batch, std::span<const S
     }
     index_.next_id = next_id;
   }
+  bool deleted = false;
+  for (const StreamOp& op : ops) deleted |= op.kind == StreamOp::Kind::kDelete;
+  if (deleted) WakePurge();
   KVFS_RETURN_IF_ERROR(SyncIfAlways());
   if (appended != nullptr) *appended = std::move(infos);
   return Status::OK();

@@ -335,6 +335,28 @@ TEST_F(EventsTest, ADeletedStreamIsGoneAfterAPowerCutAndCompactReclaimsItsSpace)
   EXPECT_OK(e->Verify());
 }
 
+// With background work on, a deleted stream's events are removed without a Compact call, so
+// that Bitcask's background merge finds them as garbage.
+TEST_F(EventsTest, TheBackgroundPurgeRemovesADeletedStreamsEvents) {
+  EngineOptions o = Options(sync::SyncMode::kNone);
+  o.background_work = true;
+  ASSERT_OK_AND_ASSIGN(auto e, Open(o));
+  EventStore* es = AsEventStore(e.get());
+  for (int i = 0; i < 300; ++i) ASSERT_OK(es->Append("doomed", "x", {}));
+  ASSERT_OK(es->Append("kept", "k", {}));
+  const uint64_t before = e->stats().live_keys;
+  EXPECT_GE(before, 302u);
+  ASSERT_OK(es->DeleteStream("doomed"));
+  for (int i = 0; i < 500 && e->stats().live_keys > 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(e->stats().live_keys, 2u) << "the kept stream's record and event";
+  ASSERT_OK(e->Close());
+  ASSERT_OK_AND_ASSIGN(e, Open());
+  EXPECT_EQ(AsEventStore(e.get())->Stat("kept")->events, 1u);
+  EXPECT_OK(e->Verify());
+}
+
 // --- Power cuts at every sync point of an append workload --------------------------------------
 
 struct Acked {
