@@ -71,7 +71,12 @@ Status FileStore::Impl::ApplyBatch(const engines::WriteBatch& batch,
 
 Result<size_t> FileStore::Impl::WriteEvent(uint64_t id, uint64_t offset, std::string_view data) {
   {
-    std::unique_lock lock(mu);
+    // Shared, unlike other mutations: an append changes one file's node (size, times) and its
+    // stream, and appends to different files do not meet. Two appends to one file that both
+    // loaded the same size are told apart by the engine, which checks the offset again under
+    // its append lock: the second writes nothing (EPERM). Whatever changes the namespace or a
+    // node otherwise holds the lock exclusively, so it never interleaves with an append.
+    std::shared_lock lock(mu);
     KVFS_RETURN_IF_ERROR(CheckWritable());
     if (IsViewId(id)) return Errno(EROFS, "the event view is read-only");
     KVFS_ASSIGN_OR_RETURN(Loaded l, Load(id));
@@ -92,8 +97,13 @@ Result<size_t> FileStore::Impl::WriteEvent(uint64_t id, uint64_t offset, std::st
     l.node.inline_data.clear();
     l.node.mtime_ns = l.node.ctime_ns = now;
     engines::WriteBatch batch;
-    PutNode(l, &batch);
-    if (l.orphan) batch.Put(OrphanKey(l.node.id), EncodeNode(l.node));
+    // An orphan's node lives in the id table: it changes there only once the append is in (a
+    // racing append to it that the engine refuses must not leave its size behind).
+    if (l.orphan) {
+      batch.Put(OrphanKey(l.node.id), EncodeNode(l.node));
+    } else {
+      PutNode(l, &batch);
+    }
     engines::StreamOp op;
     op.stream = StreamOfFile(id);
     op.data = data;
@@ -101,6 +111,7 @@ Result<size_t> FileStore::Impl::WriteEvent(uint64_t id, uint64_t offset, std::st
     std::vector<engines::StreamOp> ops;
     ops.push_back(std::move(op));
     KVFS_RETURN_IF_ERROR(ApplyBatch(batch, std::move(ops)));
+    if (l.orphan) PutNode(l, nullptr);
   }
   {
     std::lock_guard stats_lock(stats_mu);
