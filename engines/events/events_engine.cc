@@ -48,6 +48,9 @@ struct Index {
   uint64_t dead_events = 0;
   uint64_t events = 0;
   uint64_t next_id = 1;
+  // A salvage open only: streams cut at their first break, and what was left out.
+  std::set<uint64_t> cut;
+  std::vector<std::string> salvage_notes;
 };
 
 class EventsEngine final : public Engine, public EventStore {
@@ -135,6 +138,7 @@ Status EventsEngine::Open() {
   recovery_.AddFact("events", index_.events);
   recovery_.AddFact("dead_streams", index_.dead.size());
   recovery_.AddFact("dead_events", index_.dead_events);
+  for (const std::string& note : index_.salvage_notes) recovery_.warnings.push_back(note);
   if (options_.background_work && !options_.read_only) {
     bg_due_ = !index_.dead.empty();  // a purge a crash interrupted
     bg_ = std::thread([this] { PurgeLoop(); });
@@ -218,10 +222,14 @@ Status EventsEngine::BuildIndex(Index* index) {
     }
     auto it = index->by_id.find(id);
     if (it == index->by_id.end()) {
-      return fail(Status::Corruption("event " + std::to_string(e.number) + " of stream id " +
-                                     std::to_string(id) + ", which no stream record names"));
+      const std::string why = "event " + std::to_string(e.number) + " of stream id " +
+                              std::to_string(id) + ", which no stream record names";
+      if (!options_.salvage) return fail(Status::Corruption(why));
+      index->salvage_notes.push_back("salvage leaves out " + why);
+      return true;
     }
     Stream& s = *it->second;
+    if (index->cut.contains(id)) return true;
     if (e.number != s.events.size() || e.offset != s.bytes || e.size > kMaxEventSize) {
       std::string why = e.number < s.events.size() ? "a duplicate of event "
                         : e.number > s.events.size()
@@ -236,7 +244,15 @@ Status EventsEngine::BuildIndex(Index* index) {
       } else {
         why += s.events.empty() ? "none" : std::to_string(s.events.size() - 1);
       }
-      return fail(Status::Corruption("stream '" + Printable(s.name) + "': " + why));
+      if (!options_.salvage) {
+        return fail(Status::Corruption("stream '" + Printable(s.name) + "': " + why));
+      }
+      // Salvage keeps the stream up to its first break: what follows cannot be numbered.
+      index->cut.insert(id);
+      index->salvage_notes.push_back("stream '" + Printable(s.name) + "': " + why +
+                                     "; salvage keeps its first " +
+                                     std::to_string(s.events.size()) + " events");
+      return true;
     }
     s.events.push_back(e);
     s.bytes += e.size;

@@ -297,6 +297,60 @@ TEST(KvfsCli, CheckOfAnEventStoreVerifiesEveryEventAndEveryStreamsNumbering) {
       << r.output;
 }
 
+// Salvage of an events store: a damaged log record (event 3 of a stream) is skipped by the
+// log, so the stream breaks there; salvage keeps it up to the break, says so, copies every
+// stream's events (which the Engine interface's keys do not hold), and the result checks clean.
+TEST(KvfsCli, SalvageOfAnEventStoreKeepsEachStreamUpToItsFirstBreak) {
+  test::TempDir tmp;
+  const std::string dir = tmp.Sub("events");
+  engines::EngineOptions o;
+  o.sync_mode = sync::SyncMode::kNone;
+  {
+    auto e = engines::OpenEngine("events", sync::DefaultFileSystem(), dir, o);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    engines::EventStore* es = engines::AsEventStore(e->get());
+    for (int i = 0; i < 6; ++i) {
+      ASSERT_OK(es->Append("orders", "payload-of-event-" + std::to_string(i), {}));
+      ASSERT_OK(es->Append("other", "o" + std::to_string(i), {}));
+    }
+    ASSERT_OK((*e)->Close());
+  }
+  {
+    auto e = engines::OpenEngine("events", sync::DefaultFileSystem(), dir, o);  // a new segment
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    ASSERT_OK((*e)->Close());
+  }
+  std::vector<std::string> segments;
+  for (const auto& f : std::filesystem::directory_iterator(dir + "/wal")) {
+    if (f.path().extension() == ".wal") segments.push_back(f.path().string());
+  }
+  std::sort(segments.begin(), segments.end());
+  std::string bytes;
+  {
+    std::ifstream in(segments.front(), std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  const size_t at = bytes.find("payload-of-event-3");
+  ASSERT_NE(at, std::string::npos);
+  Poke(segments.front(), at + 2, "#");
+  CliRun r = Kvfs("check --engine events " + dir);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  r = Kvfs("check --salvage --engine events " + dir);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("stream 'orders': a gap: event 4 follows event 2; salvage keeps its "
+                          "first 3 events"),
+            std::string::npos)
+      << r.output;
+  r = Kvfs("check --engine events " + dir);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  auto e = engines::OpenEngine("events", sync::DefaultFileSystem(), dir, o);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  engines::EventStore* es = engines::AsEventStore(e->get());
+  EXPECT_EQ(es->Stat("orders")->events, 3u);
+  EXPECT_EQ(*es->ReadEvent("orders", 2), "payload-of-event-2");
+  EXPECT_EQ(es->Stat("other")->events, 6u);
+}
+
 TEST(KvfsCli, CheckRefusesAnUnknownEngine) {
   test::TempDir tmp;
   CliRun r = Kvfs("check --engine nosuch " + tmp.path());
