@@ -11,6 +11,8 @@ Result<std::unique_ptr<Engine>> OpenBitcask(sync::FileSystem* fs, const std::str
                                             const EngineOptions& options);
 Result<std::unique_ptr<Engine>> OpenBtree(sync::FileSystem* fs, const std::string& dir,
                                           const EngineOptions& options);
+Result<std::unique_ptr<Engine>> OpenEvents(sync::FileSystem* fs, const std::string& dir,
+                                           const EngineOptions& options);
 Result<std::unique_ptr<Engine>> OpenLsm(sync::FileSystem* fs, const std::string& dir,
                                         const EngineOptions& options);
 
@@ -20,6 +22,7 @@ const std::map<std::string, EngineOpenFn, std::less<>>& Registry() {
   static const auto* registry = new std::map<std::string, EngineOpenFn, std::less<>>{
       {"bitcask", OpenBitcask},
       {"btree", OpenBtree},
+      {"events", OpenEvents},
       {"lsm", OpenLsm},
   };
   return *registry;
@@ -42,6 +45,16 @@ Status Engine::Delete(std::string_view key) {
 std::vector<std::string> EngineNames() {
   std::vector<std::string> names;
   for (const auto& [name, open] : Registry()) names.push_back(name);
+  return names;
+}
+
+bool IsAppendOnlyEngine(std::string_view name) { return name == "events"; }
+
+std::vector<std::string> FileEngineNames() {
+  std::vector<std::string> names;
+  for (const std::string& name : EngineNames()) {
+    if (!IsAppendOnlyEngine(name)) names.push_back(name);
+  }
   return names;
 }
 

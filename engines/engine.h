@@ -126,6 +126,15 @@ using EngineOpenFn = std::function<Result<std::unique_ptr<Engine>>(
 
 // The registered engine names, sorted.
 std::vector<std::string> EngineNames();
+// Whether the file layer keeps the files of `name`'s stores append-only: "events", whose files
+// are event streams (engines/events/events.h, fusefs/event_view.h).
+bool IsAppendOnlyEngine(std::string_view name);
+// The registered engines whose stores take every file operation (writes anywhere, truncates,
+// renames): EngineNames() but the append-only ones. The Engine contract and crash suites run
+// over EngineNames(); the file-semantics suites (file store, fuse_ops, mount, mount crash)
+// over these, and the append-only engines have file-semantics suites of their own
+// (docs/decisions.md).
+std::vector<std::string> FileEngineNames();
 // Opens (creating if missing) the store in `dir` with engine `name`. kInvalidArgument naming
 // the known engines if `name` is not one; kBusy if another process or object holds `dir`.
 Result<std::unique_ptr<Engine>> OpenEngine(std::string_view name, sync::FileSystem* fs,

@@ -70,9 +70,9 @@ Status ForEachEntry(std::string_view encoded, std::string_view where,
   return Status::OK();
 }
 
-Status InvalidKeyError(std::string_view key) {
+Status InvalidKeyError(std::string_view key, size_t max_key_size) {
   return Status::InvalidArgument("key of " + std::to_string(key.size()) +
-                                 " bytes: keys must be 1 to " + std::to_string(kMaxKeySize) +
+                                 " bytes: keys must be 1 to " + std::to_string(max_key_size) +
                                  " bytes");
 }
 

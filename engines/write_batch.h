@@ -24,7 +24,11 @@ enum class EntryKind : uint8_t { kPut = 1, kDelete = 2 };
 inline constexpr size_t kEntryHeaderSize = 13;  // crc(4) kind(1) key_length(4) value_length(4)
 inline constexpr size_t kMaxKeySize = size_t{64} * 1024;
 
-inline bool IsValidKey(std::string_view key) { return !key.empty() && key.size() <= kMaxKeySize; }
+// Keys are 1 to kMaxKeySize bytes, or to a smaller limit an engine sets (the event store keeps
+// room in Bitcask's keys for its own prefix).
+inline bool IsValidKey(std::string_view key, size_t max_key_size = kMaxKeySize) {
+  return !key.empty() && key.size() <= max_key_size;
+}
 
 struct BatchEntry {
   EntryKind kind;
@@ -65,18 +69,19 @@ Result<BatchEntry> DecodeEntry(std::string_view bytes, std::string_view where);
 Status ForEachEntry(std::string_view encoded, std::string_view where,
                     const std::function<Status(const BatchEntry&)>& fn);
 
-// kInvalidArgument for a key that is empty or longer than kMaxKeySize, naming its size.
-Status InvalidKeyError(std::string_view key);
+// kInvalidArgument for a key that is empty or longer than `max_key_size`, naming its size.
+Status InvalidKeyError(std::string_view key, size_t max_key_size = kMaxKeySize);
 
 // Appends every entry of `batch` to `out` in order, for Engine::Apply, which validates a whole
 // batch before it writes anything: InvalidKeyError for the first bad key. The views point into
 // `batch`. A template so that an engine keeps its own container (the LSM's holds one entry
 // inline: most batches from the daemon have one).
 template <typename Entries>
-Status AppendValidEntries(const WriteBatch& batch, Entries* out) {
+Status AppendValidEntries(const WriteBatch& batch, Entries* out,
+                          size_t max_key_size = kMaxKeySize) {
   out->reserve(out->size() + batch.count());
-  return ForEachEntry(batch.encoded(), "write batch", [out](const BatchEntry& e) {
-    if (!IsValidKey(e.key)) return InvalidKeyError(e.key);
+  return ForEachEntry(batch.encoded(), "write batch", [out, max_key_size](const BatchEntry& e) {
+    if (!IsValidKey(e.key, max_key_size)) return InvalidKeyError(e.key, max_key_size);
     out->push_back(e);
     return Status::OK();
   });

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "engines/engine.h"
+#include "engines/events/events.h"
 #include "fusefs/cli.h"
 #include "fusefs/file_store.h"
 #include "fusefs/layout.h"
@@ -223,6 +224,33 @@ std::string UtcStamp() {
   return buf;
 }
 
+// An events store's streams (engines/events/events.h), which its Engine-interface keys do not
+// hold: each stream's events in order, up to the first that does not verify (what follows it
+// is left out and said so). Payloads and order are kept; the copies get new timestamps.
+Status CopyStreams(engines::Engine* from, engines::Engine* into, const std::string& dir) {
+  engines::EventStore* src = engines::AsEventStore(from);
+  engines::EventStore* dst = engines::AsEventStore(into);
+  if (src == nullptr || dst == nullptr) return Status::OK();
+  std::vector<engines::StreamInfo> streams;
+  KVFS_RETURN_IF_ERROR(src->ListStreams([&](const engines::StreamInfo& s) {
+    streams.push_back(s);
+    return true;
+  }));
+  for (const engines::StreamInfo& s : streams) {
+    for (uint64_t n = 0; n < s.events; ++n) {
+      Result<std::string> ev = src->ReadEvent(s.name, n);
+      if (!ev.ok()) {
+        std::printf("%s: salvage keeps the first %llu of %llu events of a stream: %s\n",
+                    dir.c_str(), static_cast<unsigned long long>(n),
+                    static_cast<unsigned long long>(s.events), ev.status().ToString().c_str());
+        break;
+      }
+      KVFS_RETURN_IF_ERROR(dst->Append(s.name, *ev, {}).status());
+    }
+  }
+  return Status::OK();
+}
+
 // Copies every key and value of `from` that verifies into a new store of the same engine in
 // `to` (which must not exist), durably. Returns the number of keys. The copy gets a store
 // marker if `marked` (the damaged store had one) and it holds a file tree: a marker promises
@@ -259,6 +287,7 @@ Result<uint64_t> CopyStore(engines::Engine* from, const config::StoreConfig& sc,
   if (written.ok() && !batch.empty()) written = into->Apply(batch);
   KVFS_RETURN_IF_ERROR(scanned);
   KVFS_RETURN_IF_ERROR(written);
+  KVFS_RETURN_IF_ERROR(CopyStreams(from, into.get(), sc.data_dir));
   KVFS_RETURN_IF_ERROR(into->Sync(engines::SyncKind::kFull));
   KVFS_RETURN_IF_ERROR(into->Close());
   if (marked && tree) {
@@ -292,6 +321,7 @@ int SalvageStore(const config::StoreConfig& sc) {
     }
     std::printf("\n");
   }
+  for (const std::string& w : r.warnings) std::printf("%s: %s\n", sc.data_dir.c_str(), w.c_str());
   if (r.dropped_bytes()) {
     std::printf("%s: salvage drops the torn tail: %llu bytes at %s\n", sc.data_dir.c_str(),
                 static_cast<unsigned long long>(r.log.dropped_bytes), r.log.dropped_reason.c_str());

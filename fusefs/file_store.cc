@@ -40,6 +40,7 @@ Result<std::unique_ptr<FileStore>> FileStore::Open(std::unique_ptr<engines::Engi
   auto impl = std::make_unique<Impl>();
   impl->engine = std::move(engine);
   impl->options = options;
+  impl->OpenEvents();
   Impl& s = *impl;
   auto version = s.engine->Get(kVersionKey);
   if (!version.ok() && !version.status().IsNotFound()) return version.status();
@@ -103,6 +104,8 @@ Result<Attr> FileStore::Lookup(uint64_t parent, std::string_view name) {
   s.Count(&FileStoreStats::lookups);
   KVFS_RETURN_IF_ERROR(ValidateName(name));
   std::shared_lock lock(s.mu);
+  if (s.IsReservedName(parent, name)) return s.view->LookupRoot();
+  if (s.IsViewId(parent)) return s.view->Lookup(parent, name);
   KVFS_ASSIGN_OR_RETURN(Loaded dir, s.LoadDir(parent));
   const std::string path = JoinPath(dir.path, name);
   auto node = s.GetNode(path);
@@ -116,6 +119,7 @@ Result<Attr> FileStore::Lookup(uint64_t parent, std::string_view name) {
 
 void FileStore::Forget(uint64_t id, uint64_t nlookup) {
   Impl& s = *impl_;
+  if (s.IsViewId(id)) return s.view->Forget(id, nlookup);
   std::optional<Node> purge;
   {
     std::lock_guard lock(s.table_mu);
@@ -135,6 +139,7 @@ Result<Attr> FileStore::GetAttr(uint64_t id) {
   Impl& s = *impl_;
   s.Count(&FileStoreStats::getattrs);
   std::shared_lock lock(s.mu);
+  if (s.IsViewId(id)) return s.view->GetAttr(id);
   KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
   return AttrOf(l);
 }
@@ -153,6 +158,7 @@ Result<Attr> FileStore::SetAttr(uint64_t id, const AttrChange& change) {
     if (change.size) {
       if (n.type == NodeType::kDirectory) return Errno(EISDIR, "cannot truncate a directory");
       if (n.type != NodeType::kFile) return Errno(EINVAL, "cannot truncate a symlink");
+      KVFS_RETURN_IF_ERROR(s.CheckResize(n, *change.size));
       KVFS_RETURN_IF_ERROR(s.Resize(&n, *change.size, &batch));
       n.mtime_ns = now;
     }
@@ -178,6 +184,7 @@ Result<Attr> FileStore::Impl::MakeNode(uint64_t parent, std::string_view name, c
   {
     std::unique_lock lock(s.mu);
     KVFS_RETURN_IF_ERROR(s.CheckWritable());
+    if (s.IsReservedName(parent, name)) return Errno(EEXIST, "reserved for the event view");
     KVFS_ASSIGN_OR_RETURN(Loaded dir, s.LoadDir(parent));
     const std::string path = JoinPath(dir.path, name);
     if (path.size() > kMaxPathLength) return Errno(ENAMETOOLONG, "path too long: " + path);
@@ -249,6 +256,7 @@ Status FileStore::Impl::RemoveEntry(uint64_t parent, std::string_view name, Remo
   {
     std::unique_lock lock(s.mu);
     KVFS_RETURN_IF_ERROR(s.CheckWritable());
+    if (s.IsReservedName(parent, name)) return Errno(EPERM, "reserved for the event view");
     KVFS_ASSIGN_OR_RETURN(Loaded dir, s.LoadDir(parent));
     const std::string path = JoinPath(dir.path, name);
     auto node = s.GetNode(path);
@@ -322,6 +330,7 @@ Status FileStore::Rename(uint64_t parent, std::string_view name, uint64_t new_pa
     if (from == to) {
       return (flags & kRenameNoReplace) ? Errno(EEXIST, "exists: " + to) : Status::OK();
     }
+    KVFS_RETURN_IF_ERROR(s.CheckRename(*src, dst_exists ? &*dst : nullptr, new_parent, new_name));
     auto inside = [](const std::string& p, const std::string& dir) {
       return p.size() > dir.size() && p.compare(0, dir.size(), dir) == 0 && p[dir.size()] == '/';
     };
@@ -406,6 +415,7 @@ Status FileStore::ReadDir(uint64_t id, std::string_view after, bool plus,
   Impl& s = *impl_;
   s.Count(&FileStoreStats::readdirs);
   std::shared_lock lock(s.mu);
+  if (s.IsViewId(id)) return s.view->ReadDir(id, after, plus, fn);
   KVFS_ASSIGN_OR_RETURN(Loaded dir, s.LoadDir(id));
   engines::ScanOptions so;
   so.prefix = ChildrenPrefix(dir.path);
@@ -432,6 +442,7 @@ Status FileStore::ReadDir(uint64_t id, std::string_view after, bool plus,
 Result<std::string> FileStore::Read(uint64_t id, uint64_t offset, size_t size) {
   Impl& s = *impl_;
   std::shared_lock lock(s.mu);
+  if (s.IsViewId(id)) return s.view->Read(id, offset, size);
   KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
   if (l.node.type == NodeType::kDirectory) return Errno(EISDIR, "is a directory");
   if (l.node.type != NodeType::kFile) return Errno(EINVAL, "not a regular file");
@@ -446,6 +457,7 @@ Result<std::string> FileStore::Read(uint64_t id, uint64_t offset, size_t size) {
 
 Result<size_t> FileStore::Write(uint64_t id, uint64_t offset, std::string_view data) {
   Impl& s = *impl_;
+  if (s.events != nullptr) return s.WriteEvent(id, offset, data);
   {
     std::unique_lock lock(s.mu);
     KVFS_RETURN_IF_ERROR(s.CheckWritable());
@@ -492,6 +504,7 @@ Status FileStore::SyncAll() { return impl_->SyncEngine(engines::SyncKind::kFull)
 Result<std::string> FileStore::GetXattr(uint64_t id, std::string_view name) {
   Impl& s = *impl_;
   std::shared_lock lock(s.mu);
+  if (s.IsViewId(id)) return Errno(ENODATA, "no attribute " + std::string(name));
   KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
   auto it = l.node.xattrs.find(std::string(name));
   if (it == l.node.xattrs.end()) return Errno(ENODATA, "no attribute " + std::string(name));
@@ -528,6 +541,7 @@ Status FileStore::SetXattr(uint64_t id, std::string_view name, std::string_view 
 Result<std::vector<std::string>> FileStore::ListXattr(uint64_t id) {
   Impl& s = *impl_;
   std::shared_lock lock(s.mu);
+  if (s.IsViewId(id)) return std::vector<std::string>();
   KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
   std::vector<std::string> names;
   for (const auto& [n, v] : l.node.xattrs) names.push_back(n);

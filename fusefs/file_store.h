@@ -12,7 +12,8 @@
 // Atomicity: every mutation is one engine batch (WriteBatch): after a crash it is there whole or
 // not at all. Mutations of the namespace and of metadata are serialised by one store lock (so a
 // check such as "target is an empty directory" and the batch that relies on it cannot be
-// interleaved); reads of file data take it shared.
+// interleaved); reads of file data take it shared, and so do an events store's appends
+// (event_view.h: each touches one file, and the engine orders appends to the same one).
 //
 // Durability (DESIGN.md's table): SyncFile(datasync) -> engine Sync(kData), SyncFile(!datasync)
 // and SyncDir -> Sync(kFull). Names and data share one log, so a file's fsync also makes its

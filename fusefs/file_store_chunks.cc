@@ -31,6 +31,7 @@ Result<std::string> FileStore::Impl::ReadData(const Node& node, uint64_t offset,
   if (offset >= node.size) return std::string();
   n = std::min(n, node.size - offset);
   if (node.data_inline) return node.inline_data.substr(offset, n);
+  if (events != nullptr) return events->ReadBytes(StreamOfFile(node.id), offset, n);
   std::string out(n, '\0');
   const uint64_t first = offset / kChunkSize;
   const uint64_t last = (offset + n - 1) / kChunkSize;

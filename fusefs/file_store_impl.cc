@@ -70,16 +70,7 @@ Status FileStore::Impl::CheckWritable() const {
   return Status::OK();
 }
 
-Status FileStore::Impl::ApplyBatch(const engines::WriteBatch& batch) {
-  Status s = engine->Apply(batch);
-  if (s.ok()) return s;
-  Count(&FileStoreStats::errors);
-  if (s.IsFailed()) {
-    failed = true;
-    return Status(StatusCode::kFailed, s.message(), EROFS);
-  }
-  return s;
-}
+// ApplyBatch is in file_store_events.cc: an events store's batches may carry stream changes.
 
 Status FileStore::Impl::SyncIfAlways() {
   if (!options.sync_every_mutation) return Status::OK();
@@ -116,6 +107,8 @@ Result<Node> FileStore::Impl::GetNode(const std::string& path) {
 }
 
 Result<Loaded> FileStore::Impl::Load(uint64_t id) {
+  // The event view's reads have their own paths (event_view.h); everything else is a change.
+  if (IsViewId(id)) return Errno(EROFS, "the event view is read-only");
   Loaded l;
   if (id == kRootId) {
     KVFS_ASSIGN_OR_RETURN(l.node, GetNode(""));
@@ -211,6 +204,10 @@ Status FileStore::Impl::Drop(const Node& node, engines::WriteBatch* batch) {
     batch->Put(OrphanKey(node.id), EncodeNode(record));
     return Status::OK();
   }
+  if (events != nullptr) {  // the stream goes in the same log record
+    batch->Delete(StreamDropKey(node.id));
+    return Status::OK();
+  }
   KVFS_ASSIGN_OR_RETURN(auto keys, ChunkKeysFrom(node.id, 0));
   for (const auto& k : keys) batch->Delete(k);
   return Status::OK();
@@ -225,7 +222,10 @@ void FileStore::Impl::Undrop(uint64_t id) {
 Status FileStore::Impl::PurgeOrphan(const Node& node) {
   if (CheckWritable().ok() == false) return Status::OK();  // left for the next mount
   engines::WriteBatch batch;
-  if (node.type == NodeType::kFile && !node.data_inline) {
+  if (events != nullptr && node.type == NodeType::kFile && !node.data_inline) {
+    batch.Delete(StreamDropKey(node.id));
+    batch.Delete(OrphanKey(node.id));
+  } else if (node.type == NodeType::kFile && !node.data_inline) {
     KVFS_ASSIGN_OR_RETURN(auto keys, ChunkKeysFrom(node.id, 0));
     for (const auto& k : keys) batch.Delete(k);
     batch.Delete(OrphanKey(node.id));

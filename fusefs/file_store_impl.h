@@ -23,7 +23,9 @@
 #include <vector>
 
 #include "engines/engine.h"
+#include "engines/events/events.h"
 #include "engines/write_batch.h"
+#include "fusefs/event_view.h"
 #include "fusefs/file_store.h"
 #include "fusefs/layout.h"
 #include "sync/status.h"
@@ -81,6 +83,11 @@ struct FileStore::Impl {
   uint64_t next_id = kFirstFreeId;  // guarded by mu (exclusive)
   uint64_t id_mark = 0;             // ids below it may be in use after a restart
 
+  // An events store (engine "events"): files are append-only streams, and the view of their
+  // events (event_view.h). Null for every other engine. Set by Open.
+  engines::EventStore* events = nullptr;
+  std::unique_ptr<EventView> view;
+
   std::atomic<bool> failed{false};
   mutable std::mutex stats_mu;
   FileStoreStats stats;
@@ -88,8 +95,9 @@ struct FileStore::Impl {
   // --- batches and syncs (file_store_impl.cc) ---
   void Count(uint64_t FileStoreStats::*field, uint64_t n = 1);
   Status CheckWritable() const;
-  // The engine's answer to a mutation, as the errno a caller should see.
-  Status ApplyBatch(const engines::WriteBatch& batch);
+  // The engine's answer to a mutation, as the errno a caller should see. In an events store
+  // the batch may carry StreamDropKey deletions and `ops`: one log record for all of it.
+  Status ApplyBatch(const engines::WriteBatch& batch, std::vector<engines::StreamOp> ops = {});
   // After the store lock is released: `always` mode makes the mutation durable here, where
   // concurrent callers share one log sync.
   Status SyncIfAlways();
@@ -137,6 +145,20 @@ struct FileStore::Impl {
   Status Resize(Node* node, uint64_t new_size, engines::WriteBatch* batch);
   // Writes `data` at `offset` into `node` and `batch`. Caller holds mu exclusive.
   Status WriteData(Node* node, uint64_t offset, std::string_view data, engines::WriteBatch* batch);
+
+  // --- events stores (file_store_events.cc) ---
+  void OpenEvents();
+  // ".events" at the root of an events store: reserved for the view.
+  bool IsReservedName(uint64_t parent, std::string_view name) const {
+    return view != nullptr && parent == kRootId && name == kEventViewName;
+  }
+  bool IsViewId(uint64_t id) const { return view != nullptr && EventView::IsViewId(id); }
+  // FileStore::Write in an events store: one event appended at the end, or EPERM.
+  Result<size_t> WriteEvent(uint64_t id, uint64_t offset, std::string_view data);
+  // EPERM for what an append-only file refuses: a size change, a rename of a file or over one.
+  Status CheckResize(const Node& node, uint64_t size) const;
+  Status CheckRename(const Node& src, const Node* dst, uint64_t new_parent,
+                     std::string_view new_name) const;
 
   // --- operation bodies shared by several FileStore methods (file_store.cc) ---
   Result<Attr> MakeNode(uint64_t parent, std::string_view name, const internal::NewNode& what,

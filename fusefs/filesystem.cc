@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <utility>
 
+#include "fusefs/event_view.h"
 #include "fusefs/time_ns.h"
 #include "sync/file_system.h"
 
@@ -55,10 +56,27 @@ struct Filesystem::Target {
   FileStore* files = nullptr;  // kStore
 };
 
+namespace {
+
+// A mount that serves an events store answers OPEN: its stream files are opened with
+// direct_io, so that one write(2) reaches the daemon as one write (through the page cache the
+// kernel splits a write at the first partial page it does not hold). The kernel's no_open is
+// per connection: one ENOSYS and it never asks again, for any file.
+FsOptions ForStores(FsOptions options, const std::vector<Store>& stores) {
+  for (const Store& s : stores) {
+    if (s.files != nullptr && engines::AsEventStore(s.files->engine()) != nullptr) {
+      options.no_open = false;
+    }
+  }
+  return options;
+}
+
+}  // namespace
+
 Filesystem::Filesystem(std::vector<Store> stores, config::Config config, FsOptions options)
     : stores_(std::move(stores)),
       config_(std::move(config)),
-      options_(std::move(options)),
+      options_(ForStores(std::move(options), stores_)),
       inodes_(options_.single_store),
       started_ns_(NowNs()),
       uid_(::geteuid()),
@@ -110,8 +128,10 @@ Result<Entry> Filesystem::StoreEntry(size_t store, const Attr& attr) const {
   e.ino = inodes_.StoreIno(store, attr.id);
   if (e.ino == 0) return Err(EOVERFLOW, "file id " + std::to_string(attr.id) + " too large");
   e.attr = StatOf(attr, e.ino);
-  e.entry_timeout = options_.timeout_s;
-  e.attr_timeout = options_.timeout_s;
+  // An events store's view (event_view.h) changes with every append: never cached.
+  const bool view = EventView::IsViewId(attr.id);
+  e.entry_timeout = view ? 0 : options_.timeout_s;
+  e.attr_timeout = view ? 0 : options_.timeout_s;
   return e;
 }
 
@@ -199,7 +219,13 @@ Result<struct stat> Filesystem::GetAttr(uint64_t ino) {
 
 double Filesystem::AttrTimeout(uint64_t ino) const {
   const InodeRef r = inodes_.Decode(ino);
+  if (r.kind == InodeKind::kStore && EventView::IsViewId(r.id)) return 0;
   return r.kind == InodeKind::kVirtual && ControlFiles::IsLive(r.id) ? 0 : options_.timeout_s;
+}
+
+double Filesystem::NegativeTimeout(uint64_t parent) const {
+  const InodeRef r = inodes_.Decode(parent);
+  return r.kind == InodeKind::kStore && EventView::IsViewId(r.id) ? 0 : options_.timeout_s;
 }
 
 Result<struct stat> Filesystem::SetAttr(uint64_t ino, const struct stat& attr, int to_set) {
@@ -344,7 +370,20 @@ Status Filesystem::Open(uint64_t ino, int flags, std::unique_ptr<OpenFile>* open
   }
   if (t.kind != InodeKind::kStore) return Err(EISDIR, "directory");
   if (options_.no_open) return Err(ENOSYS, "no open needed");
+  if (EventView::IsViewId(t.id) && (flags & O_ACCMODE) != O_RDONLY) {
+    return Err(EROFS, "the event view is read-only");
+  }
+  *open_file = StreamOpenFile(ino);
   return Status::OK();
+}
+
+std::unique_ptr<OpenFile> Filesystem::StreamOpenFile(uint64_t ino) const {
+  auto t = Resolve(ino);
+  if (!t.ok() || t->kind != InodeKind::kStore || EventView::IsViewId(t->id) ||
+      engines::AsEventStore(t->files->engine()) == nullptr) {
+    return nullptr;
+  }
+  return std::make_unique<OpenFile>();  // no snapshot: served with direct_io, read from the store
 }
 
 Result<std::string> Filesystem::Read(uint64_t ino, uint64_t offset, size_t size,

@@ -25,7 +25,13 @@
 // the kernel stops sending OPEN and RELEASE for files (FUSE_NO_OPEN_SUPPORT): files need no
 // per-open state here (a file unlinked while open lives on through its lookup count until
 // FORGET), and each open/close saves a round trip. FLUSH answers ENOSYS for the same reason
-// (every write reached the engine already). fsync and fsyncdir never answer ENOSYS.
+// (every write reached the engine already). fsync and fsyncdir never answer ENOSYS. A mount
+// that serves an events store turns no_open off (the kernel's choice is per connection): its
+// stream files are opened with direct_io, so one write(2) arrives as one write, one event
+// (event_view.h); the files of its other stores are opened with keep_cache as before.
+//
+// Events stores: append-only files and the ".events" view (event_view.h); the view's nodes
+// are never cached (entries, attributes, negative lookups: an event appears with an append).
 //
 // Errors: every mutation refused by a read-only store (after a failed sync) is EROFS, by the
 // FileStore. Hard links: EPERM. Special files (devices, FIFOs, sockets): EPERM. Renames across
@@ -92,9 +98,10 @@ struct DirHandle {
   off_t next_offset = 4;  // guarded by mu; offsets: 1 after ".", 2 after "..", entries 4, 5, ...
 };
 
-// Per-open state, only for the virtual files (store files need none).
+// Per-open state, for the virtual files and the files of an events store (others need none).
+// A file opened with one is served with direct_io.
 struct OpenFile {
-  std::string snapshot;  // the virtual file's content as of open
+  std::string snapshot;  // the virtual file's content as of open (events stores: unused)
 };
 
 class Filesystem {
@@ -115,6 +122,9 @@ class Filesystem {
   Result<struct stat> GetAttr(uint64_t ino);
   // How long the kernel may cache the attributes of `ino`: 0 for the live control files.
   double AttrTimeout(uint64_t ino) const;
+  // How long the kernel may cache that `parent` has no such name: 0 in an event view, where
+  // event N appears with the next append.
+  double NegativeTimeout(uint64_t parent) const;
   // `to_set`: FUSE_SET_ATTR_* bits; the values come from `attr`.
   Result<struct stat> SetAttr(uint64_t ino, const struct stat& attr, int to_set);
   Result<std::string> ReadLink(uint64_t ino);
@@ -137,6 +147,9 @@ class Filesystem {
   // ENOSYS for store files in no_open mode (the kernel then stops sending opens); otherwise
   // OK. For a virtual file, *open_file receives its snapshot (served with direct_io).
   Status Open(uint64_t ino, int flags, std::unique_ptr<OpenFile>* open_file);
+  // For an events store's file (fusefs/event_view.h): its per-open state (direct_io, so one
+  // write(2) is one write here); null for any other file. Create's caller uses it too.
+  std::unique_ptr<OpenFile> StreamOpenFile(uint64_t ino) const;
   // `open_file` may be null (no_open mode, or a store file).
   Result<std::string> Read(uint64_t ino, uint64_t offset, size_t size, const OpenFile* open_file);
   Result<size_t> Write(uint64_t ino, uint64_t offset, std::string_view data);

@@ -102,7 +102,7 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     // A negative entry, cached as long as positive ones: names appear only through this mount.
     fuse_entry_param p = {};
     p.ino = 0;
-    p.entry_timeout = fs->options().timeout_s;
+    p.entry_timeout = fs->NegativeTimeout(parent);
     fuse_reply_entry(req, &p);
     return;
   }
@@ -196,9 +196,14 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   Filesystem* fs = Fs(req);
   auto e = fs->Create(parent, name, mode, fi->flags, CallerOf(req));
   if (!e.ok()) return ReplyErr(req, e.status());
-  SetOpenFlags(fs, fi, nullptr);
+  std::unique_ptr<OpenFile> stream = fs->StreamOpenFile(e->ino);
+  const bool handle = stream != nullptr;
+  SetOpenFlags(fs, fi, std::move(stream));
   const fuse_entry_param p = ToParam(*e);
-  if (fuse_reply_create(req, &p, fi) == -ENOENT) fs->Forget(e->ino, 1);
+  if (fuse_reply_create(req, &p, fi) == -ENOENT) {
+    fs->Forget(e->ino, 1);
+    if (handle) fs->open_files().Remove(fi->fh);
+  }
 }
 
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {

@@ -63,7 +63,7 @@ Status BitcaskEngine::Open(BitcaskRecoveryReport* report) {
     seg.max_lsn = std::max(seg.max_lsn, r.lsn);
     seg.bytes += r.payload.size();
     Status s = ForEachEntry(r.payload, "", [&](const BatchEntry& e) -> Status {
-      if (!IsValidKey(e.key)) return Status::Corruption("invalid key length");
+      if (!IsValidKey(e.key, bopts_.max_key_size)) return Status::Corruption("invalid key length");
       Install(e.key,
               Location{r.lsn, r.segment, r.payload_offset + e.offset, static_cast<uint32_t>(e.size),
                        FileKind::kWal, e.kind == EntryKind::kDelete});
@@ -108,7 +108,7 @@ Status BitcaskEngine::LoadMergedFile(uint64_t number, BitcaskRecoveryReport* rep
       for (const bitcask::HintEntry& e : entries) {
         if (e.entry_offset < kDataHeaderSize + kRecordPrefixSize ||
             e.entry_size < kEntryHeaderSize + e.key.size() || e.entry_offset > size ||
-            e.entry_size > size - e.entry_offset || !IsValidKey(e.key)) {
+            e.entry_size > size - e.entry_offset || !IsValidKey(e.key, bopts_.max_key_size)) {
           std::string why = "hint file " + hint_path;
           why += ": entry for a key at offset " + std::to_string(e.entry_offset);
           why += " does not fit " + path;
@@ -154,7 +154,7 @@ Status BitcaskEngine::LoadMergedFile(uint64_t number, BitcaskRecoveryReport* rep
     Result<BatchEntry> decoded = DecodeEntry(entry_bytes, "");
     if (!decoded.ok()) return damaged(decoded.status().message());
     const BatchEntry& e = *decoded;
-    if (e.kind != EntryKind::kPut || !IsValidKey(e.key)) {
+    if (e.kind != EntryKind::kPut || !IsValidKey(e.key, bopts_.max_key_size)) {
       return damaged("not a put of a valid key");
     }
     {
@@ -212,7 +212,7 @@ void BitcaskEngine::LeaveGate() {
 Status BitcaskEngine::Apply(const WriteBatch& batch) {
   // Validate everything before writing anything; the entries are decoded once, here.
   std::vector<BatchEntry> entries;
-  KVFS_RETURN_IF_ERROR(CountError(AppendValidEntries(batch, &entries)));
+  KVFS_RETURN_IF_ERROR(CountError(AppendValidEntries(batch, &entries, bopts_.max_key_size)));
   KVFS_RETURN_IF_ERROR(CountError(CheckWritable()));
   if (entries.empty()) return Status::OK();
 

@@ -54,6 +54,10 @@ struct BitcaskOptions {
   uint32_t merge_max_sealed_segments = 16;
   // How often the background thread looks at the trigger (it is also woken on rotation).
   std::chrono::milliseconds merge_check_interval{1000};
+  // The longest key Apply takes (and recovery accepts). An engine layered on Bitcask that
+  // prefixes its callers' keys (engines/events) raises it by its prefix, so its callers still
+  // get kMaxKeySize.
+  size_t max_key_size = kMaxKeySize;
 };
 
 // What Open found in Bitcask's own files, for tests; Engine::recovery() carries the same as

@@ -947,11 +947,11 @@ TEST_P(FiveSyncedFiles, NewestSegmentRemovedIsRefused) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, MountPowerCutTest, testing::ValuesIn(engines::EngineNames()),
+INSTANTIATE_TEST_SUITE_P(Engines, MountPowerCutTest, testing::ValuesIn(engines::FileEngineNames()),
                          [](const auto& info) { return info.param; });
-INSTANTIATE_TEST_SUITE_P(Engines, KilledThenPowerCut, testing::ValuesIn(engines::EngineNames()),
+INSTANTIATE_TEST_SUITE_P(Engines, KilledThenPowerCut, testing::ValuesIn(engines::FileEngineNames()),
                          [](const auto& info) { return info.param; });
-INSTANTIATE_TEST_SUITE_P(Engines, FiveSyncedFiles, testing::ValuesIn(engines::EngineNames()),
+INSTANTIATE_TEST_SUITE_P(Engines, FiveSyncedFiles, testing::ValuesIn(engines::FileEngineNames()),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -262,7 +262,7 @@ TEST_P(FileStoreCrashTest, PowerCutAtRandomOperations) {
 
 std::vector<Params> AllParams() {
   std::vector<Params> out;
-  for (const std::string& e : engines::EngineNames()) {
+  for (const std::string& e : engines::FileEngineNames()) {
     for (bool always : {false, true}) {
       for (auto mode : {sync::CrashMode::kDropUnsynced, sync::CrashMode::kKeepPrefix,
                         sync::CrashMode::kTearLastWrite}) {

@@ -438,7 +438,7 @@ TEST(Layout, PathOfNodeKeyRefusesANameHoldingASlash) {
   EXPECT_EQ(NodeKey(p), NodeKey("a/b/c"));
 }
 
-INSTANTIATE_TEST_SUITE_P(AllEngines, FileStoreTest, testing::ValuesIn(engines::EngineNames()),
+INSTANTIATE_TEST_SUITE_P(AllEngines, FileStoreTest, testing::ValuesIn(engines::FileEngineNames()),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -2,9 +2,10 @@
 //
 // Every test mounts the real `kvfs` binary (KVFS_BINARY) on a private mountpoint with a private
 // data directory (tests/fusefs/mount_fixture.h), so `ctest -j` can run them side by side, and
-// always unmounts, even when it fails. Most suites run over every registered engine
-// (engines::EngineNames(), so a new engine joins by registering); the workloads whose outcome
-// depends on when the log is synced also run over the three sync modes.
+// always unmounts, even when it fails. Most suites run over every registered engine whose
+// files take every operation (engines::FileEngineNames(), so a new engine joins by
+// registering; the append-only "events" has its own, mount_events_test); the workloads whose
+// outcome depends on when the log is synced also run over the three sync modes.
 //
 // What is shown:
 // - tools: tar (a tree of a few hundred files of edge-case sizes, empty directories, symlinks)
@@ -646,7 +647,7 @@ TEST_P(MountSyncTest, DaemonKilledWithSigkillRecoversOnRemount) {
 }
 
 INSTANTIATE_TEST_SUITE_P(EnginesAndSyncModes, MountSyncTest,
-                         testing::Combine(testing::ValuesIn(engines::EngineNames()),
+                         testing::Combine(testing::ValuesIn(engines::FileEngineNames()),
                                           testing::ValuesIn(SyncModes())),
                          EngineSyncParamName);
 
@@ -1867,7 +1868,7 @@ TEST_P(MountTest, BadConfigFailsNamingTheFileLineAndKey) {
   EXPECT_FALSE(IsMounted(m().mnt()));
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, MountTest, testing::ValuesIn(engines::EngineNames()),
+INSTANTIATE_TEST_SUITE_P(Engines, MountTest, testing::ValuesIn(engines::FileEngineNames()),
                          EngineParamName);
 
 // The default configuration: one store per engine, each a top-level directory named after it.
