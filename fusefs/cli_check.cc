@@ -17,6 +17,7 @@
 // log that was skipped is printed (file, offset, bytes, the LSNs of the records lost). The
 // salvaged state is what the surviving records make: a batch in a skipped stretch is lost whole,
 // later batches are kept. Damage outside the log (a table, a merged file) is not salvaged.
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -70,6 +71,18 @@ void Walk(FileStore* files, const std::string& store, const std::string& path, u
     return true;
   });
   if (!s.ok()) return Damage(c, progress, store, path, s);
+  // A directory's link count is 2 plus its subdirectories, kept by every mutation.
+  const auto subdirs = std::count_if(entries.begin(), entries.end(), [](const auto& e) {
+    return e.attr.type == NodeType::kDirectory;
+  });
+  auto self = files->GetAttr(id);
+  if (!self.ok()) return Damage(c, progress, store, path, self.status());
+  if (self->nlink != 2 + static_cast<uint64_t>(subdirs)) {
+    Damage(c, progress, store, path,
+           Status::Corruption("directory link count " + std::to_string(self->nlink) + ", but " +
+                              std::to_string(subdirs) + " subdirectories (expected " +
+                              std::to_string(2 + subdirs) + ")"));
+  }
   for (const fusefs::DirEntry& e : entries) {
     const std::string p = fusefs::JoinPath(path, e.name);
     auto attr = files->Resolve(p);

@@ -59,6 +59,7 @@ Result<std::unique_ptr<FileStore>> FileStore::Open(std::unique_ptr<engines::Engi
     root.uid = ::geteuid();
     root.gid = ::getegid();
     root.id = kRootId;
+    root.nlink = 2;
     root.atime_ns = root.mtime_ns = root.ctime_ns = now;
     engines::WriteBatch batch;
     batch.Put(kVersionKey, kLayoutVersion);
@@ -68,9 +69,15 @@ Result<std::unique_ptr<FileStore>> FileStore::Open(std::unique_ptr<engines::Engi
     KVFS_RETURN_IF_ERROR(s.engine->Sync(engines::SyncKind::kFull));
     version = std::string(kLayoutVersion);
   }
-  if (*version != kLayoutVersion) {
+  if (*version == kLayoutVersion1 && !options.read_only) {
+    // Directory link counts: counted once here, then kept by every mutation.
+    KVFS_RETURN_IF_ERROR(s.UpgradeLayout1());
+    version = std::string(kLayoutVersion);
+  }
+  if (*version != kLayoutVersion && *version != kLayoutVersion1) {
     return Status::Corruption("key V: unknown file layout '" + EscapeKey(*version) +
-                              "' (this kvfs reads '" + std::string(kLayoutVersion) + "')");
+                              "' (this kvfs reads '" + std::string(kLayoutVersion) + "' and '" +
+                              std::string(kLayoutVersion1) + "')");
   }
   auto root = s.GetNode("");
   if (!root.ok()) {
@@ -204,7 +211,9 @@ Result<Attr> FileStore::Impl::MakeNode(uint64_t parent, std::string_view name, c
       n.size = what.target.size();
     }
     n.atime_ns = n.mtime_ns = n.ctime_ns = now;
+    n.nlink = what.type == NodeType::kDirectory ? 2 : 1;
     batch.Put(NodeKey(path), EncodeNode(n));
+    if (what.type == NodeType::kDirectory) ++dir.node.nlink;  // the new directory's ".."
     s.Touch(&dir, now);
     s.PutNode(dir, &batch);
     KVFS_RETURN_IF_ERROR(s.ApplyBatch(batch));
@@ -273,6 +282,7 @@ Status FileStore::Impl::RemoveEntry(uint64_t parent, std::string_view name, Remo
     engines::WriteBatch batch;
     batch.Delete(NodeKey(path));
     KVFS_RETURN_IF_ERROR(s.Drop(*node, &batch));
+    if (is_dir) --dir.node.nlink;
     s.Touch(&dir, NowNs());
     s.PutNode(dir, &batch);
     Status applied = s.ApplyBatch(batch);
@@ -382,11 +392,19 @@ Status FileStore::Rename(uint64_t parent, std::string_view name, uint64_t new_pa
       s.RenameInTable(from, to, &moved);
     }
     for (const auto& [k, v] : puts) batch.Put(k, v);
-    // The parents' times; when both are one directory, one node.
+    // The parents' times and link counts (a directory's ".." names its parent): a directory
+    // moved from one to the other, and the empty directory a rename replaced, gone. When both
+    // are one directory, one node.
+    const int moved_to = src_dir ? 1 : 0;
+    const int moved_back = (flags & kRenameExchange) && dst_dir ? 1 : 0;
+    const int replaced = !(flags & kRenameExchange) && dst_dir ? 1 : 0;
     s.Touch(&from_dir, now);
     if (from_dir.node.id == to_dir.node.id) {
+      from_dir.node.nlink -= replaced;
       s.PutNode(from_dir, &batch);
     } else {
+      from_dir.node.nlink = from_dir.node.nlink - moved_to + moved_back;
+      to_dir.node.nlink = to_dir.node.nlink + moved_to - moved_back - replaced;
       s.Touch(&to_dir, now);
       s.PutNode(from_dir, &batch);
       s.PutNode(to_dir, &batch);
@@ -420,6 +438,10 @@ Status FileStore::ReadDir(uint64_t id, std::string_view after, bool plus,
     DirEntry e;
     const size_t nul = key.find('\0');
     e.name = std::string(key.substr(nul + 1));
+    if (Status counted = s.CountLinks(JoinPath(dir.path, e.name), &*node); !counted.ok()) {
+      inner = counted;
+      return false;
+    }
     e.attr = AttrOf(*node);
     if (!fn(e)) return false;
     if (plus) s.AddRef(node->id, JoinPath(dir.path, e.name));

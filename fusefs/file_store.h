@@ -57,8 +57,9 @@ struct Attr {
   int64_t atime_ns = 0;
   int64_t mtime_ns = 0;
   int64_t ctime_ns = 0;
-  uint32_t nlink = 1;  // 1 for directories too ("unknown", as btrfs): find(1) then never
-                       // skips subdirectories by counting links
+  // Directories: 2 + subdirectories, as ext4 (find(1) skips a leaf directory's entries by it);
+  // others: 1; an orphan (unlinked while held): 0.
+  uint32_t nlink = 1;
 };
 
 // Who asks: new nodes belong to uid and gid (or the parent's gid when the parent is setgid);

@@ -43,7 +43,7 @@ Attr AttrOf(const Node& n) {
   a.atime_ns = n.atime_ns;
   a.mtime_ns = n.mtime_ns;
   a.ctime_ns = n.ctime_ns;
-  a.nlink = 1;
+  a.nlink = n.nlink;
   return a;
 }
 
@@ -112,7 +112,34 @@ uint64_t FileStore::Impl::AllocId(engines::WriteBatch* batch) {
 Result<Node> FileStore::Impl::GetNode(const std::string& path) {
   const std::string key = NodeKey(path);
   KVFS_ASSIGN_OR_RETURN(std::string value, engine->Get(key));
-  return DecodeNode(value, key);
+  KVFS_ASSIGN_OR_RETURN(Node n, DecodeNode(value, key));
+  KVFS_RETURN_IF_ERROR(CountLinks(path, &n));
+  return n;
+}
+
+Status FileStore::Impl::CountLinks(const std::string& path, Node* n) {
+  if (n->type != NodeType::kDirectory || n->nlink != 0) return Status::OK();
+  KVFS_ASSIGN_OR_RETURN(uint32_t subdirs, internal::CountSubdirs(engine.get(), path));
+  n->nlink = 2 + subdirs;
+  return Status::OK();
+}
+
+Result<uint32_t> internal::CountSubdirs(engines::Engine* engine, const std::string& dir) {
+  uint32_t subdirs = 0;
+  Status bad;
+  engines::ScanOptions so;
+  so.prefix = ChildrenPrefix(dir);
+  KVFS_RETURN_IF_ERROR(engine->Scan(so, [&](std::string_view key, std::string_view value) {
+    auto child = DecodeNode(value, key);
+    if (!child.ok()) {
+      bad = child.status();
+      return false;
+    }
+    if (child->type == NodeType::kDirectory) ++subdirs;
+    return true;
+  }));
+  KVFS_RETURN_IF_ERROR(bad);
+  return subdirs;
 }
 
 Result<Loaded> FileStore::Impl::Load(uint64_t id) {
@@ -188,6 +215,40 @@ void FileStore::Impl::ApplyTableMoves(const std::unordered_map<uint64_t, std::st
     auto it = known.find(id);
     if (it != known.end()) it->second.path = path;
   }
+}
+
+Status FileStore::Impl::UpgradeLayout1() {
+  // Every node once: each directory's subdirectories counted by its parent's path.
+  std::unordered_map<std::string, uint32_t> subdirs;
+  internal::NodeRecords dirs;
+  Status bad;
+  for (const std::string_view prefix : {std::string_view("R"), std::string_view("M")}) {
+    engines::ScanOptions so;
+    so.prefix = std::string(prefix);
+    KVFS_RETURN_IF_ERROR(engine->Scan(so, [&](std::string_view key, std::string_view value) {
+      if (prefix == "R" && key != "R") return true;
+      auto node = DecodeNode(value, key);
+      auto path = PathOfNodeKey(key);
+      if (!node.ok() || !path.ok()) {
+        bad = node.ok() ? path.status() : node.status();
+        return false;
+      }
+      if (node->type != NodeType::kDirectory) return true;
+      dirs.emplace_back(*path, value);
+      if (!path->empty()) ++subdirs[std::string(ParentOf(*path))];
+      return true;
+    }));
+    KVFS_RETURN_IF_ERROR(bad);
+  }
+  engines::WriteBatch batch;
+  for (const auto& [path, value] : dirs) {
+    KVFS_ASSIGN_OR_RETURN(Node n, DecodeNode(value, NodeKey(path)));
+    n.nlink = 2 + subdirs[path];
+    batch.Put(NodeKey(path), EncodeNode(n));
+  }
+  batch.Put(kVersionKey, kLayoutVersion);
+  KVFS_RETURN_IF_ERROR(engine->Apply(batch));
+  return engine->Sync(engines::SyncKind::kFull);
 }
 
 // ---------------------------------------------------------------------------------------------

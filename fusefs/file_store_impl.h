@@ -54,6 +54,9 @@ struct Loaded {
 // A loaded node's attributes: an orphan (unlinked while held) has no name left, so no link.
 Attr AttrOf(const Loaded& l);
 
+// The directories among the children of directory `dir`, by one scan of their nodes.
+Result<uint32_t> CountSubdirs(engines::Engine* engine, const std::string& dir);
+
 // The shared part of Create, Mkdir and Symlink.
 struct NewNode {
   NodeType type;
@@ -97,7 +100,14 @@ struct FileStore::Impl {
 
   // --- nodes and the id table (file_store_impl.cc) ---
   uint64_t AllocId(engines::WriteBatch* batch);
+  // The node at `path`, its link count counted if it is a version-1 directory's (CountLinks).
   Result<Node> GetNode(const std::string& path);
+  // A directory node read from a layout-1 store carries no link count (nlink 0): counts its
+  // subdirectories. Other nodes are left as they are. Caller holds mu.
+  Status CountLinks(const std::string& path, Node* n);
+  // A layout-1 store becomes layout 2: every directory node rewritten with its link count and
+  // the version key, in one batch, synced. Caller holds no lock (Open).
+  Status UpgradeLayout1();
   // The node `id` stands for. Caller holds mu (shared or exclusive).
   Result<internal::Loaded> Load(uint64_t id);
   Result<internal::Loaded> LoadDir(uint64_t id);

@@ -119,7 +119,7 @@ struct stat Filesystem::MountRootAttr() const {
   struct stat st = {};
   st.st_ino = kMountRootIno;
   st.st_mode = S_IFDIR | 0755;
-  st.st_nlink = 1;
+  st.st_nlink = 2 + stores_.size();  // each store is a subdirectory (/.kvfs is hidden)
   st.st_uid = uid_;
   st.st_gid = gid_;
   st.st_blksize = 4096;

@@ -7,7 +7,8 @@ namespace kvfs::fusefs {
 
 namespace {
 
-constexpr uint8_t kNodeVersion = 1;
+constexpr uint8_t kNodeVersion1 = 1;
+constexpr uint8_t kNodeVersion = 2;
 constexpr uint8_t kFlagInline = 1;
 
 void PutFixed(std::string* out, uint64_t v, int bytes) {
@@ -177,6 +178,8 @@ std::string EncodeNode(const Node& node) {
   PutFixed(&out, static_cast<uint64_t>(node.mtime_ns), 8);
   PutFixed(&out, static_cast<uint64_t>(node.ctime_ns), 8);
   PutFixed(&out, node.data_inline ? kFlagInline : 0, 1);
+  PutFixed(&out, node.nlink, 4);
+  PutFixed(&out, node.rdev, 8);
   PutFixed(&out, node.xattrs.size(), 4);
   for (const auto& [name, value] : node.xattrs) {
     PutFixed(&out, name.size(), 2);
@@ -196,7 +199,7 @@ Result<Node> DecodeNode(std::string_view value, std::string_view key) {
   Reader r(value);
   Node n;
   const uint64_t version = r.Fixed(1);
-  if (!r.bad() && version != kNodeVersion) {
+  if (!r.bad() && version != kNodeVersion && version != kNodeVersion1) {
     return bad("unknown node version " + std::to_string(version));
   }
   const uint64_t type = r.Fixed(1);
@@ -214,6 +217,12 @@ Result<Node> DecodeNode(std::string_view value, std::string_view key) {
   const uint64_t flags = r.Fixed(1);
   if (flags & ~uint64_t{kFlagInline}) return bad("unknown flags");
   n.data_inline = (flags & kFlagInline) != 0;
+  if (version == kNodeVersion) {
+    n.nlink = static_cast<uint32_t>(r.Fixed(4));
+    n.rdev = r.Fixed(8);
+  } else {
+    n.nlink = n.type == NodeType::kDirectory ? 0 : 1;  // a directory's is counted by FileStore
+  }
   const uint64_t xattrs = r.Fixed(4);
   // Each xattr takes at least 6 bytes: a count beyond that is garbage, not an allocation.
   if (xattrs > r.left() / 6) return bad("xattr count " + std::to_string(xattrs) + " overruns");
@@ -229,6 +238,12 @@ Result<Node> DecodeNode(std::string_view value, std::string_view key) {
   if (n.type == NodeType::kFile && n.data_inline && n.inline_data.size() != n.size) {
     return bad("inline data of " + std::to_string(n.inline_data.size()) + " bytes, size " +
                std::to_string(n.size));
+  }
+  if (version == kNodeVersion && n.type == NodeType::kDirectory && n.nlink < 2) {
+    return bad("directory link count " + std::to_string(n.nlink));
+  }
+  if (version == kNodeVersion && n.type != NodeType::kDirectory && n.nlink == 0) {
+    return bad("link count 0");
   }
   if (n.size > kMaxFileSize) return bad("size " + std::to_string(n.size) + " beyond the limit");
   return n;

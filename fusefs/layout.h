@@ -11,7 +11,8 @@
 //                                        (value) tells how many chunks to delete at next mount
 //   "N"                                  the file-id high-water mark (8 bytes BE): ids below it
 //                                        may be in use, ids from it are free
-//   "V"                                  layout format version ("kvfs-layout 1")
+//   "V"                                  layout format version ("kvfs-layout 2"; a store of
+//                                        layout 1 is rewritten to 2 by its first writable open)
 //
 // Why paths and not parent ids in node keys: a key IS the path (the engine's keys read as the
 // tree), listing a directory is one prefix scan, and lookups need no id->path index on disk.
@@ -21,12 +22,17 @@
 // The children of directory P are exactly the keys with prefix "M" P "\0" (names contain
 // neither '/' nor NUL); its whole subtree is that prefix plus prefix "M" P "/".
 //
-// A node value (little-endian, version 1):
+// A node value (little-endian, version 2):
 //   u8 version, u8 type, u32 mode (permission bits 07777), u32 uid, u32 gid, u64 id, u64 size,
 //   i64 atime_ns, i64 mtime_ns, i64 ctime_ns, u8 flags (bit 0: data inline),
+//   u32 nlink (directories: 2 + subdirectories; others: their names), u64 rdev (devices),
 //   u32 xattr count, then per xattr: u16 name length, name, u32 value length, value;
 //   u32 inline length, inline bytes (a file's data when inline, a symlink's target).
-// Decoding checks every length against the buffer and returns Corruption naming the key.
+// Version 1 (written by kvfs before hard links and special files) is version 2 without nlink
+// and rdev; it still decodes: a non-directory's nlink is then 1 and a directory's 0, "not
+// counted" (FileStore counts its subdirectories, and its first writable open rewrites every
+// directory node in version 2, docs/decisions.md). Decoding checks every length against the
+// buffer and returns Corruption naming the key; a version above 2 is refused by name.
 //
 // Files of at most kInlineMax bytes keep their data in the node (one key per small file);
 // larger files keep it in chunks of kChunkSize bytes, so a 4 KiB write into a 1 GiB file
@@ -64,7 +70,10 @@ inline constexpr size_t kMaxXattrTotal = size_t{64} << 10;  // all names + value
 inline constexpr uint64_t kMaxFileSize = uint64_t{1} << 42;  // 4 TiB
 inline constexpr uint64_t kRootId = 1;
 inline constexpr uint64_t kFirstFreeId = 16;  // ids below are reserved
-inline constexpr std::string_view kLayoutVersion = "kvfs-layout 1";
+inline constexpr std::string_view kLayoutVersion = "kvfs-layout 2";
+// The layout before directory link counts (node version 1 only); read, and upgraded by a
+// writable open.
+inline constexpr std::string_view kLayoutVersion1 = "kvfs-layout 1";
 
 enum class NodeType : uint8_t { kFile = 1, kDirectory = 2, kSymlink = 3 };
 
@@ -79,6 +88,9 @@ struct Node {
   int64_t mtime_ns = 0;
   int64_t ctime_ns = 0;
   bool data_inline = true;  // files: data in `inline_data`, else in chunks
+  // Directories: 2 + subdirectories (0: not counted, a version-1 record); others: their names.
+  uint32_t nlink = 1;
+  uint64_t rdev = 0;  // character and block devices: the device number
   std::map<std::string, std::string> xattrs;
   std::string inline_data;  // inline file data, or the symlink's target
 

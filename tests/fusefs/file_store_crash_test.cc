@@ -23,7 +23,8 @@ namespace {
 constexpr char kDir[] = "/data/store";
 const Caller kUser{1000, 1000, 0};
 
-// path -> "d" (directory), "l:<target>" (symlink) or "f:<content>" (file).
+// path -> "d" (directory), "l:<target>" (symlink) or "f:<content>" (file); a directory whose
+// link count is wrong adds "<path>#nlink" (Snapshot).
 using Tree = std::map<std::string, std::string>;
 
 struct Params {
@@ -156,12 +157,20 @@ class Workload {
   uint64_t next_ = 0;
 };
 
+// The tree as the store shows it. A directory whose link count is not 2 plus its
+// subdirectories adds an entry "<dir>#nlink" that no model holds.
 Status Snapshot(FileStore& st, uint64_t dir_id, const std::string& dir, Tree* out) {
   std::vector<DirEntry> entries;
   KVFS_RETURN_IF_ERROR(st.ReadDir(dir_id, "", false, [&](const DirEntry& e) {
     entries.push_back(e);
     return true;
   }));
+  uint32_t subdirs = 0;
+  for (const DirEntry& e : entries) subdirs += e.attr.type == NodeType::kDirectory ? 1 : 0;
+  KVFS_ASSIGN_OR_RETURN(Attr self, st.GetAttr(dir_id));
+  if (self.nlink != 2 + subdirs) {
+    (*out)[dir + "#nlink"] = std::to_string(self.nlink) + " for " + std::to_string(subdirs);
+  }
   for (const DirEntry& e : entries) {
     const std::string path = JoinPath(dir, e.name);
     KVFS_ASSIGN_OR_RETURN(Attr a, st.Lookup(dir_id, e.name));

@@ -428,6 +428,182 @@ TEST_P(FileStoreTest, ConcurrentWritersAndListersOnDistinctFiles) {
   EXPECT_EQ(List(*st, kRootId).size(), static_cast<size_t>(kThreads * 30));
 }
 
+// A directory's link count is 2 plus its subdirectories (ext4's), through every call that adds,
+// removes or moves a directory, and across a reopen.
+TEST_P(FileStoreTest, DirectoryLinkCountIsTwoPlusSubdirectories) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  auto nlink = [&](std::string_view path) -> uint32_t {
+    auto a = st->Resolve(path);
+    EXPECT_TRUE(a.ok()) << path << ": " << a.status().ToString();
+    return a.ok() ? a->nlink : 0;
+  };
+  EXPECT_EQ(nlink(""), 2u);
+  ASSERT_OK_AND_ASSIGN(Attr a, st->Mkdir(kRootId, "a", 0755, kUser));
+  EXPECT_EQ(a.nlink, 2u);
+  ASSERT_OK_AND_ASSIGN(Attr b, st->Mkdir(kRootId, "b", 0755, kUser));
+  ASSERT_OK(st->Mkdir(a.id, "a1", 0755, kUser));
+  ASSERT_OK(st->Mkdir(a.id, "a2", 0755, kUser));
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(a.id, "f", 0644, kUser));
+  ASSERT_OK(st->Symlink(a.id, "l", "f", kUser));
+  EXPECT_EQ(f.nlink, 1u);
+  EXPECT_EQ(nlink(""), 4u);
+  EXPECT_EQ(nlink("a"), 4u);  // files and symlinks do not count
+  EXPECT_EQ(nlink("b"), 2u);
+  // Across directories: a directory moves its ".." along; a file does not.
+  ASSERT_OK(st->Rename(a.id, "a1", b.id, "a1", 0));
+  ASSERT_OK(st->Rename(a.id, "f", b.id, "f", 0));
+  EXPECT_EQ(nlink("a"), 3u);
+  EXPECT_EQ(nlink("b"), 3u);
+  // Within one directory: no change; over an empty directory: one fewer.
+  ASSERT_OK(st->Rename(b.id, "a1", b.id, "renamed", 0));
+  EXPECT_EQ(nlink("b"), 3u);
+  ASSERT_OK(st->Mkdir(b.id, "empty", 0755, kUser));
+  EXPECT_EQ(nlink("b"), 4u);
+  ASSERT_OK(st->Rename(b.id, "renamed", b.id, "empty", 0));
+  EXPECT_EQ(nlink("b"), 3u);
+  // Over an empty directory in another parent: the source loses one, the target keeps its.
+  ASSERT_OK(st->Mkdir(b.id, "target", 0755, kUser));
+  EXPECT_EQ(nlink("b"), 4u);
+  ASSERT_OK(st->Rename(a.id, "a2", b.id, "target", 0));
+  EXPECT_EQ(nlink("a"), 2u);
+  EXPECT_EQ(nlink("b"), 4u);
+  // Exchange of a directory with a file across parents: the counts swap with them.
+  ASSERT_OK(st->Create(a.id, "g", 0644, kUser));
+  ASSERT_OK(st->Rename(a.id, "g", b.id, "target", FileStore::kRenameExchange));
+  EXPECT_EQ(nlink("a"), 3u);
+  EXPECT_EQ(nlink("b"), 3u);
+  // Exchange of two directories across parents: no change.
+  ASSERT_OK(st->Rename(a.id, "g", b.id, "empty", FileStore::kRenameExchange));
+  EXPECT_EQ(nlink("a"), 3u);
+  EXPECT_EQ(nlink("b"), 3u);
+  // A whole subtree moving keeps the counts inside it.
+  ASSERT_OK_AND_ASSIGN(Attr g, st->Resolve("a/g"));
+  ASSERT_OK(st->Mkdir(g.id, "deep", 0755, kUser));
+  EXPECT_EQ(nlink("a/g"), 3u);
+  ASSERT_OK(st->Rename(a.id, "g", kRootId, "g", 0));
+  EXPECT_EQ(nlink("g"), 3u);
+  EXPECT_EQ(nlink("a"), 2u);
+  EXPECT_EQ(nlink(""), 5u);  // a, b, g
+  // rmdir.
+  ASSERT_OK(st->Rmdir(g.id, "deep"));
+  EXPECT_EQ(nlink("g"), 2u);
+  ASSERT_OK(st->Rmdir(kRootId, "g"));
+  EXPECT_EQ(nlink(""), 4u);
+  // What was counted is in the store.
+  ASSERT_OK(st->Close());
+  st.reset();
+  ASSERT_OK_AND_ASSIGN(st, Open());
+  EXPECT_EQ(nlink(""), 4u);
+  EXPECT_EQ(nlink("a"), 2u);
+  EXPECT_EQ(nlink("b"), 3u);
+  std::vector<uint32_t> listed;
+  ASSERT_OK(st->ReadDir(kRootId, "", false, [&](const DirEntry& e) {
+    listed.push_back(e.attr.nlink);
+    return true;
+  }));
+  EXPECT_EQ(listed, (std::vector<uint32_t>{2, 3}));
+}
+
+// Node version 1, as kvfs wrote it before link counts (no nlink, no rdev).
+std::string EncodeNodeV1(const Node& n) {
+  std::string v2 = EncodeNode(n);
+  // Version 2 is version 1 with u32 nlink and u64 rdev after the flags byte (offset 54).
+  constexpr size_t kFlagsEnd = 1 + 1 + 4 + 4 + 4 + 8 + 8 + 8 + 8 + 8 + 1;
+  v2.erase(kFlagsEnd, 12);
+  v2[0] = 1;
+  return v2;
+}
+
+// A store written by the kvfs before link counts (layout 1, version-1 nodes) still reads, with
+// its directories' counts counted; its first writable open rewrites it as layout 2.
+TEST_P(FileStoreTest, ALayoutOneStoreReadsAndIsUpgradedByAWritableOpen) {
+  {
+    engines::EngineOptions o;
+    o.background_work = false;
+    ASSERT_OK_AND_ASSIGN(auto engine, engines::OpenEngine(GetParam(), &fs_, kDir, o));
+    engines::WriteBatch b;
+    Node dir;
+    dir.type = NodeType::kDirectory;
+    dir.mode = 0755;
+    dir.id = kRootId;
+    b.Put("V", "kvfs-layout 1");
+    b.Put("N", EncodeU64(kFirstFreeId + 1024));
+    b.Put(NodeKey(""), EncodeNodeV1(dir));
+    dir.id = 20;
+    b.Put(NodeKey("a"), EncodeNodeV1(dir));
+    dir.id = 21;
+    b.Put(NodeKey("a/x"), EncodeNodeV1(dir));
+    dir.id = 22;
+    b.Put(NodeKey("a/y"), EncodeNodeV1(dir));
+    Node file;
+    file.mode = 0644;
+    file.id = 23;
+    file.size = 2;
+    file.inline_data = "hi";
+    b.Put(NodeKey("a/f"), EncodeNodeV1(file));
+    ASSERT_OK(engine->Apply(b));
+    ASSERT_OK(engine->Sync(engines::SyncKind::kFull));
+    ASSERT_OK(engine->Close());
+  }
+  {
+    // Read-only (kvfs check, ls): counted, nothing written.
+    engines::EngineOptions o;
+    o.read_only = true;
+    o.background_work = false;
+    ASSERT_OK_AND_ASSIGN(auto engine, engines::OpenEngine(GetParam(), &fs_, kDir, o));
+    FileStoreOptions fo;
+    fo.read_only = true;
+    ASSERT_OK_AND_ASSIGN(auto st, FileStore::Open(std::move(engine), fo));
+    EXPECT_EQ(st->Resolve("")->nlink, 3u);
+    EXPECT_EQ(st->Resolve("a")->nlink, 4u);
+    EXPECT_EQ(st->Resolve("a/f")->nlink, 1u);
+    EXPECT_EQ(ReadAll(*st, st->Resolve("a/f")->id), "hi");
+    std::vector<uint32_t> listed;
+    ASSERT_OK(st->ReadDir(st->Resolve("a")->id, "", false, [&](const DirEntry& e) {
+      listed.push_back(e.attr.nlink);
+      return true;
+    }));
+    EXPECT_EQ(listed, (std::vector<uint32_t>{1, 2, 2}));
+    EXPECT_EQ(*st->engine()->Get("V"), "kvfs-layout 1");
+    ASSERT_OK(st->Close());
+  }
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  EXPECT_EQ(*st->engine()->Get("V"), "kvfs-layout 2");
+  for (const char* path : {"", "a", "a/x"}) {
+    const std::string key = NodeKey(path);
+    ASSERT_OK_AND_ASSIGN(std::string value, st->engine()->Get(key));
+    EXPECT_EQ(value[0], 2) << path << ": rewritten in version 2";
+  }
+  ASSERT_OK_AND_ASSIGN(Node a, DecodeNode(*st->engine()->Get(NodeKey("a")), "a"));
+  EXPECT_EQ(a.nlink, 4u);
+  ASSERT_OK(st->Mkdir(kRootId, "b", 0755, kUser));
+  EXPECT_EQ(st->Resolve("")->nlink, 4u);
+  EXPECT_EQ(ReadAll(*st, st->Resolve("a/f")->id), "hi");
+}
+
+TEST(Layout, NodeVersionsAndLinkCountsDecodeOrAreRefusedByName) {
+  Node dir;
+  dir.type = NodeType::kDirectory;
+  dir.nlink = 7;
+  ASSERT_OK_AND_ASSIGN(Node back, DecodeNode(EncodeNode(dir), "k"));
+  EXPECT_EQ(back, dir);
+  Node dev;
+  dev.type = NodeType::kFile;
+  dev.rdev = 0x1234567890;
+  dev.nlink = 3;
+  ASSERT_OK_AND_ASSIGN(back, DecodeNode(EncodeNode(dev), "k"));
+  EXPECT_EQ(back, dev);
+  std::string v3 = EncodeNode(dir);
+  v3[0] = 3;
+  EXPECT_TRUE(DecodeNode(v3, "k").status().IsCorruption());
+  EXPECT_NE(DecodeNode(v3, "k").status().ToString().find("unknown node version 3"),
+            std::string::npos);
+  dir.nlink = 1;  // a directory always has "." and its name
+  EXPECT_TRUE(DecodeNode(EncodeNode(dir), "k").status().IsCorruption());
+  dev.nlink = 0;
+  EXPECT_TRUE(DecodeNode(EncodeNode(dev), "k").status().IsCorruption());
+}
+
 // Found by tests/fuzz/layout_fuzz: a key whose name part holds '/' decoded to a path whose
 // NodeKey is another key, so two keys stood for one path.
 TEST(Layout, PathOfNodeKeyRefusesANameHoldingASlash) {

@@ -7,8 +7,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "engines/engine.h"
+#include "fusefs/file_store.h"
+#include "fusefs/layout.h"
 #include "sync/posix_file_system.h"
 #include "tests/test_util.h"
 
@@ -235,6 +238,49 @@ TEST(KvfsCli, CheckOfADamagedLsmTableFailsNamingTheFileAndOffset) {
   CliRun r = Kvfs("check --engine lsm " + dir);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find(table + " at offset"), std::string::npos) << r.output;
+}
+
+// A tree made through the file layer in `dir` (engine bitcask): fn(store) runs on it.
+void MakeTree(const std::string& dir, const std::function<void(fusefs::FileStore*)>& fn) {
+  auto e = engines::OpenEngine("bitcask", sync::DefaultFileSystem(), dir, {});
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  auto st = fusefs::FileStore::Open(std::move(*e), {});
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  fn(st->get());
+  ASSERT_OK((*st)->Close());
+}
+
+// Rewrites the node at `path` with fn applied, straight through the engine.
+void EditNode(const std::string& dir, const std::string& path,
+              const std::function<void(fusefs::Node*)>& fn) {
+  auto e = engines::OpenEngine("bitcask", sync::DefaultFileSystem(), dir, {});
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  const std::string key = path.size() > 1 && path[0] == 'I' ? path : fusefs::NodeKey(path);
+  ASSERT_OK_AND_ASSIGN(std::string value, (*e)->Get(key));
+  ASSERT_OK_AND_ASSIGN(fusefs::Node n, fusefs::DecodeNode(value, key));
+  fn(&n);
+  ASSERT_OK((*e)->Put(key, fusefs::EncodeNode(n)));
+  ASSERT_OK((*e)->Close());
+}
+
+// A directory whose link count is not 2 plus its subdirectories is damage check names.
+TEST(KvfsCli, CheckFindsADirectoryLinkCountThatDoesNotMatchItsSubdirectories) {
+  test::TempDir tmp;
+  const fusefs::Caller me{0, 0, 022};
+  MakeTree(tmp.Sub("store"), [&](fusefs::FileStore* st) {
+    auto a = st->Mkdir(fusefs::kRootId, "a", 0755, me);
+    ASSERT_TRUE(a.ok());
+    ASSERT_OK(st->Mkdir(a->id, "b", 0755, me));
+    ASSERT_OK(st->Create(a->id, "f", 0644, me));
+  });
+  CliRun r = Kvfs("check --engine bitcask " + tmp.Sub("store"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EditNode(tmp.Sub("store"), "a", [](fusefs::Node* n) { n->nlink = 4; });
+  r = Kvfs("check --engine bitcask " + tmp.Sub("store"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("/a: Corruption: directory link count 4, but 1 subdirectories"),
+            std::string::npos)
+      << r.output;
 }
 
 TEST(KvfsCli, CheckRefusesAnUnknownEngine) {
