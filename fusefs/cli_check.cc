@@ -50,7 +50,7 @@ int Fail(const std::string& msg) {
 }
 
 struct TreeCounts {
-  uint64_t files = 0, dirs = 0, symlinks = 0, bytes = 0, damaged = 0;
+  uint64_t files = 0, dirs = 0, symlinks = 0, specials = 0, bytes = 0, damaged = 0;
 };
 
 void Damage(TreeCounts* c, fusefs::ProgressLine* progress, const std::string& store,
@@ -94,6 +94,12 @@ void Walk(FileStore* files, const std::string& store, const std::string& path, u
       case NodeType::kDirectory:
         ++c->dirs;
         Walk(files, store, p, attr->id, c, progress);
+        break;
+      case NodeType::kFifo:
+      case NodeType::kCharDevice:
+      case NodeType::kBlockDevice:
+      case NodeType::kSocket:
+        ++c->specials;
         break;
       case NodeType::kSymlink: {
         ++c->symlinks;
@@ -220,10 +226,10 @@ Verdict CheckStore(const config::StoreConfig& sc) {
   }
   std::printf(
       "%s: file tree OK: %llu files (%llu bytes read back), %llu directories, %llu "
-      "symlinks\n",
+      "symlinks, %llu special files\n",
       sc.data_dir.c_str(), static_cast<unsigned long long>(c.files),
       static_cast<unsigned long long>(c.bytes), static_cast<unsigned long long>(c.dirs),
-      static_cast<unsigned long long>(c.symlinks));
+      static_cast<unsigned long long>(c.symlinks), static_cast<unsigned long long>(c.specials));
   return closed ? recovered : Verdict::kDamaged;
 }
 

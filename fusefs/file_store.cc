@@ -159,7 +159,8 @@ Result<Attr> FileStore::SetAttr(uint64_t id, const AttrChange& change) {
     engines::WriteBatch batch;
     if (change.size) {
       if (n.type == NodeType::kDirectory) return Errno(EISDIR, "cannot truncate a directory");
-      if (n.type != NodeType::kFile) return Errno(EINVAL, "cannot truncate a symlink");
+      if (n.type != NodeType::kFile)
+        return Errno(EINVAL, "cannot truncate a symlink or special file");
       KVFS_RETURN_IF_ERROR(s.Resize(&n, *change.size, &batch));
       n.mtime_ns = now;
     }
@@ -210,6 +211,7 @@ Result<Attr> FileStore::Impl::MakeNode(uint64_t parent, std::string_view name, c
       n.inline_data = std::string(what.target);
       n.size = what.target.size();
     }
+    n.rdev = what.rdev;
     n.atime_ns = n.mtime_ns = n.ctime_ns = now;
     n.nlink = what.type == NodeType::kDirectory ? 2 : 1;
     batch.Put(NodeKey(path), EncodeNode(n));
@@ -227,13 +229,13 @@ Result<Attr> FileStore::Impl::MakeNode(uint64_t parent, std::string_view name, c
 Result<Attr> FileStore::Create(uint64_t parent, std::string_view name, uint32_t mode,
                                const Caller& caller) {
   impl_->Count(&FileStoreStats::creates);
-  return impl_->MakeNode(parent, name, {NodeType::kFile, mode, {}}, caller);
+  return impl_->MakeNode(parent, name, {NodeType::kFile, mode, {}, 0}, caller);
 }
 
 Result<Attr> FileStore::Mkdir(uint64_t parent, std::string_view name, uint32_t mode,
                               const Caller& caller) {
   impl_->Count(&FileStoreStats::mkdirs);
-  return impl_->MakeNode(parent, name, {NodeType::kDirectory, mode, {}}, caller);
+  return impl_->MakeNode(parent, name, {NodeType::kDirectory, mode, {}, 0}, caller);
 }
 
 Result<Attr> FileStore::Symlink(uint64_t parent, std::string_view name, std::string_view target,
@@ -241,7 +243,16 @@ Result<Attr> FileStore::Symlink(uint64_t parent, std::string_view name, std::str
   impl_->Count(&FileStoreStats::symlinks);
   if (target.empty()) return Errno(ENOENT, "empty symlink target");
   if (target.size() > kMaxSymlinkLength) return Errno(ENAMETOOLONG, "symlink target too long");
-  return impl_->MakeNode(parent, name, {NodeType::kSymlink, 0777, target}, caller);
+  return impl_->MakeNode(parent, name, {NodeType::kSymlink, 0777, target, 0}, caller);
+}
+
+Result<Attr> FileStore::Mknod(uint64_t parent, std::string_view name, NodeType type, uint32_t mode,
+                              uint64_t rdev, const Caller& caller) {
+  if (type == NodeType::kFile) return Create(parent, name, mode, caller);
+  if (!IsSpecial(type)) return Errno(EINVAL, "mknod of a directory or symlink");
+  impl_->Count(&FileStoreStats::creates);
+  const bool device = type == NodeType::kCharDevice || type == NodeType::kBlockDevice;
+  return impl_->MakeNode(parent, name, {type, mode, {}, device ? rdev : 0}, caller);
 }
 
 Result<std::string> FileStore::ReadLink(uint64_t id) {

@@ -54,6 +54,7 @@ struct Attr {
   uint32_t uid = 0;
   uint32_t gid = 0;
   uint64_t size = 0;
+  uint64_t rdev = 0;  // character and block devices
   int64_t atime_ns = 0;
   int64_t mtime_ns = 0;
   int64_t ctime_ns = 0;
@@ -133,6 +134,10 @@ class FileStore {
                      const Caller& caller);  // (+ref)
   Result<Attr> Symlink(uint64_t parent, std::string_view name, std::string_view target,
                        const Caller& caller);  // (+ref)
+  // A FIFO, character or block device (with `rdev`) or socket; kFile is Create. EINVAL for a
+  // directory or symlink type.
+  Result<Attr> Mknod(uint64_t parent, std::string_view name, NodeType type, uint32_t mode,
+                     uint64_t rdev, const Caller& caller);  // (+ref)
   Result<std::string> ReadLink(uint64_t id);
   Status Unlink(uint64_t parent, std::string_view name);  // EISDIR for a directory
   Status Rmdir(uint64_t parent, std::string_view name);   // ENOTDIR, ENOTEMPTY

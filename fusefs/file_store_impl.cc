@@ -40,6 +40,7 @@ Attr AttrOf(const Node& n) {
   a.uid = n.uid;
   a.gid = n.gid;
   a.size = n.type == NodeType::kDirectory ? 4096 : n.size;
+  a.rdev = n.rdev;
   a.atime_ns = n.atime_ns;
   a.mtime_ns = n.mtime_ns;
   a.ctime_ns = n.ctime_ns;

@@ -62,6 +62,7 @@ struct NewNode {
   NodeType type;
   uint32_t mode;
   std::string_view target;  // symlinks
+  uint64_t rdev = 0;        // devices
 };
 
 enum class RemoveKind { kUnlink, kRmdir };

@@ -26,6 +26,14 @@ mode_t TypeBits(NodeType type) {
       return S_IFDIR;
     case NodeType::kSymlink:
       return S_IFLNK;
+    case NodeType::kFifo:
+      return S_IFIFO;
+    case NodeType::kCharDevice:
+      return S_IFCHR;
+    case NodeType::kBlockDevice:
+      return S_IFBLK;
+    case NodeType::kSocket:
+      return S_IFSOCK;
   }
   return S_IFREG;
 }
@@ -38,6 +46,7 @@ struct stat StatOf(const Attr& a, uint64_t ino) {
   st.st_uid = a.uid;
   st.st_gid = a.gid;
   st.st_size = static_cast<off_t>(a.size);
+  st.st_rdev = static_cast<dev_t>(a.rdev);
   st.st_blksize = static_cast<blksize_t>(kPreferredIoSize);  // stdio and cp size their I/O by it
   st.st_blocks = static_cast<blkcnt_t>((a.size + 511) / 512);
   st.st_atim = ToTimespec(a.atime_ns);
@@ -249,10 +258,30 @@ Result<Filesystem::Target> Filesystem::ResolveStoreDir(uint64_t parent,
 }
 
 Result<Entry> Filesystem::MakeNode(uint64_t parent, std::string_view name, mode_t mode,
-                                   const Caller& caller) {
-  if (!S_ISREG(mode)) return Err(EPERM, "only regular files, directories and symlinks");
+                                   uint64_t rdev, const Caller& caller) {
+  NodeType type;
+  switch (mode & S_IFMT) {
+    case 0:  // mknod(2): a regular file
+    case S_IFREG:
+      type = NodeType::kFile;
+      break;
+    case S_IFIFO:
+      type = NodeType::kFifo;
+      break;
+    case S_IFCHR:
+      type = NodeType::kCharDevice;
+      break;
+    case S_IFBLK:
+      type = NodeType::kBlockDevice;
+      break;
+    case S_IFSOCK:
+      type = NodeType::kSocket;
+      break;
+    default:  // the kernel answers these itself (EPERM for S_IFDIR, EINVAL for the rest)
+      return Err(EINVAL, "mknod of file type " + std::to_string(mode & S_IFMT));
+  }
   KVFS_ASSIGN_OR_RETURN(Target p, ResolveStoreDir(parent, name));
-  KVFS_ASSIGN_OR_RETURN(Attr a, p.files->Create(p.id, name, mode & 07777, caller));
+  KVFS_ASSIGN_OR_RETURN(Attr a, p.files->Mknod(p.id, name, type, mode & 07777, rdev, caller));
   return StoreEntry(p.store, a);
 }
 

@@ -28,7 +28,8 @@
 // (every write reached the engine already). fsync and fsyncdir never answer ENOSYS.
 //
 // Errors: every mutation refused by a read-only store (after a failed sync) is EROFS, by the
-// FileStore. Hard links: EPERM. Special files (devices, FIFOs, sockets): EPERM. Renames across
+// FileStore. Hard links: EPERM. Special files (FIFOs, devices, sockets) are nodes like any other;
+// the kernel opens them itself and never sends their reads or writes here. Renames across
 // stores or involving the virtual root or control directory: EXDEV.
 //
 // Thread safety: every method may be called from any thread at once (libfuse's multithreaded
@@ -118,8 +119,10 @@ class Filesystem {
   // `to_set`: FUSE_SET_ATTR_* bits; the values come from `attr`.
   Result<struct stat> SetAttr(uint64_t ino, const struct stat& attr, int to_set);
   Result<std::string> ReadLink(uint64_t ino);
-  // Regular files only (EPERM for devices, FIFOs, sockets).
-  Result<Entry> MakeNode(uint64_t parent, std::string_view name, mode_t mode, const Caller& caller);
+  // mknod(2): a regular file, FIFO, character or block device (`rdev` as the kernel encodes it,
+  // kept and given back as it came) or socket, by the type bits of `mode`.
+  Result<Entry> MakeNode(uint64_t parent, std::string_view name, mode_t mode, uint64_t rdev,
+                         const Caller& caller);
   Result<Entry> Mkdir(uint64_t parent, std::string_view name, mode_t mode, const Caller& caller);
   Result<Entry> Symlink(uint64_t parent, std::string_view name, std::string_view target,
                         const Caller& caller);

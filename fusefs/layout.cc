@@ -203,7 +203,11 @@ Result<Node> DecodeNode(std::string_view value, std::string_view key) {
     return bad("unknown node version " + std::to_string(version));
   }
   const uint64_t type = r.Fixed(1);
-  if (!r.bad() && (type < 1 || type > 3)) return bad("unknown node type " + std::to_string(type));
+  // Special files came with version 2.
+  const uint64_t last_type = version == kNodeVersion1 ? 3 : kLastNodeType;
+  if (!r.bad() && (type < 1 || type > last_type)) {
+    return bad("unknown node type " + std::to_string(type));
+  }
   n.type = static_cast<NodeType>(type);
   n.mode = static_cast<uint32_t>(r.Fixed(4));
   if (n.mode & ~07777u) return bad("mode has bits outside 07777");
@@ -244,6 +248,9 @@ Result<Node> DecodeNode(std::string_view value, std::string_view key) {
   }
   if (version == kNodeVersion && n.type != NodeType::kDirectory && n.nlink == 0) {
     return bad("link count 0");
+  }
+  if (IsSpecial(n.type) && (n.size != 0 || !n.inline_data.empty())) {
+    return bad("a special file with data");
   }
   if (n.size > kMaxFileSize) return bad("size " + std::to_string(n.size) + " beyond the limit");
   return n;

@@ -75,7 +75,20 @@ inline constexpr std::string_view kLayoutVersion = "kvfs-layout 2";
 // writable open.
 inline constexpr std::string_view kLayoutVersion1 = "kvfs-layout 1";
 
-enum class NodeType : uint8_t { kFile = 1, kDirectory = 2, kSymlink = 3 };
+// kFifo to kSocket (special files) hold no data: only their type, mode, owner, times and (for
+// devices) rdev; opening one is the kernel's business, never the daemon's.
+enum class NodeType : uint8_t {
+  kFile = 1,
+  kDirectory = 2,
+  kSymlink = 3,
+  kFifo = 4,
+  kCharDevice = 5,
+  kBlockDevice = 6,
+  kSocket = 7,
+};
+inline constexpr uint8_t kLastNodeType = 7;
+// A FIFO, a device or a socket.
+inline bool IsSpecial(NodeType t) { return static_cast<uint8_t>(t) >= 4; }
 
 struct Node {
   NodeType type = NodeType::kFile;
@@ -83,7 +96,7 @@ struct Node {
   uint32_t uid = 0;
   uint32_t gid = 0;
   uint64_t id = 0;
-  uint64_t size = 0;  // files: data bytes; symlinks: target length; directories: 0
+  uint64_t size = 0;  // files: data bytes; symlinks: target length; others: 0
   int64_t atime_ns = 0;
   int64_t mtime_ns = 0;
   int64_t ctime_ns = 0;

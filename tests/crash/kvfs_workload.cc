@@ -6,7 +6,8 @@
 //
 // `run` creates DIR/w0 .. DIR/w<N-1> (synced), then forks N workers. Worker w works only in
 // DIR/w<w>: creates, writes at offsets, appends, truncates, renames (to new names and over
-// files), unlinks, mkdirs, rmdirs, with fsync, fdatasync and fsync on directories in between.
+// files), unlinks, mkdirs, rmdirs, mknods (FIFOs and character devices), with fsync, fdatasync
+// and fsync on directories in between.
 // Every operation is one system call that changes the tree, one atomic batch in kvfs, except a
 // write, which the kernel may hand over in pieces split at page boundaries (PartialWrites). Its
 // log LOGDIR/w<w>.log, on the real disk and written before and after each call, says:
@@ -33,6 +34,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,7 +54,8 @@
 
 namespace {
 
-// path (relative to the worker's dir) -> "d" or "f:" + content
+// path (relative to the worker's dir) -> "d", "f:" + content, "p" (a FIFO) or "c:" + rdev (a
+// character device)
 using Tree = std::map<std::string, std::string>;
 
 [[noreturn]] void Usage() {
@@ -97,6 +100,8 @@ void Apply(const Op& op, uint64_t seed, Tree* t) {
     (*t)[a[0]] = "f:";
   } else if (op.kind == "mkdir") {
     (*t)[a[0]] = "d";
+  } else if (op.kind == "mknod") {
+    (*t)[a[0]] = a[1] == "0" ? "p" : "c:" + a[1];
   } else if (op.kind == "write" || op.kind == "append") {
     std::string& f = (*t)[a[0]];
     const uint64_t off = op.kind == "write" ? std::stoull(a[1]) : f.size() - 2;
@@ -180,7 +185,8 @@ class Worker {
     std::vector<std::string> dirs{""}, files, all;
     for (const auto& [p, v] : model_) {
       all.push_back(p);
-      (v == "d" ? dirs : files).push_back(p);
+      if (v == "d") dirs.push_back(p);
+      if (v[0] == 'f') files.push_back(p);
     }
     auto pick = [&](const std::vector<std::string>& v) { return v[rng_() % v.size()]; };
     auto join = [](const std::string& d, const std::string& n) {
@@ -188,7 +194,7 @@ class Worker {
     };
     Op op;
     op.i = i;
-    const int r = static_cast<int>(rng_() % 16);
+    const int r = static_cast<int>(rng_() % 17);
     if (r < 2 || files.empty()) {
       op.kind = "create";
       op.args = {join(pick(dirs), "f" + std::to_string(i))};
@@ -232,6 +238,11 @@ class Worker {
       op.args = {from, to};
     } else if (r < 13) {
       return Sync(i, rng_() % 2 ? "fsync" : "fdatasync", pick(files));
+    } else if (r == 16) {
+      // A FIFO (rdev 0) or a character device with a number from the operation's index.
+      op.kind = "mknod";
+      op.args = {join(pick(dirs), "n" + std::to_string(i)),
+                 std::to_string(rng_() % 2 ? 0 : makedev(1 + i % 200, i % 1000))};
     } else {
       return Sync(i, "fsyncdir", pick(dirs));
     }
@@ -277,6 +288,9 @@ class Worker {
       rc = ::unlink(P(a[0]).c_str());
     } else if (op.kind == "rename") {
       rc = ::rename(P(a[0]).c_str(), P(a[1]).c_str());
+    } else if (op.kind == "mknod") {
+      const dev_t rdev = std::stoull(a[1]);
+      rc = ::mknod(P(a[0]).c_str(), (rdev == 0 ? S_IFIFO : S_IFCHR) | 0644, rdev);
     }
     return rc == 0 ? 0 : errno;
   }
@@ -387,6 +401,12 @@ bool Snapshot(const std::string& root, const std::string& rel, Tree* out, std::s
     if (S_ISDIR(st.st_mode)) {
       (*out)[r] = "d";
       if (!Snapshot(root, r, out, error)) return false;
+    } else if (S_ISFIFO(st.st_mode)) {
+      (*out)[r] = "p";
+    } else if (S_ISCHR(st.st_mode)) {
+      (*out)[r] = "c:" + std::to_string(st.st_rdev);
+    } else if (!S_ISREG(st.st_mode)) {
+      (*out)[r] = "? mode " + std::to_string(st.st_mode);
     } else {
       std::string data;
       if (!ReadFile(root + "/" + r, &data)) {
@@ -399,6 +419,11 @@ bool Snapshot(const std::string& root, const std::string& rel, Tree* out, std::s
   return true;
 }
 
+// A tree value in a message: a file by its size, anything else as it is.
+std::string Describe(const std::string& v) {
+  return v[0] == 'f' ? std::to_string(v.size() - 2) + " bytes" : "'" + v + "'";
+}
+
 std::string Diff(const Tree& want, const Tree& got) {
   std::string out;
   int shown = 0;
@@ -407,9 +432,7 @@ std::string Diff(const Tree& want, const Tree& got) {
     if (it == got.end()) {
       out += "  missing " + p + "\n";
     } else if (it->second != v) {
-      out += "  differs " + p + " (want " + std::to_string(v.size() - (v == "d" ? 0 : 2)) +
-             " bytes, got " + std::to_string(it->second.size() - (it->second == "d" ? 0 : 2)) +
-             ")\n";
+      out += "  differs " + p + " (want " + Describe(v) + ", got " + Describe(it->second) + ")\n";
     } else {
       continue;
     }

@@ -1,6 +1,6 @@
 // Power cuts under the file layer: a random tree workload (creates, writes at offsets,
-// truncates, renames, unlinks, mkdirs, rmdirs) with fsync, fdatasync and fsync on directories
-// in between, cut at every sync point and at random operations, for every engine.
+// truncates, renames, unlinks, mkdirs, rmdirs, mknods) with fsync, fdatasync and fsync on
+// directories in between, cut at every sync point and at random operations, for every engine.
 //
 // Each FileStore mutation is one engine batch and the log keeps a prefix of batches, so after a
 // crash the tree must be EXACTLY the tree as it was after some operation between the last
@@ -23,7 +23,8 @@ namespace {
 constexpr char kDir[] = "/data/store";
 const Caller kUser{1000, 1000, 0};
 
-// path -> "d" (directory), "l:<target>" (symlink) or "f:<content>" (file); a directory whose
+// path -> "d" (directory), "l:<target>" (symlink), "f:<content>" (file), "p" (FIFO) or
+// "c:<rdev>" (character device); a directory whose
 // link count is wrong adds "<path>#nlink" (Snapshot).
 using Tree = std::map<std::string, std::string>;
 
@@ -119,6 +120,17 @@ class Workload {
       for (auto& [p, d] : moved) model_[p] = d;
       return st_->Rename(fp.id, NameOf(from), tp.id, NameOf(to), 0);
     }
+    if (op == 9 && rng_() % 3 == 0) {  // a FIFO or a device
+      const std::string path = JoinPath(pick(dirs), "n" + std::to_string(next_++));
+      KVFS_ASSIGN_OR_RETURN(Attr parent, st_->Resolve(ParentOf(path)));
+      const bool fifo = rng_() % 2 == 0;
+      const uint64_t rdev = fifo ? 0 : next_;
+      model_[path] = fifo ? "p" : "c:" + std::to_string(rdev);
+      return st_
+          ->Mknod(parent.id, NameOf(path), fifo ? NodeType::kFifo : NodeType::kCharDevice, 0644,
+                  rdev, kUser)
+          .status();
+    }
     if (op == 9) {  // symlink
       const std::string path = JoinPath(pick(dirs), "l" + std::to_string(next_++));
       KVFS_ASSIGN_OR_RETURN(Attr parent, st_->Resolve(ParentOf(path)));
@@ -180,6 +192,10 @@ Status Snapshot(FileStore& st, uint64_t dir_id, const std::string& dir, Tree* ou
     } else if (a.type == NodeType::kSymlink) {
       KVFS_ASSIGN_OR_RETURN(std::string target, st.ReadLink(a.id));
       (*out)[path] = "l:" + target;
+    } else if (a.type == NodeType::kFifo) {
+      (*out)[path] = "p";
+    } else if (a.type == NodeType::kCharDevice) {
+      (*out)[path] = "c:" + std::to_string(a.rdev);
     } else {
       KVFS_ASSIGN_OR_RETURN(std::string data, st.Read(a.id, 0, a.size + 1));
       (*out)[path] = "f:" + data;

@@ -504,6 +504,81 @@ TEST_P(FileStoreTest, DirectoryLinkCountIsTwoPlusSubdirectories) {
   EXPECT_EQ(listed, (std::vector<uint32_t>{2, 3}));
 }
 
+// FIFOs, devices and sockets are nodes like any other: type, mode and rdev kept; every call on a
+// name works on them as on a file (setattr, rename onto and over, unlink), across a reopen.
+TEST_P(FileStoreTest, SpecialFilesAreNodesThatEveryNameCallTakes) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr fifo, st->Mknod(kRootId, "fifo", NodeType::kFifo, 0666, 99, kUser));
+  EXPECT_EQ(fifo.type, NodeType::kFifo);
+  EXPECT_EQ(fifo.mode, 0644u);  // umask
+  EXPECT_EQ(fifo.rdev, 0u);     // only devices keep one
+  EXPECT_EQ(fifo.nlink, 1u);
+  ASSERT_OK_AND_ASSIGN(Attr chr,
+                       st->Mknod(kRootId, "chr", NodeType::kCharDevice, 0620, 0x103, kUser));
+  EXPECT_EQ(chr.rdev, 0x103u);
+  ASSERT_OK_AND_ASSIGN(Attr blk,
+                       st->Mknod(kRootId, "blk", NodeType::kBlockDevice, 0660, 0x10300, kUser));
+  ASSERT_OK_AND_ASSIGN(Attr sock, st->Mknod(kRootId, "sock", NodeType::kSocket, 0777, 0, kUser));
+  EXPECT_EQ(sock.type, NodeType::kSocket);
+  ASSERT_OK_AND_ASSIGN(Attr plain, st->Mknod(kRootId, "plain", NodeType::kFile, 0644, 0, kUser));
+  EXPECT_EQ(plain.type, NodeType::kFile);
+  EXPECT_EQ(ErrnoOf(st->Mknod(kRootId, "d", NodeType::kDirectory, 0755, 0, kUser).status()),
+            EINVAL);
+  EXPECT_EQ(ErrnoOf(st->Mknod(kRootId, "fifo", NodeType::kFifo, 0644, 0, kUser).status()), EEXIST);
+  // No data: reads, writes and truncation are not theirs.
+  EXPECT_EQ(ErrnoOf(st->Read(fifo.id, 0, 1).status()), EINVAL);
+  EXPECT_EQ(ErrnoOf(st->Write(chr.id, 0, "x").status()), EINVAL);
+  AttrChange truncate;
+  truncate.size = 0;
+  EXPECT_EQ(ErrnoOf(st->SetAttr(blk.id, truncate).status()), EINVAL);
+  // chmod, chown, utimens.
+  AttrChange c;
+  c.mode = 0600;
+  c.uid = 7;
+  c.gid = 8;
+  c.atime_ns = 1000;
+  c.mtime_ns = 2000;
+  ASSERT_OK_AND_ASSIGN(Attr changed, st->SetAttr(sock.id, c));
+  EXPECT_EQ(changed.type, NodeType::kSocket);
+  EXPECT_EQ(changed.mode, 0600u);
+  EXPECT_EQ(changed.uid, 7u);
+  EXPECT_EQ(changed.mtime_ns, 2000);
+  // xattrs.
+  ASSERT_OK(st->SetXattr(fifo.id, "user.k", "v", 0));
+  // Rename onto a new name, over a file, and a file over one.
+  ASSERT_OK(st->Rename(kRootId, "fifo", kRootId, "fifo2", 0));
+  ASSERT_OK(st->Rename(kRootId, "fifo2", kRootId, "plain", 0));
+  EXPECT_EQ(st->Resolve("plain")->type, NodeType::kFifo);
+  ASSERT_OK(st->Create(kRootId, "file", 0644, kUser));
+  ASSERT_OK(st->Rename(kRootId, "file", kRootId, "chr", 0));
+  EXPECT_EQ(st->Resolve("chr")->type, NodeType::kFile);
+  ASSERT_OK(st->Rename(kRootId, "blk", kRootId, "sock", FileStore::kRenameExchange));
+  EXPECT_EQ(st->Resolve("sock")->type, NodeType::kBlockDevice);
+  EXPECT_EQ(st->Resolve("sock")->rdev, 0x10300u);
+  // Everything is in the store.
+  ASSERT_OK(st->Close());
+  st.reset();
+  ASSERT_OK_AND_ASSIGN(st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr a, st->Resolve("plain"));
+  EXPECT_EQ(a.type, NodeType::kFifo);
+  EXPECT_EQ(*st->GetXattr(a.id, "user.k"), "v");
+  ASSERT_OK_AND_ASSIGN(a, st->Resolve("blk"));
+  EXPECT_EQ(a.type, NodeType::kSocket);
+  EXPECT_EQ(a.mode, 0600u);
+  EXPECT_EQ(a.uid, 7u);
+  EXPECT_EQ(a.mtime_ns, 2000);
+  ASSERT_OK_AND_ASSIGN(a, st->Resolve("sock"));
+  EXPECT_EQ(a.rdev, 0x10300u);
+  std::vector<std::string> listed;
+  ASSERT_OK(st->ReadDir(kRootId, "", false, [&](const DirEntry& e) {
+    listed.push_back(e.name + ":" + std::to_string(static_cast<int>(e.attr.type)));
+    return true;
+  }));
+  EXPECT_EQ(listed, (std::vector<std::string>{"blk:7", "chr:1", "plain:4", "sock:6"}));
+  for (const char* n : {"blk", "chr", "plain", "sock"}) ASSERT_OK(st->Unlink(kRootId, n));
+  EXPECT_TRUE(List(*st, kRootId).empty());
+}
+
 // Node version 1, as kvfs wrote it before link counts (no nlink, no rdev).
 std::string EncodeNodeV1(const Node& n) {
   std::string v2 = EncodeNode(n);

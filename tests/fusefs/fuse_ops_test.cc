@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <linux/fs.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -179,13 +180,41 @@ TEST_F(FilesystemTest, FilesLiveInTheirStoreAndRenamesAcrossStoresAreExdev) {
   EXPECT_EQ(ErrnoOf(fs_->Rename(a, "moved", a, "x", RENAME_WHITEOUT)), EINVAL);
 }
 
-TEST_F(FilesystemTest, SpecialFilesAndHardLinksAreRefused) {
+// mknod(2) of every type the kernel passes on: the type bits and rdev come back in the stat, as
+// they came, and again on a later getattr and after a reopen.
+TEST_F(FilesystemTest, MknodKeepsEveryFileTypeAndItsDeviceNumber) {
   OpenSingle(engines::EngineNames()[0]);
-  EXPECT_EQ(ErrnoOfResult(fs_->MakeNode(FUSE_ROOT_ID, "fifo", S_IFIFO | 0644, kUser)), EPERM);
-  EXPECT_EQ(ErrnoOfResult(fs_->MakeNode(FUSE_ROOT_ID, "dev", S_IFCHR | 0644, kUser)), EPERM);
-  auto f = fs_->MakeNode(FUSE_ROOT_ID, "plain", S_IFREG | 0600, kUser);
-  ASSERT_TRUE(f.ok()) << f.status().ToString();
-  EXPECT_EQ(f->attr.st_mode, S_IFREG | 0600u);
+  const struct {
+    const char* name;
+    mode_t mode;
+    uint64_t rdev;
+  } kinds[] = {
+      {"plain", S_IFREG | 0600, 0},
+      {"zero", 0640, 0},  // type 0: a regular file
+      {"fifo", S_IFIFO | 0644, 0},
+      {"sock", S_IFSOCK | 0755, 0},
+      {"chr", S_IFCHR | 0620, makedev(1, 3)},
+      {"blk", S_IFBLK | 0660, makedev(259, 70000)},
+  };
+  for (const auto& k : kinds) {
+    auto e = fs_->MakeNode(FUSE_ROOT_ID, k.name, k.mode, k.rdev, kUser);
+    ASSERT_TRUE(e.ok()) << k.name << ": " << e.status().ToString();
+    const mode_t type = (k.mode & S_IFMT) == 0 ? S_IFREG : k.mode & S_IFMT;
+    EXPECT_EQ(e->attr.st_mode, type | (k.mode & 07777 & ~kUser.umask)) << k.name;
+    EXPECT_EQ(e->attr.st_rdev, k.rdev) << k.name;
+    EXPECT_EQ(e->attr.st_size, 0) << k.name;
+    EXPECT_EQ(e->attr.st_nlink, 1u) << k.name;
+    auto st = fs_->GetAttr(e->ino);
+    ASSERT_TRUE(st.ok());
+    EXPECT_EQ(st->st_mode, e->attr.st_mode) << k.name;
+    EXPECT_EQ(st->st_rdev, k.rdev) << k.name;
+  }
+  EXPECT_EQ(ErrnoOfResult(fs_->MakeNode(FUSE_ROOT_ID, "fifo", S_IFIFO | 0644, 0, kUser)), EEXIST);
+  EXPECT_EQ(ErrnoOfResult(fs_->MakeNode(FUSE_ROOT_ID, "dir", S_IFDIR | 0755, 0, kUser)), EINVAL);
+  auto fifo = fs_->Lookup(FUSE_ROOT_ID, "fifo");
+  ASSERT_TRUE(fifo.ok());
+  EXPECT_EQ(ErrnoOfResult(fs_->Read(fifo->ino, 0, 10, nullptr)), EINVAL);
+  EXPECT_EQ(ErrnoOfResult(fs_->Write(fifo->ino, 0, "x")), EINVAL);
 }
 
 TEST_F(FilesystemTest, SingleStoreReservesDotKvfsAtTheRoot) {
