@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,13 @@ int Fail(const std::string& msg) {
 
 struct TreeCounts {
   uint64_t files = 0, dirs = 0, symlinks = 0, specials = 0, bytes = 0, damaged = 0;
+  // Every file but a directory, by id: the names found for it, its link count, one name.
+  struct Names {
+    uint64_t found = 0;
+    uint64_t nlink = 0;
+    std::string path;
+  };
+  std::map<uint64_t, Names> names;
 };
 
 void Damage(TreeCounts* c, fusefs::ProgressLine* progress, const std::string& store,
@@ -89,6 +97,12 @@ void Walk(FileStore* files, const std::string& store, const std::string& path, u
     if (!attr.ok()) {
       Damage(c, progress, store, p, attr.status());
       continue;
+    }
+    if (attr->type != NodeType::kDirectory) {
+      TreeCounts::Names& n = c->names[attr->id];
+      if (n.found++ > 0) continue;  // another name of a file already read
+      n.nlink = attr->nlink;
+      n.path = p;
     }
     switch (attr->type) {
       case NodeType::kDirectory:
@@ -129,6 +143,33 @@ void Walk(FileStore* files, const std::string& store, const std::string& path, u
         break;
       }
     }
+  }
+}
+
+// Every file's link count against the names the walk found for it, and every shared record
+// (hard links, layout.h) against the names pointing to it: one without a name is damage too.
+void CheckLinkCounts(engines::Engine* engine, const std::string& store, TreeCounts* c,
+                     fusefs::ProgressLine* progress) {
+  for (const auto& [id, n] : c->names) {
+    if (n.found == n.nlink) continue;
+    Damage(
+        c, progress, store, n.path,
+        Status::Corruption("link count " + std::to_string(n.nlink) + ", but " +
+                           std::to_string(n.found) + " names point to file " + std::to_string(id)));
+  }
+  engines::ScanOptions so;
+  so.prefix = std::string(fusefs::kSharedPrefix);
+  so.keys_only = true;
+  std::vector<std::string> unnamed;
+  Status s = engine->Scan(so, [&](std::string_view key, std::string_view) {
+    auto id = fusefs::DecodeU64(key.substr(1), key);
+    if (!id.ok() || c->names.count(*id) == 0) unnamed.emplace_back(key);
+    return true;
+  });
+  if (!s.ok()) return Damage(c, progress, store, "", s);
+  for (const std::string& key : unnamed) {
+    Damage(c, progress, store, "",
+           Status::Corruption("shared record " + fusefs::EscapeKey(key) + " has no name"));
   }
 }
 
@@ -218,6 +259,7 @@ Verdict CheckStore(const config::StoreConfig& sc) {
   progress.Start(sc.name, "files", bytes);
   Walk(files->get(), sc.name, "", fusefs::kRootId, &c, &progress);
   progress.Clear();
+  CheckLinkCounts((*files)->engine(), sc.name, &c, &progress);
   const bool closed = (*files)->Close().ok();
   if (c.damaged > 0) {
     std::fprintf(stderr, "kvfs: store %s (%s): %llu damaged entries\n", sc.name.c_str(),

@@ -195,7 +195,8 @@ void PrintLong(FileStore* files, const std::string& name, const Attr& a,
   struct tm tm;
   ::localtime_r(&t, &tm);
   std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
-  std::string line = ModeString(a) + " " + std::to_string(a.uid) + " " + std::to_string(a.gid);
+  std::string line = ModeString(a) + " " + std::to_string(a.nlink) + " " + std::to_string(a.uid) +
+                     " " + std::to_string(a.gid);
   std::printf("%s %12llu %s %s", line.c_str(), static_cast<unsigned long long>(a.size), when,
               name.c_str());
   if (a.type == NodeType::kSymlink && files != nullptr) {

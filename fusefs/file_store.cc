@@ -255,6 +255,48 @@ Result<Attr> FileStore::Mknod(uint64_t parent, std::string_view name, NodeType t
   return impl_->MakeNode(parent, name, {type, mode, {}, device ? rdev : 0}, caller);
 }
 
+Result<Attr> FileStore::Link(uint64_t id, uint64_t new_parent, std::string_view new_name) {
+  Impl& s = *impl_;
+  s.Count(&FileStoreStats::links);
+  KVFS_RETURN_IF_ERROR(ValidateName(new_name));
+  Attr attr;
+  {
+    std::unique_lock lock(s.mu);
+    KVFS_RETURN_IF_ERROR(s.CheckWritable());
+    KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
+    if (l.orphan) return Errno(ENOENT, "the file has no name left");
+    if (l.node.type == NodeType::kDirectory) return Errno(EPERM, "hard link to a directory");
+    KVFS_ASSIGN_OR_RETURN(Loaded dir, s.LoadDir(new_parent));
+    const std::string path = JoinPath(dir.path, new_name);
+    if (path.size() > kMaxPathLength) return Errno(ENAMETOOLONG, "path too long: " + path);
+    auto existing = s.engine->Get(NodeKey(path));
+    if (existing.ok()) return Errno(EEXIST, "exists: " + path);
+    if (!existing.status().IsNotFound()) return existing.status();
+    if (l.node.nlink >= kMaxLinks) {
+      return Errno(EMLINK, "already " + std::to_string(kMaxLinks) + " names");
+    }
+    const int64_t now = NowNs();
+    engines::WriteBatch batch;
+    Node& n = l.node;
+    if (!n.linked) {
+      // Its second name: the record becomes the shared record, the first name a stub to it.
+      n.linked = true;
+      batch.Put(NodeKey(l.path), EncodeLinkStub(n));
+    }
+    ++n.nlink;
+    n.ctime_ns = now;
+    batch.Put(SharedKey(n.id), EncodeShared(n));
+    batch.Put(NodeKey(path), EncodeLinkStub(n));
+    s.Touch(&dir, now);
+    s.PutNode(dir, &batch);
+    KVFS_RETURN_IF_ERROR(s.ApplyBatch(batch));
+    s.AddRef(id, path);
+    attr = AttrOf(n);
+  }
+  KVFS_RETURN_IF_ERROR(s.SyncIfAlways());
+  return attr;
+}
+
 Result<std::string> FileStore::ReadLink(uint64_t id) {
   Impl& s = *impl_;
   std::shared_lock lock(s.mu);
@@ -290,15 +332,16 @@ Status FileStore::Impl::RemoveEntry(uint64_t parent, std::string_view name, Remo
       }));
       if (!empty) return Errno(ENOTEMPTY, "directory not empty: " + path);
     }
+    const int64_t now = NowNs();
     engines::WriteBatch batch;
-    batch.Delete(NodeKey(path));
-    KVFS_RETURN_IF_ERROR(s.Drop(*node, &batch));
+    bool dropped = false;
+    KVFS_RETURN_IF_ERROR(s.RemoveName(path, &*node, now, &batch, &dropped));
     if (is_dir) --dir.node.nlink;
-    s.Touch(&dir, NowNs());
+    s.Touch(&dir, now);
     s.PutNode(dir, &batch);
     Status applied = s.ApplyBatch(batch);
     if (!applied.ok()) {
-      s.Undrop(node->id);
+      if (dropped) s.Undrop(node->id);
       return applied;
     }
   }
@@ -314,6 +357,22 @@ Status FileStore::Rmdir(uint64_t parent, std::string_view name) {
   impl_->Count(&FileStoreStats::rmdirs);
   return impl_->RemoveEntry(parent, name, RemoveKind::kRmdir);
 }
+
+namespace {
+
+// A node renamed to `to` (its ctime changed): its record there, or for a file with several
+// names a stub there and its shared record updated.
+void PutMoved(const Node& n, const std::string& to, internal::NodeRecords* puts,
+              engines::WriteBatch* batch) {
+  if (n.linked) {
+    puts->emplace_back(NodeKey(to), EncodeLinkStub(n));
+    batch->Put(SharedKey(n.id), EncodeShared(n));
+  } else {
+    puts->emplace_back(NodeKey(to), EncodeNode(n));
+  }
+}
+
+}  // namespace
 
 Status FileStore::Rename(uint64_t parent, std::string_view name, uint64_t new_parent,
                          std::string_view new_name, unsigned flags) {
@@ -340,7 +399,8 @@ Status FileStore::Rename(uint64_t parent, std::string_view name, uint64_t new_pa
     auto dst = s.GetNode(to);
     if (!dst.ok() && !dst.status().IsNotFound()) return dst.status();
     const bool dst_exists = dst.ok();
-    if (from == to) {
+    // One file under both names (hard links): rename(2) does nothing.
+    if (from == to || (dst_exists && src->id == dst->id)) {
       return (flags & kRenameNoReplace) ? Errno(EEXIST, "exists: " + to) : Status::OK();
     }
     auto inside = [](const std::string& p, const std::string& dir) {
@@ -366,8 +426,8 @@ Status FileStore::Rename(uint64_t parent, std::string_view name, uint64_t new_pa
       KVFS_RETURN_IF_ERROR(s.MoveSubtree(dst_tree, to, from, &puts, &batch));
       Node a = *src, b = *dst;
       a.ctime_ns = b.ctime_ns = now;
-      puts.emplace_back(NodeKey(to), EncodeNode(a));
-      puts.emplace_back(NodeKey(from), EncodeNode(b));
+      PutMoved(a, to, &puts, &batch);
+      PutMoved(b, from, &puts, &batch);
       std::unordered_map<uint64_t, std::string> moved_back;
       s.RenameInTable(from, to, &moved);
       s.RenameInTable(to, from, &moved_back);
@@ -394,12 +454,13 @@ Status FileStore::Rename(uint64_t parent, std::string_view name, uint64_t new_pa
       KVFS_RETURN_IF_ERROR(s.MoveSubtree(tree, from, to, &puts, &batch));
       batch.Delete(NodeKey(from));
       if (dst_exists) {
-        KVFS_RETURN_IF_ERROR(s.Drop(*dst, &batch));
-        dropped = dst->id;
+        bool gone = false;
+        KVFS_RETURN_IF_ERROR(s.RemoveName(to, &*dst, now, &batch, &gone));
+        if (gone) dropped = dst->id;
       }
       Node a = *src;
       a.ctime_ns = now;
-      puts.emplace_back(NodeKey(to), EncodeNode(a));
+      PutMoved(a, to, &puts, &batch);
       s.RenameInTable(from, to, &moved);
     }
     for (const auto& [k, v] : puts) batch.Put(k, v);
@@ -449,8 +510,10 @@ Status FileStore::ReadDir(uint64_t id, std::string_view after, bool plus,
     DirEntry e;
     const size_t nul = key.find('\0');
     e.name = std::string(key.substr(nul + 1));
-    if (Status counted = s.CountLinks(JoinPath(dir.path, e.name), &*node); !counted.ok()) {
-      inner = counted;
+    Status full = s.FollowStub(key, &*node);
+    if (full.ok()) full = s.CountLinks(JoinPath(dir.path, e.name), &*node);
+    if (!full.ok()) {
+      inner = full;
       return false;
     }
     e.attr = AttrOf(*node);

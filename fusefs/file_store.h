@@ -100,7 +100,7 @@ struct FileStoreOptions {
 
 struct FileStoreStats {
   uint64_t lookups = 0, getattrs = 0, setattrs = 0, readdirs = 0;
-  uint64_t creates = 0, mkdirs = 0, symlinks = 0, unlinks = 0, rmdirs = 0, renames = 0;
+  uint64_t creates = 0, mkdirs = 0, symlinks = 0, links = 0, unlinks = 0, rmdirs = 0, renames = 0;
   uint64_t reads = 0, read_bytes = 0, writes = 0, write_bytes = 0;
   uint64_t fsyncs = 0, fdatasyncs = 0, fsyncdirs = 0;
   uint64_t errors = 0;       // operations that failed other than ENOENT/EEXIST-style answers
@@ -138,6 +138,11 @@ class FileStore {
   // directory or symlink type.
   Result<Attr> Mknod(uint64_t parent, std::string_view name, NodeType type, uint32_t mode,
                      uint64_t rdev, const Caller& caller);  // (+ref)
+  // A new name `new_name` in `new_parent` for file `id` (any type but a directory: EPERM), as
+  // link(2): EEXIST, ENOENT for a file with no name left, EMLINK past kMaxLinks names. From its
+  // second name on, a file's attributes and data live in one shared record and each name is a
+  // stub to it (layout.h); its ctime changes, as ext4's. (+ref)
+  Result<Attr> Link(uint64_t id, uint64_t new_parent, std::string_view new_name);
   Result<std::string> ReadLink(uint64_t id);
   Status Unlink(uint64_t parent, std::string_view name);  // EISDIR for a directory
   Status Rmdir(uint64_t parent, std::string_view name);   // ENOTDIR, ENOTEMPTY

@@ -114,7 +114,34 @@ Result<Node> FileStore::Impl::GetNode(const std::string& path) {
   const std::string key = NodeKey(path);
   KVFS_ASSIGN_OR_RETURN(std::string value, engine->Get(key));
   KVFS_ASSIGN_OR_RETURN(Node n, DecodeNode(value, key));
+  KVFS_RETURN_IF_ERROR(FollowStub(key, &n));
   KVFS_RETURN_IF_ERROR(CountLinks(path, &n));
+  return n;
+}
+
+Status FileStore::Impl::FollowStub(std::string_view key, Node* n) {
+  if (!n->linked) return Status::OK();
+  const NodeType type = n->type;
+  auto shared = GetShared(n->id);
+  if (!shared.ok()) {
+    if (!shared.status().IsNotFound()) return shared.status();
+    return Status::Corruption("name " + EscapeKey(key) + " points to file " +
+                              std::to_string(n->id) + ", whose shared record is missing");
+  }
+  if (shared->type != type || shared->id != n->id) {
+    return Status::Corruption("name " + EscapeKey(key) + " and the shared record of file " +
+                              std::to_string(n->id) + " disagree on its type or id");
+  }
+  *n = std::move(*shared);
+  return Status::OK();
+}
+
+Result<Node> FileStore::Impl::GetShared(uint64_t id) {
+  const std::string key = SharedKey(id);
+  KVFS_ASSIGN_OR_RETURN(std::string value, engine->Get(key));
+  KVFS_ASSIGN_OR_RETURN(Node n, DecodeNode(value, key));
+  if (n.linked) return Status::Corruption("shared record " + EscapeKey(key) + " is a stub");
+  n.linked = true;  // lives at SharedKey(id)
   return n;
 }
 
@@ -161,10 +188,20 @@ Result<Loaded> FileStore::Impl::Load(uint64_t id) {
     l.path = it->second.path;
   }
   auto node = GetNode(l.path);
+  if (node.ok() && node->id == id) {
+    l.node = std::move(*node);
+    return l;
+  }
+  // The name the table knows is gone or names another file, but a file with other names lives
+  // on in its shared record.
+  auto shared = GetShared(id);
+  if (shared.ok()) {
+    l.node = std::move(*shared);
+    return l;
+  }
+  if (!shared.status().IsNotFound()) return shared.status();
   if (!node.ok()) return node.status();
-  l.node = std::move(*node);
-  if (l.node.id != id) return Errno(ENOENT, "node " + l.path + " was replaced");
-  return l;
+  return Errno(ENOENT, "node " + l.path + " was replaced");
 }
 
 Result<Loaded> FileStore::Impl::LoadDir(uint64_t id) {
@@ -179,6 +216,10 @@ void FileStore::Impl::PutNode(const Loaded& l, engines::WriteBatch* batch) {
     std::lock_guard lock(table_mu);
     auto it = known.find(l.node.id);
     if (it != known.end()) it->second.node = l.node;
+    return;
+  }
+  if (l.node.linked) {
+    batch->Put(SharedKey(l.node.id), EncodeShared(l.node));
     return;
   }
   batch->Put(NodeKey(l.path), EncodeNode(l.node));
@@ -254,6 +295,25 @@ Status FileStore::Impl::UpgradeLayout1() {
 
 // ---------------------------------------------------------------------------------------------
 // Orphans
+
+Status FileStore::Impl::RemoveName(const std::string& path, Node* node, int64_t now,
+                                   engines::WriteBatch* batch, bool* dropped) {
+  *dropped = false;
+  batch->Delete(NodeKey(path));
+  node->ctime_ns = now;
+  if (node->linked && node->nlink > 1) {
+    --node->nlink;
+    batch->Put(SharedKey(node->id), EncodeShared(*node));
+    return Status::OK();
+  }
+  if (node->linked) {
+    batch->Delete(SharedKey(node->id));
+    node->linked = false;
+    node->nlink = 1;
+  }
+  *dropped = true;
+  return Drop(*node, batch);
+}
 
 Status FileStore::Impl::Drop(const Node& node, engines::WriteBatch* batch) {
   bool held = false;

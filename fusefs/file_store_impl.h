@@ -101,8 +101,14 @@ struct FileStore::Impl {
 
   // --- nodes and the id table (file_store_impl.cc) ---
   uint64_t AllocId(engines::WriteBatch* batch);
-  // The node at `path`, its link count counted if it is a version-1 directory's (CountLinks).
+  // The node at `path`: through its stub, the shared record of a file with several names
+  // (linked set); its link count counted if it is a version-1 directory's (CountLinks).
   Result<Node> GetNode(const std::string& path);
+  // The shared record of file `id` (linked set); NotFound if it has none.
+  Result<Node> GetShared(uint64_t id);
+  // If `n` (decoded from `key`) is a link stub, replaces it by its shared record; Corruption
+  // if that is missing or disagrees.
+  Status FollowStub(std::string_view key, Node* n);
   // A directory node read from a layout-1 store carries no link count (nlink 0): counts its
   // subdirectories. Other nodes are left as they are. Caller holds mu.
   Status CountLinks(const std::string& path, Node* n);
@@ -122,6 +128,11 @@ struct FileStore::Impl {
   void ApplyTableMoves(const std::unordered_map<uint64_t, std::string>& moved);
 
   // --- orphans (file_store_impl.cc) ---
+  // Name `path` of `node` (as GetNode gave it) goes, in `batch`: the name's record, and either
+  // one link of the shared record (others remain: the file stays, its ctime `now`) or the node
+  // itself (Drop; *dropped set, and the caller undoes Drop if the batch fails).
+  Status RemoveName(const std::string& path, Node* node, int64_t now, engines::WriteBatch* batch,
+                    bool* dropped);
   // A node leaves the namespace (unlink, rmdir, rename over it): if the kernel still holds it,
   // it lives on as an orphan until Forget; otherwise its data goes in the same batch.
   Status Drop(const Node& node, engines::WriteBatch* batch);

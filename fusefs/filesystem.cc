@@ -324,6 +324,18 @@ Result<Entry> Filesystem::Create(uint64_t parent, std::string_view name, mode_t 
   return StoreEntry(p.store, a);
 }
 
+Result<Entry> Filesystem::Link(uint64_t ino, uint64_t new_parent, std::string_view new_name) {
+  KVFS_ASSIGN_OR_RETURN(Target t, Resolve(ino));
+  if (t.kind != InodeKind::kStore) return Err(EPERM, "a virtual node");
+  KVFS_ASSIGN_OR_RETURN(Target p, Resolve(new_parent));
+  if (p.kind != InodeKind::kStore || p.store != t.store) {
+    return Err(EXDEV, "a hard link across stores or into the mount's root");
+  }
+  KVFS_ASSIGN_OR_RETURN(Target checked, ResolveStoreDir(new_parent, new_name));
+  KVFS_ASSIGN_OR_RETURN(Attr a, t.files->Link(t.id, checked.id, new_name));
+  return StoreEntry(t.store, a);
+}
+
 Status Filesystem::Unlink(uint64_t parent, std::string_view name) {
   KVFS_ASSIGN_OR_RETURN(Target p, Resolve(parent));
   if (p.kind != InodeKind::kStore || IsReservedName(parent, name)) {

@@ -28,9 +28,9 @@
 // (every write reached the engine already). fsync and fsyncdir never answer ENOSYS.
 //
 // Errors: every mutation refused by a read-only store (after a failed sync) is EROFS, by the
-// FileStore. Hard links: EPERM. Special files (FIFOs, devices, sockets) are nodes like any other;
-// the kernel opens them itself and never sends their reads or writes here. Renames across
-// stores or involving the virtual root or control directory: EXDEV.
+// FileStore. Hard links within a store; across stores EXDEV. Special files (FIFOs, devices,
+// sockets) are nodes like any other; the kernel opens them itself and never sends their reads or
+// writes here. Renames across stores or involving the virtual root or control directory: EXDEV.
 //
 // Thread safety: every method may be called from any thread at once (libfuse's multithreaded
 // loop), except Shutdown, which runs once the loop has stopped.
@@ -130,6 +130,8 @@ class Filesystem {
   // (truncated with O_TRUNC).
   Result<Entry> Create(uint64_t parent, std::string_view name, mode_t mode, int flags,
                        const Caller& caller);
+  // link(2): a new name for `ino` in `new_parent` (EXDEV across stores or into the virtual root).
+  Result<Entry> Link(uint64_t ino, uint64_t new_parent, std::string_view new_name);
   Status Unlink(uint64_t parent, std::string_view name);
   Status Rmdir(uint64_t parent, std::string_view name);
   // flags: 0, RENAME_NOREPLACE, RENAME_EXCHANGE (EINVAL for others).

@@ -165,8 +165,8 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   fuse_reply_err(req, ErrnoOf(Fs(req)->Rename(parent, name, newparent, newname, flags)));
 }
 
-void OpLink(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) {
-  fuse_reply_err(req, EPERM);  // no hard links (as filesystems without them answer)
+void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  ReplyEntry(req, Fs(req)->Link(ino, newparent, newname));
 }
 
 void SetOpenFlags(Filesystem* fs, fuse_file_info* fi, std::unique_ptr<OpenFile> open_file) {

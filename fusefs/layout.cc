@@ -10,6 +10,7 @@ namespace {
 constexpr uint8_t kNodeVersion1 = 1;
 constexpr uint8_t kNodeVersion = 2;
 constexpr uint8_t kFlagInline = 1;
+constexpr uint8_t kFlagLinked = 2;
 
 void PutFixed(std::string* out, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
@@ -114,6 +115,8 @@ std::string ChunkKey(uint64_t id, uint64_t chunk) { return ChunkPrefix(id) + Enc
 
 std::string OrphanKey(uint64_t id) { return std::string(kOrphanPrefix) + EncodeU64(id); }
 
+std::string SharedKey(uint64_t id) { return std::string(kSharedPrefix) + EncodeU64(id); }
+
 Result<std::string> PathOfNodeKey(std::string_view key) {
   if (key == "R") return std::string();
   if (key.size() < 3 || key[0] != 'M') {
@@ -177,7 +180,7 @@ std::string EncodeNode(const Node& node) {
   PutFixed(&out, static_cast<uint64_t>(node.atime_ns), 8);
   PutFixed(&out, static_cast<uint64_t>(node.mtime_ns), 8);
   PutFixed(&out, static_cast<uint64_t>(node.ctime_ns), 8);
-  PutFixed(&out, node.data_inline ? kFlagInline : 0, 1);
+  PutFixed(&out, (node.data_inline ? kFlagInline : 0) | (node.linked ? kFlagLinked : 0), 1);
   PutFixed(&out, node.nlink, 4);
   PutFixed(&out, node.rdev, 8);
   PutFixed(&out, node.xattrs.size(), 4);
@@ -190,6 +193,20 @@ std::string EncodeNode(const Node& node) {
   PutFixed(&out, node.inline_data.size(), 4);
   out.append(node.inline_data);
   return out;
+}
+
+std::string EncodeLinkStub(const Node& node) {
+  Node stub;
+  stub.type = node.type;
+  stub.id = node.id;
+  stub.linked = true;
+  return EncodeNode(stub);
+}
+
+std::string EncodeShared(const Node& node) {
+  Node shared = node;
+  shared.linked = false;
+  return EncodeNode(shared);
 }
 
 Result<Node> DecodeNode(std::string_view value, std::string_view key) {
@@ -219,8 +236,10 @@ Result<Node> DecodeNode(std::string_view value, std::string_view key) {
   n.mtime_ns = static_cast<int64_t>(r.Fixed(8));
   n.ctime_ns = static_cast<int64_t>(r.Fixed(8));
   const uint64_t flags = r.Fixed(1);
-  if (flags & ~uint64_t{kFlagInline}) return bad("unknown flags");
+  const uint64_t known_flags = version == kNodeVersion1 ? kFlagInline : kFlagInline | kFlagLinked;
+  if (flags & ~known_flags) return bad("unknown flags");
   n.data_inline = (flags & kFlagInline) != 0;
+  n.linked = (flags & kFlagLinked) != 0;
   if (version == kNodeVersion) {
     n.nlink = static_cast<uint32_t>(r.Fixed(4));
     n.rdev = r.Fixed(8);
@@ -248,6 +267,10 @@ Result<Node> DecodeNode(std::string_view value, std::string_view key) {
   }
   if (version == kNodeVersion && n.type != NodeType::kDirectory && n.nlink == 0) {
     return bad("link count 0");
+  }
+  if (n.linked && (n.type == NodeType::kDirectory || n.size != 0 || !n.inline_data.empty() ||
+                   !n.xattrs.empty() || n.nlink != 1)) {
+    return bad("a link stub with more than a type and an id");
   }
   if (IsSpecial(n.type) && (n.size != 0 || !n.inline_data.empty())) {
     return bad("a special file with data");

@@ -7,6 +7,10 @@
 //   "M" <parent path> "\0" <name>        the node of path <parent path>/<name>; the parent path
 //                                        of a top-level name is "" (so its key is "M\0name")
 //   "D" <id: 8 bytes BE> <chunk: 8 BE>   bytes [chunk*kChunkSize, ...) of file <id>
+//   "I" <id: 8 bytes BE>                 the shared record of file <id> once it has more than one
+//                                        name (hard links): its attributes, xattrs and inline
+//                                        data, nlink = its names; each name's "M" record is then
+//                                        a stub (flag bit 1: type and id only) pointing here
 //   "O" <id: 8 bytes BE>                 orphan: file <id> was unlinked while open; its node
 //                                        (value) tells how many chunks to delete at next mount
 //   "N"                                  the file-id high-water mark (8 bytes BE): ids below it
@@ -28,6 +32,8 @@
 //   u32 nlink (directories: 2 + subdirectories; others: their names), u64 rdev (devices),
 //   u32 xattr count, then per xattr: u16 name length, name, u32 value length, value;
 //   u32 inline length, inline bytes (a file's data when inline, a symlink's target).
+// Flags: bit 0 data inline; bit 1 a link stub: a name of a file with several names, whose
+// record says only its type and id (everything else zero, nlink 1); the file is "I" <id>.
 // Version 1 (written by kvfs before hard links and special files) is version 2 without nlink
 // and rdev; it still decodes: a non-directory's nlink is then 1 and a directory's 0, "not
 // counted" (FileStore counts its subdirectories, and its first writable open rewrites every
@@ -104,6 +110,9 @@ struct Node {
   // Directories: 2 + subdirectories (0: not counted, a version-1 record); others: their names.
   uint32_t nlink = 1;
   uint64_t rdev = 0;  // character and block devices: the device number
+  // A name record: a stub whose file is the shared record SharedKey(id). In a node FileStore
+  // loaded through a stub: the node is the shared record's, and lives at SharedKey(id).
+  bool linked = false;
   std::map<std::string, std::string> xattrs;
   std::string inline_data;  // inline file data, or the symlink's target
 
@@ -117,6 +126,10 @@ std::string SubtreePrefix(std::string_view dir_path);   // "M" dir "/" (deeper d
 std::string ChunkKey(uint64_t id, uint64_t chunk);
 std::string ChunkPrefix(uint64_t id);
 std::string OrphanKey(uint64_t id);
+std::string SharedKey(uint64_t id);  // "I" <id>
+inline constexpr std::string_view kSharedPrefix = "I";
+// A file has at most this many names (ext4's EXT4_LINK_MAX); link(2) past it is EMLINK.
+inline constexpr uint32_t kMaxLinks = 65000;
 inline constexpr std::string_view kOrphanPrefix = "O";
 inline constexpr std::string_view kIdMarkKey = "N";
 inline constexpr std::string_view kVersionKey = "V";
@@ -135,6 +148,10 @@ std::string_view NameOf(std::string_view path);                     // "a/b" -> 
 Status ValidateName(std::string_view name);
 
 std::string EncodeNode(const Node& node);
+// The name record of a file with several names: its type and id, flagged as a stub.
+std::string EncodeLinkStub(const Node& node);
+// The shared record of a file with several names (`node` without the stub flag).
+std::string EncodeShared(const Node& node);
 // Corruption naming `key` (which is only used in the message) on any malformed input.
 Result<Node> DecodeNode(std::string_view value, std::string_view key);
 

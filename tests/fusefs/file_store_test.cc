@@ -579,6 +579,143 @@ TEST_P(FileStoreTest, SpecialFilesAreNodesThatEveryNameCallTakes) {
   EXPECT_TRUE(List(*st, kRootId).empty());
 }
 
+uint64_t CountKeys(FileStore& st, const std::string& prefix) {
+  uint64_t n = 0;
+  engines::ScanOptions so;
+  so.prefix = prefix;
+  so.keys_only = true;
+  EXPECT_OK(st.engine()->Scan(so, [&](std::string_view, std::string_view) {
+    ++n;
+    return true;
+  }));
+  return n;
+}
+
+// Hard links: one file under several names, each still a key under its path; its attributes
+// and data shared; nlink and ctime as ext4 keeps them; unlinking a name leaves the others.
+TEST_P(FileStoreTest, HardLinksAreOneFileUnderSeveralNames) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+  ASSERT_OK(st->Write(f.id, 0, std::string(10000, 'a')));  // chunked
+  ASSERT_OK_AND_ASSIGN(Attr d, st->Mkdir(kRootId, "d", 0755, kUser));
+  ASSERT_OK_AND_ASSIGN(Attr before, st->GetAttr(f.id));
+  ASSERT_OK_AND_ASSIGN(Attr g, st->Link(f.id, d.id, "g"));
+  EXPECT_EQ(g.id, f.id);
+  EXPECT_EQ(g.nlink, 2u);
+  EXPECT_EQ(g.size, 10000u);
+  EXPECT_GT(g.ctime_ns, before.ctime_ns);
+  EXPECT_EQ(g.mtime_ns, before.mtime_ns);
+  EXPECT_EQ(st->Resolve("f")->nlink, 2u);
+  EXPECT_EQ(st->Resolve("d")->nlink, 2u);  // a file's name is no subdirectory
+  // Every name is a key under its path; the file is one shared record.
+  EXPECT_OK(st->engine()->Get(NodeKey("f")));
+  EXPECT_OK(st->engine()->Get(NodeKey("d/g")));
+  EXPECT_EQ(CountKeys(*st, "I"), 1u);
+  // A change through one name is the file's.
+  ASSERT_OK(st->Write(st->Resolve("d/g")->id, 0, "bbb"));
+  AttrChange c;
+  c.mode = 0600;
+  ASSERT_OK(st->SetAttr(st->Resolve("d/g")->id, c));
+  ASSERT_OK(st->SetXattr(f.id, "user.x", "1", 0));
+  ASSERT_OK_AND_ASSIGN(Attr via_f, st->Resolve("f"));
+  EXPECT_EQ(via_f.mode, 0600u);
+  EXPECT_EQ(ReadAll(*st, via_f.id), "bbb" + std::string(9997, 'a'));
+  EXPECT_EQ(*st->GetXattr(st->Resolve("d/g")->id, "user.x"), "1");
+  // A third name; a listing shows every name with the file's attributes.
+  ASSERT_OK(st->Link(f.id, kRootId, "h"));
+  std::vector<std::string> listed;
+  ASSERT_OK(st->ReadDir(kRootId, "", false, [&](const DirEntry& e) {
+    listed.push_back(e.name + ":" + std::to_string(e.attr.nlink) + ":" +
+                     std::to_string(e.attr.size));
+    return true;
+  }));
+  EXPECT_EQ(listed, (std::vector<std::string>{"d:2:4096", "f:3:10000", "h:3:10000"}));
+  // rename(2) between two names of one file does nothing; with NOREPLACE it is EEXIST.
+  ASSERT_OK(st->Rename(kRootId, "h", kRootId, "f", 0));
+  EXPECT_OK(st->Resolve("h"));
+  EXPECT_EQ(ErrnoOf(st->Rename(kRootId, "h", kRootId, "f", FileStore::kRenameNoReplace)), EEXIST);
+  // Renaming a name moves the stub; the file is unchanged.
+  ASSERT_OK(st->Rename(kRootId, "h", d.id, "h2", 0));
+  EXPECT_EQ(st->Resolve("d/h2")->nlink, 3u);
+  // Unlinking one name leaves the others, and changes the file's ctime.
+  ASSERT_OK_AND_ASSIGN(Attr three, st->Resolve("f"));
+  ASSERT_OK(st->Unlink(kRootId, "f"));
+  ASSERT_OK_AND_ASSIGN(Attr two, st->Resolve("d/g"));
+  EXPECT_EQ(two.nlink, 2u);
+  EXPECT_GT(two.ctime_ns, three.ctime_ns);
+  EXPECT_EQ(ReadAll(*st, two.id), "bbb" + std::string(9997, 'a'));
+  // The id the kernel held under the removed name still reaches the file.
+  EXPECT_EQ(st->GetAttr(f.id)->nlink, 2u);
+  // Reopen: names, counts and data are in the store.
+  ASSERT_OK(st->Close());
+  st.reset();
+  ASSERT_OK_AND_ASSIGN(st, Open());
+  EXPECT_EQ(st->Resolve("d/g")->nlink, 2u);
+  EXPECT_EQ(st->Resolve("d/h2")->id, f.id);
+  EXPECT_EQ(ReadAll(*st, f.id), "bbb" + std::string(9997, 'a'));
+  // The last names go: the shared record and the chunks go with them.
+  ASSERT_OK(st->Unlink(d.id, "g"));
+  EXPECT_EQ(st->Resolve("d/h2")->nlink, 1u);
+  ASSERT_OK(st->Unlink(d.id, "h2"));
+  st->Forget(f.id, 100);
+  EXPECT_EQ(CountKeys(*st, "I"), 0u);
+  EXPECT_EQ(CountChunkKeys(*st), 0u);
+}
+
+TEST_P(FileStoreTest, LinkErrorsAreLinks) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+  ASSERT_OK_AND_ASSIGN(Attr d, st->Mkdir(kRootId, "d", 0755, kUser));
+  EXPECT_EQ(ErrnoOf(st->Link(f.id, kRootId, "f").status()), EEXIST);
+  EXPECT_EQ(ErrnoOf(st->Link(f.id, kRootId, "d").status()), EEXIST);
+  EXPECT_EQ(ErrnoOf(st->Link(d.id, kRootId, "d2").status()), EPERM);
+  EXPECT_EQ(ErrnoOf(st->Link(f.id, f.id, "x").status()), ENOTDIR);
+  EXPECT_EQ(ErrnoOf(st->Link(f.id, kRootId, std::string(256, 'n')).status()), ENAMETOOLONG);
+  // Every type but a directory takes a link.
+  ASSERT_OK_AND_ASSIGN(Attr l, st->Symlink(kRootId, "l", "target", kUser));
+  ASSERT_OK_AND_ASSIGN(Attr l2, st->Link(l.id, kRootId, "l2"));
+  EXPECT_EQ(*st->ReadLink(l2.id), "target");
+  ASSERT_OK_AND_ASSIGN(Attr p, st->Mknod(kRootId, "p", NodeType::kFifo, 0644, 0, kUser));
+  ASSERT_OK_AND_ASSIGN(Attr p2, st->Link(p.id, d.id, "p2"));
+  EXPECT_EQ(p2.type, NodeType::kFifo);
+  EXPECT_EQ(p2.nlink, 2u);
+  // A file whose last name went (held open) takes no new name.
+  ASSERT_OK(st->Unlink(kRootId, "f"));
+  EXPECT_EQ(ErrnoOf(st->Link(f.id, kRootId, "back").status()), ENOENT);
+  // EMLINK at ext4's limit.
+  ASSERT_OK_AND_ASSIGN(Attr m, st->Create(kRootId, "m", 0644, kUser));
+  ASSERT_OK(st->Link(m.id, kRootId, "m2"));
+  ASSERT_OK_AND_ASSIGN(std::string shared, st->engine()->Get(SharedKey(m.id)));
+  ASSERT_OK_AND_ASSIGN(Node n, DecodeNode(shared, "I"));
+  n.nlink = kMaxLinks;
+  ASSERT_OK(st->engine()->Put(SharedKey(m.id), EncodeNode(n)));
+  EXPECT_EQ(ErrnoOf(st->Link(m.id, kRootId, "m3").status()), EMLINK);
+}
+
+// The last name of a file removed while the kernel holds it: readable and writable until
+// forgotten, then its data goes; a rename over a name of a linked file drops one link only.
+TEST_P(FileStoreTest, ALinkedFileHeldOpenOutlivesItsLastName) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+  ASSERT_OK(st->Write(f.id, 0, std::string(20000, 'z')));
+  ASSERT_OK(st->Link(f.id, kRootId, "g"));
+  ASSERT_OK_AND_ASSIGN(Attr x, st->Create(kRootId, "x", 0644, kUser));
+  ASSERT_OK(st->Rename(kRootId, "x", kRootId, "g", 0));  // over one name of f
+  EXPECT_EQ(st->GetAttr(f.id)->nlink, 1u);
+  EXPECT_EQ(st->Resolve("g")->id, x.id);
+  ASSERT_OK(st->Link(f.id, kRootId, "h"));
+  ASSERT_OK(st->Unlink(kRootId, "f"));
+  ASSERT_OK(st->Unlink(kRootId, "h"));
+  EXPECT_EQ(st->GetAttr(f.id)->nlink, 0u);
+  EXPECT_EQ(ReadAll(*st, f.id), std::string(20000, 'z'));
+  ASSERT_OK(st->Write(f.id, 20000, "more"));
+  EXPECT_EQ(ReadAll(*st, f.id), std::string(20000, 'z') + "more");
+  EXPECT_EQ(CountKeys(*st, "I"), 0u);
+  st->Forget(f.id, 100);
+  EXPECT_EQ(CountChunkKeys(*st), 0u);
+  EXPECT_EQ(List(*st, kRootId), (std::vector<std::string>{"g"}));
+}
+
 // Node version 1, as kvfs wrote it before link counts (no nlink, no rdev).
 std::string EncodeNodeV1(const Node& n) {
   std::string v2 = EncodeNode(n);

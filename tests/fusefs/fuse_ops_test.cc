@@ -217,6 +217,32 @@ TEST_F(FilesystemTest, MknodKeepsEveryFileTypeAndItsDeviceNumber) {
   EXPECT_EQ(ErrnoOfResult(fs_->Write(fifo->ino, 0, "x")), EINVAL);
 }
 
+// link(2) within a store gives the same inode under a new name; across stores, into the mount's
+// root, onto the control directory's name or of a control file it is refused.
+TEST_F(FilesystemTest, HardLinksStayWithinTheirStore) {
+  OpenMulti();
+  const std::vector<std::string> names = engines::EngineNames();
+  ASSERT_GE(names.size(), 2u);
+  const uint64_t a = StoreRoot(names[0]);
+  const uint64_t b = StoreRoot(names[1]);
+  auto f = fs_->Create(a, "file", 0644, O_EXCL, kUser);
+  ASSERT_TRUE(f.ok());
+  auto g = fs_->Link(f->ino, a, "again");
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  EXPECT_EQ(g->ino, f->ino);
+  EXPECT_EQ(g->attr.st_nlink, 2u);
+  auto st = fs_->GetAttr(f->ino);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->st_nlink, 2u);
+  EXPECT_EQ(ErrnoOfResult(fs_->Link(f->ino, b, "file")), EXDEV);
+  EXPECT_EQ(ErrnoOfResult(fs_->Link(f->ino, FUSE_ROOT_ID, "file")), EXDEV);
+  EXPECT_EQ(ErrnoOfResult(fs_->Link(f->ino, a, "again")), EEXIST);
+  auto stats = fs_->Lookup(FUSE_ROOT_ID, ".kvfs");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(ErrnoOfResult(fs_->Link(stats->ino, a, "stats")), EPERM);
+  EXPECT_EQ(fs_->CollectStats().stores[0].files.links, 2u);  // the calls that reached it
+}
+
 TEST_F(FilesystemTest, SingleStoreReservesDotKvfsAtTheRoot) {
   OpenSingle(engines::EngineNames()[0]);
   auto root = fs_->GetAttr(FUSE_ROOT_ID);
@@ -557,10 +583,10 @@ TEST(StatsReport, JsonAndMetricsShowTheSameNumbersUnderTheSameNames) {
                                       "engine_stats", "wal", "recovery"}));
   EXPECT_EQ(keys(store["files"].dump()),
             (std::vector<std::string>{
-                "lookups",     "getattrs",    "setattrs", "readdirs",   "creates",   "mkdirs",
-                "symlinks",    "unlinks",     "rmdirs",   "renames",    "reads",     "read_bytes",
-                "writes",      "write_bytes", "fsyncs",   "fdatasyncs", "fsyncdirs", "errors",
-                "sync_errors", "known_nodes", "orphans"}));
+                "lookups",    "getattrs",    "setattrs",    "readdirs", "creates",    "mkdirs",
+                "symlinks",   "links",       "unlinks",     "rmdirs",   "renames",    "reads",
+                "read_bytes", "writes",      "write_bytes", "fsyncs",   "fdatasyncs", "fsyncdirs",
+                "errors",     "sync_errors", "known_nodes", "orphans"}));
   EXPECT_EQ(
       keys(store["engine_stats"].dump()),
       (std::vector<std::string>{"gets", "puts", "deletes", "batches", "scans", "bytes_written",

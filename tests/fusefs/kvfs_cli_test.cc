@@ -283,6 +283,61 @@ TEST(KvfsCli, CheckFindsADirectoryLinkCountThatDoesNotMatchItsSubdirectories) {
       << r.output;
 }
 
+// kvfs check counts the names of every file against its link count, and finds a shared record
+// (hard links) that no name points to, and a name whose shared record is gone.
+TEST(KvfsCli, CheckVerifiesLinkCountsAgainstTheNamesOfEachFile) {
+  test::TempDir tmp;
+  const fusefs::Caller me{0, 0, 022};
+  const std::string store = tmp.Sub("store");
+  uint64_t f_id = 0;
+  MakeTree(store, [&](fusefs::FileStore* st) {
+    auto d = st->Mkdir(fusefs::kRootId, "d", 0755, me);
+    auto f = st->Create(fusefs::kRootId, "f", 0644, me);
+    ASSERT_TRUE(d.ok() && f.ok());
+    f_id = f->id;
+    ASSERT_OK(st->Write(f->id, 0, std::string(9000, 'x')));
+    ASSERT_OK(st->Link(f->id, d->id, "g"));
+    auto p = st->Mknod(fusefs::kRootId, "p", fusefs::NodeType::kFifo, 0644, 0, me);
+    ASSERT_TRUE(p.ok());
+    ASSERT_OK(st->Link(p->id, fusefs::kRootId, "p2"));
+  });
+  CliRun r = Kvfs("check --engine bitcask " + store);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("1 files (9000 bytes read back)"), std::string::npos) << r.output;
+
+  const std::string shared = fusefs::SharedKey(f_id);
+  EditNode(store, shared, [](fusefs::Node* n) { n->nlink = 3; });
+  r = Kvfs("check --engine bitcask " + store);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(
+      r.output.find("Corruption: link count 3, but 2 names point to file " + std::to_string(f_id)),
+      std::string::npos)
+      << r.output;
+  EditNode(store, shared, [](fusefs::Node* n) { n->nlink = 2; });
+
+  // A shared record nobody names; then a name whose shared record is gone.
+  {
+    auto e = engines::OpenEngine("bitcask", sync::DefaultFileSystem(), store, {});
+    ASSERT_TRUE(e.ok());
+    ASSERT_OK_AND_ASSIGN(std::string value, (*e)->Get(shared));
+    ASSERT_OK((*e)->Put(fusefs::SharedKey(999999), value));
+    ASSERT_OK((*e)->Close());
+  }
+  r = Kvfs("check --engine bitcask " + store);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("has no name"), std::string::npos) << r.output;
+  {
+    auto e = engines::OpenEngine("bitcask", sync::DefaultFileSystem(), store, {});
+    ASSERT_TRUE(e.ok());
+    ASSERT_OK((*e)->Delete(fusefs::SharedKey(999999)));
+    ASSERT_OK((*e)->Delete(shared));
+    ASSERT_OK((*e)->Close());
+  }
+  r = Kvfs("check --engine bitcask " + store);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("whose shared record is missing"), std::string::npos) << r.output;
+}
+
 TEST(KvfsCli, CheckRefusesAnUnknownEngine) {
   test::TempDir tmp;
   CliRun r = Kvfs("check --engine nosuch " + tmp.path());

@@ -21,7 +21,9 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -215,6 +217,117 @@ void SpecialFiles(Log* l) {
   l->Call("unlink big again", ::unlink(l->P("big").c_str()));
 }
 
+// Whether each of `rels`' ctime, mtime and inode number changed since `before` (the same
+// names' stat, taken earlier), as lines.
+struct Stamp {
+  timespec ctime{}, mtime{};
+  ino_t ino = 0;
+  bool ok = false;
+};
+Stamp StampOf(Log* l, const std::string& rel) {
+  struct stat st;
+  Stamp s;
+  if (::lstat(l->P(rel).c_str(), &st) != 0) return s;
+  s.ctime = st.st_ctim;
+  s.mtime = st.st_mtim;
+  s.ino = st.st_ino;
+  s.ok = true;
+  return s;
+}
+bool operator==(const timespec& a, const timespec& b) {
+  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+void Changed(Log* l, const std::string& rel, const Stamp& before) {
+  const Stamp now = StampOf(l, rel);
+  if (!now.ok || !before.ok) return l->Text("changed " + rel + ": (no stat)");
+  l->Text("changed " + rel + ": ctime " + (now.ctime == before.ctime ? "no" : "yes") + ", mtime " +
+          (now.mtime == before.mtime ? "no" : "yes"));
+}
+// Local file systems keep times from a coarse clock: a change lands in a later tick.
+void Tick() { ::usleep(20000); }
+
+// Hard links: link(2) and everything a name meets afterwards.
+void HardLinks(Log* l) {
+  l->Call("create f", Touch(l->P("f")));
+  l->Call("write f", ::truncate(l->P("f").c_str(), 10000));
+  l->Call("mkdir d", ::mkdir(l->P("d").c_str(), 0755));
+  l->Call("create x", Touch(l->P("x")));
+  Stamp f0 = StampOf(l, "f"), d0 = StampOf(l, "d"), top0 = StampOf(l, ".");
+  Tick();
+  l->Call("link f d/g", ::link(l->P("f").c_str(), l->P("d/g").c_str()));
+  Changed(l, "f", f0);
+  Changed(l, "d", d0);
+  Changed(l, ".", top0);
+  for (const char* n : {"f", "d/g", "d", "."}) l->Nlink(n);
+  l->Text(std::string("same inode f d/g: ") +
+          (StampOf(l, "f").ino == StampOf(l, "d/g").ino ? "yes" : "no"));
+  l->Call("link f d/g again", ::link(l->P("f").c_str(), l->P("d/g").c_str()));
+  l->Call("link f onto x", ::link(l->P("f").c_str(), l->P("x").c_str()));
+  l->Call("link d d2", ::link(l->P("d").c_str(), l->P("d2").c_str()));
+  l->Call("link missing m", ::link(l->P("missing").c_str(), l->P("m").c_str()));
+  l->Call("link f into missing/", ::link(l->P("f").c_str(), l->P("missing/m").c_str()));
+  l->Call("link f into x/", ::link(l->P("f").c_str(), l->P("x/m").c_str()));
+  // A change through one name is seen through the other.
+  l->Call("truncate d/g", ::truncate(l->P("d/g").c_str(), 4));
+  l->Call("chmod d/g", ::chmod(l->P("d/g").c_str(), 0600));
+  StatLine(l, "f");
+  // A third name, then one removed: the rest remain, the file's ctime changes.
+  l->Call("link d/g h", ::link(l->P("d/g").c_str(), l->P("h").c_str()));
+  l->Nlink("f");
+  f0 = StampOf(l, "f");
+  Tick();
+  l->Call("unlink h", ::unlink(l->P("h").c_str()));
+  Changed(l, "f", f0);
+  for (const char* n : {"f", "d/g", "h"}) l->Nlink(n);
+  // rename(2) from one name of a file to another does nothing.
+  l->Call("rename f over d/g (one file)", ::rename(l->P("f").c_str(), l->P("d/g").c_str()));
+  for (const char* n : {"f", "d/g"}) l->Nlink(n);
+  l->Call("rename f2 noreplace", ::renameat2(AT_FDCWD, l->P("f").c_str(), AT_FDCWD,
+                                             l->P("d/g").c_str(), RENAME_NOREPLACE));
+  // A name renamed: ctime of the file changes; a rename over another file's name.
+  f0 = StampOf(l, "f");
+  Tick();
+  l->Call("rename d/g g2", ::rename(l->P("d/g").c_str(), l->P("g2").c_str()));
+  Changed(l, "f", f0);
+  l->Call("link f x2", ::link(l->P("f").c_str(), l->P("x2").c_str()));
+  l->Call("rename x over x2", ::rename(l->P("x").c_str(), l->P("x2").c_str()));
+  for (const char* n : {"f", "g2", "x2"}) l->Nlink(n);
+  l->Call("exchange f x2", Exchange(l->P("f"), l->P("x2")));
+  for (const char* n : {"f", "g2", "x2"}) l->Nlink(n);
+  // An open file whose every name goes stays readable and writable until closed.
+  const int fd = ::open(l->P("g2").c_str(), O_RDWR | O_CLOEXEC);
+  l->Call("open g2", fd);
+  l->Call("pwrite g2", fd < 0 ? -1 : ::pwrite(fd, "abcd", 4, 0));
+  l->Call("unlink g2", ::unlink(l->P("g2").c_str()));
+  l->Call("unlink x2", ::unlink(l->P("x2").c_str()));
+  struct stat st = {};
+  l->Call("fstat", fd < 0 ? -1 : ::fstat(fd, &st));
+  l->Text("nlink of the open file: " + std::to_string(st.st_nlink));
+  char buf[16] = {};
+  l->Call("pwrite after", fd < 0 ? -1 : ::pwrite(fd, "EF", 2, 4));
+  l->Call("pread after", fd < 0 ? -1 : ::pread(fd, buf, sizeof(buf), 0));
+  l->Text(std::string("read ") + buf);
+  const std::string proc = "/proc/self/fd/" + std::to_string(fd);
+  l->Call("linkat of the open unlinked file",
+          ::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, l->P("back").c_str(), AT_SYMLINK_FOLLOW));
+  if (fd >= 0) ::close(fd);
+  // Every type but a directory takes a link.
+  l->Call("symlink s", ::symlink("target", l->P("s").c_str()));
+  l->Call("link s s2", ::link(l->P("s").c_str(), l->P("s2").c_str()));
+  l->Call("mkfifo p", ::mkfifo(l->P("p").c_str(), 0600));
+  l->Call("link p d/p2", ::link(l->P("p").c_str(), l->P("d/p2").c_str()));
+  for (const char* n : {"s", "s2", "p", "d/p2"}) StatLine(l, n);
+  char target[64] = {};
+  l->Call("readlink s2", ::readlink(l->P("s2").c_str(), target, sizeof(target) - 1));
+  l->Text(std::string("target ") + target);
+  l->Call("rmdir d (not empty)", ::rmdir(l->P("d").c_str()));
+}
+
+// What HardLinks leaves, read again.
+void HardLinksAfter(Log* l) {
+  for (const char* n : {"f", "x2", "g2", "s", "s2", "p", "d/p2", "d", "."}) StatLine(l, n);
+}
+
 // What SpecialFiles leaves, read again.
 void SpecialFilesAfter(Log* l) {
   for (const char* n : {"p2", "b", "d", "d/s", "big"}) StatLine(l, n);
@@ -235,6 +348,11 @@ void MakeTypesTree(const std::string& root) {
   ASSERT_EQ(BindSocket(root + "/sock"), 0);
   ASSERT_EQ(::mknod((root + "/null").c_str(), S_IFCHR | 0666, makedev(1, 3)), 0);
   ASSERT_EQ(::mknod((root + "/sub/loop").c_str(), S_IFBLK | 0660, makedev(7, 1)), 0);
+  // Hard links: within a directory, across directories, of a FIFO.
+  ASSERT_EQ(::link((root + "/small").c_str(), (root + "/small.hard").c_str()), 0);
+  ASSERT_EQ(::link((root + "/sub/big").c_str(), (root + "/big.hard").c_str()), 0);
+  ASSERT_EQ(::link((root + "/sub/big").c_str(), (root + "/sub/empty/big.hard2").c_str()), 0);
+  ASSERT_EQ(::link((root + "/fifo").c_str(), (root + "/sub/fifo.hard").c_str()), 0);
 }
 
 // Every name under `dir` with its type, mode, links, device numbers, size and target: what two
@@ -244,7 +362,26 @@ std::string Manifest(const std::string& dir) {
   const CmdResult r = Sh("cd " + Quote(dir) +
                          " && find . -mindepth 1 -exec stat -c '%F %n %a %h %t:%T %s %N' {} + | "
                          "LC_ALL=C sort");
-  return r.exit_code == 0 ? r.output : "manifest failed: " + r.Describe();
+  if (r.exit_code != 0) return "manifest failed: " + r.Describe();
+  // Which names are one file: groups of names by inode number (the numbers differ between
+  // copies, the groups must not).
+  const CmdResult inodes =
+      Sh("cd " + Quote(dir) + " && find . -mindepth 1 ! -type d -links +1 -printf '%i %p\\n'");
+  if (inodes.exit_code != 0) return "find failed: " + inodes.Describe();
+  std::map<std::string, std::set<std::string>> by_inode;
+  for (const std::string& line : Lines(inodes.output)) {
+    const size_t sp = line.find(' ');
+    if (sp != std::string::npos) by_inode[line.substr(0, sp)].insert(line.substr(sp + 1));
+  }
+  std::set<std::string> groups;
+  for (const auto& [ino, names] : by_inode) {
+    std::string g = "one file:";
+    for (const std::string& n : names) g += " " + n;
+    groups.insert(g);
+  }
+  std::string out = r.output;
+  for (const std::string& g : groups) out += g + "\n";
+  return out;
 }
 
 // The link counts DirectoryLinks leaves, read again (after a remount, in the mount).
@@ -310,6 +447,16 @@ TEST_P(MountFilesTest, DirectoryLinkCountsAreExt4sThroughMkdirRmdirAndRenames) {
   EXPECT_EQ(mounted.output, local.output);
   ASSERT_TRUE(m().Remount());
   Again("links", DirectoryLinksAfter);
+  ASSERT_TRUE(m().Unmount());
+  const CmdResult check =
+      Exec({KvfsBinary(), "check", "--engine", GetParam(), "--data", m().data()});
+  EXPECT_EQ(check.exit_code, 0) << check.Describe();
+}
+
+TEST_P(MountFilesTest, HardLinksKeepNlinkCtimeAndDataAsExt4) {
+  Compare("hard", HardLinks);
+  ASSERT_TRUE(m().Remount());
+  Again("hard", HardLinksAfter);
   ASSERT_TRUE(m().Unmount());
   const CmdResult check =
       Exec({KvfsBinary(), "check", "--engine", GetParam(), "--data", m().data()});
