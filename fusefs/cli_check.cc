@@ -69,6 +69,28 @@ void Damage(TreeCounts* c, fusefs::ProgressLine* progress, const std::string& st
                s.ToString().c_str());
 }
 
+// A file's node counts the chunks it holds (st_blocks): the count must be the chunk keys there
+// are. An inline file holds none and counts as one block.
+void CheckChunkCount(FileStore* files, const std::string& store, const std::string& path,
+                     const fusefs::Attr& attr, TreeCounts* c, fusefs::ProgressLine* progress) {
+  uint64_t keys = 0;
+  engines::ScanOptions so;
+  so.prefix = fusefs::ChunkPrefix(attr.id);
+  so.keys_only = true;
+  Status s = files->engine()->Scan(so, [&](std::string_view, std::string_view) {
+    ++keys;
+    return true;
+  });
+  if (!s.ok()) return Damage(c, progress, store, path, s);
+  constexpr uint64_t kSectors = fusefs::kChunkSize / 512;
+  const bool inline_data =
+      keys == 0 && attr.size > 0 && attr.size <= fusefs::kInlineMax && attr.blocks == kSectors;
+  if (inline_data || attr.blocks == keys * kSectors) return;
+  Damage(c, progress, store, path,
+         Status::Corruption("its node counts " + std::to_string(attr.blocks / kSectors) +
+                            " chunks, but it holds " + std::to_string(keys)));
+}
+
 // Walks the tree under `path` as the mount would: list each directory, read every file
 // fully, read every link.
 void Walk(FileStore* files, const std::string& store, const std::string& path, uint64_t id,
@@ -140,6 +162,7 @@ void Walk(FileStore* files, const std::string& store, const std::string& path, u
           progress->Add(0, data->size());
         }
         progress->Add(1, 0);
+        CheckChunkCount(files, store, p, *attr, c, progress);
         break;
       }
     }

@@ -569,6 +569,81 @@ Result<size_t> FileStore::Write(uint64_t id, uint64_t offset, std::string_view d
   return data.size();
 }
 
+Status FileStore::Allocate(uint64_t id, const Allocation& a) {
+  Impl& s = *impl_;
+  if (a.length == 0) return Errno(EINVAL, "fallocate of 0 bytes");
+  const uint64_t end = a.offset + a.length;
+  if (end < a.offset || end > kMaxFileSize) {
+    if (!a.keep_size) return Errno(EFBIG, "past the largest file size");
+  }
+  {
+    std::unique_lock lock(s.mu);
+    KVFS_RETURN_IF_ERROR(s.CheckWritable());
+    KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
+    Node& n = l.node;
+    if (n.type == NodeType::kDirectory) return Errno(EISDIR, "is a directory");
+    if (n.type != NodeType::kFile) return Errno(ENODEV, "not a regular file");
+    const int64_t now = NowNs();
+    engines::WriteBatch batch;
+    if (a.kind != Allocation::Kind::kReserve && a.offset < n.size) {
+      KVFS_RETURN_IF_ERROR(s.ZeroRange(&n, a.offset, std::min(end, n.size), &batch));
+    }
+    if (a.kind != Allocation::Kind::kPunchHole && !a.keep_size && end > n.size) {
+      KVFS_RETURN_IF_ERROR(s.Resize(&n, std::min(end, kMaxFileSize), &batch));
+    }
+    n.mtime_ns = n.ctime_ns = now;  // every mode, as ext4
+    s.PutNode(l, &batch);
+    if (l.orphan && !n.data_inline) {
+      Node record = n;
+      record.inline_data.clear();
+      batch.Put(OrphanKey(n.id), EncodeNode(record));
+    }
+    if (!batch.empty()) KVFS_RETURN_IF_ERROR(s.ApplyBatch(batch));
+  }
+  return s.SyncIfAlways();
+}
+
+Result<uint64_t> FileStore::Seek(uint64_t id, uint64_t offset, bool data) {
+  Impl& s = *impl_;
+  std::shared_lock lock(s.mu);
+  KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
+  const Node& n = l.node;
+  if (n.type == NodeType::kDirectory) return Errno(EISDIR, "is a directory");
+  if (n.type != NodeType::kFile) return Errno(EINVAL, "not a regular file");
+  if (offset >= n.size) return Errno(ENXIO, "offset at or past the end of the file");
+  const uint64_t count = (n.size + kChunkSize - 1) / kChunkSize;
+  if (n.data_inline || n.chunks == count) return data ? offset : n.size;  // no holes
+  // The chunk keys from the offset's chunk on, in order, until the answer is known.
+  const uint64_t first = offset / kChunkSize;
+  uint64_t expected = first;  // SEEK_HOLE: the next chunk that must be there for data to go on
+  std::optional<uint64_t> found;
+  Status bad;
+  engines::ScanOptions so;
+  so.prefix = ChunkPrefix(n.id);
+  so.keys_only = true;
+  if (first > 0) so.start_after = ChunkKey(n.id, first - 1);
+  KVFS_RETURN_IF_ERROR(s.engine->Scan(so, [&](std::string_view key, std::string_view) {
+    auto chunk = DecodeU64(key.substr(so.prefix.size()), key);
+    if (!chunk.ok()) {
+      bad = chunk.status();
+      return false;
+    }
+    if (data) {
+      found = *chunk;
+      return false;
+    }
+    if (*chunk != expected) return false;  // a gap: the hole starts at `expected`
+    ++expected;
+    return true;
+  }));
+  KVFS_RETURN_IF_ERROR(bad);
+  if (data) {
+    if (!found || *found * kChunkSize >= n.size) return Errno(ENXIO, "no data after the offset");
+    return std::max(offset, *found * kChunkSize);
+  }
+  return std::min(n.size, std::max(offset, expected * kChunkSize));
+}
+
 Status FileStore::SyncFile(uint64_t id, bool datasync) {
   Impl& s = *impl_;
   s.Count(datasync ? &FileStoreStats::fdatasyncs : &FileStoreStats::fsyncs);

@@ -55,6 +55,9 @@ struct Attr {
   uint32_t gid = 0;
   uint64_t size = 0;
   uint64_t rdev = 0;  // character and block devices
+  // Space held, in 512-byte units (st_blocks): a file's chunks (holes hold none), an inline
+  // file's or a directory's one block, as ext4 would count them.
+  uint64_t blocks = 0;
   int64_t atime_ns = 0;
   int64_t mtime_ns = 0;
   int64_t ctime_ns = 0;
@@ -80,6 +83,16 @@ struct AttrChange {
   std::optional<int64_t> atime_ns;  // kNow = current time
   std::optional<int64_t> mtime_ns;
   static constexpr int64_t kNow = INT64_MIN;
+};
+
+// fallocate(2)'s modes kvfs keeps: reserve (0, with or without KEEP_SIZE), punch a hole, zero a
+// range.
+struct Allocation {
+  enum class Kind { kReserve, kPunchHole, kZeroRange };
+  Kind kind = Kind::kReserve;
+  bool keep_size = false;  // FALLOC_FL_KEEP_SIZE
+  uint64_t offset = 0;
+  uint64_t length = 0;
 };
 
 struct DirEntry {
@@ -165,6 +178,17 @@ class FileStore {
   // Writes `data` at `offset` (extending with a hole if beyond the end); returns bytes written.
   // EFBIG beyond kMaxFileSize.
   Result<size_t> Write(uint64_t id, uint64_t offset, std::string_view data);
+  // fallocate(2) on a regular file (EISDIR, EINVAL for other types; EFBIG past kMaxFileSize):
+  // kReserve only sets the size to offset+length if that is larger, unless keep_size: kvfs
+  // holds no space ahead (the caller checks the disk has it); kPunchHole and kZeroRange make
+  // the range read as zeros, dropping every chunk it covers whole and zeroing the rest of the
+  // chunks it touches; kZeroRange also extends the size unless keep_size. One batch; ctime and
+  // mtime change (every mode, as ext4's).
+  Status Allocate(uint64_t id, const Allocation& a);
+  // lseek(2)'s SEEK_DATA (`data`) and SEEK_HOLE: the first offset at or after `offset` that is
+  // in data (a chunk held, or an inline file's bytes) or in a hole (the end of the file counts as
+  // one). ENXIO at or past the end of the file, as ext4.
+  Result<uint64_t> Seek(uint64_t id, uint64_t offset, bool data);
   Status SyncFile(uint64_t id, bool datasync);  // fsync / fdatasync
   Status SyncDir(uint64_t id);                  // fsync on a directory
   Status SyncAll();                             // syncfs, unmount

@@ -41,6 +41,21 @@ Attr AttrOf(const Node& n) {
   a.gid = n.gid;
   a.size = n.type == NodeType::kDirectory ? 4096 : n.size;
   a.rdev = n.rdev;
+  constexpr uint64_t kSectorsPerChunk = kChunkSize / 512;
+  switch (n.type) {
+    case NodeType::kDirectory:
+      a.blocks = kSectorsPerChunk;
+      break;
+    case NodeType::kFile:
+      a.blocks = n.data_inline ? (n.size > 0 ? kSectorsPerChunk : 0)
+                               : (n.chunks == kUnknownChunks ? 0 : n.chunks * kSectorsPerChunk);
+      break;
+    case NodeType::kSymlink:  // ext4 keeps a target shorter than 60 bytes in the inode
+      a.blocks = n.size < 60 ? 0 : kSectorsPerChunk;
+      break;
+    default:
+      a.blocks = 0;
+  }
   a.atime_ns = n.atime_ns;
   a.mtime_ns = n.mtime_ns;
   a.ctime_ns = n.ctime_ns;
@@ -146,6 +161,10 @@ Result<Node> FileStore::Impl::GetShared(uint64_t id) {
 }
 
 Status FileStore::Impl::CountLinks(const std::string& path, Node* n) {
+  if (n->chunks == kUnknownChunks) {  // a version-1 chunked file: its chunk keys, counted
+    KVFS_ASSIGN_OR_RETURN(auto keys, ChunkKeysFrom(n->id, 0));
+    n->chunks = keys.size();
+  }
   if (n->type != NodeType::kDirectory || n->nlink != 0) return Status::OK();
   KVFS_ASSIGN_OR_RETURN(uint32_t subdirs, internal::CountSubdirs(engine.get(), path));
   n->nlink = 2 + subdirs;
@@ -262,7 +281,7 @@ void FileStore::Impl::ApplyTableMoves(const std::unordered_map<uint64_t, std::st
 Status FileStore::Impl::UpgradeLayout1() {
   // Every node once: each directory's subdirectories counted by its parent's path.
   std::unordered_map<std::string, uint32_t> subdirs;
-  internal::NodeRecords dirs;
+  internal::NodeRecords dirs, files;
   Status bad;
   for (const std::string_view prefix : {std::string_view("R"), std::string_view("M")}) {
     engines::ScanOptions so;
@@ -275,6 +294,7 @@ Status FileStore::Impl::UpgradeLayout1() {
         bad = node.ok() ? path.status() : node.status();
         return false;
       }
+      if (node->chunks == kUnknownChunks) files.emplace_back(*path, value);
       if (node->type != NodeType::kDirectory) return true;
       dirs.emplace_back(*path, value);
       if (!path->empty()) ++subdirs[std::string(ParentOf(*path))];
@@ -286,6 +306,28 @@ Status FileStore::Impl::UpgradeLayout1() {
   for (const auto& [path, value] : dirs) {
     KVFS_ASSIGN_OR_RETURN(Node n, DecodeNode(value, NodeKey(path)));
     n.nlink = 2 + subdirs[path];
+    batch.Put(NodeKey(path), EncodeNode(n));
+  }
+  // Chunked files: their chunk keys counted (st_blocks), one scan of all chunk keys.
+  std::unordered_map<uint64_t, uint64_t> chunks;
+  if (!files.empty()) {
+    engines::ScanOptions so;
+    so.prefix = "D";
+    so.keys_only = true;
+    KVFS_RETURN_IF_ERROR(engine->Scan(so, [&](std::string_view key, std::string_view) {
+      auto id = DecodeU64(key.substr(1, 8), key);
+      if (!id.ok()) {
+        bad = id.status();
+        return false;
+      }
+      ++chunks[*id];
+      return true;
+    }));
+    KVFS_RETURN_IF_ERROR(bad);
+  }
+  for (const auto& [path, value] : files) {
+    KVFS_ASSIGN_OR_RETURN(Node n, DecodeNode(value, NodeKey(path)));
+    n.chunks = chunks[n.id];
     batch.Put(NodeKey(path), EncodeNode(n));
   }
   batch.Put(kVersionKey, kLayoutVersion);

@@ -110,10 +110,12 @@ struct FileStore::Impl {
   // if that is missing or disagrees.
   Status FollowStub(std::string_view key, Node* n);
   // A directory node read from a layout-1 store carries no link count (nlink 0): counts its
-  // subdirectories. Other nodes are left as they are. Caller holds mu.
+  // subdirectories; a chunked file's no chunk count: counts its chunk keys. Other nodes are
+  // left as they are. Caller holds mu.
   Status CountLinks(const std::string& path, Node* n);
-  // A layout-1 store becomes layout 2: every directory node rewritten with its link count and
-  // the version key, in one batch, synced. Caller holds no lock (Open).
+  // A layout-1 store becomes layout 2: every directory node rewritten with its link count, every
+  // chunked file's with its chunk count, and the version key, in one batch, synced. Caller holds
+  // no lock (Open).
   Status UpgradeLayout1();
   // The node `id` stands for. Caller holds mu (shared or exclusive).
   Result<internal::Loaded> Load(uint64_t id);
@@ -157,6 +159,10 @@ struct FileStore::Impl {
   // Changes a file's size in `batch`, keeping the invariants: inline iff size <= kInlineMax
   // after a shrink, no chunk holds bytes at or past the size. Caller holds mu exclusive.
   Status Resize(Node* node, uint64_t new_size, engines::WriteBatch* batch);
+  // Bytes [from, to) of a file (to <= its size) read as zeros: chunks covered whole (or up to
+  // the end of the file) deleted, the others zeroed where the range touches them; inline data
+  // zeroed. Caller holds mu exclusive.
+  Status ZeroRange(Node* node, uint64_t from, uint64_t to, engines::WriteBatch* batch);
   // Writes `data` at `offset` into `node` and `batch`. Caller holds mu exclusive.
   Status WriteData(Node* node, uint64_t offset, std::string_view data, engines::WriteBatch* batch);
 

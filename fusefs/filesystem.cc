@@ -3,6 +3,7 @@
 #include "fusefs/filesystem.h"
 
 #include <fuse3/fuse_lowlevel.h>  // FUSE_SET_ATTR_*
+#include <linux/falloc.h>         // FALLOC_FL_*
 #include <linux/fs.h>             // RENAME_NOREPLACE, RENAME_EXCHANGE
 #include <unistd.h>
 
@@ -48,7 +49,7 @@ struct stat StatOf(const Attr& a, uint64_t ino) {
   st.st_size = static_cast<off_t>(a.size);
   st.st_rdev = static_cast<dev_t>(a.rdev);
   st.st_blksize = static_cast<blksize_t>(kPreferredIoSize);  // stdio and cp size their I/O by it
-  st.st_blocks = static_cast<blkcnt_t>((a.size + 511) / 512);
+  st.st_blocks = static_cast<blkcnt_t>(a.blocks);
   st.st_atim = ToTimespec(a.atime_ns);
   st.st_mtim = ToTimespec(a.mtime_ns);
   st.st_ctim = ToTimespec(a.ctime_ns);
@@ -403,6 +404,50 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t offset, std::string_view
   KVFS_ASSIGN_OR_RETURN(Target t, Resolve(ino));
   if (t.kind != InodeKind::kStore) return Err(EPERM, "read-only virtual file");
   return t.files->Write(t.id, offset, data);
+}
+
+Status Filesystem::Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length) {
+  KVFS_ASSIGN_OR_RETURN(Target t, Resolve(ino));
+  if (t.kind != InodeKind::kStore) return Err(t.kind == InodeKind::kVirtual ? EPERM : EISDIR, "");
+  Allocation a;
+  a.offset = offset;
+  a.length = length;
+  a.keep_size = (mode & FALLOC_FL_KEEP_SIZE) != 0;
+  switch (mode & ~FALLOC_FL_KEEP_SIZE) {
+    case 0: {
+      // Nothing is held ahead (every write goes to the log, wherever it lands), but a request
+      // the disk cannot hold is refused now, as ext4 refuses it.
+      KVFS_ASSIGN_OR_RETURN(sync::SpaceInfo space,
+                            stores_[t.store].fs->GetSpaceInfo(stores_[t.store].config.data_dir));
+      if (length > space.free_bytes) {
+        return Err(ENOSPC, "fallocate of " + std::to_string(length) + " bytes, " +
+                               std::to_string(space.free_bytes) + " free");
+      }
+      a.kind = Allocation::Kind::kReserve;
+      break;
+    }
+    case FALLOC_FL_PUNCH_HOLE:
+      if (!a.keep_size) return Err(EOPNOTSUPP, "PUNCH_HOLE without KEEP_SIZE");
+      a.kind = Allocation::Kind::kPunchHole;
+      break;
+    case FALLOC_FL_ZERO_RANGE:
+      a.kind = Allocation::Kind::kZeroRange;
+      break;
+    default:  // COLLAPSE_RANGE, INSERT_RANGE, UNSHARE_RANGE and mixtures
+      return Err(EOPNOTSUPP, "fallocate mode " + std::to_string(mode));
+  }
+  return t.files->Allocate(t.id, a);
+}
+
+Result<uint64_t> Filesystem::Lseek(uint64_t ino, uint64_t offset, int whence) {
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) return Err(EINVAL, "unknown whence");
+  KVFS_ASSIGN_OR_RETURN(Target t, Resolve(ino));
+  if (t.kind == InodeKind::kStore) return t.files->Seek(t.id, offset, whence == SEEK_DATA);
+  if (t.kind != InodeKind::kVirtual || t.id == kControlDirNode) return Err(EISDIR, "directory");
+  // A control file: all data, no holes.
+  const uint64_t size = static_cast<uint64_t>(control_.Attr(t.id).st_size);
+  if (offset >= size) return Err(ENXIO, "past the end");
+  return whence == SEEK_DATA ? offset : size;
 }
 
 Status Filesystem::Fsync(uint64_t ino, bool datasync) {

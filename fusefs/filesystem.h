@@ -145,6 +145,12 @@ class Filesystem {
   // `open_file` may be null (no_open mode, or a store file).
   Result<std::string> Read(uint64_t ino, uint64_t offset, size_t size, const OpenFile* open_file);
   Result<size_t> Write(uint64_t ino, uint64_t offset, std::string_view data);
+  // fallocate(2): mode 0 and FALLOC_FL_KEEP_SIZE (ENOSPC if the data directory's file system
+  // has less free space than `length`; nothing is held ahead), FALLOC_FL_PUNCH_HOLE and
+  // FALLOC_FL_ZERO_RANGE (FileStore::Allocate); other modes EOPNOTSUPP.
+  Status Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length);
+  // lseek(2) with SEEK_DATA or SEEK_HOLE (the kernel answers the other whences itself).
+  Result<uint64_t> Lseek(uint64_t ino, uint64_t offset, int whence);
   Status Fsync(uint64_t ino, bool datasync);
   Status FsyncDir(uint64_t ino);
 

@@ -238,6 +238,26 @@ void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
   fuse_reply_err(req, ErrnoOf(Fs(req)->Fsync(ino, datasync != 0)));
 }
 
+void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                 fuse_file_info*) {
+  if (offset < 0 || length <= 0) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  fuse_reply_err(req, ErrnoOf(Fs(req)->Fallocate(ino, mode, static_cast<uint64_t>(offset),
+                                                 static_cast<uint64_t>(length))));
+}
+
+void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
+  if (off < 0) {
+    fuse_reply_err(req, ENXIO);
+    return;
+  }
+  auto pos = Fs(req)->Lseek(ino, static_cast<uint64_t>(off), whence);
+  if (!pos.ok()) return ReplyErr(req, pos.status());
+  fuse_reply_lseek(req, static_cast<off_t>(*pos));
+}
+
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto d = Fs(req)->OpenDir(ino);
   if (!d.ok()) return ReplyErr(req, d.status());
@@ -344,6 +364,8 @@ fuse_lowlevel_ops MakeOps() {
   ops.flush = OpFlush;
   ops.release = OpRelease;
   ops.fsync = OpFsync;
+  ops.lseek = OpLseek;
+  ops.fallocate = OpFallocate;
   ops.opendir = OpOpendir;
   ops.readdir = OpReaddir;
   ops.readdirplus = OpReaddirplus;

@@ -183,6 +183,7 @@ std::string EncodeNode(const Node& node) {
   PutFixed(&out, (node.data_inline ? kFlagInline : 0) | (node.linked ? kFlagLinked : 0), 1);
   PutFixed(&out, node.nlink, 4);
   PutFixed(&out, node.rdev, 8);
+  PutFixed(&out, node.chunks, 8);
   PutFixed(&out, node.xattrs.size(), 4);
   for (const auto& [name, value] : node.xattrs) {
     PutFixed(&out, name.size(), 2);
@@ -243,8 +244,10 @@ Result<Node> DecodeNode(std::string_view value, std::string_view key) {
   if (version == kNodeVersion) {
     n.nlink = static_cast<uint32_t>(r.Fixed(4));
     n.rdev = r.Fixed(8);
+    n.chunks = r.Fixed(8);
   } else {
     n.nlink = n.type == NodeType::kDirectory ? 0 : 1;  // a directory's is counted by FileStore
+    n.chunks = n.type == NodeType::kFile && !n.data_inline ? kUnknownChunks : 0;
   }
   const uint64_t xattrs = r.Fixed(4);
   // Each xattr takes at least 6 bytes: a count beyond that is garbage, not an allocation.
@@ -271,6 +274,11 @@ Result<Node> DecodeNode(std::string_view value, std::string_view key) {
   if (n.linked && (n.type == NodeType::kDirectory || n.size != 0 || !n.inline_data.empty() ||
                    !n.xattrs.empty() || n.nlink != 1)) {
     return bad("a link stub with more than a type and an id");
+  }
+  if (version == kNodeVersion && n.chunks != 0 &&
+      (n.type != NodeType::kFile || n.data_inline ||
+       n.chunks > (n.size + kChunkSize - 1) / kChunkSize)) {
+    return bad(std::to_string(n.chunks) + " chunks for " + std::to_string(n.size) + " bytes");
   }
   if (IsSpecial(n.type) && (n.size != 0 || !n.inline_data.empty())) {
     return bad("a special file with data");

@@ -30,14 +30,16 @@
 //   u8 version, u8 type, u32 mode (permission bits 07777), u32 uid, u32 gid, u64 id, u64 size,
 //   i64 atime_ns, i64 mtime_ns, i64 ctime_ns, u8 flags (bit 0: data inline),
 //   u32 nlink (directories: 2 + subdirectories; others: their names), u64 rdev (devices),
+//   u64 chunks (files: how many chunk keys it holds, for st_blocks; 0 while inline),
 //   u32 xattr count, then per xattr: u16 name length, name, u32 value length, value;
 //   u32 inline length, inline bytes (a file's data when inline, a symlink's target).
 // Flags: bit 0 data inline; bit 1 a link stub: a name of a file with several names, whose
 // record says only its type and id (everything else zero, nlink 1); the file is "I" <id>.
-// Version 1 (written by kvfs before hard links and special files) is version 2 without nlink
-// and rdev; it still decodes: a non-directory's nlink is then 1 and a directory's 0, "not
-// counted" (FileStore counts its subdirectories, and its first writable open rewrites every
-// directory node in version 2, docs/decisions.md). Decoding checks every length against the
+// Version 1 (written by kvfs before hard links and special files) is version 2 without nlink,
+// rdev and chunks; it still decodes: a non-directory's nlink is then 1 and a directory's 0, and
+// a chunked file's chunks kUnknownChunks, "not counted" (FileStore counts them when it reads
+// the node, and its first writable open rewrites every directory and chunked file node in
+// version 2, docs/decisions.md). Decoding checks every length against the
 // buffer and returns Corruption naming the key; a version above 2 is refused by name.
 //
 // Files of at most kInlineMax bytes keep their data in the node (one key per small file);
@@ -93,6 +95,7 @@ enum class NodeType : uint8_t {
   kSocket = 7,
 };
 inline constexpr uint8_t kLastNodeType = 7;
+inline constexpr uint64_t kUnknownChunks = UINT64_MAX;
 // A FIFO, a device or a socket.
 inline bool IsSpecial(NodeType t) { return static_cast<uint8_t>(t) >= 4; }
 
@@ -110,6 +113,9 @@ struct Node {
   // Directories: 2 + subdirectories (0: not counted, a version-1 record); others: their names.
   uint32_t nlink = 1;
   uint64_t rdev = 0;  // character and block devices: the device number
+  // Files: the chunk keys it holds (holes hold none), so st_blocks tells the space held;
+  // kUnknownChunks in a version-1 record until counted.
+  uint64_t chunks = 0;
   // A name record: a stub whose file is the shared record SharedKey(id). In a node FileStore
   // loaded through a stub: the node is the shared record's, and lives at SharedKey(id).
   bool linked = false;

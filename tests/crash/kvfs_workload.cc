@@ -6,8 +6,10 @@
 //
 // `run` creates DIR/w0 .. DIR/w<N-1> (synced), then forks N workers. Worker w works only in
 // DIR/w<w>: creates, writes at offsets, appends, truncates, renames (to new names and over
-// files), unlinks, mkdirs, rmdirs, mknods (FIFOs and character devices), hard links, with
-// fsync, fdatasync and fsync on directories in between.
+// files), unlinks, mkdirs, rmdirs, mknods (FIFOs and character devices), hard links,
+// fallocates (punched holes, zeroed ranges, reservations), with fsync, fdatasync and fsync on
+// directories in between. The checker also walks every file's holes (SEEK_HOLE, SEEK_DATA):
+// a hole over bytes that are not zeros is a failure.
 // Every operation is one system call that changes the tree, one atomic batch in kvfs, except a
 // write, which the kernel may hand over in pieces split at page boundaries (PartialWrites). Its
 // log LOGDIR/w<w>.log, on the real disk and written before and after each call, says:
@@ -33,6 +35,7 @@
 // nearest candidate's differences), 2 on bad usage.
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -151,6 +154,19 @@ void Apply(const Op& op, uint64_t seed, Tree* t) {
   } else if (op.kind == "unlink" || op.kind == "rmdir") {
     t->erase(a[0]);
     t->erase(GroupKey(a[0]));
+  } else if (op.kind == "fallocate") {
+    // args: path, mode (0 reserve, 1 punch, 2 zero range), keep_size, offset, length
+    std::string& f = (*t)[a[0]];
+    const int mode = std::stoi(a[1]);
+    const bool keep = a[2] == "1";
+    const uint64_t off = std::stoull(a[3]), end = off + std::stoull(a[4]);
+    const uint64_t size = f.size() - 2;
+    if (mode != 0 && off < size) {
+      std::fill(f.begin() + static_cast<std::ptrdiff_t>(2 + off),
+                f.begin() + static_cast<std::ptrdiff_t>(2 + std::min(end, size)), '\0');
+    }
+    if (mode != 1 && !keep && end > size) f.resize(2 + end, '\0');
+    Propagate(a[0], t);
   } else if (op.kind == "link") {
     (*t)[a[1]] = (*t)[a[0]];
     std::string& tag = (*t)[GroupKey(a[0])];
@@ -248,7 +264,7 @@ class Worker {
     };
     Op op;
     op.i = i;
-    const int r = static_cast<int>(rng_() % 18);
+    const int r = static_cast<int>(rng_() % 19);
     if (r < 2 || files.empty()) {
       op.kind = "create";
       op.args = {join(pick(dirs), "f" + std::to_string(i))};
@@ -292,6 +308,15 @@ class Worker {
       op.args = {from, to};
     } else if (r < 13) {
       return Sync(i, rng_() % 2 ? "fsync" : "fdatasync", pick(files));
+    } else if (r == 18) {
+      op.kind = "fallocate";
+      const std::string f = pick(files);
+      const uint64_t size = model_[f].size() - 2;
+      const int mode = static_cast<int>(rng_() % 3);
+      const uint64_t offsets[] = {0, 4096, size / 2, 4000, size};
+      const uint64_t lens[] = {1, 100, 4096, 3 * 4096 + 5, 70000};
+      op.args = {f, std::to_string(mode), mode == 1 || rng_() % 2 ? "1" : "0",
+                 std::to_string(offsets[rng_() % 5]), std::to_string(lens[rng_() % 5])};
     } else if (r == 17) {
       op.kind = "link";
       op.args = {pick(files), join(pick(dirs), "h" + std::to_string(i))};
@@ -347,6 +372,15 @@ class Worker {
       rc = ::rename(P(a[0]).c_str(), P(a[1]).c_str());
     } else if (op.kind == "link") {
       rc = ::link(P(a[0]).c_str(), P(a[1]).c_str());
+    } else if (op.kind == "fallocate") {
+      const int fd = ::open(P(a[0]).c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0) return errno;
+      const int kinds[] = {0, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE};
+      const int mode = kinds[std::stoi(a[1])] | (a[2] == "1" ? FALLOC_FL_KEEP_SIZE : 0);
+      rc = ::fallocate(fd, mode, std::stoll(a[3]), std::stoll(a[4]));
+      const int err = rc == 0 ? 0 : errno;
+      if (::close(fd) != 0 && err == 0) return errno;
+      return err;
     } else if (op.kind == "mknod") {
       const dev_t rdev = std::stoull(a[1]);
       rc = ::mknod(P(a[0]).c_str(), (rdev == 0 ? S_IFIFO : S_IFCHR) | 0644, rdev);
@@ -436,6 +470,38 @@ bool ReadFile(const std::string& path, std::string* out) {
   return true;
 }
 
+// "" if every hole lseek(SEEK_HOLE/SEEK_DATA) reports in `path` reads as zeros in `data` (its
+// content), else where one does not.
+std::string HoleOverData(const std::string& path, const std::string& data) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::string("open: ") + std::strerror(errno);
+  std::string bad;
+  const off_t size = static_cast<off_t>(data.size());
+  for (off_t pos = 0; pos < size && bad.empty();) {
+    const off_t hole = ::lseek(fd, pos, SEEK_HOLE);
+    if (hole < 0 || hole > size) {
+      bad = "SEEK_HOLE from " + std::to_string(pos) + ": " + std::to_string(hole);
+      break;
+    }
+    if (hole == size) break;
+    off_t next = ::lseek(fd, hole, SEEK_DATA);
+    if (next < 0) next = size;  // ENXIO: a hole to the end
+    if (next <= hole) {         // the hole's first byte cannot be data
+      bad = "SEEK_DATA from the hole at " + std::to_string(hole) + ": " + std::to_string(next);
+      break;
+    }
+    for (off_t i = hole; i < next; ++i) {
+      if (data[static_cast<size_t>(i)] != '\0') {
+        bad = "a hole at " + std::to_string(i) + " over a byte that is not zero";
+        break;
+      }
+    }
+    pos = next;
+  }
+  ::close(fd);
+  return bad;
+}
+
 // The tree under `root` as the file system shows it. False (with a message) on a read error.
 // A name of a file with a link count above 1 gets its "#g" entry, tagged by inode number (the
 // caller makes it Canonical), and "#nlink <path>" if the count is not the names found.
@@ -476,6 +542,9 @@ bool Snapshot(const std::string& root, const std::string& rel, Tree* out, std::s
         return false;
       }
       (*out)[r] = "f:" + data;
+      if (std::string bad = HoleOverData(root + "/" + r, data); !bad.empty()) {
+        (*out)["#hole " + r] = bad;
+      }
       if (st.st_nlink > 1) {
         (*out)[GroupKey(r)] = "=" + std::to_string(st.st_ino);
         auto& l = (*linked)[st.st_ino];

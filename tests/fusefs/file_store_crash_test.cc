@@ -1,5 +1,6 @@
 // Power cuts under the file layer: a random tree workload (creates, writes at offsets,
-// truncates, renames, unlinks, mkdirs, rmdirs, mknods) with fsync, fdatasync and fsync on
+// truncates, renames, unlinks, mkdirs, rmdirs, mknods, links, punched holes, zeroed ranges,
+// reservations) with fsync, fdatasync and fsync on
 // directories in between, cut at every sync point and at random operations, for every engine.
 //
 // Each FileStore mutation is one engine batch and the log keeps a prefix of batches, so after a
@@ -27,7 +28,7 @@ const Caller kUser{1000, 1000, 0};
 // path -> "d" (directory), "l:<target>" (symlink), "f:<content>" (file), "p" (FIFO) or
 // "c:<rdev>" (character device); a file with several names adds "<path>#links" -> "<names>
 // with <first name>" for each name (its link count, as the store says, in a snapshot); a
-// directory whose
+// file whose st_blocks is not its chunks adds "<path>#blocks"; a directory whose
 // link count is wrong adds "<path>#nlink" (Snapshot).
 using Tree = std::map<std::string, std::string>;
 
@@ -60,13 +61,39 @@ class Workload {
       if (d[0] == 'f') files.push_back(p);
     }
     auto pick = [&](const std::vector<std::string>& v) { return v[rng_() % v.size()]; };
-    const int op = static_cast<int>(rng_() % 13);
+    const int op = static_cast<int>(rng_() % 14);
     if (op <= 1 || files.empty()) {  // create (maybe with data)
       const std::string path = JoinPath(pick(dirs), "f" + std::to_string(next_++));
       KVFS_ASSIGN_OR_RETURN(Attr parent, st_->Resolve(ParentOf(path)));
       model_[path] = "f:";
       ino_[path] = next_++;
       return st_->Create(parent.id, NameOf(path), 0644, kUser).status();
+    }
+    if (op == 13) {  // fallocate: punch a hole, zero a range or reserve
+      const std::string path = pick(files);
+      KVFS_ASSIGN_OR_RETURN(Attr f, st_->Resolve(path));
+      Allocation a;
+      const uint64_t offsets[] = {0, kChunkSize, f.size / 2, kChunkSize - 7, f.size};
+      const uint64_t lengths[] = {1, 100, kChunkSize, 3 * kChunkSize + 5, 70000};
+      a.offset = offsets[rng_() % 5];
+      a.length = lengths[rng_() % 5];
+      const int kind = static_cast<int>(rng_() % 3);
+      a.kind = kind == 0   ? Allocation::Kind::kPunchHole
+               : kind == 1 ? Allocation::Kind::kZeroRange
+                           : Allocation::Kind::kReserve;
+      a.keep_size = kind == 0 || rng_() % 2 == 0;
+      std::string& content = model_[path];
+      const uint64_t size = content.size() - 2;
+      const uint64_t end = a.offset + a.length;
+      if (a.kind != Allocation::Kind::kReserve && a.offset < size) {
+        std::fill(content.begin() + static_cast<std::ptrdiff_t>(2 + a.offset),
+                  content.begin() + static_cast<std::ptrdiff_t>(2 + std::min(end, size)), '\0');
+      }
+      if (a.kind != Allocation::Kind::kPunchHole && !a.keep_size && end > size) {
+        content.resize(2 + end, '\0');
+      }
+      Propagate(path);
+      return st_->Allocate(f.id, a);
     }
     if (op == 12) {  // a hard link to a file
       const std::string from = pick(files);
@@ -256,6 +283,20 @@ Status Snapshot(FileStore& st, uint64_t dir_id, const std::string& dir, Tree* ou
     } else {
       KVFS_ASSIGN_OR_RETURN(std::string data, st.Read(a.id, 0, a.size + 1));
       (*out)[path] = "f:" + data;
+      // st_blocks counts the chunks held (an inline file's one block aside).
+      uint64_t chunks = 0;
+      engines::ScanOptions so;
+      so.prefix = ChunkPrefix(a.id);
+      so.keys_only = true;
+      KVFS_RETURN_IF_ERROR(st.engine()->Scan(so, [&](std::string_view, std::string_view) {
+        ++chunks;
+        return true;
+      }));
+      const bool inline_data = chunks == 0 && a.size > 0 && a.size <= kInlineMax;
+      if (a.blocks != (inline_data ? 8 : chunks * 8)) {
+        (*out)[path + "#blocks"] =
+            std::to_string(a.blocks) + " for " + std::to_string(chunks) + " chunks";
+      }
       (*files)[a.id].names.push_back(path);
       (*files)[a.id].nlink = a.nlink;
     }

@@ -716,12 +716,125 @@ TEST_P(FileStoreTest, ALinkedFileHeldOpenOutlivesItsLastName) {
   EXPECT_EQ(List(*st, kRootId), (std::vector<std::string>{"g"}));
 }
 
+// st_blocks counts the chunks a file holds, through every way of making or filling a hole.
+TEST_P(FileStoreTest, BlocksCountTheChunksHeld) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+  auto blocks = [&]() -> uint64_t {
+    auto a = st->GetAttr(f.id);
+    return a.ok() ? a->blocks : 999999;
+  };
+  EXPECT_EQ(blocks(), 0u);
+  ASSERT_OK(st->Write(f.id, 0, "x"));
+  EXPECT_EQ(blocks(), 8u);                               // inline: one block, as ext4
+  ASSERT_OK(st->Write(f.id, 10 * kChunkSize + 5, "y"));  // chunk 0 and chunk 10
+  EXPECT_EQ(blocks(), 16u);
+  ASSERT_OK(st->Write(f.id, 3 * kChunkSize, std::string(kChunkSize, 'z')));  // a whole chunk
+  EXPECT_EQ(blocks(), 24u);
+  ASSERT_OK(st->Write(f.id, 3 * kChunkSize, std::string(kChunkSize, 'w')));  // again: no new one
+  EXPECT_EQ(blocks(), 24u);
+  AttrChange c;
+  c.size = 100 * kChunkSize;  // a hole
+  ASSERT_OK(st->SetAttr(f.id, c));
+  EXPECT_EQ(blocks(), 24u);
+  ASSERT_OK(st->Write(f.id, 50 * kChunkSize, std::string(2 * kChunkSize, 'v')));  // in the hole
+  EXPECT_EQ(blocks(), 40u);
+  c.size = 4 * kChunkSize;  // drops chunks 10, 50, 51
+  ASSERT_OK(st->SetAttr(f.id, c));
+  EXPECT_EQ(blocks(), 16u);
+  EXPECT_EQ(CountChunkKeys(*st), 2u);
+  // Reopen: the count is in the node.
+  ASSERT_OK(st->Close());
+  st.reset();
+  ASSERT_OK_AND_ASSIGN(st, Open());
+  ASSERT_OK_AND_ASSIGN(f, st->Resolve("f"));
+  EXPECT_EQ(f.blocks, 16u);
+  ASSERT_OK_AND_ASSIGN(Attr d, st->Mkdir(kRootId, "d", 0755, kUser));
+  EXPECT_EQ(d.blocks, 8u);
+}
+
+TEST_P(FileStoreTest, AllocatePunchesZeroesAndReservesAndSeekFindsHoles) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+  ASSERT_OK(st->Write(f.id, 0, std::string(8 * kChunkSize, 'a')));
+  auto seek = [&](uint64_t off, bool data) -> int64_t {
+    auto r = st->Seek(f.id, off, data);
+    return r.ok() ? static_cast<int64_t>(*r) : -ErrnoOf(r.status());
+  };
+  EXPECT_EQ(seek(5, true), 5);
+  EXPECT_EQ(seek(5, false), static_cast<int64_t>(8 * kChunkSize));
+  Allocation punch;
+  punch.kind = Allocation::Kind::kPunchHole;
+  punch.keep_size = true;
+  punch.offset = kChunkSize + 10;  // chunk 1 partly, 2 and 3 whole, 4 partly
+  punch.length = 4 * kChunkSize - 20;
+  ASSERT_OK(st->Allocate(f.id, punch));
+  ASSERT_OK_AND_ASSIGN(Attr a, st->GetAttr(f.id));
+  EXPECT_EQ(a.size, 8 * kChunkSize);
+  EXPECT_EQ(a.blocks, 6u * 8);
+  ASSERT_OK_AND_ASSIGN(std::string data, st->Read(f.id, 0, 8 * kChunkSize));
+  EXPECT_EQ(data, std::string(kChunkSize + 10, 'a') + std::string(4 * kChunkSize - 20, '\0') +
+                      std::string(3 * kChunkSize + 10, 'a'));
+  EXPECT_EQ(seek(0, false), static_cast<int64_t>(2 * kChunkSize));
+  EXPECT_EQ(seek(2 * kChunkSize, true), static_cast<int64_t>(4 * kChunkSize));
+  EXPECT_EQ(seek(8 * kChunkSize, true), -ENXIO);
+  // Zero a range reaching past the end: the size grows, no chunk is written.
+  Allocation zero;
+  zero.kind = Allocation::Kind::kZeroRange;
+  zero.offset = 6 * kChunkSize;
+  zero.length = 10 * kChunkSize;
+  ASSERT_OK(st->Allocate(f.id, zero));
+  ASSERT_OK_AND_ASSIGN(a, st->GetAttr(f.id));
+  EXPECT_EQ(a.size, 16 * kChunkSize);
+  EXPECT_EQ(a.blocks, 4u * 8);
+  EXPECT_EQ(seek(6 * kChunkSize, true), -ENXIO);
+  EXPECT_EQ(seek(5 * kChunkSize, false), static_cast<int64_t>(6 * kChunkSize));
+  // Reserve: the size only (keep_size: nothing at all), no chunk.
+  Allocation reserve;
+  reserve.offset = 0;
+  reserve.length = uint64_t{1} << 30;
+  ASSERT_OK(st->Allocate(f.id, reserve));
+  ASSERT_OK_AND_ASSIGN(a, st->GetAttr(f.id));
+  EXPECT_EQ(a.size, uint64_t{1} << 30);
+  EXPECT_EQ(a.blocks, 4u * 8);
+  reserve.keep_size = true;
+  reserve.length = uint64_t{2} << 30;
+  ASSERT_OK(st->Allocate(f.id, reserve));
+  EXPECT_EQ(st->GetAttr(f.id)->size, uint64_t{1} << 30);
+  reserve.keep_size = false;
+  reserve.offset = kMaxFileSize;
+  EXPECT_EQ(ErrnoOf(st->Allocate(f.id, reserve)), EFBIG);
+  reserve.offset = 0;
+  reserve.length = 0;
+  EXPECT_EQ(ErrnoOf(st->Allocate(f.id, reserve)), EINVAL);
+  // Inline files: zeros in place.
+  ASSERT_OK_AND_ASSIGN(Attr small, st->Create(kRootId, "small", 0644, kUser));
+  ASSERT_OK(st->Write(small.id, 0, "abcdef"));
+  punch.offset = 1;
+  punch.length = 2;
+  ASSERT_OK(st->Allocate(small.id, punch));
+  EXPECT_EQ(ReadAll(*st, small.id), std::string("a\0\0def", 6));
+  EXPECT_EQ(*st->Seek(small.id, 1, true), 1u);
+  EXPECT_EQ(*st->Seek(small.id, 1, false), 6u);
+  ASSERT_OK_AND_ASSIGN(Attr d, st->Mkdir(kRootId, "d", 0755, kUser));
+  EXPECT_EQ(ErrnoOf(st->Allocate(d.id, punch)), EISDIR);
+  EXPECT_EQ(ErrnoOf(st->Seek(d.id, 0, true).status()), EISDIR);
+  // All of it survives a reopen.
+  ASSERT_OK(st->Close());
+  st.reset();
+  ASSERT_OK_AND_ASSIGN(st, Open());
+  ASSERT_OK_AND_ASSIGN(a, st->Resolve("f"));
+  EXPECT_EQ(a.size, uint64_t{1} << 30);
+  EXPECT_EQ(a.blocks, 4u * 8);
+  EXPECT_EQ(CountChunkKeys(*st), 4u);
+}
+
 // Node version 1, as kvfs wrote it before link counts (no nlink, no rdev).
 std::string EncodeNodeV1(const Node& n) {
   std::string v2 = EncodeNode(n);
-  // Version 2 is version 1 with u32 nlink and u64 rdev after the flags byte (offset 54).
+  // Version 2 is version 1 with u32 nlink, u64 rdev and u64 chunks after the flags byte.
   constexpr size_t kFlagsEnd = 1 + 1 + 4 + 4 + 4 + 8 + 8 + 8 + 8 + 8 + 1;
-  v2.erase(kFlagsEnd, 12);
+  v2.erase(kFlagsEnd, 20);
   v2[0] = 1;
   return v2;
 }
@@ -753,6 +866,15 @@ TEST_P(FileStoreTest, ALayoutOneStoreReadsAndIsUpgradedByAWritableOpen) {
     file.size = 2;
     file.inline_data = "hi";
     b.Put(NodeKey("a/f"), EncodeNodeV1(file));
+    Node big;  // chunked: chunks 0 and 5 of 6
+    big.mode = 0644;
+    big.id = 24;
+    big.size = 6 * kChunkSize;
+    big.data_inline = false;
+    big.inline_data.clear();
+    b.Put(NodeKey("big"), EncodeNodeV1(big));
+    b.Put(ChunkKey(24, 0), std::string(kChunkSize, 'b'));
+    b.Put(ChunkKey(24, 5), std::string(kChunkSize, 'b'));
     ASSERT_OK(engine->Apply(b));
     ASSERT_OK(engine->Sync(engines::SyncKind::kFull));
     ASSERT_OK(engine->Close());
@@ -768,6 +890,7 @@ TEST_P(FileStoreTest, ALayoutOneStoreReadsAndIsUpgradedByAWritableOpen) {
     ASSERT_OK_AND_ASSIGN(auto st, FileStore::Open(std::move(engine), fo));
     EXPECT_EQ(st->Resolve("")->nlink, 3u);
     EXPECT_EQ(st->Resolve("a")->nlink, 4u);
+    EXPECT_EQ(st->Resolve("big")->blocks, 16u);  // its chunk keys, counted
     EXPECT_EQ(st->Resolve("a/f")->nlink, 1u);
     EXPECT_EQ(ReadAll(*st, st->Resolve("a/f")->id), "hi");
     std::vector<uint32_t> listed;
@@ -788,6 +911,8 @@ TEST_P(FileStoreTest, ALayoutOneStoreReadsAndIsUpgradedByAWritableOpen) {
   }
   ASSERT_OK_AND_ASSIGN(Node a, DecodeNode(*st->engine()->Get(NodeKey("a")), "a"));
   EXPECT_EQ(a.nlink, 4u);
+  ASSERT_OK_AND_ASSIGN(Node big, DecodeNode(*st->engine()->Get(NodeKey("big")), "big"));
+  EXPECT_EQ(big.chunks, 2u);
   ASSERT_OK(st->Mkdir(kRootId, "b", 0755, kUser));
   EXPECT_EQ(st->Resolve("")->nlink, 4u);
   EXPECT_EQ(ReadAll(*st, st->Resolve("a/f")->id), "hi");

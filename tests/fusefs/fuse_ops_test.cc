@@ -5,6 +5,7 @@
 #define FUSE_USE_VERSION 314
 #include <fuse3/fuse_lowlevel.h>
 #include <gtest/gtest.h>
+#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -241,6 +242,35 @@ TEST_F(FilesystemTest, HardLinksStayWithinTheirStore) {
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(ErrnoOfResult(fs_->Link(stats->ino, a, "stats")), EPERM);
   EXPECT_EQ(fs_->CollectStats().stores[0].files.links, 2u);  // the calls that reached it
+}
+
+// fallocate's modes as the daemon sorts them (the kernel refuses most bad input first), and
+// lseek's SEEK_DATA/SEEK_HOLE on store and control files.
+TEST_F(FilesystemTest, FallocateModesAndSeekWhences) {
+  OpenSingle(engines::EngineNames()[0]);
+  auto f = fs_->Create(FUSE_ROOT_ID, "f", 0644, O_EXCL, kUser);
+  ASSERT_TRUE(f.ok());
+  EXPECT_OK(fs_->Fallocate(f->ino, 0, 0, 1 << 20));
+  EXPECT_EQ(fs_->GetAttr(f->ino)->st_size, 1 << 20);
+  EXPECT_EQ(fs_->GetAttr(f->ino)->st_blocks, 0);
+  EXPECT_OK(fs_->Fallocate(f->ino, FALLOC_FL_KEEP_SIZE, 0, 2 << 20));
+  EXPECT_OK(fs_->Fallocate(f->ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096));
+  EXPECT_OK(fs_->Fallocate(f->ino, FALLOC_FL_ZERO_RANGE, 0, 4096));
+  EXPECT_EQ(ErrnoOf(fs_->Fallocate(f->ino, FALLOC_FL_PUNCH_HOLE, 0, 4096)), EOPNOTSUPP);
+  EXPECT_EQ(ErrnoOf(fs_->Fallocate(f->ino, FALLOC_FL_COLLAPSE_RANGE, 0, 4096)), EOPNOTSUPP);
+  EXPECT_EQ(ErrnoOf(fs_->Fallocate(f->ino, FALLOC_FL_INSERT_RANGE, 0, 4096)), EOPNOTSUPP);
+  EXPECT_EQ(ErrnoOf(fs_->Fallocate(f->ino, 0, 0, uint64_t{1} << 60)), ENOSPC);
+  ASSERT_TRUE(fs_->Write(f->ino, 8192, "data").ok());
+  EXPECT_EQ(*fs_->Lseek(f->ino, 0, SEEK_DATA), 8192u);
+  EXPECT_EQ(*fs_->Lseek(f->ino, 8192, SEEK_HOLE), 12288u);
+  EXPECT_EQ(ErrnoOfResult(fs_->Lseek(f->ino, 2 << 20, SEEK_DATA)), ENXIO);
+  EXPECT_EQ(ErrnoOfResult(fs_->Lseek(f->ino, 0, SEEK_END)), EINVAL);
+  auto stats = fs_->Lookup(FUSE_ROOT_ID, ".kvfs");
+  ASSERT_TRUE(stats.ok());
+  auto config = fs_->Lookup(stats->ino, "config");
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(ErrnoOf(fs_->Fallocate(config->ino, 0, 0, 10)), EPERM);
+  EXPECT_EQ(*fs_->Lseek(config->ino, 0, SEEK_DATA), 0u);
 }
 
 TEST_F(FilesystemTest, SingleStoreReservesDotKvfsAtTheRoot) {

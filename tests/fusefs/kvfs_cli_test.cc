@@ -305,7 +305,15 @@ TEST(KvfsCli, CheckVerifiesLinkCountsAgainstTheNamesOfEachFile) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("1 files (9000 bytes read back)"), std::string::npos) << r.output;
 
+  // A chunk count that is not the chunks held (st_blocks would lie).
   const std::string shared = fusefs::SharedKey(f_id);
+  EditNode(store, shared, [](fusefs::Node* n) { n->chunks = 1; });
+  r = Kvfs("check --engine bitcask " + store);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("its node counts 1 chunks, but it holds 3"), std::string::npos)
+      << r.output;
+  EditNode(store, shared, [](fusefs::Node* n) { n->chunks = 3; });
+
   EditNode(store, shared, [](fusefs::Node* n) { n->nlink = 3; });
   r = Kvfs("check --engine bitcask " + store);
   EXPECT_EQ(r.exit_code, 1) << r.output;

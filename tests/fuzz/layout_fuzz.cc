@@ -25,10 +25,11 @@ void CheckDecoders(std::string_view input) {
   // A version-1 directory's link count is not in its record (0, counted by FileStore): give it
   // one, as the layout upgrade does, before the round trip.
   if (node.ok() && node->type == NodeType::kDirectory && node->nlink == 0) node->nlink = 2;
+  if (node.ok() && node->chunks == fusefs::kUnknownChunks) node->chunks = 0;  // likewise
   if (node.ok()) {
     const std::string enc = fusefs::EncodeNode(*node);
-    // A version-1 node re-encodes in version 2, with nlink and rdev (12 bytes) added.
-    const size_t added = input[0] == 1 ? 12 : 0;
+    // A version-1 node re-encodes in version 2, with nlink, rdev and chunks (20 bytes) added.
+    const size_t added = input[0] == 1 ? 20 : 0;
     FUZZ_CHECK(enc.size() <= input.size() + added, "re-encoded node is longer than its input");
     auto again = fusefs::DecodeNode(enc, "Mfuzz");
     FUZZ_CHECK(again.ok(), again.status().ToString());
@@ -76,6 +77,10 @@ void CheckRoundTrips(const uint8_t* data, size_t size) {
   n.size = n.type == NodeType::kFile && n.data_inline
                ? n.inline_data.size()
                : in.ConsumeIntegralInRange<uint64_t>(0, fusefs::kMaxFileSize);
+  if (n.type == NodeType::kFile && !n.data_inline) {
+    n.chunks = in.ConsumeIntegralInRange<uint64_t>(
+        0, (n.size + fusefs::kChunkSize - 1) / fusefs::kChunkSize);
+  }
   auto back = fusefs::DecodeNode(fusefs::EncodeNode(n), "Mbuilt");
   FUZZ_CHECK(back.ok(), back.status().ToString());
   FUZZ_CHECK(*back == n, "built node round trip");
