@@ -559,9 +559,11 @@ Result<struct statvfs> Filesystem::StatFs(uint64_t ino) {
   if (!stores_.empty()) {
     KVFS_ASSIGN_OR_RETURN(sync::SpaceInfo space,
                           stores_[store].fs->GetSpaceInfo(stores_[store].config.data_dir));
+    // What the data directory's file system has, as a passthrough would show it: df's used
+    // space is blocks - bfree, its available space bavail.
     sv.f_blocks = space.total_bytes / sv.f_frsize;
-    sv.f_bfree = space.free_bytes / sv.f_frsize;
-    sv.f_bavail = sv.f_bfree;
+    sv.f_bfree = std::max(space.unused_bytes, space.free_bytes) / sv.f_frsize;
+    sv.f_bavail = space.free_bytes / sv.f_frsize;
   }
   // Nodes are keys: as many as the space holds. Report a large, stable count.
   sv.f_files = uint64_t{1} << 32;

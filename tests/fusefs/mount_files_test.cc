@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -695,6 +696,24 @@ TEST_P(MountFilesTest, FallocateOfAGibibyteIsQuickAndDuSeesHoles) {
   const CmdResult mounted = Sh("cd " + Quote(m().mnt()) + " && " + make);
   EXPECT_EQ(mounted.exit_code, 0) << mounted.Describe();
   EXPECT_EQ(mounted.output, local.output);
+}
+
+// statfs shows the data directory's file system as a passthrough would: free blocks (bfree,
+// root's reserve included) apart from the available ones (bavail), so df's used space is right.
+TEST_P(MountFilesTest, StatfsShowsTheDataDirectorysFreeAndAvailableSpace) {
+  struct statvfs local, mounted;
+  ASSERT_EQ(::statvfs(m().data().c_str(), &local), 0);
+  ASSERT_EQ(::statvfs(m().mnt().c_str(), &mounted), 0);
+  const auto bytes = [](const struct statvfs& s, fsblkcnt_t n) {
+    return static_cast<double>(n) * static_cast<double>(s.f_frsize);
+  };
+  const double slack = 256.0 * kMiB;  // other writers on the disk meanwhile
+  EXPECT_NEAR(bytes(mounted, mounted.f_blocks), bytes(local, local.f_blocks), slack);
+  EXPECT_NEAR(bytes(mounted, mounted.f_bfree), bytes(local, local.f_bfree), slack);
+  EXPECT_NEAR(bytes(mounted, mounted.f_bavail), bytes(local, local.f_bavail), slack);
+  if (local.f_bfree > local.f_bavail + (slack / local.f_frsize)) {
+    EXPECT_GT(mounted.f_bfree, mounted.f_bavail) << "root's reserve is missing from bfree";
+  }
 }
 
 TEST_P(MountFilesTest, SpecialFilesAreKeptAndTakeEveryCallAFileTakes) {
