@@ -21,6 +21,11 @@
 // A failed sync returns EIO and the store turns read-only: every later mutation fails with
 // EROFS until the store is reopened. Nothing is retried into a success.
 //
+// Hard links: a file with several names keeps its node in one shared record and each name is a
+// stub to it (layout.h); the id table keeps one of its paths, and an id whose path has gone
+// while other names remain is found through the shared record. nlink is 2 + subdirectories for
+// a directory, the number of names for anything else, 0 for an orphan.
+//
 // Unlink/rename-over of a file the kernel still holds (lookup count > 0, e.g. open): the node
 // disappears from the namespace but its data stays readable and writable through its id until
 // Forget drops the last reference; an orphan record ("O" key) in the same batch makes the next

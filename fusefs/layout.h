@@ -39,8 +39,8 @@
 // rdev and chunks; it still decodes: a non-directory's nlink is then 1 and a directory's 0, and
 // a chunked file's chunks kUnknownChunks, "not counted" (FileStore counts them when it reads
 // the node, and its first writable open rewrites every directory and chunked file node in
-// version 2, docs/decisions.md). Decoding checks every length against the
-// buffer and returns Corruption naming the key; a version above 2 is refused by name.
+// version 2, docs/decisions.md). Decoding checks every length against the buffer and returns
+// Corruption naming the key; a version above 2 is refused by name.
 //
 // Files of at most kInlineMax bytes keep their data in the node (one key per small file);
 // larger files keep it in chunks of kChunkSize bytes, so a 4 KiB write into a 1 GiB file
