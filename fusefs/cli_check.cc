@@ -17,9 +17,11 @@
 // log that was skipped is printed (file, offset, bytes, the LSNs of the records lost). The
 // salvaged state is what the surviving records make: a batch in a skipped stretch is lost whole,
 // later batches are kept. Damage outside the log (a table, a merged file) is not salvaged.
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -50,7 +52,14 @@ int Fail(const std::string& msg) {
 }
 
 struct TreeCounts {
-  uint64_t files = 0, dirs = 0, symlinks = 0, bytes = 0, damaged = 0;
+  uint64_t files = 0, dirs = 0, symlinks = 0, specials = 0, bytes = 0, damaged = 0;
+  // Every file but a directory, by id: the names found for it, its link count, one name.
+  struct Names {
+    uint64_t found = 0;
+    uint64_t nlink = 0;
+    std::string path;
+  };
+  std::map<uint64_t, Names> names;
 };
 
 void Damage(TreeCounts* c, fusefs::ProgressLine* progress, const std::string& store,
@@ -59,6 +68,28 @@ void Damage(TreeCounts* c, fusefs::ProgressLine* progress, const std::string& st
   progress->Clear();
   std::fprintf(stderr, "kvfs: store %s: damaged: /%s: %s\n", store.c_str(), path.c_str(),
                s.ToString().c_str());
+}
+
+// A file's node counts the chunks it holds (st_blocks): the count must be the chunk keys there
+// are. An inline file holds none and counts as one block.
+void CheckChunkCount(FileStore* files, const std::string& store, const std::string& path,
+                     const fusefs::Attr& attr, TreeCounts* c, fusefs::ProgressLine* progress) {
+  uint64_t keys = 0;
+  engines::ScanOptions so;
+  so.prefix = fusefs::ChunkPrefix(attr.id);
+  so.keys_only = true;
+  Status s = files->engine()->Scan(so, [&](std::string_view, std::string_view) {
+    ++keys;
+    return true;
+  });
+  if (!s.ok()) return Damage(c, progress, store, path, s);
+  constexpr uint64_t kSectors = fusefs::kChunkSize / 512;
+  const bool inline_data =
+      keys == 0 && attr.size > 0 && attr.size <= fusefs::kInlineMax && attr.blocks == kSectors;
+  if (inline_data || attr.blocks == keys * kSectors) return;
+  Damage(c, progress, store, path,
+         Status::Corruption("its node counts " + std::to_string(attr.blocks / kSectors) +
+                            " chunks, but it holds " + std::to_string(keys)));
 }
 
 // Walks the tree under `path` as the mount would: list each directory, read every file
@@ -71,6 +102,18 @@ void Walk(FileStore* files, const std::string& store, const std::string& path, u
     return true;
   });
   if (!s.ok()) return Damage(c, progress, store, path, s);
+  // A directory's link count is 2 plus its subdirectories, kept by every mutation.
+  const auto subdirs = std::count_if(entries.begin(), entries.end(), [](const auto& e) {
+    return e.attr.type == NodeType::kDirectory;
+  });
+  auto self = files->GetAttr(id);
+  if (!self.ok()) return Damage(c, progress, store, path, self.status());
+  if (self->nlink != 2 + static_cast<uint64_t>(subdirs)) {
+    Damage(c, progress, store, path,
+           Status::Corruption("directory link count " + std::to_string(self->nlink) + ", but " +
+                              std::to_string(subdirs) + " subdirectories (expected " +
+                              std::to_string(2 + subdirs) + ")"));
+  }
   for (const fusefs::DirEntry& e : entries) {
     const std::string p = fusefs::JoinPath(path, e.name);
     auto attr = files->Resolve(p);
@@ -78,10 +121,22 @@ void Walk(FileStore* files, const std::string& store, const std::string& path, u
       Damage(c, progress, store, p, attr.status());
       continue;
     }
+    if (attr->type != NodeType::kDirectory) {
+      TreeCounts::Names& n = c->names[attr->id];
+      if (n.found++ > 0) continue;  // another name of a file already read
+      n.nlink = attr->nlink;
+      n.path = p;
+    }
     switch (attr->type) {
       case NodeType::kDirectory:
         ++c->dirs;
         Walk(files, store, p, attr->id, c, progress);
+        break;
+      case NodeType::kFifo:
+      case NodeType::kCharDevice:
+      case NodeType::kBlockDevice:
+      case NodeType::kSocket:
+        ++c->specials;
         break;
       case NodeType::kSymlink: {
         ++c->symlinks;
@@ -108,9 +163,37 @@ void Walk(FileStore* files, const std::string& store, const std::string& path, u
           progress->Add(0, data->size());
         }
         progress->Add(1, 0);
+        CheckChunkCount(files, store, p, *attr, c, progress);
         break;
       }
     }
+  }
+}
+
+// Every file's link count against the names the walk found for it, and every shared record
+// (hard links, layout.h) against the names pointing to it: one without a name is damage too.
+void CheckLinkCounts(engines::Engine* engine, const std::string& store, TreeCounts* c,
+                     fusefs::ProgressLine* progress) {
+  for (const auto& [id, n] : c->names) {
+    if (n.found == n.nlink) continue;
+    Damage(
+        c, progress, store, n.path,
+        Status::Corruption("link count " + std::to_string(n.nlink) + ", but " +
+                           std::to_string(n.found) + " names point to file " + std::to_string(id)));
+  }
+  engines::ScanOptions so;
+  so.prefix = std::string(fusefs::kSharedPrefix);
+  so.keys_only = true;
+  std::vector<std::string> unnamed;
+  Status s = engine->Scan(so, [&](std::string_view key, std::string_view) {
+    auto id = fusefs::DecodeU64(key.substr(1), key);
+    if (!id.ok() || c->names.count(*id) == 0) unnamed.emplace_back(key);
+    return true;
+  });
+  if (!s.ok()) return Damage(c, progress, store, "", s);
+  for (const std::string& key : unnamed) {
+    Damage(c, progress, store, "",
+           Status::Corruption("shared record " + fusefs::EscapeKey(key) + " has no name"));
   }
 }
 
@@ -200,6 +283,7 @@ Verdict CheckStore(const config::StoreConfig& sc) {
   progress.Start(sc.name, "files", bytes);
   Walk(files->get(), sc.name, "", fusefs::kRootId, &c, &progress);
   progress.Clear();
+  CheckLinkCounts((*files)->engine(), sc.name, &c, &progress);
   const bool closed = (*files)->Close().ok();
   if (c.damaged > 0) {
     std::fprintf(stderr, "kvfs: store %s (%s): %llu damaged entries\n", sc.name.c_str(),
@@ -208,10 +292,10 @@ Verdict CheckStore(const config::StoreConfig& sc) {
   }
   std::printf(
       "%s: file tree OK: %llu files (%llu bytes read back), %llu directories, %llu "
-      "symlinks\n",
+      "symlinks, %llu special files\n",
       sc.data_dir.c_str(), static_cast<unsigned long long>(c.files),
       static_cast<unsigned long long>(c.bytes), static_cast<unsigned long long>(c.dirs),
-      static_cast<unsigned long long>(c.symlinks));
+      static_cast<unsigned long long>(c.symlinks), static_cast<unsigned long long>(c.specials));
   return closed ? recovered : Verdict::kDamaged;
 }
 

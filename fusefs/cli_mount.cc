@@ -52,13 +52,14 @@ std::vector<std::string> SplitOptions(const std::string& list) {
 }
 
 // Sorts -o options into kvfs's own (into `flags`) and FUSE's (returned). Options mount(8) and
-// mount.fuse3 pass that mean nothing here (or only restate defaults) are dropped. Returns
-// false with a message on stderr for a malformed kvfs option.
+// mount.fuse3 pass that mean nothing here (or only restate defaults) are dropped. `dev` and
+// `suid` are not defaults (a FUSE mount is nodev,nosuid unless root asks) and go to FUSE: with
+// `dev`, device nodes kept in the mount open as on a local disk. Returns false with a message
+// on stderr for a malformed kvfs option.
 bool SortOptions(MountFlags* flags, std::vector<std::string>* fuse_options) {
-  static const char* const kDropped[] = {"rw",       "dev",      "suid",        "exec",   "async",
-                                         "atime",    "auto",     "noauto",      "nofail", "_netdev",
-                                         "user",     "nouser",   "users",       "owner",  "group",
-                                         "defaults", "relatime", "kvfs_no_open"};
+  static const char* const kDropped[] = {
+      "rw",   "exec",   "async", "atime", "auto",     "noauto", "nofail",   "_netdev",
+      "user", "nouser", "users", "owner", "defaults", "group",  "relatime", "kvfs_no_open"};
   for (const std::string& list : flags->o_args) {
     for (const std::string& opt : SplitOptions(list)) {
       const size_t eq = opt.find('=');

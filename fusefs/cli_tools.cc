@@ -174,7 +174,12 @@ fusefs::Caller OfflineCaller() {
 }
 
 std::string ModeString(const Attr& a) {
-  std::string s = a.type == NodeType::kDirectory ? "d" : a.type == NodeType::kSymlink ? "l" : "-";
+  // ls(1)'s letters: - d l p c b s.
+  static constexpr char kLetters[] = "?-dlpcbs";
+  std::string s(
+      1,
+      kLetters[static_cast<uint8_t>(a.type) <= fusefs::kLastNodeType ? static_cast<uint8_t>(a.type)
+                                                                     : 0]);
   const char* rwx = "rwxrwxrwx";
   for (int i = 0; i < 9; ++i) s += (a.mode & (0400 >> i)) ? rwx[i] : '-';
   if (a.mode & 04000) s[3] = (a.mode & 0100) ? 's' : 'S';
@@ -190,7 +195,8 @@ void PrintLong(FileStore* files, const std::string& name, const Attr& a,
   struct tm tm;
   ::localtime_r(&t, &tm);
   std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
-  std::string line = ModeString(a) + " " + std::to_string(a.uid) + " " + std::to_string(a.gid);
+  std::string line = ModeString(a) + " " + std::to_string(a.nlink) + " " + std::to_string(a.uid) +
+                     " " + std::to_string(a.gid);
   std::printf("%s %12llu %s %s", line.c_str(), static_cast<unsigned long long>(a.size), when,
               name.c_str());
   if (a.type == NodeType::kSymlink && files != nullptr) {
@@ -258,6 +264,7 @@ int Get(const StoreFlags& flags, const std::string& raw) {
     auto target = files->ReadLink(attr->id);
     return Fail(raw + ": is a symbolic link" + (target.ok() ? " to " + *target : ""));
   }
+  if (attr->type != NodeType::kFile) return Fail(raw + ": not a regular file");
   constexpr size_t kPiece = 1 << 20;
   for (uint64_t off = 0; off < attr->size;) {
     auto data = files->Read(attr->id, off, kPiece);
@@ -303,6 +310,7 @@ int Put(const StoreFlags& flags, const std::string& raw, const std::string& sour
   if (existing.ok()) {
     if (existing->type == NodeType::kDirectory) return Fail(raw + ": is a directory");
     if (existing->type == NodeType::kSymlink) return Fail(raw + ": is a symbolic link");
+    if (existing->type != NodeType::kFile) return Fail(raw + ": not a regular file");
     fusefs::AttrChange truncate;
     truncate.size = 0;
     auto t = files->SetAttr(existing->id, truncate);

@@ -68,6 +68,7 @@ struct stat ControlFiles::Attr(uint64_t node) {
   st.st_atim = st.st_mtim = st.st_ctim = ToTimespec(started_ns_);
   if (node == kControlDirNode) {
     st.st_mode = S_IFDIR | dir_mode_;
+    st.st_nlink = 2;  // no subdirectories
   } else if (node == kConfigNode) {
     st.st_mode = S_IFREG | file_mode_;
     st.st_size = static_cast<off_t>(config_toml_.size());

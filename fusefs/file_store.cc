@@ -60,6 +60,7 @@ Result<std::unique_ptr<FileStore>> FileStore::Open(std::unique_ptr<engines::Engi
     root.uid = ::geteuid();
     root.gid = ::getegid();
     root.id = kRootId;
+    root.nlink = 2;
     root.atime_ns = root.mtime_ns = root.ctime_ns = now;
     engines::WriteBatch batch;
     batch.Put(kVersionKey, kLayoutVersion);
@@ -69,9 +70,15 @@ Result<std::unique_ptr<FileStore>> FileStore::Open(std::unique_ptr<engines::Engi
     KVFS_RETURN_IF_ERROR(s.engine->Sync(engines::SyncKind::kFull));
     version = std::string(kLayoutVersion);
   }
-  if (*version != kLayoutVersion) {
+  if (*version == kLayoutVersion1 && !options.read_only) {
+    // Directory link counts: counted once here, then kept by every mutation.
+    KVFS_RETURN_IF_ERROR(s.UpgradeLayout1());
+    version = std::string(kLayoutVersion);
+  }
+  if (*version != kLayoutVersion && *version != kLayoutVersion1) {
     return Status::Corruption("key V: unknown file layout '" + EscapeKey(*version) +
-                              "' (this kvfs reads '" + std::string(kLayoutVersion) + "')");
+                              "' (this kvfs reads '" + std::string(kLayoutVersion) + "' and '" +
+                              std::string(kLayoutVersion1) + "')");
   }
   auto root = s.GetNode("");
   if (!root.ok()) {
@@ -157,7 +164,8 @@ Result<Attr> FileStore::SetAttr(uint64_t id, const AttrChange& change) {
     engines::WriteBatch batch;
     if (change.size) {
       if (n.type == NodeType::kDirectory) return Errno(EISDIR, "cannot truncate a directory");
-      if (n.type != NodeType::kFile) return Errno(EINVAL, "cannot truncate a symlink");
+      if (n.type != NodeType::kFile)
+        return Errno(EINVAL, "cannot truncate a symlink or special file");
       KVFS_RETURN_IF_ERROR(s.CheckResize(n, *change.size));
       KVFS_RETURN_IF_ERROR(s.Resize(&n, *change.size, &batch));
       n.mtime_ns = now;
@@ -210,8 +218,11 @@ Result<Attr> FileStore::Impl::MakeNode(uint64_t parent, std::string_view name, c
       n.inline_data = std::string(what.target);
       n.size = what.target.size();
     }
+    n.rdev = what.rdev;
     n.atime_ns = n.mtime_ns = n.ctime_ns = now;
+    n.nlink = what.type == NodeType::kDirectory ? 2 : 1;
     batch.Put(NodeKey(path), EncodeNode(n));
+    if (what.type == NodeType::kDirectory) ++dir.node.nlink;  // the new directory's ".."
     s.Touch(&dir, now);
     s.PutNode(dir, &batch);
     KVFS_RETURN_IF_ERROR(s.ApplyBatch(batch));
@@ -225,13 +236,13 @@ Result<Attr> FileStore::Impl::MakeNode(uint64_t parent, std::string_view name, c
 Result<Attr> FileStore::Create(uint64_t parent, std::string_view name, uint32_t mode,
                                const Caller& caller) {
   impl_->Count(&FileStoreStats::creates);
-  return impl_->MakeNode(parent, name, {NodeType::kFile, mode, {}}, caller);
+  return impl_->MakeNode(parent, name, {NodeType::kFile, mode, {}, 0}, caller);
 }
 
 Result<Attr> FileStore::Mkdir(uint64_t parent, std::string_view name, uint32_t mode,
                               const Caller& caller) {
   impl_->Count(&FileStoreStats::mkdirs);
-  return impl_->MakeNode(parent, name, {NodeType::kDirectory, mode, {}}, caller);
+  return impl_->MakeNode(parent, name, {NodeType::kDirectory, mode, {}, 0}, caller);
 }
 
 Result<Attr> FileStore::Symlink(uint64_t parent, std::string_view name, std::string_view target,
@@ -239,7 +250,63 @@ Result<Attr> FileStore::Symlink(uint64_t parent, std::string_view name, std::str
   impl_->Count(&FileStoreStats::symlinks);
   if (target.empty()) return Errno(ENOENT, "empty symlink target");
   if (target.size() > kMaxSymlinkLength) return Errno(ENAMETOOLONG, "symlink target too long");
-  return impl_->MakeNode(parent, name, {NodeType::kSymlink, 0777, target}, caller);
+  return impl_->MakeNode(parent, name, {NodeType::kSymlink, 0777, target, 0}, caller);
+}
+
+Result<Attr> FileStore::Mknod(uint64_t parent, std::string_view name, NodeType type, uint32_t mode,
+                              uint64_t rdev, const Caller& caller) {
+  if (type == NodeType::kFile) return Create(parent, name, mode, caller);
+  if (!IsSpecial(type)) return Errno(EINVAL, "mknod of a directory or symlink");
+  impl_->Count(&FileStoreStats::creates);
+  const bool device = type == NodeType::kCharDevice || type == NodeType::kBlockDevice;
+  return impl_->MakeNode(parent, name, {type, mode, {}, device ? rdev : 0}, caller);
+}
+
+Result<Attr> FileStore::Link(uint64_t id, uint64_t new_parent, std::string_view new_name) {
+  Impl& s = *impl_;
+  s.Count(&FileStoreStats::links);
+  KVFS_RETURN_IF_ERROR(ValidateName(new_name));
+  Attr attr;
+  {
+    std::unique_lock lock(s.mu);
+    KVFS_RETURN_IF_ERROR(s.CheckWritable());
+    if (s.IsReservedName(new_parent, new_name)) return Errno(EEXIST, "reserved for the event view");
+    KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
+    if (l.orphan) return Errno(ENOENT, "the file has no name left");
+    if (l.node.type == NodeType::kDirectory) return Errno(EPERM, "hard link to a directory");
+    // As ext4 refuses link(2) to an append-only file: a stream has one name.
+    if (s.events != nullptr && l.node.type == NodeType::kFile) {
+      return Errno(EPERM, "an append-only stream cannot take a second name");
+    }
+    KVFS_ASSIGN_OR_RETURN(Loaded dir, s.LoadDir(new_parent));
+    const std::string path = JoinPath(dir.path, new_name);
+    if (path.size() > kMaxPathLength) return Errno(ENAMETOOLONG, "path too long: " + path);
+    auto existing = s.engine->Get(NodeKey(path));
+    if (existing.ok()) return Errno(EEXIST, "exists: " + path);
+    if (!existing.status().IsNotFound()) return existing.status();
+    if (l.node.nlink >= kMaxLinks) {
+      return Errno(EMLINK, "already " + std::to_string(kMaxLinks) + " names");
+    }
+    const int64_t now = NowNs();
+    engines::WriteBatch batch;
+    Node& n = l.node;
+    if (!n.linked) {
+      // Its second name: the record becomes the shared record, the first name a stub to it.
+      n.linked = true;
+      batch.Put(NodeKey(l.path), EncodeLinkStub(n));
+    }
+    ++n.nlink;
+    n.ctime_ns = now;
+    batch.Put(SharedKey(n.id), EncodeShared(n));
+    batch.Put(NodeKey(path), EncodeLinkStub(n));
+    s.Touch(&dir, now);
+    s.PutNode(dir, &batch);
+    KVFS_RETURN_IF_ERROR(s.ApplyBatch(batch));
+    s.AddRef(id, path);
+    attr = AttrOf(n);
+  }
+  KVFS_RETURN_IF_ERROR(s.SyncIfAlways());
+  return attr;
 }
 
 Result<std::string> FileStore::ReadLink(uint64_t id) {
@@ -278,14 +345,16 @@ Status FileStore::Impl::RemoveEntry(uint64_t parent, std::string_view name, Remo
       }));
       if (!empty) return Errno(ENOTEMPTY, "directory not empty: " + path);
     }
+    const int64_t now = NowNs();
     engines::WriteBatch batch;
-    batch.Delete(NodeKey(path));
-    KVFS_RETURN_IF_ERROR(s.Drop(*node, &batch));
-    s.Touch(&dir, NowNs());
+    bool dropped = false;
+    KVFS_RETURN_IF_ERROR(s.RemoveName(path, &*node, now, &batch, &dropped));
+    if (is_dir) --dir.node.nlink;
+    s.Touch(&dir, now);
     s.PutNode(dir, &batch);
     Status applied = s.ApplyBatch(batch);
     if (!applied.ok()) {
-      s.Undrop(node->id);
+      if (dropped) s.Undrop(node->id);
       return applied;
     }
   }
@@ -301,6 +370,22 @@ Status FileStore::Rmdir(uint64_t parent, std::string_view name) {
   impl_->Count(&FileStoreStats::rmdirs);
   return impl_->RemoveEntry(parent, name, RemoveKind::kRmdir);
 }
+
+namespace {
+
+// A node renamed to `to` (its ctime changed): its record there, or for a file with several
+// names a stub there and its shared record updated.
+void PutMoved(const Node& n, const std::string& to, internal::NodeRecords* puts,
+              engines::WriteBatch* batch) {
+  if (n.linked) {
+    puts->emplace_back(NodeKey(to), EncodeLinkStub(n));
+    batch->Put(SharedKey(n.id), EncodeShared(n));
+  } else {
+    puts->emplace_back(NodeKey(to), EncodeNode(n));
+  }
+}
+
+}  // namespace
 
 Status FileStore::Rename(uint64_t parent, std::string_view name, uint64_t new_parent,
                          std::string_view new_name, unsigned flags) {
@@ -327,7 +412,8 @@ Status FileStore::Rename(uint64_t parent, std::string_view name, uint64_t new_pa
     auto dst = s.GetNode(to);
     if (!dst.ok() && !dst.status().IsNotFound()) return dst.status();
     const bool dst_exists = dst.ok();
-    if (from == to) {
+    // One file under both names (hard links): rename(2) does nothing.
+    if (from == to || (dst_exists && src->id == dst->id)) {
       return (flags & kRenameNoReplace) ? Errno(EEXIST, "exists: " + to) : Status::OK();
     }
     KVFS_RETURN_IF_ERROR(s.CheckRename(*src, dst_exists ? &*dst : nullptr, new_parent, new_name));
@@ -354,8 +440,8 @@ Status FileStore::Rename(uint64_t parent, std::string_view name, uint64_t new_pa
       KVFS_RETURN_IF_ERROR(s.MoveSubtree(dst_tree, to, from, &puts, &batch));
       Node a = *src, b = *dst;
       a.ctime_ns = b.ctime_ns = now;
-      puts.emplace_back(NodeKey(to), EncodeNode(a));
-      puts.emplace_back(NodeKey(from), EncodeNode(b));
+      PutMoved(a, to, &puts, &batch);
+      PutMoved(b, from, &puts, &batch);
       std::unordered_map<uint64_t, std::string> moved_back;
       s.RenameInTable(from, to, &moved);
       s.RenameInTable(to, from, &moved_back);
@@ -382,20 +468,29 @@ Status FileStore::Rename(uint64_t parent, std::string_view name, uint64_t new_pa
       KVFS_RETURN_IF_ERROR(s.MoveSubtree(tree, from, to, &puts, &batch));
       batch.Delete(NodeKey(from));
       if (dst_exists) {
-        KVFS_RETURN_IF_ERROR(s.Drop(*dst, &batch));
-        dropped = dst->id;
+        bool gone = false;
+        KVFS_RETURN_IF_ERROR(s.RemoveName(to, &*dst, now, &batch, &gone));
+        if (gone) dropped = dst->id;
       }
       Node a = *src;
       a.ctime_ns = now;
-      puts.emplace_back(NodeKey(to), EncodeNode(a));
+      PutMoved(a, to, &puts, &batch);
       s.RenameInTable(from, to, &moved);
     }
     for (const auto& [k, v] : puts) batch.Put(k, v);
-    // The parents' times; when both are one directory, one node.
+    // The parents' times and link counts (a directory's ".." names its parent): a directory
+    // moved from one to the other, and the empty directory a rename replaced, gone. When both
+    // are one directory, one node.
+    const int moved_to = src_dir ? 1 : 0;
+    const int moved_back = (flags & kRenameExchange) && dst_dir ? 1 : 0;
+    const int replaced = !(flags & kRenameExchange) && dst_dir ? 1 : 0;
     s.Touch(&from_dir, now);
     if (from_dir.node.id == to_dir.node.id) {
+      from_dir.node.nlink -= replaced;
       s.PutNode(from_dir, &batch);
     } else {
+      from_dir.node.nlink = from_dir.node.nlink - moved_to + moved_back;
+      to_dir.node.nlink = to_dir.node.nlink + moved_to - moved_back - replaced;
       s.Touch(&to_dir, now);
       s.PutNode(from_dir, &batch);
       s.PutNode(to_dir, &batch);
@@ -430,6 +525,12 @@ Status FileStore::ReadDir(uint64_t id, std::string_view after, bool plus,
     DirEntry e;
     const size_t nul = key.find('\0');
     e.name = std::string(key.substr(nul + 1));
+    Status full = s.FollowStub(key, &*node);
+    if (full.ok()) full = s.CountLinks(JoinPath(dir.path, e.name), &*node);
+    if (!full.ok()) {
+      inner = full;
+      return false;
+    }
     e.attr = AttrOf(*node);
     if (!fn(e)) return false;
     if (plus) s.AddRef(node->id, JoinPath(dir.path, e.name));
@@ -483,6 +584,81 @@ Result<size_t> FileStore::Write(uint64_t id, uint64_t offset, std::string_view d
   }
   KVFS_RETURN_IF_ERROR(s.SyncIfAlways());
   return data.size();
+}
+
+Status FileStore::Allocate(uint64_t id, const Allocation& a) {
+  Impl& s = *impl_;
+  if (a.length == 0) return Errno(EINVAL, "fallocate of 0 bytes");
+  const uint64_t end = a.offset + a.length;
+  if (end < a.offset || end > kMaxFileSize) {
+    if (!a.keep_size) return Errno(EFBIG, "past the largest file size");
+  }
+  {
+    std::unique_lock lock(s.mu);
+    KVFS_RETURN_IF_ERROR(s.CheckWritable());
+    KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
+    Node& n = l.node;
+    if (n.type == NodeType::kDirectory) return Errno(EISDIR, "is a directory");
+    if (n.type != NodeType::kFile) return Errno(ENODEV, "not a regular file");
+    const int64_t now = NowNs();
+    engines::WriteBatch batch;
+    if (a.kind != Allocation::Kind::kReserve && a.offset < n.size) {
+      KVFS_RETURN_IF_ERROR(s.ZeroRange(&n, a.offset, std::min(end, n.size), &batch));
+    }
+    if (a.kind != Allocation::Kind::kPunchHole && !a.keep_size && end > n.size) {
+      KVFS_RETURN_IF_ERROR(s.Resize(&n, std::min(end, kMaxFileSize), &batch));
+    }
+    n.mtime_ns = n.ctime_ns = now;  // every mode, as ext4
+    s.PutNode(l, &batch);
+    if (l.orphan && !n.data_inline) {
+      Node record = n;
+      record.inline_data.clear();
+      batch.Put(OrphanKey(n.id), EncodeNode(record));
+    }
+    if (!batch.empty()) KVFS_RETURN_IF_ERROR(s.ApplyBatch(batch));
+  }
+  return s.SyncIfAlways();
+}
+
+Result<uint64_t> FileStore::Seek(uint64_t id, uint64_t offset, bool data) {
+  Impl& s = *impl_;
+  std::shared_lock lock(s.mu);
+  KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
+  const Node& n = l.node;
+  if (n.type == NodeType::kDirectory) return Errno(EISDIR, "is a directory");
+  if (n.type != NodeType::kFile) return Errno(EINVAL, "not a regular file");
+  if (offset >= n.size) return Errno(ENXIO, "offset at or past the end of the file");
+  const uint64_t count = (n.size + kChunkSize - 1) / kChunkSize;
+  if (n.data_inline || n.chunks == count) return data ? offset : n.size;  // no holes
+  // The chunk keys from the offset's chunk on, in order, until the answer is known.
+  const uint64_t first = offset / kChunkSize;
+  uint64_t expected = first;  // SEEK_HOLE: the next chunk that must be there for data to go on
+  std::optional<uint64_t> found;
+  Status bad;
+  engines::ScanOptions so;
+  so.prefix = ChunkPrefix(n.id);
+  so.keys_only = true;
+  if (first > 0) so.start_after = ChunkKey(n.id, first - 1);
+  KVFS_RETURN_IF_ERROR(s.engine->Scan(so, [&](std::string_view key, std::string_view) {
+    auto chunk = DecodeU64(key.substr(so.prefix.size()), key);
+    if (!chunk.ok()) {
+      bad = chunk.status();
+      return false;
+    }
+    if (data) {
+      found = *chunk;
+      return false;
+    }
+    if (*chunk != expected) return false;  // a gap: the hole starts at `expected`
+    ++expected;
+    return true;
+  }));
+  KVFS_RETURN_IF_ERROR(bad);
+  if (data) {
+    if (!found || *found * kChunkSize >= n.size) return Errno(ENXIO, "no data after the offset");
+    return std::max(offset, *found * kChunkSize);
+  }
+  return std::min(n.size, std::max(offset, expected * kChunkSize));
 }
 
 Status FileStore::SyncFile(uint64_t id, bool datasync) {

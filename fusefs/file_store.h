@@ -22,6 +22,11 @@
 // A failed sync returns EIO and the store turns read-only: every later mutation fails with
 // EROFS until the store is reopened. Nothing is retried into a success.
 //
+// Hard links: a file with several names keeps its node in one shared record and each name is a
+// stub to it (layout.h); the id table keeps one of its paths, and an id whose path has gone
+// while other names remain is found through the shared record. nlink is 2 + subdirectories for
+// a directory, the number of names for anything else, 0 for an orphan.
+//
 // Unlink/rename-over of a file the kernel still holds (lookup count > 0, e.g. open): the node
 // disappears from the namespace but its data stays readable and writable through its id until
 // Forget drops the last reference; an orphan record ("O" key) in the same batch makes the next
@@ -55,11 +60,16 @@ struct Attr {
   uint32_t uid = 0;
   uint32_t gid = 0;
   uint64_t size = 0;
+  uint64_t rdev = 0;  // character and block devices
+  // Space held, in 512-byte units (st_blocks): a file's chunks (holes hold none), an inline
+  // file's or a directory's one block, as ext4 would count them.
+  uint64_t blocks = 0;
   int64_t atime_ns = 0;
   int64_t mtime_ns = 0;
   int64_t ctime_ns = 0;
-  uint32_t nlink = 1;  // 1 for directories too ("unknown", as btrfs): find(1) then never
-                       // skips subdirectories by counting links
+  // Directories: 2 + subdirectories, as ext4 (find(1) skips a leaf directory's entries by it);
+  // others: 1; an orphan (unlinked while held): 0.
+  uint32_t nlink = 1;
 };
 
 // Who asks: new nodes belong to uid and gid (or the parent's gid when the parent is setgid);
@@ -81,6 +91,16 @@ struct AttrChange {
   static constexpr int64_t kNow = INT64_MIN;
 };
 
+// fallocate(2)'s modes kvfs keeps: reserve (0, with or without KEEP_SIZE), punch a hole, zero a
+// range.
+struct Allocation {
+  enum class Kind { kReserve, kPunchHole, kZeroRange };
+  Kind kind = Kind::kReserve;
+  bool keep_size = false;  // FALLOC_FL_KEEP_SIZE
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
 struct DirEntry {
   std::string name;
   Attr attr;
@@ -99,7 +119,7 @@ struct FileStoreOptions {
 
 struct FileStoreStats {
   uint64_t lookups = 0, getattrs = 0, setattrs = 0, readdirs = 0;
-  uint64_t creates = 0, mkdirs = 0, symlinks = 0, unlinks = 0, rmdirs = 0, renames = 0;
+  uint64_t creates = 0, mkdirs = 0, symlinks = 0, links = 0, unlinks = 0, rmdirs = 0, renames = 0;
   uint64_t reads = 0, read_bytes = 0, writes = 0, write_bytes = 0;
   uint64_t fsyncs = 0, fdatasyncs = 0, fsyncdirs = 0;
   uint64_t errors = 0;       // operations that failed other than ENOENT/EEXIST-style answers
@@ -133,6 +153,15 @@ class FileStore {
                      const Caller& caller);  // (+ref)
   Result<Attr> Symlink(uint64_t parent, std::string_view name, std::string_view target,
                        const Caller& caller);  // (+ref)
+  // A FIFO, character or block device (with `rdev`) or socket; kFile is Create. EINVAL for a
+  // directory or symlink type.
+  Result<Attr> Mknod(uint64_t parent, std::string_view name, NodeType type, uint32_t mode,
+                     uint64_t rdev, const Caller& caller);  // (+ref)
+  // A new name `new_name` in `new_parent` for file `id` (any type but a directory: EPERM), as
+  // link(2): EEXIST, ENOENT for a file with no name left, EMLINK past kMaxLinks names. From its
+  // second name on, a file's attributes and data live in one shared record and each name is a
+  // stub to it (layout.h); its ctime changes, as ext4's. (+ref)
+  Result<Attr> Link(uint64_t id, uint64_t new_parent, std::string_view new_name);
   Result<std::string> ReadLink(uint64_t id);
   Status Unlink(uint64_t parent, std::string_view name);  // EISDIR for a directory
   Status Rmdir(uint64_t parent, std::string_view name);   // ENOTDIR, ENOTEMPTY
@@ -155,6 +184,17 @@ class FileStore {
   // Writes `data` at `offset` (extending with a hole if beyond the end); returns bytes written.
   // EFBIG beyond kMaxFileSize.
   Result<size_t> Write(uint64_t id, uint64_t offset, std::string_view data);
+  // fallocate(2) on a regular file (EISDIR, EINVAL for other types; EFBIG past kMaxFileSize):
+  // kReserve only sets the size to offset+length if that is larger, unless keep_size: kvfs
+  // holds no space ahead (the caller checks the disk has it); kPunchHole and kZeroRange make
+  // the range read as zeros, dropping every chunk it covers whole and zeroing the rest of the
+  // chunks it touches; kZeroRange also extends the size unless keep_size. One batch; ctime and
+  // mtime change (every mode, as ext4's).
+  Status Allocate(uint64_t id, const Allocation& a);
+  // lseek(2)'s SEEK_DATA (`data`) and SEEK_HOLE: the first offset at or after `offset` that is
+  // in data (a chunk held, or an inline file's bytes) or in a hole (the end of the file counts as
+  // one). ENXIO at or past the end of the file, as ext4.
+  Result<uint64_t> Seek(uint64_t id, uint64_t offset, bool data);
   Status SyncFile(uint64_t id, bool datasync);  // fsync / fdatasync
   Status SyncDir(uint64_t id);                  // fsync on a directory
   Status SyncAll();                             // syncfs, unmount

@@ -40,10 +40,26 @@ Attr AttrOf(const Node& n) {
   a.uid = n.uid;
   a.gid = n.gid;
   a.size = n.type == NodeType::kDirectory ? 4096 : n.size;
+  a.rdev = n.rdev;
+  constexpr uint64_t kSectorsPerChunk = kChunkSize / 512;
+  switch (n.type) {
+    case NodeType::kDirectory:
+      a.blocks = kSectorsPerChunk;
+      break;
+    case NodeType::kFile:
+      a.blocks = n.data_inline ? (n.size > 0 ? kSectorsPerChunk : 0)
+                               : (n.chunks == kUnknownChunks ? 0 : n.chunks * kSectorsPerChunk);
+      break;
+    case NodeType::kSymlink:  // ext4 keeps a target shorter than 60 bytes in the inode
+      a.blocks = n.size < 60 ? 0 : kSectorsPerChunk;
+      break;
+    default:
+      a.blocks = 0;
+  }
   a.atime_ns = n.atime_ns;
   a.mtime_ns = n.mtime_ns;
   a.ctime_ns = n.ctime_ns;
-  a.nlink = 1;
+  a.nlink = n.nlink;
   return a;
 }
 
@@ -103,7 +119,65 @@ uint64_t FileStore::Impl::AllocId(engines::WriteBatch* batch) {
 Result<Node> FileStore::Impl::GetNode(const std::string& path) {
   const std::string key = NodeKey(path);
   KVFS_ASSIGN_OR_RETURN(std::string value, engine->Get(key));
-  return DecodeNode(value, key);
+  KVFS_ASSIGN_OR_RETURN(Node n, DecodeNode(value, key));
+  KVFS_RETURN_IF_ERROR(FollowStub(key, &n));
+  KVFS_RETURN_IF_ERROR(CountLinks(path, &n));
+  return n;
+}
+
+Status FileStore::Impl::FollowStub(std::string_view key, Node* n) {
+  if (!n->linked) return Status::OK();
+  const NodeType type = n->type;
+  auto shared = GetShared(n->id);
+  if (!shared.ok()) {
+    if (!shared.status().IsNotFound()) return shared.status();
+    return Status::Corruption("name " + EscapeKey(key) + " points to file " +
+                              std::to_string(n->id) + ", whose shared record is missing");
+  }
+  if (shared->type != type || shared->id != n->id) {
+    return Status::Corruption("name " + EscapeKey(key) + " and the shared record of file " +
+                              std::to_string(n->id) + " disagree on its type or id");
+  }
+  *n = std::move(*shared);
+  return Status::OK();
+}
+
+Result<Node> FileStore::Impl::GetShared(uint64_t id) {
+  const std::string key = SharedKey(id);
+  KVFS_ASSIGN_OR_RETURN(std::string value, engine->Get(key));
+  KVFS_ASSIGN_OR_RETURN(Node n, DecodeNode(value, key));
+  if (n.linked) return Status::Corruption("shared record " + EscapeKey(key) + " is a stub");
+  n.linked = true;  // lives at SharedKey(id)
+  return n;
+}
+
+Status FileStore::Impl::CountLinks(const std::string& path, Node* n) {
+  if (n->chunks == kUnknownChunks) {  // a version-1 chunked file: its chunk keys, counted
+    KVFS_ASSIGN_OR_RETURN(auto keys, ChunkKeysFrom(n->id, 0));
+    n->chunks = keys.size();
+  }
+  if (n->type != NodeType::kDirectory || n->nlink != 0) return Status::OK();
+  KVFS_ASSIGN_OR_RETURN(uint32_t subdirs, internal::CountSubdirs(engine.get(), path));
+  n->nlink = 2 + subdirs;
+  return Status::OK();
+}
+
+Result<uint32_t> internal::CountSubdirs(engines::Engine* engine, const std::string& dir) {
+  uint32_t subdirs = 0;
+  Status bad;
+  engines::ScanOptions so;
+  so.prefix = ChildrenPrefix(dir);
+  KVFS_RETURN_IF_ERROR(engine->Scan(so, [&](std::string_view key, std::string_view value) {
+    auto child = DecodeNode(value, key);
+    if (!child.ok()) {
+      bad = child.status();
+      return false;
+    }
+    if (child->type == NodeType::kDirectory) ++subdirs;
+    return true;
+  }));
+  KVFS_RETURN_IF_ERROR(bad);
+  return subdirs;
 }
 
 Result<Loaded> FileStore::Impl::Load(uint64_t id) {
@@ -126,10 +200,20 @@ Result<Loaded> FileStore::Impl::Load(uint64_t id) {
     l.path = it->second.path;
   }
   auto node = GetNode(l.path);
+  if (node.ok() && node->id == id) {
+    l.node = std::move(*node);
+    return l;
+  }
+  // The name the table knows is gone or names another file, but a file with other names lives
+  // on in its shared record.
+  auto shared = GetShared(id);
+  if (shared.ok()) {
+    l.node = std::move(*shared);
+    return l;
+  }
+  if (!shared.status().IsNotFound()) return shared.status();
   if (!node.ok()) return node.status();
-  l.node = std::move(*node);
-  if (l.node.id != id) return Errno(ENOENT, "node " + l.path + " was replaced");
-  return l;
+  return Errno(ENOENT, "node " + l.path + " was replaced");
 }
 
 Result<Loaded> FileStore::Impl::LoadDir(uint64_t id) {
@@ -144,6 +228,10 @@ void FileStore::Impl::PutNode(const Loaded& l, engines::WriteBatch* batch) {
     std::lock_guard lock(table_mu);
     auto it = known.find(l.node.id);
     if (it != known.end()) it->second.node = l.node;
+    return;
+  }
+  if (l.node.linked) {
+    batch->Put(SharedKey(l.node.id), EncodeShared(l.node));
     return;
   }
   batch->Put(NodeKey(l.path), EncodeNode(l.node));
@@ -183,8 +271,84 @@ void FileStore::Impl::ApplyTableMoves(const std::unordered_map<uint64_t, std::st
   }
 }
 
+Status FileStore::Impl::UpgradeLayout1() {
+  // Every node once: each directory's subdirectories counted by its parent's path.
+  std::unordered_map<std::string, uint32_t> subdirs;
+  internal::NodeRecords dirs, files;
+  Status bad;
+  for (const std::string_view prefix : {std::string_view("R"), std::string_view("M")}) {
+    engines::ScanOptions so;
+    so.prefix = std::string(prefix);
+    KVFS_RETURN_IF_ERROR(engine->Scan(so, [&](std::string_view key, std::string_view value) {
+      if (prefix == "R" && key != "R") return true;
+      auto node = DecodeNode(value, key);
+      auto path = PathOfNodeKey(key);
+      if (!node.ok() || !path.ok()) {
+        bad = node.ok() ? path.status() : node.status();
+        return false;
+      }
+      if (node->chunks == kUnknownChunks) files.emplace_back(*path, value);
+      if (node->type != NodeType::kDirectory) return true;
+      dirs.emplace_back(*path, value);
+      if (!path->empty()) ++subdirs[std::string(ParentOf(*path))];
+      return true;
+    }));
+    KVFS_RETURN_IF_ERROR(bad);
+  }
+  engines::WriteBatch batch;
+  for (const auto& [path, value] : dirs) {
+    KVFS_ASSIGN_OR_RETURN(Node n, DecodeNode(value, NodeKey(path)));
+    n.nlink = 2 + subdirs[path];
+    batch.Put(NodeKey(path), EncodeNode(n));
+  }
+  // Chunked files: their chunk keys counted (st_blocks), one scan of all chunk keys.
+  std::unordered_map<uint64_t, uint64_t> chunks;
+  if (!files.empty()) {
+    engines::ScanOptions so;
+    so.prefix = "D";
+    so.keys_only = true;
+    KVFS_RETURN_IF_ERROR(engine->Scan(so, [&](std::string_view key, std::string_view) {
+      auto id = DecodeU64(key.substr(1, 8), key);
+      if (!id.ok()) {
+        bad = id.status();
+        return false;
+      }
+      ++chunks[*id];
+      return true;
+    }));
+    KVFS_RETURN_IF_ERROR(bad);
+  }
+  for (const auto& [path, value] : files) {
+    KVFS_ASSIGN_OR_RETURN(Node n, DecodeNode(value, NodeKey(path)));
+    n.chunks = chunks[n.id];
+    batch.Put(NodeKey(path), EncodeNode(n));
+  }
+  batch.Put(kVersionKey, kLayoutVersion);
+  KVFS_RETURN_IF_ERROR(engine->Apply(batch));
+  return engine->Sync(engines::SyncKind::kFull);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Orphans
+
+Status FileStore::Impl::RemoveName(const std::string& path, Node* node, int64_t now,
+                                   engines::WriteBatch* batch, bool* dropped) {
+  *dropped = false;
+  batch->Delete(NodeKey(path));
+  node->ctime_ns = now;
+  if (node->linked && node->nlink > 1) {
+    --node->nlink;
+    batch->Put(SharedKey(node->id), EncodeShared(*node));
+    return Status::OK();
+  }
+  if (node->linked) {
+    batch->Delete(SharedKey(node->id));
+    node->linked = false;
+    node->nlink = 1;
+  }
+  *dropped = true;
+  return Drop(*node, batch);
+}
 
 Status FileStore::Impl::Drop(const Node& node, engines::WriteBatch* batch) {
   bool held = false;

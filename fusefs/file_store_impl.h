@@ -56,11 +56,15 @@ struct Loaded {
 // A loaded node's attributes: an orphan (unlinked while held) has no name left, so no link.
 Attr AttrOf(const Loaded& l);
 
+// The directories among the children of directory `dir`, by one scan of their nodes.
+Result<uint32_t> CountSubdirs(engines::Engine* engine, const std::string& dir);
+
 // The shared part of Create, Mkdir and Symlink.
 struct NewNode {
   NodeType type;
   uint32_t mode;
   std::string_view target;  // symlinks
+  uint64_t rdev = 0;        // devices
 };
 
 enum class RemoveKind { kUnlink, kRmdir };
@@ -105,7 +109,22 @@ struct FileStore::Impl {
 
   // --- nodes and the id table (file_store_impl.cc) ---
   uint64_t AllocId(engines::WriteBatch* batch);
+  // The node at `path`: through its stub, the shared record of a file with several names
+  // (linked set); its link count counted if it is a version-1 directory's (CountLinks).
   Result<Node> GetNode(const std::string& path);
+  // The shared record of file `id` (linked set); NotFound if it has none.
+  Result<Node> GetShared(uint64_t id);
+  // If `n` (decoded from `key`) is a link stub, replaces it by its shared record; Corruption
+  // if that is missing or disagrees.
+  Status FollowStub(std::string_view key, Node* n);
+  // A directory node read from a layout-1 store carries no link count (nlink 0): counts its
+  // subdirectories; a chunked file's no chunk count: counts its chunk keys. Other nodes are
+  // left as they are. Caller holds mu.
+  Status CountLinks(const std::string& path, Node* n);
+  // A layout-1 store becomes layout 2: every directory node rewritten with its link count, every
+  // chunked file's with its chunk count, and the version key, in one batch, synced. Caller holds
+  // no lock (Open).
+  Status UpgradeLayout1();
   // The node `id` stands for. Caller holds mu (shared or exclusive).
   Result<internal::Loaded> Load(uint64_t id);
   Result<internal::Loaded> LoadDir(uint64_t id);
@@ -119,6 +138,11 @@ struct FileStore::Impl {
   void ApplyTableMoves(const std::unordered_map<uint64_t, std::string>& moved);
 
   // --- orphans (file_store_impl.cc) ---
+  // Name `path` of `node` (as GetNode gave it) goes, in `batch`: the name's record, and either
+  // one link of the shared record (others remain: the file stays, its ctime `now`) or the node
+  // itself (Drop; *dropped set, and the caller undoes Drop if the batch fails).
+  Status RemoveName(const std::string& path, Node* node, int64_t now, engines::WriteBatch* batch,
+                    bool* dropped);
   // A node leaves the namespace (unlink, rmdir, rename over it): if the kernel still holds it,
   // it lives on as an orphan until Forget; otherwise its data goes in the same batch.
   Status Drop(const Node& node, engines::WriteBatch* batch);
@@ -143,6 +167,10 @@ struct FileStore::Impl {
   // Changes a file's size in `batch`, keeping the invariants: inline iff size <= kInlineMax
   // after a shrink, no chunk holds bytes at or past the size. Caller holds mu exclusive.
   Status Resize(Node* node, uint64_t new_size, engines::WriteBatch* batch);
+  // Bytes [from, to) of a file (to <= its size) read as zeros: chunks covered whole (or up to
+  // the end of the file) deleted, the others zeroed where the range touches them; inline data
+  // zeroed. Caller holds mu exclusive.
+  Status ZeroRange(Node* node, uint64_t from, uint64_t to, engines::WriteBatch* batch);
   // Writes `data` at `offset` into `node` and `batch`. Caller holds mu exclusive.
   Status WriteData(Node* node, uint64_t offset, std::string_view data, engines::WriteBatch* batch);
 

@@ -3,6 +3,7 @@
 #include "fusefs/filesystem.h"
 
 #include <fuse3/fuse_lowlevel.h>  // FUSE_SET_ATTR_*
+#include <linux/falloc.h>         // FALLOC_FL_*
 #include <linux/fs.h>             // RENAME_NOREPLACE, RENAME_EXCHANGE
 #include <unistd.h>
 
@@ -27,6 +28,14 @@ mode_t TypeBits(NodeType type) {
       return S_IFDIR;
     case NodeType::kSymlink:
       return S_IFLNK;
+    case NodeType::kFifo:
+      return S_IFIFO;
+    case NodeType::kCharDevice:
+      return S_IFCHR;
+    case NodeType::kBlockDevice:
+      return S_IFBLK;
+    case NodeType::kSocket:
+      return S_IFSOCK;
   }
   return S_IFREG;
 }
@@ -39,8 +48,9 @@ struct stat StatOf(const Attr& a, uint64_t ino) {
   st.st_uid = a.uid;
   st.st_gid = a.gid;
   st.st_size = static_cast<off_t>(a.size);
+  st.st_rdev = static_cast<dev_t>(a.rdev);
   st.st_blksize = static_cast<blksize_t>(kPreferredIoSize);  // stdio and cp size their I/O by it
-  st.st_blocks = static_cast<blkcnt_t>((a.size + 511) / 512);
+  st.st_blocks = static_cast<blkcnt_t>(a.blocks);
   st.st_atim = ToTimespec(a.atime_ns);
   st.st_mtim = ToTimespec(a.mtime_ns);
   st.st_ctim = ToTimespec(a.ctime_ns);
@@ -139,7 +149,7 @@ struct stat Filesystem::MountRootAttr() const {
   struct stat st = {};
   st.st_ino = kMountRootIno;
   st.st_mode = S_IFDIR | 0755;
-  st.st_nlink = 1;
+  st.st_nlink = 2 + stores_.size();  // each store is a subdirectory (/.kvfs is hidden)
   st.st_uid = uid_;
   st.st_gid = gid_;
   st.st_blksize = 4096;
@@ -275,10 +285,30 @@ Result<Filesystem::Target> Filesystem::ResolveStoreDir(uint64_t parent,
 }
 
 Result<Entry> Filesystem::MakeNode(uint64_t parent, std::string_view name, mode_t mode,
-                                   const Caller& caller) {
-  if (!S_ISREG(mode)) return Err(EPERM, "only regular files, directories and symlinks");
+                                   uint64_t rdev, const Caller& caller) {
+  NodeType type;
+  switch (mode & S_IFMT) {
+    case 0:  // mknod(2): a regular file
+    case S_IFREG:
+      type = NodeType::kFile;
+      break;
+    case S_IFIFO:
+      type = NodeType::kFifo;
+      break;
+    case S_IFCHR:
+      type = NodeType::kCharDevice;
+      break;
+    case S_IFBLK:
+      type = NodeType::kBlockDevice;
+      break;
+    case S_IFSOCK:
+      type = NodeType::kSocket;
+      break;
+    default:  // the kernel answers these itself (EPERM for S_IFDIR, EINVAL for the rest)
+      return Err(EINVAL, "mknod of file type " + std::to_string(mode & S_IFMT));
+  }
   KVFS_ASSIGN_OR_RETURN(Target p, ResolveStoreDir(parent, name));
-  KVFS_ASSIGN_OR_RETURN(Attr a, p.files->Create(p.id, name, mode & 07777, caller));
+  KVFS_ASSIGN_OR_RETURN(Attr a, p.files->Mknod(p.id, name, type, mode & 07777, rdev, caller));
   return StoreEntry(p.store, a);
 }
 
@@ -319,6 +349,18 @@ Result<Entry> Filesystem::Create(uint64_t parent, std::string_view name, mode_t 
     a = *truncated;
   }
   return StoreEntry(p.store, a);
+}
+
+Result<Entry> Filesystem::Link(uint64_t ino, uint64_t new_parent, std::string_view new_name) {
+  KVFS_ASSIGN_OR_RETURN(Target t, Resolve(ino));
+  if (t.kind != InodeKind::kStore) return Err(EPERM, "a virtual node");
+  KVFS_ASSIGN_OR_RETURN(Target p, Resolve(new_parent));
+  if (p.kind != InodeKind::kStore || p.store != t.store) {
+    return Err(EXDEV, "a hard link across stores or into the mount's root");
+  }
+  KVFS_ASSIGN_OR_RETURN(Target checked, ResolveStoreDir(new_parent, new_name));
+  KVFS_ASSIGN_OR_RETURN(Attr a, t.files->Link(t.id, checked.id, new_name));
+  return StoreEntry(t.store, a);
 }
 
 Status Filesystem::Unlink(uint64_t parent, std::string_view name) {
@@ -401,6 +443,50 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t offset, std::string_view
   KVFS_ASSIGN_OR_RETURN(Target t, Resolve(ino));
   if (t.kind != InodeKind::kStore) return Err(EPERM, "read-only virtual file");
   return t.files->Write(t.id, offset, data);
+}
+
+Status Filesystem::Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length) {
+  KVFS_ASSIGN_OR_RETURN(Target t, Resolve(ino));
+  if (t.kind != InodeKind::kStore) return Err(t.kind == InodeKind::kVirtual ? EPERM : EISDIR, "");
+  Allocation a;
+  a.offset = offset;
+  a.length = length;
+  a.keep_size = (mode & FALLOC_FL_KEEP_SIZE) != 0;
+  switch (mode & ~FALLOC_FL_KEEP_SIZE) {
+    case 0: {
+      // Nothing is held ahead (every write goes to the log, wherever it lands), but a request
+      // the disk cannot hold is refused now, as ext4 refuses it.
+      KVFS_ASSIGN_OR_RETURN(sync::SpaceInfo space,
+                            stores_[t.store].fs->GetSpaceInfo(stores_[t.store].config.data_dir));
+      if (length > space.free_bytes) {
+        return Err(ENOSPC, "fallocate of " + std::to_string(length) + " bytes, " +
+                               std::to_string(space.free_bytes) + " free");
+      }
+      a.kind = Allocation::Kind::kReserve;
+      break;
+    }
+    case FALLOC_FL_PUNCH_HOLE:
+      if (!a.keep_size) return Err(EOPNOTSUPP, "PUNCH_HOLE without KEEP_SIZE");
+      a.kind = Allocation::Kind::kPunchHole;
+      break;
+    case FALLOC_FL_ZERO_RANGE:
+      a.kind = Allocation::Kind::kZeroRange;
+      break;
+    default:  // COLLAPSE_RANGE, INSERT_RANGE, UNSHARE_RANGE and mixtures
+      return Err(EOPNOTSUPP, "fallocate mode " + std::to_string(mode));
+  }
+  return t.files->Allocate(t.id, a);
+}
+
+Result<uint64_t> Filesystem::Lseek(uint64_t ino, uint64_t offset, int whence) {
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) return Err(EINVAL, "unknown whence");
+  KVFS_ASSIGN_OR_RETURN(Target t, Resolve(ino));
+  if (t.kind == InodeKind::kStore) return t.files->Seek(t.id, offset, whence == SEEK_DATA);
+  if (t.kind != InodeKind::kVirtual || t.id == kControlDirNode) return Err(EISDIR, "directory");
+  // A control file: all data, no holes.
+  const uint64_t size = static_cast<uint64_t>(control_.Attr(t.id).st_size);
+  if (offset >= size) return Err(ENXIO, "past the end");
+  return whence == SEEK_DATA ? offset : size;
 }
 
 Status Filesystem::Fsync(uint64_t ino, bool datasync) {
@@ -512,9 +598,11 @@ Result<struct statvfs> Filesystem::StatFs(uint64_t ino) {
   if (!stores_.empty()) {
     KVFS_ASSIGN_OR_RETURN(sync::SpaceInfo space,
                           stores_[store].fs->GetSpaceInfo(stores_[store].config.data_dir));
+    // What the data directory's file system has, as a passthrough would show it: df's used
+    // space is blocks - bfree, its available space bavail.
     sv.f_blocks = space.total_bytes / sv.f_frsize;
-    sv.f_bfree = space.free_bytes / sv.f_frsize;
-    sv.f_bavail = sv.f_bfree;
+    sv.f_bfree = std::max(space.unused_bytes, space.free_bytes) / sv.f_frsize;
+    sv.f_bavail = space.free_bytes / sv.f_frsize;
   }
   // Nodes are keys: as many as the space holds. Report a large, stable count.
   sv.f_files = uint64_t{1} << 32;

@@ -34,8 +34,9 @@
 // are never cached (entries, attributes, negative lookups: an event appears with an append).
 //
 // Errors: every mutation refused by a read-only store (after a failed sync) is EROFS, by the
-// FileStore. Hard links: EPERM. Special files (devices, FIFOs, sockets): EPERM. Renames across
-// stores or involving the virtual root or control directory: EXDEV.
+// FileStore. Hard links within a store; across stores EXDEV. Special files (FIFOs, devices,
+// sockets) are nodes like any other; the kernel opens them itself and never sends their reads or
+// writes here. Renames across stores or involving the virtual root or control directory: EXDEV.
 //
 // Thread safety: every method may be called from any thread at once (libfuse's multithreaded
 // loop), except Shutdown, which runs once the loop has stopped.
@@ -128,8 +129,10 @@ class Filesystem {
   // `to_set`: FUSE_SET_ATTR_* bits; the values come from `attr`.
   Result<struct stat> SetAttr(uint64_t ino, const struct stat& attr, int to_set);
   Result<std::string> ReadLink(uint64_t ino);
-  // Regular files only (EPERM for devices, FIFOs, sockets).
-  Result<Entry> MakeNode(uint64_t parent, std::string_view name, mode_t mode, const Caller& caller);
+  // mknod(2): a regular file, FIFO, character or block device (`rdev` as the kernel encodes it,
+  // kept and given back as it came) or socket, by the type bits of `mode`.
+  Result<Entry> MakeNode(uint64_t parent, std::string_view name, mode_t mode, uint64_t rdev,
+                         const Caller& caller);
   Result<Entry> Mkdir(uint64_t parent, std::string_view name, mode_t mode, const Caller& caller);
   Result<Entry> Symlink(uint64_t parent, std::string_view name, std::string_view target,
                         const Caller& caller);
@@ -137,6 +140,8 @@ class Filesystem {
   // (truncated with O_TRUNC).
   Result<Entry> Create(uint64_t parent, std::string_view name, mode_t mode, int flags,
                        const Caller& caller);
+  // link(2): a new name for `ino` in `new_parent` (EXDEV across stores or into the virtual root).
+  Result<Entry> Link(uint64_t ino, uint64_t new_parent, std::string_view new_name);
   Status Unlink(uint64_t parent, std::string_view name);
   Status Rmdir(uint64_t parent, std::string_view name);
   // flags: 0, RENAME_NOREPLACE, RENAME_EXCHANGE (EINVAL for others).
@@ -153,6 +158,12 @@ class Filesystem {
   // `open_file` may be null (no_open mode, or a store file).
   Result<std::string> Read(uint64_t ino, uint64_t offset, size_t size, const OpenFile* open_file);
   Result<size_t> Write(uint64_t ino, uint64_t offset, std::string_view data);
+  // fallocate(2): mode 0 and FALLOC_FL_KEEP_SIZE (ENOSPC if the data directory's file system
+  // has less free space than `length`; nothing is held ahead), FALLOC_FL_PUNCH_HOLE and
+  // FALLOC_FL_ZERO_RANGE (FileStore::Allocate); other modes EOPNOTSUPP.
+  Status Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length);
+  // lseek(2) with SEEK_DATA or SEEK_HOLE (the kernel answers the other whences itself).
+  Result<uint64_t> Lseek(uint64_t ino, uint64_t offset, int whence);
   Status Fsync(uint64_t ino, bool datasync);
   Status FsyncDir(uint64_t ino);
 

@@ -140,8 +140,8 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
   fuse_reply_readlink(req, target->c_str());
 }
 
-void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t) {
-  ReplyEntry(req, Fs(req)->MakeNode(parent, name, mode, CallerOf(req)));
+void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  ReplyEntry(req, Fs(req)->MakeNode(parent, name, mode, rdev, CallerOf(req)));
 }
 
 void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
@@ -165,8 +165,8 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   fuse_reply_err(req, ErrnoOf(Fs(req)->Rename(parent, name, newparent, newname, flags)));
 }
 
-void OpLink(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) {
-  fuse_reply_err(req, EPERM);  // no hard links (as filesystems without them answer)
+void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  ReplyEntry(req, Fs(req)->Link(ino, newparent, newname));
 }
 
 void SetOpenFlags(Filesystem* fs, fuse_file_info* fi, std::unique_ptr<OpenFile> open_file) {
@@ -241,6 +241,26 @@ void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 
 void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
   fuse_reply_err(req, ErrnoOf(Fs(req)->Fsync(ino, datasync != 0)));
+}
+
+void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                 fuse_file_info*) {
+  if (offset < 0 || length <= 0) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  fuse_reply_err(req, ErrnoOf(Fs(req)->Fallocate(ino, mode, static_cast<uint64_t>(offset),
+                                                 static_cast<uint64_t>(length))));
+}
+
+void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
+  if (off < 0) {
+    fuse_reply_err(req, ENXIO);
+    return;
+  }
+  auto pos = Fs(req)->Lseek(ino, static_cast<uint64_t>(off), whence);
+  if (!pos.ok()) return ReplyErr(req, pos.status());
+  fuse_reply_lseek(req, static_cast<off_t>(*pos));
 }
 
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -349,6 +369,8 @@ fuse_lowlevel_ops MakeOps() {
   ops.flush = OpFlush;
   ops.release = OpRelease;
   ops.fsync = OpFsync;
+  ops.lseek = OpLseek;
+  ops.fallocate = OpFallocate;
   ops.opendir = OpOpendir;
   ops.readdir = OpReaddir;
   ops.readdirplus = OpReaddirplus;

@@ -7,8 +7,10 @@ namespace kvfs::fusefs {
 
 namespace {
 
-constexpr uint8_t kNodeVersion = 1;
+constexpr uint8_t kNodeVersion1 = 1;
+constexpr uint8_t kNodeVersion = 2;
 constexpr uint8_t kFlagInline = 1;
+constexpr uint8_t kFlagLinked = 2;
 
 void PutFixed(std::string* out, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
@@ -113,6 +115,8 @@ std::string ChunkKey(uint64_t id, uint64_t chunk) { return ChunkPrefix(id) + Enc
 
 std::string OrphanKey(uint64_t id) { return std::string(kOrphanPrefix) + EncodeU64(id); }
 
+std::string SharedKey(uint64_t id) { return std::string(kSharedPrefix) + EncodeU64(id); }
+
 Result<std::string> PathOfNodeKey(std::string_view key) {
   if (key == "R") return std::string();
   if (key.size() < 3 || key[0] != 'M') {
@@ -176,7 +180,10 @@ std::string EncodeNode(const Node& node) {
   PutFixed(&out, static_cast<uint64_t>(node.atime_ns), 8);
   PutFixed(&out, static_cast<uint64_t>(node.mtime_ns), 8);
   PutFixed(&out, static_cast<uint64_t>(node.ctime_ns), 8);
-  PutFixed(&out, node.data_inline ? kFlagInline : 0, 1);
+  PutFixed(&out, (node.data_inline ? kFlagInline : 0) | (node.linked ? kFlagLinked : 0), 1);
+  PutFixed(&out, node.nlink, 4);
+  PutFixed(&out, node.rdev, 8);
+  PutFixed(&out, node.chunks, 8);
   PutFixed(&out, node.xattrs.size(), 4);
   for (const auto& [name, value] : node.xattrs) {
     PutFixed(&out, name.size(), 2);
@@ -189,6 +196,20 @@ std::string EncodeNode(const Node& node) {
   return out;
 }
 
+std::string EncodeLinkStub(const Node& node) {
+  Node stub;
+  stub.type = node.type;
+  stub.id = node.id;
+  stub.linked = true;
+  return EncodeNode(stub);
+}
+
+std::string EncodeShared(const Node& node) {
+  Node shared = node;
+  shared.linked = false;
+  return EncodeNode(shared);
+}
+
 Result<Node> DecodeNode(std::string_view value, std::string_view key) {
   auto bad = [&](const std::string& what) {
     return Status::Corruption("node " + EscapeKey(key) + ": " + what);
@@ -196,11 +217,15 @@ Result<Node> DecodeNode(std::string_view value, std::string_view key) {
   Reader r(value);
   Node n;
   const uint64_t version = r.Fixed(1);
-  if (!r.bad() && version != kNodeVersion) {
+  if (!r.bad() && version != kNodeVersion && version != kNodeVersion1) {
     return bad("unknown node version " + std::to_string(version));
   }
   const uint64_t type = r.Fixed(1);
-  if (!r.bad() && (type < 1 || type > 3)) return bad("unknown node type " + std::to_string(type));
+  // Special files came with version 2.
+  const uint64_t last_type = version == kNodeVersion1 ? 3 : kLastNodeType;
+  if (!r.bad() && (type < 1 || type > last_type)) {
+    return bad("unknown node type " + std::to_string(type));
+  }
   n.type = static_cast<NodeType>(type);
   n.mode = static_cast<uint32_t>(r.Fixed(4));
   if (n.mode & ~07777u) return bad("mode has bits outside 07777");
@@ -212,8 +237,18 @@ Result<Node> DecodeNode(std::string_view value, std::string_view key) {
   n.mtime_ns = static_cast<int64_t>(r.Fixed(8));
   n.ctime_ns = static_cast<int64_t>(r.Fixed(8));
   const uint64_t flags = r.Fixed(1);
-  if (flags & ~uint64_t{kFlagInline}) return bad("unknown flags");
+  const uint64_t known_flags = version == kNodeVersion1 ? kFlagInline : kFlagInline | kFlagLinked;
+  if (flags & ~known_flags) return bad("unknown flags");
   n.data_inline = (flags & kFlagInline) != 0;
+  n.linked = (flags & kFlagLinked) != 0;
+  if (version == kNodeVersion) {
+    n.nlink = static_cast<uint32_t>(r.Fixed(4));
+    n.rdev = r.Fixed(8);
+    n.chunks = r.Fixed(8);
+  } else {
+    n.nlink = n.type == NodeType::kDirectory ? 0 : 1;  // a directory's is counted by FileStore
+    n.chunks = n.type == NodeType::kFile && !n.data_inline ? kUnknownChunks : 0;
+  }
   const uint64_t xattrs = r.Fixed(4);
   // Each xattr takes at least 6 bytes: a count beyond that is garbage, not an allocation.
   if (xattrs > r.left() / 6) return bad("xattr count " + std::to_string(xattrs) + " overruns");
@@ -229,6 +264,24 @@ Result<Node> DecodeNode(std::string_view value, std::string_view key) {
   if (n.type == NodeType::kFile && n.data_inline && n.inline_data.size() != n.size) {
     return bad("inline data of " + std::to_string(n.inline_data.size()) + " bytes, size " +
                std::to_string(n.size));
+  }
+  if (version == kNodeVersion && n.type == NodeType::kDirectory && n.nlink < 2) {
+    return bad("directory link count " + std::to_string(n.nlink));
+  }
+  if (version == kNodeVersion && n.type != NodeType::kDirectory && n.nlink == 0) {
+    return bad("link count 0");
+  }
+  if (n.linked && (n.type == NodeType::kDirectory || n.size != 0 || !n.inline_data.empty() ||
+                   !n.xattrs.empty() || n.nlink != 1)) {
+    return bad("a link stub with more than a type and an id");
+  }
+  if (version == kNodeVersion && n.chunks != 0 &&
+      (n.type != NodeType::kFile || n.data_inline ||
+       n.chunks > (n.size + kChunkSize - 1) / kChunkSize)) {
+    return bad(std::to_string(n.chunks) + " chunks for " + std::to_string(n.size) + " bytes");
+  }
+  if (IsSpecial(n.type) && (n.size != 0 || !n.inline_data.empty())) {
+    return bad("a special file with data");
   }
   if (n.size > kMaxFileSize) return bad("size " + std::to_string(n.size) + " beyond the limit");
   return n;

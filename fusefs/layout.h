@@ -7,11 +7,16 @@
 //   "M" <parent path> "\0" <name>        the node of path <parent path>/<name>; the parent path
 //                                        of a top-level name is "" (so its key is "M\0name")
 //   "D" <id: 8 bytes BE> <chunk: 8 BE>   bytes [chunk*kChunkSize, ...) of file <id>
+//   "I" <id: 8 bytes BE>                 the shared record of file <id> once it has more than one
+//                                        name (hard links): its attributes, xattrs and inline
+//                                        data, nlink = its names; each name's "M" record is then
+//                                        a stub (flag bit 1: type and id only) pointing here
 //   "O" <id: 8 bytes BE>                 orphan: file <id> was unlinked while open; its node
 //                                        (value) tells how many chunks to delete at next mount
 //   "N"                                  the file-id high-water mark (8 bytes BE): ids below it
 //                                        may be in use, ids from it are free
-//   "V"                                  layout format version ("kvfs-layout 1")
+//   "V"                                  layout format version ("kvfs-layout 2"; a store of
+//                                        layout 1 is rewritten to 2 by its first writable open)
 //
 // Why paths and not parent ids in node keys: a key IS the path (the engine's keys read as the
 // tree), listing a directory is one prefix scan, and lookups need no id->path index on disk.
@@ -21,12 +26,21 @@
 // The children of directory P are exactly the keys with prefix "M" P "\0" (names contain
 // neither '/' nor NUL); its whole subtree is that prefix plus prefix "M" P "/".
 //
-// A node value (little-endian, version 1):
+// A node value (little-endian, version 2):
 //   u8 version, u8 type, u32 mode (permission bits 07777), u32 uid, u32 gid, u64 id, u64 size,
 //   i64 atime_ns, i64 mtime_ns, i64 ctime_ns, u8 flags (bit 0: data inline),
+//   u32 nlink (directories: 2 + subdirectories; others: their names), u64 rdev (devices),
+//   u64 chunks (files: how many chunk keys it holds, for st_blocks; 0 while inline),
 //   u32 xattr count, then per xattr: u16 name length, name, u32 value length, value;
 //   u32 inline length, inline bytes (a file's data when inline, a symlink's target).
-// Decoding checks every length against the buffer and returns Corruption naming the key.
+// Flags: bit 0 data inline; bit 1 a link stub: a name of a file with several names, whose
+// record says only its type and id (everything else zero, nlink 1); the file is "I" <id>.
+// Version 1 (written by kvfs before hard links and special files) is version 2 without nlink,
+// rdev and chunks; it still decodes: a non-directory's nlink is then 1 and a directory's 0, and
+// a chunked file's chunks kUnknownChunks, "not counted" (FileStore counts them when it reads
+// the node, and its first writable open rewrites every directory and chunked file node in
+// version 2, docs/decisions.md). Decoding checks every length against the buffer and returns
+// Corruption naming the key; a version above 2 is refused by name.
 //
 // Files of at most kInlineMax bytes keep their data in the node (one key per small file);
 // larger files keep it in chunks of kChunkSize bytes, so a 4 KiB write into a 1 GiB file
@@ -64,9 +78,26 @@ inline constexpr size_t kMaxXattrTotal = size_t{64} << 10;  // all names + value
 inline constexpr uint64_t kMaxFileSize = uint64_t{1} << 42;  // 4 TiB
 inline constexpr uint64_t kRootId = 1;
 inline constexpr uint64_t kFirstFreeId = 16;  // ids below are reserved
-inline constexpr std::string_view kLayoutVersion = "kvfs-layout 1";
+inline constexpr std::string_view kLayoutVersion = "kvfs-layout 2";
+// The layout before directory link counts (node version 1 only); read, and upgraded by a
+// writable open.
+inline constexpr std::string_view kLayoutVersion1 = "kvfs-layout 1";
 
-enum class NodeType : uint8_t { kFile = 1, kDirectory = 2, kSymlink = 3 };
+// kFifo to kSocket (special files) hold no data: only their type, mode, owner, times and (for
+// devices) rdev; opening one is the kernel's business, never the daemon's.
+enum class NodeType : uint8_t {
+  kFile = 1,
+  kDirectory = 2,
+  kSymlink = 3,
+  kFifo = 4,
+  kCharDevice = 5,
+  kBlockDevice = 6,
+  kSocket = 7,
+};
+inline constexpr uint8_t kLastNodeType = 7;
+inline constexpr uint64_t kUnknownChunks = UINT64_MAX;
+// A FIFO, a device or a socket.
+inline bool IsSpecial(NodeType t) { return static_cast<uint8_t>(t) >= 4; }
 
 struct Node {
   NodeType type = NodeType::kFile;
@@ -74,11 +105,20 @@ struct Node {
   uint32_t uid = 0;
   uint32_t gid = 0;
   uint64_t id = 0;
-  uint64_t size = 0;  // files: data bytes; symlinks: target length; directories: 0
+  uint64_t size = 0;  // files: data bytes; symlinks: target length; others: 0
   int64_t atime_ns = 0;
   int64_t mtime_ns = 0;
   int64_t ctime_ns = 0;
   bool data_inline = true;  // files: data in `inline_data`, else in chunks
+  // Directories: 2 + subdirectories (0: not counted, a version-1 record); others: their names.
+  uint32_t nlink = 1;
+  uint64_t rdev = 0;  // character and block devices: the device number
+  // Files: the chunk keys it holds (holes hold none), so st_blocks tells the space held;
+  // kUnknownChunks in a version-1 record until counted.
+  uint64_t chunks = 0;
+  // A name record: a stub whose file is the shared record SharedKey(id). In a node FileStore
+  // loaded through a stub: the node is the shared record's, and lives at SharedKey(id).
+  bool linked = false;
   std::map<std::string, std::string> xattrs;
   std::string inline_data;  // inline file data, or the symlink's target
 
@@ -92,6 +132,10 @@ std::string SubtreePrefix(std::string_view dir_path);   // "M" dir "/" (deeper d
 std::string ChunkKey(uint64_t id, uint64_t chunk);
 std::string ChunkPrefix(uint64_t id);
 std::string OrphanKey(uint64_t id);
+std::string SharedKey(uint64_t id);  // "I" <id>
+inline constexpr std::string_view kSharedPrefix = "I";
+// A file has at most this many names (ext4's EXT4_LINK_MAX); link(2) past it is EMLINK.
+inline constexpr uint32_t kMaxLinks = 65000;
 inline constexpr std::string_view kOrphanPrefix = "O";
 inline constexpr std::string_view kIdMarkKey = "N";
 inline constexpr std::string_view kVersionKey = "V";
@@ -110,6 +154,10 @@ std::string_view NameOf(std::string_view path);                     // "a/b" -> 
 Status ValidateName(std::string_view name);
 
 std::string EncodeNode(const Node& node);
+// The name record of a file with several names: its type and id, flagged as a stub.
+std::string EncodeLinkStub(const Node& node);
+// The shared record of a file with several names (`node` without the stub flag).
+std::string EncodeShared(const Node& node);
 // Corruption naming `key` (which is only used in the message) on any malformed input.
 Result<Node> DecodeNode(std::string_view value, std::string_view key);
 

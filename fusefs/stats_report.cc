@@ -35,6 +35,8 @@ constexpr Field<FileStoreStats> kFileFields[] = {
     {"mkdirs", &FileStoreStats::mkdirs, kCounter, "kvfs_file_mkdirs_total", "Directories created."},
     {"symlinks", &FileStoreStats::symlinks, kCounter, "kvfs_file_symlinks_total",
      "Symbolic links created."},
+    {"links", &FileStoreStats::links, kCounter, "kvfs_file_links_total",
+     "Hard links made (names added to existing files)."},
     {"unlinks", &FileStoreStats::unlinks, kCounter, "kvfs_file_unlinks_total",
      "Files and links removed."},
     {"rmdirs", &FileStoreStats::rmdirs, kCounter, "kvfs_file_rmdirs_total", "Directories removed."},

@@ -973,6 +973,7 @@ Result<SpaceInfo> FaultFileSystem::GetSpaceInfo(const std::string& path) {
   SpaceInfo info;
   info.total_bytes = st.space_limit;
   info.free_bytes = st.space_limit - std::min(used, st.space_limit);
+  info.unused_bytes = info.free_bytes;  // no reserve on the simulated disk
   return info;
 }
 

@@ -286,7 +286,8 @@ enum class CreateMode {
 
 struct SpaceInfo {
   uint64_t total_bytes = 0;
-  uint64_t free_bytes = 0;  // available to an unprivileged writer
+  uint64_t free_bytes = 0;    // available to an unprivileged writer (statvfs f_bavail)
+  uint64_t unused_bytes = 0;  // free on the file system, root's reserve included (f_bfree)
 };
 
 // The operations an implementation provides are the Do* methods; the public ones are fronts

@@ -529,6 +529,7 @@ Result<SpaceInfo> PosixFileSystem::GetSpaceInfo(const std::string& path) {
   SpaceInfo info;
   info.total_bytes = static_cast<uint64_t>(st.f_blocks) * st.f_frsize;
   info.free_bytes = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;  // excludes root's reserve
+  info.unused_bytes = static_cast<uint64_t>(st.f_bfree) * st.f_frsize;
   return info;
 }
 

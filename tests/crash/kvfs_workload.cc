@@ -6,7 +6,10 @@
 //
 // `run` creates DIR/w0 .. DIR/w<N-1> (synced), then forks N workers. Worker w works only in
 // DIR/w<w>: creates, writes at offsets, appends, truncates, renames (to new names and over
-// files), unlinks, mkdirs, rmdirs, with fsync, fdatasync and fsync on directories in between.
+// files), unlinks, mkdirs, rmdirs, mknods (FIFOs and character devices), hard links,
+// fallocates (punched holes, zeroed ranges, reservations), with fsync, fdatasync and fsync on
+// directories in between. The checker also walks every file's holes (SEEK_HOLE, SEEK_DATA):
+// a hole over bytes that are not zeros is a failure.
 // Every operation is one system call that changes the tree, one atomic batch in kvfs, except a
 // write, which the kernel may hand over in pieces split at page boundaries (PartialWrites). Its
 // log LOGDIR/w<w>.log, on the real disk and written before and after each call, says:
@@ -32,7 +35,9 @@
 // nearest candidate's differences), 2 on bad usage.
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,7 +57,10 @@
 
 namespace {
 
-// path (relative to the worker's dir) -> "d" or "f:" + content
+// path (relative to the worker's dir) -> "d", "f:" + content, "p" (a FIFO) or "c:" + rdev (a
+// character device); and for each name of a file with several names, "#g " + path -> "=" + a
+// group tag, the same for all its names (Canonical turns the tags into the group's first name,
+// so that a model and a snapshot compare)
 using Tree = std::map<std::string, std::string>;
 
 [[noreturn]] void Usage() {
@@ -90,6 +98,39 @@ bool IsUnder(const std::string& p, const std::string& dir) {
   return p.size() > dir.size() && p.compare(0, dir.size(), dir) == 0 && p[dir.size()] == '/';
 }
 
+std::string GroupKey(const std::string& path) { return "#g " + path; }
+
+// The other names of `path`'s file (hard links) hold what it holds.
+void Propagate(const std::string& path, Tree* t) {
+  auto g = t->find(GroupKey(path));
+  if (g == t->end()) return;
+  const std::string tag = g->second;
+  const std::string content = (*t)[path];
+  for (auto& [k, v] : *t) {
+    if (k.rfind("#g ", 0) == 0 && v == tag && k != g->first) (*t)[k.substr(3)] = content;
+  }
+}
+
+// `t` with each group of names of one file tagged by its first name, and a group of one name
+// untagged: a model's tags and a snapshot's inode numbers become the same.
+Tree Canonical(const Tree& t) {
+  std::map<std::string, std::vector<std::string>> groups;
+  Tree out;
+  for (const auto& [k, v] : t) {
+    if (k.rfind("#g ", 0) == 0) {
+      groups[v].push_back(k.substr(3));
+    } else {
+      out[k] = v;
+    }
+  }
+  for (auto& [tag, names] : groups) {
+    if (names.size() < 2) continue;
+    std::sort(names.begin(), names.end());
+    for (const std::string& n : names) out[GroupKey(n)] = "=" + names.front();
+  }
+  return out;
+}
+
 // Applies `op` to `t` as the file system should. `seed` is the worker's content seed.
 void Apply(const Op& op, uint64_t seed, Tree* t) {
   const auto& a = op.args;
@@ -97,6 +138,8 @@ void Apply(const Op& op, uint64_t seed, Tree* t) {
     (*t)[a[0]] = "f:";
   } else if (op.kind == "mkdir") {
     (*t)[a[0]] = "d";
+  } else if (op.kind == "mknod") {
+    (*t)[a[0]] = a[1] == "0" ? "p" : "c:" + a[1];
   } else if (op.kind == "write" || op.kind == "append") {
     std::string& f = (*t)[a[0]];
     const uint64_t off = op.kind == "write" ? std::stoull(a[1]) : f.size() - 2;
@@ -104,15 +147,45 @@ void Apply(const Op& op, uint64_t seed, Tree* t) {
     const std::string data = Content(seed, op.i, len);
     if (f.size() < 2 + off + len) f.resize(2 + off + len, '\0');
     f.replace(2 + off, len, data);
+    Propagate(a[0], t);
   } else if (op.kind == "truncate") {
     (*t)[a[0]].resize(2 + std::stoull(a[1]), '\0');
+    Propagate(a[0], t);
   } else if (op.kind == "unlink" || op.kind == "rmdir") {
     t->erase(a[0]);
+    t->erase(GroupKey(a[0]));
+  } else if (op.kind == "fallocate") {
+    // args: path, mode (0 reserve, 1 punch, 2 zero range), keep_size, offset, length
+    std::string& f = (*t)[a[0]];
+    const int mode = std::stoi(a[1]);
+    const bool keep = a[2] == "1";
+    const uint64_t off = std::stoull(a[3]), end = off + std::stoull(a[4]);
+    const uint64_t size = f.size() - 2;
+    if (mode != 0 && off < size) {
+      std::fill(f.begin() + static_cast<std::ptrdiff_t>(2 + off),
+                f.begin() + static_cast<std::ptrdiff_t>(2 + std::min(end, size)), '\0');
+    }
+    if (mode != 1 && !keep && end > size) f.resize(2 + end, '\0');
+    Propagate(a[0], t);
+  } else if (op.kind == "link") {
+    (*t)[a[1]] = (*t)[a[0]];
+    std::string& tag = (*t)[GroupKey(a[0])];
+    if (tag.empty()) tag = "=" + std::to_string(op.i);
+    (*t)[GroupKey(a[1])] = tag;
   } else if (op.kind == "rename") {
+    auto from_tag = t->find(GroupKey(a[0]));
+    auto to_tag = t->find(GroupKey(a[1]));
+    if (from_tag != t->end() && to_tag != t->end() && from_tag->second == to_tag->second) {
+      return;  // two names of one file: rename(2) does nothing
+    }
+    t->erase(GroupKey(a[1]));
     Tree moved;
     for (auto it = t->begin(); it != t->end();) {
-      if (it->first == a[0] || IsUnder(it->first, a[0])) {
-        moved[a[1] + it->first.substr(a[0].size())] = it->second;
+      const bool group = it->first.rfind("#g ", 0) == 0;
+      const std::string p = group ? it->first.substr(3) : it->first;
+      if (p == a[0] || IsUnder(p, a[0])) {
+        const std::string dest = a[1] + p.substr(a[0].size());
+        moved[group ? GroupKey(dest) : dest] = it->second;
         it = t->erase(it);
       } else {
         ++it;
@@ -141,7 +214,8 @@ std::vector<Tree> PartialWrites(const Op& op, uint64_t seed, const Tree& before)
     std::string& content = t[op.args[0]];
     if (content.size() < 2 + cut) content.resize(2 + cut, '\0');
     content.replace(2 + off, cut - off, data.substr(0, cut - off));
-    out.push_back(std::move(t));
+    Propagate(op.args[0], &t);
+    out.push_back(Canonical(t));
   }
   return out;
 }
@@ -179,8 +253,10 @@ class Worker {
   bool Step(uint64_t i) {
     std::vector<std::string> dirs{""}, files, all;
     for (const auto& [p, v] : model_) {
+      if (p[0] == '#') continue;  // hard-link groups
       all.push_back(p);
-      (v == "d" ? dirs : files).push_back(p);
+      if (v == "d") dirs.push_back(p);
+      if (v[0] == 'f') files.push_back(p);
     }
     auto pick = [&](const std::vector<std::string>& v) { return v[rng_() % v.size()]; };
     auto join = [](const std::string& d, const std::string& n) {
@@ -188,7 +264,7 @@ class Worker {
     };
     Op op;
     op.i = i;
-    const int r = static_cast<int>(rng_() % 16);
+    const int r = static_cast<int>(rng_() % 19);
     if (r < 2 || files.empty()) {
       op.kind = "create";
       op.args = {join(pick(dirs), "f" + std::to_string(i))};
@@ -232,6 +308,23 @@ class Worker {
       op.args = {from, to};
     } else if (r < 13) {
       return Sync(i, rng_() % 2 ? "fsync" : "fdatasync", pick(files));
+    } else if (r == 18) {
+      op.kind = "fallocate";
+      const std::string f = pick(files);
+      const uint64_t size = model_[f].size() - 2;
+      const int mode = static_cast<int>(rng_() % 3);
+      const uint64_t offsets[] = {0, 4096, size / 2, 4000, size};
+      const uint64_t lens[] = {1, 100, 4096, 3 * 4096 + 5, 70000};
+      op.args = {f, std::to_string(mode), mode == 1 || rng_() % 2 ? "1" : "0",
+                 std::to_string(offsets[rng_() % 5]), std::to_string(lens[rng_() % 5])};
+    } else if (r == 17) {
+      op.kind = "link";
+      op.args = {pick(files), join(pick(dirs), "h" + std::to_string(i))};
+    } else if (r == 16) {
+      // A FIFO (rdev 0) or a character device with a number from the operation's index.
+      op.kind = "mknod";
+      op.args = {join(pick(dirs), "n" + std::to_string(i)),
+                 std::to_string(rng_() % 2 ? 0 : makedev(1 + i % 200, i % 1000))};
     } else {
       return Sync(i, "fsyncdir", pick(dirs));
     }
@@ -277,6 +370,20 @@ class Worker {
       rc = ::unlink(P(a[0]).c_str());
     } else if (op.kind == "rename") {
       rc = ::rename(P(a[0]).c_str(), P(a[1]).c_str());
+    } else if (op.kind == "link") {
+      rc = ::link(P(a[0]).c_str(), P(a[1]).c_str());
+    } else if (op.kind == "fallocate") {
+      const int fd = ::open(P(a[0]).c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0) return errno;
+      const int kinds[] = {0, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE};
+      const int mode = kinds[std::stoi(a[1])] | (a[2] == "1" ? FALLOC_FL_KEEP_SIZE : 0);
+      rc = ::fallocate(fd, mode, std::stoll(a[3]), std::stoll(a[4]));
+      const int err = rc == 0 ? 0 : errno;
+      if (::close(fd) != 0 && err == 0) return errno;
+      return err;
+    } else if (op.kind == "mknod") {
+      const dev_t rdev = std::stoull(a[1]);
+      rc = ::mknod(P(a[0]).c_str(), (rdev == 0 ? S_IFIFO : S_IFCHR) | 0644, rdev);
     }
     return rc == 0 ? 0 : errno;
   }
@@ -363,8 +470,43 @@ bool ReadFile(const std::string& path, std::string* out) {
   return true;
 }
 
+// "" if every hole lseek(SEEK_HOLE/SEEK_DATA) reports in `path` reads as zeros in `data` (its
+// content), else where one does not.
+std::string HoleOverData(const std::string& path, const std::string& data) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::string("open: ") + std::strerror(errno);
+  std::string bad;
+  const off_t size = static_cast<off_t>(data.size());
+  for (off_t pos = 0; pos < size && bad.empty();) {
+    const off_t hole = ::lseek(fd, pos, SEEK_HOLE);
+    if (hole < 0 || hole > size) {
+      bad = "SEEK_HOLE from " + std::to_string(pos) + ": " + std::to_string(hole);
+      break;
+    }
+    if (hole == size) break;
+    off_t next = ::lseek(fd, hole, SEEK_DATA);
+    if (next < 0) next = size;  // ENXIO: a hole to the end
+    if (next <= hole) {         // the hole's first byte cannot be data
+      bad = "SEEK_DATA from the hole at " + std::to_string(hole) + ": " + std::to_string(next);
+      break;
+    }
+    for (off_t i = hole; i < next; ++i) {
+      if (data[static_cast<size_t>(i)] != '\0') {
+        bad = "a hole at " + std::to_string(i) + " over a byte that is not zero";
+        break;
+      }
+    }
+    pos = next;
+  }
+  ::close(fd);
+  return bad;
+}
+
 // The tree under `root` as the file system shows it. False (with a message) on a read error.
-bool Snapshot(const std::string& root, const std::string& rel, Tree* out, std::string* error) {
+// A name of a file with a link count above 1 gets its "#g" entry, tagged by inode number (the
+// caller makes it Canonical), and "#nlink <path>" if the count is not the names found.
+bool Snapshot(const std::string& root, const std::string& rel, Tree* out, std::string* error,
+              std::map<ino_t, std::pair<nlink_t, std::vector<std::string>>>* linked) {
   const std::string path = rel.empty() ? root : root + "/" + rel;
   DIR* d = ::opendir(path.c_str());
   if (d == nullptr) {
@@ -386,7 +528,13 @@ bool Snapshot(const std::string& root, const std::string& rel, Tree* out, std::s
     }
     if (S_ISDIR(st.st_mode)) {
       (*out)[r] = "d";
-      if (!Snapshot(root, r, out, error)) return false;
+      if (!Snapshot(root, r, out, error, linked)) return false;
+    } else if (S_ISFIFO(st.st_mode)) {
+      (*out)[r] = "p";
+    } else if (S_ISCHR(st.st_mode)) {
+      (*out)[r] = "c:" + std::to_string(st.st_rdev);
+    } else if (!S_ISREG(st.st_mode)) {
+      (*out)[r] = "? mode " + std::to_string(st.st_mode);
     } else {
       std::string data;
       if (!ReadFile(root + "/" + r, &data)) {
@@ -394,9 +542,23 @@ bool Snapshot(const std::string& root, const std::string& rel, Tree* out, std::s
         return false;
       }
       (*out)[r] = "f:" + data;
+      if (std::string bad = HoleOverData(root + "/" + r, data); !bad.empty()) {
+        (*out)["#hole " + r] = bad;
+      }
+      if (st.st_nlink > 1) {
+        (*out)[GroupKey(r)] = "=" + std::to_string(st.st_ino);
+        auto& l = (*linked)[st.st_ino];
+        l.first = st.st_nlink;
+        l.second.push_back(r);
+      }
     }
   }
   return true;
+}
+
+// A tree value in a message: a file by its size, anything else as it is.
+std::string Describe(const std::string& v) {
+  return v[0] == 'f' ? std::to_string(v.size() - 2) + " bytes" : "'" + v + "'";
 }
 
 std::string Diff(const Tree& want, const Tree& got) {
@@ -407,9 +569,7 @@ std::string Diff(const Tree& want, const Tree& got) {
     if (it == got.end()) {
       out += "  missing " + p + "\n";
     } else if (it->second != v) {
-      out += "  differs " + p + " (want " + std::to_string(v.size() - (v == "d" ? 0 : 2)) +
-             " bytes, got " + std::to_string(it->second.size() - (it->second == "d" ? 0 : 2)) +
-             ")\n";
+      out += "  differs " + p + " (want " + Describe(v) + ", got " + Describe(it->second) + ")\n";
     } else {
       continue;
     }
@@ -451,7 +611,7 @@ int CheckWorker(const std::string& dir, const std::string& log_path, bool floor_
       for (std::string a; ls >> a;) op.args.push_back(a);
       partial.push_back(PartialWrites(op, seed, t));
       Apply(op, seed, &t);
-      history.push_back(t);
+      history.push_back(Canonical(t));
     } else if (tag == "E") {
       completed = history.size() - 1;
       uint64_t i = 0, ns = 0;
@@ -467,10 +627,17 @@ int CheckWorker(const std::string& dir, const std::string& log_path, bool floor_
                                          : "last completed";
   Tree got;
   std::string error;
-  if (!Snapshot(dir, "", &got, &error)) {
+  std::map<ino_t, std::pair<nlink_t, std::vector<std::string>>> linked;
+  if (!Snapshot(dir, "", &got, &error, &linked)) {
     std::printf("%s: FAIL: %s\n", dir.c_str(), error.c_str());
     return 1;
   }
+  for (const auto& [ino, l] : linked) {
+    if (l.first == l.second.size()) continue;
+    got["#nlink " + l.second.front()] =
+        std::to_string(l.first) + " for " + std::to_string(l.second.size()) + " names";
+  }
+  got = Canonical(got);
   size_t best = floor;
   size_t best_score = SIZE_MAX;
   for (size_t k = floor; k < history.size(); ++k) {

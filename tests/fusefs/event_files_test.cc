@@ -119,6 +119,9 @@ TEST_F(EventFilesTest, EveryOperationAnAppendOnlyFileRefusesIsEpermAndChangesNot
   ASSERT_OK(st_->Symlink(kRootId, "link", "s", kUser));
   EXPECT_EQ(Errno(st_->Rename(kRootId, "link", kRootId, "s", 0)), EPERM) << "rename over";
   EXPECT_EQ(Errno(st_->Rename(kRootId, "link", kRootId, "s", FileStore::kRenameExchange)), EPERM);
+  EXPECT_EQ(Errno(st_->Link(f.id, kRootId, "second name")), EPERM) << "link, as on ext4";
+  EXPECT_EQ(st_->GetAttr(f.id)->nlink, 1u);
+  EXPECT_EQ(Errno(st_->Lookup(kRootId, "second name")), ENOENT);
   EXPECT_EQ(ReadAll(f.id), "abc");
   EXPECT_EQ(st_->GetAttr(f.id)->size, 3u);
   // Directories holding streams move freely: a stream is its file's id, not its path.
@@ -268,6 +271,7 @@ TEST_F(EventFilesTest, TheViewShowsEachStreamsEventsAsNumberedReadOnlyFiles) {
   chmod.mode = 0777;
   EXPECT_EQ(Errno(st_->SetAttr(e7.id, chmod)), EROFS);
   EXPECT_EQ(Errno(st_->SetXattr(e7.id, "user.a", "b", 0)), EROFS);
+  EXPECT_EQ(Errno(st_->Link(e7.id, kRootId, "an event's second name")), EROFS);
   EXPECT_EQ(Errno(st_->GetXattr(e7.id, "user.a")), ENODATA);
   // The name is reserved at the root, not below it.
   EXPECT_EQ(Errno(st_->Create(kRootId, kEventViewName, 0644, kUser)), EEXIST);
@@ -275,6 +279,9 @@ TEST_F(EventFilesTest, TheViewShowsEachStreamsEventsAsNumberedReadOnlyFiles) {
   EXPECT_EQ(Errno(st_->Rmdir(kRootId, kEventViewName)), EPERM);
   ASSERT_OK(st_->Mkdir(kRootId, "m", 0755, kUser));
   EXPECT_EQ(Errno(st_->Rename(kRootId, "m", kRootId, kEventViewName, 0)), EPERM);
+  ASSERT_OK_AND_ASSIGN(Attr sym, st_->Symlink(kRootId, "sym", "m", kUser));
+  EXPECT_EQ(Errno(st_->Link(sym.id, kRootId, kEventViewName)), EEXIST);
+  EXPECT_OK(st_->Link(sym.id, kRootId, "sym2"));  // what is not a stream takes names
   EXPECT_OK(st_->Create(dir.id, kEventViewName, 0644, kUser));
   // Forgotten view nodes are dropped; the ones still held stay.
   st_->Forget(e12.id, 1);

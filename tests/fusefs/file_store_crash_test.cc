@@ -1,6 +1,7 @@
 // Power cuts under the file layer: a random tree workload (creates, writes at offsets,
-// truncates, renames, unlinks, mkdirs, rmdirs) with fsync, fdatasync and fsync on directories
-// in between, cut at every sync point and at random operations, for every engine.
+// truncates, renames, unlinks, mkdirs, rmdirs, mknods, links, punched holes, zeroed ranges,
+// reservations) with fsync, fdatasync and fsync on
+// directories in between, cut at every sync point and at random operations, for every engine.
 //
 // Each FileStore mutation is one engine batch and the log keeps a prefix of batches, so after a
 // crash the tree must be EXACTLY the tree as it was after some operation between the last
@@ -8,6 +9,7 @@
 // written.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 
@@ -23,7 +25,11 @@ namespace {
 constexpr char kDir[] = "/data/store";
 const Caller kUser{1000, 1000, 0};
 
-// path -> "d" (directory), "l:<target>" (symlink) or "f:<content>" (file).
+// path -> "d" (directory), "l:<target>" (symlink), "f:<content>" (file), "p" (FIFO) or
+// "c:<rdev>" (character device); a file with several names adds "<path>#links" -> "<names>
+// with <first name>" for each name (its link count, as the store says, in a snapshot); a
+// file whose st_blocks is not its chunks adds "<path>#blocks"; a directory whose
+// link count is wrong adds "<path>#nlink" (Snapshot).
 using Tree = std::map<std::string, std::string>;
 
 struct Params {
@@ -55,12 +61,48 @@ class Workload {
       if (d[0] == 'f') files.push_back(p);
     }
     auto pick = [&](const std::vector<std::string>& v) { return v[rng_() % v.size()]; };
-    const int op = static_cast<int>(rng_() % 12);
+    const int op = static_cast<int>(rng_() % 14);
     if (op <= 1 || files.empty()) {  // create (maybe with data)
       const std::string path = JoinPath(pick(dirs), "f" + std::to_string(next_++));
       KVFS_ASSIGN_OR_RETURN(Attr parent, st_->Resolve(ParentOf(path)));
       model_[path] = "f:";
+      ino_[path] = next_++;
       return st_->Create(parent.id, NameOf(path), 0644, kUser).status();
+    }
+    if (op == 13) {  // fallocate: punch a hole, zero a range or reserve
+      const std::string path = pick(files);
+      KVFS_ASSIGN_OR_RETURN(Attr f, st_->Resolve(path));
+      Allocation a;
+      const uint64_t offsets[] = {0, kChunkSize, f.size / 2, kChunkSize - 7, f.size};
+      const uint64_t lengths[] = {1, 100, kChunkSize, 3 * kChunkSize + 5, 70000};
+      a.offset = offsets[rng_() % 5];
+      a.length = lengths[rng_() % 5];
+      const int kind = static_cast<int>(rng_() % 3);
+      a.kind = kind == 0   ? Allocation::Kind::kPunchHole
+               : kind == 1 ? Allocation::Kind::kZeroRange
+                           : Allocation::Kind::kReserve;
+      a.keep_size = kind == 0 || rng_() % 2 == 0;
+      std::string& content = model_[path];
+      const uint64_t size = content.size() - 2;
+      const uint64_t end = a.offset + a.length;
+      if (a.kind != Allocation::Kind::kReserve && a.offset < size) {
+        std::fill(content.begin() + static_cast<std::ptrdiff_t>(2 + a.offset),
+                  content.begin() + static_cast<std::ptrdiff_t>(2 + std::min(end, size)), '\0');
+      }
+      if (a.kind != Allocation::Kind::kPunchHole && !a.keep_size && end > size) {
+        content.resize(2 + end, '\0');
+      }
+      Propagate(path);
+      return st_->Allocate(f.id, a);
+    }
+    if (op == 12) {  // a hard link to a file
+      const std::string from = pick(files);
+      const std::string path = JoinPath(pick(dirs), "h" + std::to_string(next_++));
+      KVFS_ASSIGN_OR_RETURN(Attr f, st_->Resolve(from));
+      KVFS_ASSIGN_OR_RETURN(Attr parent, st_->Resolve(ParentOf(path)));
+      model_[path] = model_[from];
+      ino_[path] = ino_[from];
+      return st_->Link(f.id, parent.id, NameOf(path)).status();
     }
     if (op <= 4) {  // write at an offset
       const std::string path = pick(files);
@@ -75,6 +117,7 @@ class Workload {
       const uint64_t sizes[] = {0, f.size / 3, f.size + 5000, kInlineMax + 1};
       c.size = sizes[rng_() % 4];
       model_[path].resize(2 + *c.size, '\0');
+      Propagate(path);
       return st_->SetAttr(f.id, c).status();
     }
     if (op == 6) {  // mkdir
@@ -95,6 +138,7 @@ class Workload {
         return st_->Rmdir(parent.id, NameOf(path));
       }
       model_.erase(path);
+      ino_.erase(path);
       return st_->Unlink(parent.id, NameOf(path));
     }
     if (op == 8) {  // rename a file or directory to a new name, or over a file
@@ -106,17 +150,38 @@ class Workload {
       if (to == from) return Status::OK();
       KVFS_ASSIGN_OR_RETURN(Attr fp, st_->Resolve(ParentOf(from)));
       KVFS_ASSIGN_OR_RETURN(Attr tp, st_->Resolve(ParentOf(to)));
+      // Two names of one file: rename(2) does nothing.
+      const bool one_file = ino_.count(from) && ino_.count(to) && ino_[from] == ino_[to];
       Tree moved;
-      for (auto it = model_.begin(); it != model_.end();) {
+      std::map<std::string, uint64_t> moved_ino;
+      for (auto it = model_.begin(); !one_file && it != model_.end();) {
         if (it->first == from || it->first.rfind(from + "/", 0) == 0) {
-          moved[to + it->first.substr(from.size())] = it->second;
+          const std::string dest = to + it->first.substr(from.size());
+          moved[dest] = it->second;
+          if (ino_.count(it->first)) {
+            moved_ino[dest] = ino_[it->first];
+            ino_.erase(it->first);
+          }
           it = model_.erase(it);
         } else {
           ++it;
         }
       }
+      if (!one_file) ino_.erase(to);
       for (auto& [p, d] : moved) model_[p] = d;
+      for (auto& [p, i] : moved_ino) ino_[p] = i;
       return st_->Rename(fp.id, NameOf(from), tp.id, NameOf(to), 0);
+    }
+    if (op == 9 && rng_() % 3 == 0) {  // a FIFO or a device
+      const std::string path = JoinPath(pick(dirs), "n" + std::to_string(next_++));
+      KVFS_ASSIGN_OR_RETURN(Attr parent, st_->Resolve(ParentOf(path)));
+      const bool fifo = rng_() % 2 == 0;
+      const uint64_t rdev = fifo ? 0 : next_;
+      model_[path] = fifo ? "p" : "c:" + std::to_string(rdev);
+      return st_
+          ->Mknod(parent.id, NameOf(path), fifo ? NodeType::kFifo : NodeType::kCharDevice, 0644,
+                  rdev, kUser)
+          .status();
     }
     if (op == 9) {  // symlink
       const std::string path = JoinPath(pick(dirs), "l" + std::to_string(next_++));
@@ -137,7 +202,20 @@ class Workload {
     return s;
   }
 
-  const Tree& model() const { return model_; }
+  // The tree the store should show: the model, and for each file with several names, each
+  // name's "#links" entry.
+  Tree model() const {
+    Tree t = model_;
+    std::map<uint64_t, std::vector<std::string>> names;
+    for (const auto& [p, i] : ino_) names[i].push_back(p);
+    for (const auto& [i, ps] : names) {
+      if (ps.size() < 2) continue;
+      for (const std::string& p : ps) {
+        t[p + "#links"] = std::to_string(ps.size()) + " with " + ps.front();
+      }
+    }
+    return t;
+  }
 
  private:
   Status Write(const std::string& path, uint64_t id, uint64_t offset) {
@@ -147,33 +225,94 @@ class Workload {
     std::string& content = model_[path];
     if (content.size() < 2 + offset + data.size()) content.resize(2 + offset + data.size(), '\0');
     content.replace(2 + offset, data.size(), data);
+    Propagate(path);
     return st_->Write(id, offset, data).status();
+  }
+
+  // The other names of `path`'s file see what it holds.
+  void Propagate(const std::string& path) {
+    auto self = ino_.find(path);
+    if (self == ino_.end()) return;
+    for (const auto& [p, i] : ino_) {
+      if (i == self->second && p != path) model_[p] = model_[path];
+    }
   }
 
   std::mt19937_64 rng_;
   FileStore* st_;
   Tree model_;
+  std::map<std::string, uint64_t> ino_;  // regular files: path -> the file (one per link group)
   uint64_t next_ = 0;
 };
 
-Status Snapshot(FileStore& st, uint64_t dir_id, const std::string& dir, Tree* out) {
+// The tree as the store shows it. A directory whose link count is not 2 plus its
+// subdirectories adds an entry "<dir>#nlink" that no model holds.
+// Files by id: their names and link count, as a snapshot finds them.
+struct FileNames {
+  std::vector<std::string> names;
+  uint32_t nlink = 0;
+};
+using FilesById = std::map<uint64_t, FileNames>;
+
+Status Snapshot(FileStore& st, uint64_t dir_id, const std::string& dir, Tree* out,
+                FilesById* files) {
   std::vector<DirEntry> entries;
   KVFS_RETURN_IF_ERROR(st.ReadDir(dir_id, "", false, [&](const DirEntry& e) {
     entries.push_back(e);
     return true;
   }));
+  uint32_t subdirs = 0;
+  for (const DirEntry& e : entries) subdirs += e.attr.type == NodeType::kDirectory ? 1 : 0;
+  KVFS_ASSIGN_OR_RETURN(Attr self, st.GetAttr(dir_id));
+  if (self.nlink != 2 + subdirs) {
+    (*out)[dir + "#nlink"] = std::to_string(self.nlink) + " for " + std::to_string(subdirs);
+  }
   for (const DirEntry& e : entries) {
     const std::string path = JoinPath(dir, e.name);
     KVFS_ASSIGN_OR_RETURN(Attr a, st.Lookup(dir_id, e.name));
     if (a.type == NodeType::kDirectory) {
       (*out)[path] = "d";
-      KVFS_RETURN_IF_ERROR(Snapshot(st, a.id, path, out));
+      KVFS_RETURN_IF_ERROR(Snapshot(st, a.id, path, out, files));
     } else if (a.type == NodeType::kSymlink) {
       KVFS_ASSIGN_OR_RETURN(std::string target, st.ReadLink(a.id));
       (*out)[path] = "l:" + target;
+    } else if (a.type == NodeType::kFifo) {
+      (*out)[path] = "p";
+    } else if (a.type == NodeType::kCharDevice) {
+      (*out)[path] = "c:" + std::to_string(a.rdev);
     } else {
       KVFS_ASSIGN_OR_RETURN(std::string data, st.Read(a.id, 0, a.size + 1));
       (*out)[path] = "f:" + data;
+      // st_blocks counts the chunks held (an inline file's one block aside).
+      uint64_t chunks = 0;
+      engines::ScanOptions so;
+      so.prefix = ChunkPrefix(a.id);
+      so.keys_only = true;
+      KVFS_RETURN_IF_ERROR(st.engine()->Scan(so, [&](std::string_view, std::string_view) {
+        ++chunks;
+        return true;
+      }));
+      const bool inline_data = chunks == 0 && a.size > 0 && a.size <= kInlineMax;
+      if (a.blocks != (inline_data ? 8 : chunks * 8)) {
+        (*out)[path + "#blocks"] =
+            std::to_string(a.blocks) + " for " + std::to_string(chunks) + " chunks";
+      }
+      (*files)[a.id].names.push_back(path);
+      (*files)[a.id].nlink = a.nlink;
+    }
+  }
+  return Status::OK();
+}
+
+// The whole tree, with each file of several names (or of a link count above 1) marked.
+Status Snapshot(FileStore& st, Tree* out) {
+  FilesById files;
+  KVFS_RETURN_IF_ERROR(Snapshot(st, kRootId, "", out, &files));
+  for (auto& [id, f] : files) {
+    if (f.nlink < 2 && f.names.size() < 2) continue;
+    std::sort(f.names.begin(), f.names.end());
+    for (const std::string& p : f.names) {
+      (*out)[p + "#links"] = std::to_string(f.nlink) + " with " + f.names.front();
     }
   }
   return Status::OK();
@@ -226,7 +365,7 @@ class FileStoreCrashTest : public testing::TestWithParam<Params> {
     EXPECT_TRUE(st.ok()) << "seed " << seed << ": reopen after crash: " << st.status().ToString();
     if (!st.ok()) return true;
     Tree got;
-    EXPECT_OK(Snapshot(**st, kRootId, "", &got));
+    EXPECT_OK(Snapshot(**st, &got));
     bool matched = false;
     for (size_t i = durable; i < history.size() && !matched; ++i) matched = history[i] == got;
     EXPECT_TRUE(matched) << "seed " << seed << ": tree after the crash (" << got.size()

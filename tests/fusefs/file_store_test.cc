@@ -428,6 +428,519 @@ TEST_P(FileStoreTest, ConcurrentWritersAndListersOnDistinctFiles) {
   EXPECT_EQ(List(*st, kRootId).size(), static_cast<size_t>(kThreads * 30));
 }
 
+// A directory's link count is 2 plus its subdirectories (ext4's), through every call that adds,
+// removes or moves a directory, and across a reopen.
+TEST_P(FileStoreTest, DirectoryLinkCountIsTwoPlusSubdirectories) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  auto nlink = [&](std::string_view path) -> uint32_t {
+    auto a = st->Resolve(path);
+    EXPECT_TRUE(a.ok()) << path << ": " << a.status().ToString();
+    return a.ok() ? a->nlink : 0;
+  };
+  EXPECT_EQ(nlink(""), 2u);
+  ASSERT_OK_AND_ASSIGN(Attr a, st->Mkdir(kRootId, "a", 0755, kUser));
+  EXPECT_EQ(a.nlink, 2u);
+  ASSERT_OK_AND_ASSIGN(Attr b, st->Mkdir(kRootId, "b", 0755, kUser));
+  ASSERT_OK(st->Mkdir(a.id, "a1", 0755, kUser));
+  ASSERT_OK(st->Mkdir(a.id, "a2", 0755, kUser));
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(a.id, "f", 0644, kUser));
+  ASSERT_OK(st->Symlink(a.id, "l", "f", kUser));
+  EXPECT_EQ(f.nlink, 1u);
+  EXPECT_EQ(nlink(""), 4u);
+  EXPECT_EQ(nlink("a"), 4u);  // files and symlinks do not count
+  EXPECT_EQ(nlink("b"), 2u);
+  // Across directories: a directory moves its ".." along; a file does not.
+  ASSERT_OK(st->Rename(a.id, "a1", b.id, "a1", 0));
+  ASSERT_OK(st->Rename(a.id, "f", b.id, "f", 0));
+  EXPECT_EQ(nlink("a"), 3u);
+  EXPECT_EQ(nlink("b"), 3u);
+  // Within one directory: no change; over an empty directory: one fewer.
+  ASSERT_OK(st->Rename(b.id, "a1", b.id, "renamed", 0));
+  EXPECT_EQ(nlink("b"), 3u);
+  ASSERT_OK(st->Mkdir(b.id, "empty", 0755, kUser));
+  EXPECT_EQ(nlink("b"), 4u);
+  ASSERT_OK(st->Rename(b.id, "renamed", b.id, "empty", 0));
+  EXPECT_EQ(nlink("b"), 3u);
+  // Over an empty directory in another parent: the source loses one, the target keeps its.
+  ASSERT_OK(st->Mkdir(b.id, "target", 0755, kUser));
+  EXPECT_EQ(nlink("b"), 4u);
+  ASSERT_OK(st->Rename(a.id, "a2", b.id, "target", 0));
+  EXPECT_EQ(nlink("a"), 2u);
+  EXPECT_EQ(nlink("b"), 4u);
+  // Exchange of a directory with a file across parents: the counts swap with them.
+  ASSERT_OK(st->Create(a.id, "g", 0644, kUser));
+  ASSERT_OK(st->Rename(a.id, "g", b.id, "target", FileStore::kRenameExchange));
+  EXPECT_EQ(nlink("a"), 3u);
+  EXPECT_EQ(nlink("b"), 3u);
+  // Exchange of two directories across parents: no change.
+  ASSERT_OK(st->Rename(a.id, "g", b.id, "empty", FileStore::kRenameExchange));
+  EXPECT_EQ(nlink("a"), 3u);
+  EXPECT_EQ(nlink("b"), 3u);
+  // A whole subtree moving keeps the counts inside it.
+  ASSERT_OK_AND_ASSIGN(Attr g, st->Resolve("a/g"));
+  ASSERT_OK(st->Mkdir(g.id, "deep", 0755, kUser));
+  EXPECT_EQ(nlink("a/g"), 3u);
+  ASSERT_OK(st->Rename(a.id, "g", kRootId, "g", 0));
+  EXPECT_EQ(nlink("g"), 3u);
+  EXPECT_EQ(nlink("a"), 2u);
+  EXPECT_EQ(nlink(""), 5u);  // a, b, g
+  // rmdir.
+  ASSERT_OK(st->Rmdir(g.id, "deep"));
+  EXPECT_EQ(nlink("g"), 2u);
+  ASSERT_OK(st->Rmdir(kRootId, "g"));
+  EXPECT_EQ(nlink(""), 4u);
+  // What was counted is in the store.
+  ASSERT_OK(st->Close());
+  st.reset();
+  ASSERT_OK_AND_ASSIGN(st, Open());
+  EXPECT_EQ(nlink(""), 4u);
+  EXPECT_EQ(nlink("a"), 2u);
+  EXPECT_EQ(nlink("b"), 3u);
+  std::vector<uint32_t> listed;
+  ASSERT_OK(st->ReadDir(kRootId, "", false, [&](const DirEntry& e) {
+    listed.push_back(e.attr.nlink);
+    return true;
+  }));
+  EXPECT_EQ(listed, (std::vector<uint32_t>{2, 3}));
+}
+
+// FIFOs, devices and sockets are nodes like any other: type, mode and rdev kept; every call on a
+// name works on them as on a file (setattr, rename onto and over, unlink), across a reopen.
+TEST_P(FileStoreTest, SpecialFilesAreNodesThatEveryNameCallTakes) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr fifo, st->Mknod(kRootId, "fifo", NodeType::kFifo, 0666, 99, kUser));
+  EXPECT_EQ(fifo.type, NodeType::kFifo);
+  EXPECT_EQ(fifo.mode, 0644u);  // umask
+  EXPECT_EQ(fifo.rdev, 0u);     // only devices keep one
+  EXPECT_EQ(fifo.nlink, 1u);
+  ASSERT_OK_AND_ASSIGN(Attr chr,
+                       st->Mknod(kRootId, "chr", NodeType::kCharDevice, 0620, 0x103, kUser));
+  EXPECT_EQ(chr.rdev, 0x103u);
+  ASSERT_OK_AND_ASSIGN(Attr blk,
+                       st->Mknod(kRootId, "blk", NodeType::kBlockDevice, 0660, 0x10300, kUser));
+  ASSERT_OK_AND_ASSIGN(Attr sock, st->Mknod(kRootId, "sock", NodeType::kSocket, 0777, 0, kUser));
+  EXPECT_EQ(sock.type, NodeType::kSocket);
+  ASSERT_OK_AND_ASSIGN(Attr plain, st->Mknod(kRootId, "plain", NodeType::kFile, 0644, 0, kUser));
+  EXPECT_EQ(plain.type, NodeType::kFile);
+  EXPECT_EQ(ErrnoOf(st->Mknod(kRootId, "d", NodeType::kDirectory, 0755, 0, kUser).status()),
+            EINVAL);
+  EXPECT_EQ(ErrnoOf(st->Mknod(kRootId, "fifo", NodeType::kFifo, 0644, 0, kUser).status()), EEXIST);
+  // No data: reads, writes and truncation are not theirs.
+  EXPECT_EQ(ErrnoOf(st->Read(fifo.id, 0, 1).status()), EINVAL);
+  EXPECT_EQ(ErrnoOf(st->Write(chr.id, 0, "x").status()), EINVAL);
+  AttrChange truncate;
+  truncate.size = 0;
+  EXPECT_EQ(ErrnoOf(st->SetAttr(blk.id, truncate).status()), EINVAL);
+  // chmod, chown, utimens.
+  AttrChange c;
+  c.mode = 0600;
+  c.uid = 7;
+  c.gid = 8;
+  c.atime_ns = 1000;
+  c.mtime_ns = 2000;
+  ASSERT_OK_AND_ASSIGN(Attr changed, st->SetAttr(sock.id, c));
+  EXPECT_EQ(changed.type, NodeType::kSocket);
+  EXPECT_EQ(changed.mode, 0600u);
+  EXPECT_EQ(changed.uid, 7u);
+  EXPECT_EQ(changed.mtime_ns, 2000);
+  // xattrs.
+  ASSERT_OK(st->SetXattr(fifo.id, "user.k", "v", 0));
+  // Rename onto a new name, over a file, and a file over one.
+  ASSERT_OK(st->Rename(kRootId, "fifo", kRootId, "fifo2", 0));
+  ASSERT_OK(st->Rename(kRootId, "fifo2", kRootId, "plain", 0));
+  EXPECT_EQ(st->Resolve("plain")->type, NodeType::kFifo);
+  ASSERT_OK(st->Create(kRootId, "file", 0644, kUser));
+  ASSERT_OK(st->Rename(kRootId, "file", kRootId, "chr", 0));
+  EXPECT_EQ(st->Resolve("chr")->type, NodeType::kFile);
+  ASSERT_OK(st->Rename(kRootId, "blk", kRootId, "sock", FileStore::kRenameExchange));
+  EXPECT_EQ(st->Resolve("sock")->type, NodeType::kBlockDevice);
+  EXPECT_EQ(st->Resolve("sock")->rdev, 0x10300u);
+  // Everything is in the store.
+  ASSERT_OK(st->Close());
+  st.reset();
+  ASSERT_OK_AND_ASSIGN(st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr a, st->Resolve("plain"));
+  EXPECT_EQ(a.type, NodeType::kFifo);
+  EXPECT_EQ(*st->GetXattr(a.id, "user.k"), "v");
+  ASSERT_OK_AND_ASSIGN(a, st->Resolve("blk"));
+  EXPECT_EQ(a.type, NodeType::kSocket);
+  EXPECT_EQ(a.mode, 0600u);
+  EXPECT_EQ(a.uid, 7u);
+  EXPECT_EQ(a.mtime_ns, 2000);
+  ASSERT_OK_AND_ASSIGN(a, st->Resolve("sock"));
+  EXPECT_EQ(a.rdev, 0x10300u);
+  std::vector<std::string> listed;
+  ASSERT_OK(st->ReadDir(kRootId, "", false, [&](const DirEntry& e) {
+    listed.push_back(e.name + ":" + std::to_string(static_cast<int>(e.attr.type)));
+    return true;
+  }));
+  EXPECT_EQ(listed, (std::vector<std::string>{"blk:7", "chr:1", "plain:4", "sock:6"}));
+  for (const char* n : {"blk", "chr", "plain", "sock"}) ASSERT_OK(st->Unlink(kRootId, n));
+  EXPECT_TRUE(List(*st, kRootId).empty());
+}
+
+uint64_t CountKeys(FileStore& st, const std::string& prefix) {
+  uint64_t n = 0;
+  engines::ScanOptions so;
+  so.prefix = prefix;
+  so.keys_only = true;
+  EXPECT_OK(st.engine()->Scan(so, [&](std::string_view, std::string_view) {
+    ++n;
+    return true;
+  }));
+  return n;
+}
+
+// Hard links: one file under several names, each still a key under its path; its attributes
+// and data shared; nlink and ctime as ext4 keeps them; unlinking a name leaves the others.
+TEST_P(FileStoreTest, HardLinksAreOneFileUnderSeveralNames) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+  ASSERT_OK(st->Write(f.id, 0, std::string(10000, 'a')));  // chunked
+  ASSERT_OK_AND_ASSIGN(Attr d, st->Mkdir(kRootId, "d", 0755, kUser));
+  ASSERT_OK_AND_ASSIGN(Attr before, st->GetAttr(f.id));
+  ASSERT_OK_AND_ASSIGN(Attr g, st->Link(f.id, d.id, "g"));
+  EXPECT_EQ(g.id, f.id);
+  EXPECT_EQ(g.nlink, 2u);
+  EXPECT_EQ(g.size, 10000u);
+  EXPECT_GT(g.ctime_ns, before.ctime_ns);
+  EXPECT_EQ(g.mtime_ns, before.mtime_ns);
+  EXPECT_EQ(st->Resolve("f")->nlink, 2u);
+  EXPECT_EQ(st->Resolve("d")->nlink, 2u);  // a file's name is no subdirectory
+  // Every name is a key under its path; the file is one shared record.
+  EXPECT_OK(st->engine()->Get(NodeKey("f")));
+  EXPECT_OK(st->engine()->Get(NodeKey("d/g")));
+  EXPECT_EQ(CountKeys(*st, "I"), 1u);
+  // A change through one name is the file's.
+  ASSERT_OK(st->Write(st->Resolve("d/g")->id, 0, "bbb"));
+  AttrChange c;
+  c.mode = 0600;
+  ASSERT_OK(st->SetAttr(st->Resolve("d/g")->id, c));
+  ASSERT_OK(st->SetXattr(f.id, "user.x", "1", 0));
+  ASSERT_OK_AND_ASSIGN(Attr via_f, st->Resolve("f"));
+  EXPECT_EQ(via_f.mode, 0600u);
+  EXPECT_EQ(ReadAll(*st, via_f.id), "bbb" + std::string(9997, 'a'));
+  EXPECT_EQ(*st->GetXattr(st->Resolve("d/g")->id, "user.x"), "1");
+  // A third name; a listing shows every name with the file's attributes.
+  ASSERT_OK(st->Link(f.id, kRootId, "h"));
+  std::vector<std::string> listed;
+  ASSERT_OK(st->ReadDir(kRootId, "", false, [&](const DirEntry& e) {
+    listed.push_back(e.name + ":" + std::to_string(e.attr.nlink) + ":" +
+                     std::to_string(e.attr.size));
+    return true;
+  }));
+  EXPECT_EQ(listed, (std::vector<std::string>{"d:2:4096", "f:3:10000", "h:3:10000"}));
+  // rename(2) between two names of one file does nothing; with NOREPLACE it is EEXIST.
+  ASSERT_OK(st->Rename(kRootId, "h", kRootId, "f", 0));
+  EXPECT_OK(st->Resolve("h"));
+  EXPECT_EQ(ErrnoOf(st->Rename(kRootId, "h", kRootId, "f", FileStore::kRenameNoReplace)), EEXIST);
+  // Renaming a name moves the stub; the file is unchanged.
+  ASSERT_OK(st->Rename(kRootId, "h", d.id, "h2", 0));
+  EXPECT_EQ(st->Resolve("d/h2")->nlink, 3u);
+  // Unlinking one name leaves the others, and changes the file's ctime.
+  ASSERT_OK_AND_ASSIGN(Attr three, st->Resolve("f"));
+  ASSERT_OK(st->Unlink(kRootId, "f"));
+  ASSERT_OK_AND_ASSIGN(Attr two, st->Resolve("d/g"));
+  EXPECT_EQ(two.nlink, 2u);
+  EXPECT_GT(two.ctime_ns, three.ctime_ns);
+  EXPECT_EQ(ReadAll(*st, two.id), "bbb" + std::string(9997, 'a'));
+  // The id the kernel held under the removed name still reaches the file.
+  EXPECT_EQ(st->GetAttr(f.id)->nlink, 2u);
+  // Reopen: names, counts and data are in the store.
+  ASSERT_OK(st->Close());
+  st.reset();
+  ASSERT_OK_AND_ASSIGN(st, Open());
+  EXPECT_EQ(st->Resolve("d/g")->nlink, 2u);
+  EXPECT_EQ(st->Resolve("d/h2")->id, f.id);
+  EXPECT_EQ(ReadAll(*st, f.id), "bbb" + std::string(9997, 'a'));
+  // The last names go: the shared record and the chunks go with them.
+  ASSERT_OK(st->Unlink(d.id, "g"));
+  EXPECT_EQ(st->Resolve("d/h2")->nlink, 1u);
+  ASSERT_OK(st->Unlink(d.id, "h2"));
+  st->Forget(f.id, 100);
+  EXPECT_EQ(CountKeys(*st, "I"), 0u);
+  EXPECT_EQ(CountChunkKeys(*st), 0u);
+}
+
+TEST_P(FileStoreTest, LinkErrorsAreLinks) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+  ASSERT_OK_AND_ASSIGN(Attr d, st->Mkdir(kRootId, "d", 0755, kUser));
+  EXPECT_EQ(ErrnoOf(st->Link(f.id, kRootId, "f").status()), EEXIST);
+  EXPECT_EQ(ErrnoOf(st->Link(f.id, kRootId, "d").status()), EEXIST);
+  EXPECT_EQ(ErrnoOf(st->Link(d.id, kRootId, "d2").status()), EPERM);
+  EXPECT_EQ(ErrnoOf(st->Link(f.id, f.id, "x").status()), ENOTDIR);
+  EXPECT_EQ(ErrnoOf(st->Link(f.id, kRootId, std::string(256, 'n')).status()), ENAMETOOLONG);
+  // Every type but a directory takes a link.
+  ASSERT_OK_AND_ASSIGN(Attr l, st->Symlink(kRootId, "l", "target", kUser));
+  ASSERT_OK_AND_ASSIGN(Attr l2, st->Link(l.id, kRootId, "l2"));
+  EXPECT_EQ(*st->ReadLink(l2.id), "target");
+  ASSERT_OK_AND_ASSIGN(Attr p, st->Mknod(kRootId, "p", NodeType::kFifo, 0644, 0, kUser));
+  ASSERT_OK_AND_ASSIGN(Attr p2, st->Link(p.id, d.id, "p2"));
+  EXPECT_EQ(p2.type, NodeType::kFifo);
+  EXPECT_EQ(p2.nlink, 2u);
+  // A file whose last name went (held open) takes no new name.
+  ASSERT_OK(st->Unlink(kRootId, "f"));
+  EXPECT_EQ(ErrnoOf(st->Link(f.id, kRootId, "back").status()), ENOENT);
+  // EMLINK at ext4's limit.
+  ASSERT_OK_AND_ASSIGN(Attr m, st->Create(kRootId, "m", 0644, kUser));
+  ASSERT_OK(st->Link(m.id, kRootId, "m2"));
+  ASSERT_OK_AND_ASSIGN(std::string shared, st->engine()->Get(SharedKey(m.id)));
+  ASSERT_OK_AND_ASSIGN(Node n, DecodeNode(shared, "I"));
+  n.nlink = kMaxLinks;
+  ASSERT_OK(st->engine()->Put(SharedKey(m.id), EncodeNode(n)));
+  EXPECT_EQ(ErrnoOf(st->Link(m.id, kRootId, "m3").status()), EMLINK);
+}
+
+// The last name of a file removed while the kernel holds it: readable and writable until
+// forgotten, then its data goes; a rename over a name of a linked file drops one link only.
+TEST_P(FileStoreTest, ALinkedFileHeldOpenOutlivesItsLastName) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+  ASSERT_OK(st->Write(f.id, 0, std::string(20000, 'z')));
+  ASSERT_OK(st->Link(f.id, kRootId, "g"));
+  ASSERT_OK_AND_ASSIGN(Attr x, st->Create(kRootId, "x", 0644, kUser));
+  ASSERT_OK(st->Rename(kRootId, "x", kRootId, "g", 0));  // over one name of f
+  EXPECT_EQ(st->GetAttr(f.id)->nlink, 1u);
+  EXPECT_EQ(st->Resolve("g")->id, x.id);
+  ASSERT_OK(st->Link(f.id, kRootId, "h"));
+  ASSERT_OK(st->Unlink(kRootId, "f"));
+  ASSERT_OK(st->Unlink(kRootId, "h"));
+  EXPECT_EQ(st->GetAttr(f.id)->nlink, 0u);
+  EXPECT_EQ(ReadAll(*st, f.id), std::string(20000, 'z'));
+  ASSERT_OK(st->Write(f.id, 20000, "more"));
+  EXPECT_EQ(ReadAll(*st, f.id), std::string(20000, 'z') + "more");
+  EXPECT_EQ(CountKeys(*st, "I"), 0u);
+  st->Forget(f.id, 100);
+  EXPECT_EQ(CountChunkKeys(*st), 0u);
+  EXPECT_EQ(List(*st, kRootId), (std::vector<std::string>{"g"}));
+}
+
+// st_blocks counts the chunks a file holds, through every way of making or filling a hole.
+TEST_P(FileStoreTest, BlocksCountTheChunksHeld) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+  auto blocks = [&]() -> uint64_t {
+    auto a = st->GetAttr(f.id);
+    return a.ok() ? a->blocks : 999999;
+  };
+  EXPECT_EQ(blocks(), 0u);
+  ASSERT_OK(st->Write(f.id, 0, "x"));
+  EXPECT_EQ(blocks(), 8u);                               // inline: one block, as ext4
+  ASSERT_OK(st->Write(f.id, 10 * kChunkSize + 5, "y"));  // chunk 0 and chunk 10
+  EXPECT_EQ(blocks(), 16u);
+  ASSERT_OK(st->Write(f.id, 3 * kChunkSize, std::string(kChunkSize, 'z')));  // a whole chunk
+  EXPECT_EQ(blocks(), 24u);
+  ASSERT_OK(st->Write(f.id, 3 * kChunkSize, std::string(kChunkSize, 'w')));  // again: no new one
+  EXPECT_EQ(blocks(), 24u);
+  AttrChange c;
+  c.size = 100 * kChunkSize;  // a hole
+  ASSERT_OK(st->SetAttr(f.id, c));
+  EXPECT_EQ(blocks(), 24u);
+  ASSERT_OK(st->Write(f.id, 50 * kChunkSize, std::string(2 * kChunkSize, 'v')));  // in the hole
+  EXPECT_EQ(blocks(), 40u);
+  c.size = 4 * kChunkSize;  // drops chunks 10, 50, 51
+  ASSERT_OK(st->SetAttr(f.id, c));
+  EXPECT_EQ(blocks(), 16u);
+  EXPECT_EQ(CountChunkKeys(*st), 2u);
+  // Reopen: the count is in the node.
+  ASSERT_OK(st->Close());
+  st.reset();
+  ASSERT_OK_AND_ASSIGN(st, Open());
+  ASSERT_OK_AND_ASSIGN(f, st->Resolve("f"));
+  EXPECT_EQ(f.blocks, 16u);
+  ASSERT_OK_AND_ASSIGN(Attr d, st->Mkdir(kRootId, "d", 0755, kUser));
+  EXPECT_EQ(d.blocks, 8u);
+}
+
+TEST_P(FileStoreTest, AllocatePunchesZeroesAndReservesAndSeekFindsHoles) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+  ASSERT_OK(st->Write(f.id, 0, std::string(8 * kChunkSize, 'a')));
+  auto seek = [&](uint64_t off, bool data) -> int64_t {
+    auto r = st->Seek(f.id, off, data);
+    return r.ok() ? static_cast<int64_t>(*r) : -ErrnoOf(r.status());
+  };
+  EXPECT_EQ(seek(5, true), 5);
+  EXPECT_EQ(seek(5, false), static_cast<int64_t>(8 * kChunkSize));
+  Allocation punch;
+  punch.kind = Allocation::Kind::kPunchHole;
+  punch.keep_size = true;
+  punch.offset = kChunkSize + 10;  // chunk 1 partly, 2 and 3 whole, 4 partly
+  punch.length = 4 * kChunkSize - 20;
+  ASSERT_OK(st->Allocate(f.id, punch));
+  ASSERT_OK_AND_ASSIGN(Attr a, st->GetAttr(f.id));
+  EXPECT_EQ(a.size, 8 * kChunkSize);
+  EXPECT_EQ(a.blocks, 6u * 8);
+  ASSERT_OK_AND_ASSIGN(std::string data, st->Read(f.id, 0, 8 * kChunkSize));
+  EXPECT_EQ(data, std::string(kChunkSize + 10, 'a') + std::string(4 * kChunkSize - 20, '\0') +
+                      std::string(3 * kChunkSize + 10, 'a'));
+  EXPECT_EQ(seek(0, false), static_cast<int64_t>(2 * kChunkSize));
+  EXPECT_EQ(seek(2 * kChunkSize, true), static_cast<int64_t>(4 * kChunkSize));
+  EXPECT_EQ(seek(8 * kChunkSize, true), -ENXIO);
+  // Zero a range reaching past the end: the size grows, no chunk is written.
+  Allocation zero;
+  zero.kind = Allocation::Kind::kZeroRange;
+  zero.offset = 6 * kChunkSize;
+  zero.length = 10 * kChunkSize;
+  ASSERT_OK(st->Allocate(f.id, zero));
+  ASSERT_OK_AND_ASSIGN(a, st->GetAttr(f.id));
+  EXPECT_EQ(a.size, 16 * kChunkSize);
+  EXPECT_EQ(a.blocks, 4u * 8);
+  EXPECT_EQ(seek(6 * kChunkSize, true), -ENXIO);
+  EXPECT_EQ(seek(5 * kChunkSize, false), static_cast<int64_t>(6 * kChunkSize));
+  // Reserve: the size only (keep_size: nothing at all), no chunk.
+  Allocation reserve;
+  reserve.offset = 0;
+  reserve.length = uint64_t{1} << 30;
+  ASSERT_OK(st->Allocate(f.id, reserve));
+  ASSERT_OK_AND_ASSIGN(a, st->GetAttr(f.id));
+  EXPECT_EQ(a.size, uint64_t{1} << 30);
+  EXPECT_EQ(a.blocks, 4u * 8);
+  reserve.keep_size = true;
+  reserve.length = uint64_t{2} << 30;
+  ASSERT_OK(st->Allocate(f.id, reserve));
+  EXPECT_EQ(st->GetAttr(f.id)->size, uint64_t{1} << 30);
+  reserve.keep_size = false;
+  reserve.offset = kMaxFileSize;
+  EXPECT_EQ(ErrnoOf(st->Allocate(f.id, reserve)), EFBIG);
+  reserve.offset = 0;
+  reserve.length = 0;
+  EXPECT_EQ(ErrnoOf(st->Allocate(f.id, reserve)), EINVAL);
+  // Inline files: zeros in place.
+  ASSERT_OK_AND_ASSIGN(Attr small, st->Create(kRootId, "small", 0644, kUser));
+  ASSERT_OK(st->Write(small.id, 0, "abcdef"));
+  punch.offset = 1;
+  punch.length = 2;
+  ASSERT_OK(st->Allocate(small.id, punch));
+  EXPECT_EQ(ReadAll(*st, small.id), std::string("a\0\0def", 6));
+  EXPECT_EQ(*st->Seek(small.id, 1, true), 1u);
+  EXPECT_EQ(*st->Seek(small.id, 1, false), 6u);
+  ASSERT_OK_AND_ASSIGN(Attr d, st->Mkdir(kRootId, "d", 0755, kUser));
+  EXPECT_EQ(ErrnoOf(st->Allocate(d.id, punch)), EISDIR);
+  EXPECT_EQ(ErrnoOf(st->Seek(d.id, 0, true).status()), EISDIR);
+  // All of it survives a reopen.
+  ASSERT_OK(st->Close());
+  st.reset();
+  ASSERT_OK_AND_ASSIGN(st, Open());
+  ASSERT_OK_AND_ASSIGN(a, st->Resolve("f"));
+  EXPECT_EQ(a.size, uint64_t{1} << 30);
+  EXPECT_EQ(a.blocks, 4u * 8);
+  EXPECT_EQ(CountChunkKeys(*st), 4u);
+}
+
+// Node version 1, as kvfs wrote it before link counts (no nlink, no rdev).
+std::string EncodeNodeV1(const Node& n) {
+  std::string v2 = EncodeNode(n);
+  // Version 2 is version 1 with u32 nlink, u64 rdev and u64 chunks after the flags byte.
+  constexpr size_t kFlagsEnd = 1 + 1 + 4 + 4 + 4 + 8 + 8 + 8 + 8 + 8 + 1;
+  v2.erase(kFlagsEnd, 20);
+  v2[0] = 1;
+  return v2;
+}
+
+// A store written by the kvfs before link counts (layout 1, version-1 nodes) still reads, with
+// its directories' counts counted; its first writable open rewrites it as layout 2.
+TEST_P(FileStoreTest, ALayoutOneStoreReadsAndIsUpgradedByAWritableOpen) {
+  {
+    engines::EngineOptions o;
+    o.background_work = false;
+    ASSERT_OK_AND_ASSIGN(auto engine, engines::OpenEngine(GetParam(), &fs_, kDir, o));
+    engines::WriteBatch b;
+    Node dir;
+    dir.type = NodeType::kDirectory;
+    dir.mode = 0755;
+    dir.id = kRootId;
+    b.Put("V", "kvfs-layout 1");
+    b.Put("N", EncodeU64(kFirstFreeId + 1024));
+    b.Put(NodeKey(""), EncodeNodeV1(dir));
+    dir.id = 20;
+    b.Put(NodeKey("a"), EncodeNodeV1(dir));
+    dir.id = 21;
+    b.Put(NodeKey("a/x"), EncodeNodeV1(dir));
+    dir.id = 22;
+    b.Put(NodeKey("a/y"), EncodeNodeV1(dir));
+    Node file;
+    file.mode = 0644;
+    file.id = 23;
+    file.size = 2;
+    file.inline_data = "hi";
+    b.Put(NodeKey("a/f"), EncodeNodeV1(file));
+    Node big;  // chunked: chunks 0 and 5 of 6
+    big.mode = 0644;
+    big.id = 24;
+    big.size = 6 * kChunkSize;
+    big.data_inline = false;
+    big.inline_data.clear();
+    b.Put(NodeKey("big"), EncodeNodeV1(big));
+    b.Put(ChunkKey(24, 0), std::string(kChunkSize, 'b'));
+    b.Put(ChunkKey(24, 5), std::string(kChunkSize, 'b'));
+    ASSERT_OK(engine->Apply(b));
+    ASSERT_OK(engine->Sync(engines::SyncKind::kFull));
+    ASSERT_OK(engine->Close());
+  }
+  {
+    // Read-only (kvfs check, ls): counted, nothing written.
+    engines::EngineOptions o;
+    o.read_only = true;
+    o.background_work = false;
+    ASSERT_OK_AND_ASSIGN(auto engine, engines::OpenEngine(GetParam(), &fs_, kDir, o));
+    FileStoreOptions fo;
+    fo.read_only = true;
+    ASSERT_OK_AND_ASSIGN(auto st, FileStore::Open(std::move(engine), fo));
+    EXPECT_EQ(st->Resolve("")->nlink, 3u);
+    EXPECT_EQ(st->Resolve("a")->nlink, 4u);
+    EXPECT_EQ(st->Resolve("big")->blocks, 16u);  // its chunk keys, counted
+    EXPECT_EQ(st->Resolve("a/f")->nlink, 1u);
+    EXPECT_EQ(ReadAll(*st, st->Resolve("a/f")->id), "hi");
+    std::vector<uint32_t> listed;
+    ASSERT_OK(st->ReadDir(st->Resolve("a")->id, "", false, [&](const DirEntry& e) {
+      listed.push_back(e.attr.nlink);
+      return true;
+    }));
+    EXPECT_EQ(listed, (std::vector<uint32_t>{1, 2, 2}));
+    EXPECT_EQ(*st->engine()->Get("V"), "kvfs-layout 1");
+    ASSERT_OK(st->Close());
+  }
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  EXPECT_EQ(*st->engine()->Get("V"), "kvfs-layout 2");
+  for (const char* path : {"", "a", "a/x"}) {
+    const std::string key = NodeKey(path);
+    ASSERT_OK_AND_ASSIGN(std::string value, st->engine()->Get(key));
+    EXPECT_EQ(value[0], 2) << path << ": rewritten in version 2";
+  }
+  ASSERT_OK_AND_ASSIGN(Node a, DecodeNode(*st->engine()->Get(NodeKey("a")), "a"));
+  EXPECT_EQ(a.nlink, 4u);
+  ASSERT_OK_AND_ASSIGN(Node big, DecodeNode(*st->engine()->Get(NodeKey("big")), "big"));
+  EXPECT_EQ(big.chunks, 2u);
+  ASSERT_OK(st->Mkdir(kRootId, "b", 0755, kUser));
+  EXPECT_EQ(st->Resolve("")->nlink, 4u);
+  EXPECT_EQ(ReadAll(*st, st->Resolve("a/f")->id), "hi");
+}
+
+TEST(Layout, NodeVersionsAndLinkCountsDecodeOrAreRefusedByName) {
+  Node dir;
+  dir.type = NodeType::kDirectory;
+  dir.nlink = 7;
+  ASSERT_OK_AND_ASSIGN(Node back, DecodeNode(EncodeNode(dir), "k"));
+  EXPECT_EQ(back, dir);
+  Node dev;
+  dev.type = NodeType::kFile;
+  dev.rdev = 0x1234567890;
+  dev.nlink = 3;
+  ASSERT_OK_AND_ASSIGN(back, DecodeNode(EncodeNode(dev), "k"));
+  EXPECT_EQ(back, dev);
+  std::string v3 = EncodeNode(dir);
+  v3[0] = 3;
+  EXPECT_TRUE(DecodeNode(v3, "k").status().IsCorruption());
+  EXPECT_NE(DecodeNode(v3, "k").status().ToString().find("unknown node version 3"),
+            std::string::npos);
+  dir.nlink = 1;  // a directory always has "." and its name
+  EXPECT_TRUE(DecodeNode(EncodeNode(dir), "k").status().IsCorruption());
+  dev.nlink = 0;
+  EXPECT_TRUE(DecodeNode(EncodeNode(dev), "k").status().IsCorruption());
+}
+
 // Found by tests/fuzz/layout_fuzz: a key whose name part holds '/' decoded to a path whose
 // NodeKey is another key, so two keys stood for one path.
 TEST(Layout, PathOfNodeKeyRefusesANameHoldingASlash) {

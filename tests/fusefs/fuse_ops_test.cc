@@ -5,8 +5,10 @@
 #define FUSE_USE_VERSION 314
 #include <fuse3/fuse_lowlevel.h>
 #include <gtest/gtest.h>
+#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -179,13 +181,96 @@ TEST_F(FilesystemTest, FilesLiveInTheirStoreAndRenamesAcrossStoresAreExdev) {
   EXPECT_EQ(ErrnoOf(fs_->Rename(a, "moved", a, "x", RENAME_WHITEOUT)), EINVAL);
 }
 
-TEST_F(FilesystemTest, SpecialFilesAndHardLinksAreRefused) {
+// mknod(2) of every type the kernel passes on: the type bits and rdev come back in the stat, as
+// they came, and again on a later getattr and after a reopen.
+TEST_F(FilesystemTest, MknodKeepsEveryFileTypeAndItsDeviceNumber) {
   OpenSingle(engines::EngineNames()[0]);
-  EXPECT_EQ(ErrnoOfResult(fs_->MakeNode(FUSE_ROOT_ID, "fifo", S_IFIFO | 0644, kUser)), EPERM);
-  EXPECT_EQ(ErrnoOfResult(fs_->MakeNode(FUSE_ROOT_ID, "dev", S_IFCHR | 0644, kUser)), EPERM);
-  auto f = fs_->MakeNode(FUSE_ROOT_ID, "plain", S_IFREG | 0600, kUser);
-  ASSERT_TRUE(f.ok()) << f.status().ToString();
-  EXPECT_EQ(f->attr.st_mode, S_IFREG | 0600u);
+  const struct {
+    const char* name;
+    mode_t mode;
+    uint64_t rdev;
+  } kinds[] = {
+      {"plain", S_IFREG | 0600, 0},
+      {"zero", 0640, 0},  // type 0: a regular file
+      {"fifo", S_IFIFO | 0644, 0},
+      {"sock", S_IFSOCK | 0755, 0},
+      {"chr", S_IFCHR | 0620, makedev(1, 3)},
+      {"blk", S_IFBLK | 0660, makedev(259, 70000)},
+  };
+  for (const auto& k : kinds) {
+    auto e = fs_->MakeNode(FUSE_ROOT_ID, k.name, k.mode, k.rdev, kUser);
+    ASSERT_TRUE(e.ok()) << k.name << ": " << e.status().ToString();
+    const mode_t type = (k.mode & S_IFMT) == 0 ? S_IFREG : k.mode & S_IFMT;
+    EXPECT_EQ(e->attr.st_mode, type | (k.mode & 07777 & ~kUser.umask)) << k.name;
+    EXPECT_EQ(e->attr.st_rdev, k.rdev) << k.name;
+    EXPECT_EQ(e->attr.st_size, 0) << k.name;
+    EXPECT_EQ(e->attr.st_nlink, 1u) << k.name;
+    auto st = fs_->GetAttr(e->ino);
+    ASSERT_TRUE(st.ok());
+    EXPECT_EQ(st->st_mode, e->attr.st_mode) << k.name;
+    EXPECT_EQ(st->st_rdev, k.rdev) << k.name;
+  }
+  EXPECT_EQ(ErrnoOfResult(fs_->MakeNode(FUSE_ROOT_ID, "fifo", S_IFIFO | 0644, 0, kUser)), EEXIST);
+  EXPECT_EQ(ErrnoOfResult(fs_->MakeNode(FUSE_ROOT_ID, "dir", S_IFDIR | 0755, 0, kUser)), EINVAL);
+  auto fifo = fs_->Lookup(FUSE_ROOT_ID, "fifo");
+  ASSERT_TRUE(fifo.ok());
+  EXPECT_EQ(ErrnoOfResult(fs_->Read(fifo->ino, 0, 10, nullptr)), EINVAL);
+  EXPECT_EQ(ErrnoOfResult(fs_->Write(fifo->ino, 0, "x")), EINVAL);
+}
+
+// link(2) within a store gives the same inode under a new name; across stores, into the mount's
+// root, onto the control directory's name or of a control file it is refused.
+TEST_F(FilesystemTest, HardLinksStayWithinTheirStore) {
+  OpenMulti();
+  const std::vector<std::string> names = engines::EngineNames();
+  ASSERT_GE(names.size(), 2u);
+  const uint64_t a = StoreRoot(names[0]);
+  const uint64_t b = StoreRoot(names[1]);
+  auto f = fs_->Create(a, "file", 0644, O_EXCL, kUser);
+  ASSERT_TRUE(f.ok());
+  auto g = fs_->Link(f->ino, a, "again");
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  EXPECT_EQ(g->ino, f->ino);
+  EXPECT_EQ(g->attr.st_nlink, 2u);
+  auto st = fs_->GetAttr(f->ino);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->st_nlink, 2u);
+  EXPECT_EQ(ErrnoOfResult(fs_->Link(f->ino, b, "file")), EXDEV);
+  EXPECT_EQ(ErrnoOfResult(fs_->Link(f->ino, FUSE_ROOT_ID, "file")), EXDEV);
+  EXPECT_EQ(ErrnoOfResult(fs_->Link(f->ino, a, "again")), EEXIST);
+  auto stats = fs_->Lookup(FUSE_ROOT_ID, ".kvfs");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(ErrnoOfResult(fs_->Link(stats->ino, a, "stats")), EPERM);
+  EXPECT_EQ(fs_->CollectStats().stores[0].files.links, 2u);  // the calls that reached it
+}
+
+// fallocate's modes as the daemon sorts them (the kernel refuses most bad input first), and
+// lseek's SEEK_DATA/SEEK_HOLE on store and control files.
+TEST_F(FilesystemTest, FallocateModesAndSeekWhences) {
+  OpenSingle(engines::EngineNames()[0]);
+  auto f = fs_->Create(FUSE_ROOT_ID, "f", 0644, O_EXCL, kUser);
+  ASSERT_TRUE(f.ok());
+  EXPECT_OK(fs_->Fallocate(f->ino, 0, 0, 1 << 20));
+  EXPECT_EQ(fs_->GetAttr(f->ino)->st_size, 1 << 20);
+  EXPECT_EQ(fs_->GetAttr(f->ino)->st_blocks, 0);
+  EXPECT_OK(fs_->Fallocate(f->ino, FALLOC_FL_KEEP_SIZE, 0, 2 << 20));
+  EXPECT_OK(fs_->Fallocate(f->ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096));
+  EXPECT_OK(fs_->Fallocate(f->ino, FALLOC_FL_ZERO_RANGE, 0, 4096));
+  EXPECT_EQ(ErrnoOf(fs_->Fallocate(f->ino, FALLOC_FL_PUNCH_HOLE, 0, 4096)), EOPNOTSUPP);
+  EXPECT_EQ(ErrnoOf(fs_->Fallocate(f->ino, FALLOC_FL_COLLAPSE_RANGE, 0, 4096)), EOPNOTSUPP);
+  EXPECT_EQ(ErrnoOf(fs_->Fallocate(f->ino, FALLOC_FL_INSERT_RANGE, 0, 4096)), EOPNOTSUPP);
+  EXPECT_EQ(ErrnoOf(fs_->Fallocate(f->ino, 0, 0, uint64_t{1} << 60)), ENOSPC);
+  ASSERT_TRUE(fs_->Write(f->ino, 8192, "data").ok());
+  EXPECT_EQ(*fs_->Lseek(f->ino, 0, SEEK_DATA), 8192u);
+  EXPECT_EQ(*fs_->Lseek(f->ino, 8192, SEEK_HOLE), 12288u);
+  EXPECT_EQ(ErrnoOfResult(fs_->Lseek(f->ino, 2 << 20, SEEK_DATA)), ENXIO);
+  EXPECT_EQ(ErrnoOfResult(fs_->Lseek(f->ino, 0, SEEK_END)), EINVAL);
+  auto stats = fs_->Lookup(FUSE_ROOT_ID, ".kvfs");
+  ASSERT_TRUE(stats.ok());
+  auto config = fs_->Lookup(stats->ino, "config");
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(ErrnoOf(fs_->Fallocate(config->ino, 0, 0, 10)), EPERM);
+  EXPECT_EQ(*fs_->Lseek(config->ino, 0, SEEK_DATA), 0u);
 }
 
 TEST_F(FilesystemTest, SingleStoreReservesDotKvfsAtTheRoot) {
@@ -528,10 +613,10 @@ TEST(StatsReport, JsonAndMetricsShowTheSameNumbersUnderTheSameNames) {
                                       "engine_stats", "wal", "recovery"}));
   EXPECT_EQ(keys(store["files"].dump()),
             (std::vector<std::string>{
-                "lookups",     "getattrs",    "setattrs", "readdirs",   "creates",   "mkdirs",
-                "symlinks",    "unlinks",     "rmdirs",   "renames",    "reads",     "read_bytes",
-                "writes",      "write_bytes", "fsyncs",   "fdatasyncs", "fsyncdirs", "errors",
-                "sync_errors", "known_nodes", "orphans"}));
+                "lookups",    "getattrs",    "setattrs",    "readdirs", "creates",    "mkdirs",
+                "symlinks",   "links",       "unlinks",     "rmdirs",   "renames",    "reads",
+                "read_bytes", "writes",      "write_bytes", "fsyncs",   "fdatasyncs", "fsyncdirs",
+                "errors",     "sync_errors", "known_nodes", "orphans"}));
   EXPECT_EQ(
       keys(store["engine_stats"].dump()),
       (std::vector<std::string>{"gets", "puts", "deletes", "batches", "scans", "bytes_written",

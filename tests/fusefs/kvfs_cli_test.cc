@@ -7,11 +7,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "engines/bitcask/bitcask.h"
 #include "engines/engine.h"
 #include "engines/events/events.h"
 #include "engines/events/format.h"
+#include "fusefs/file_store.h"
+#include "fusefs/layout.h"
 #include "sync/posix_file_system.h"
 #include "tests/test_util.h"
 
@@ -408,6 +411,112 @@ TEST(KvfsCli, SalvageOfAnEventStoreKeepsEachStreamUpToItsFirstBreak) {
   EXPECT_EQ(es->Stat("orders")->events, 3u);
   EXPECT_EQ(*es->ReadEvent("orders", 2), "payload-of-event-2");
   EXPECT_EQ(es->Stat("other")->events, 6u);
+}
+
+// A tree made through the file layer in `dir` (engine bitcask): fn(store) runs on it.
+void MakeTree(const std::string& dir, const std::function<void(fusefs::FileStore*)>& fn) {
+  auto e = engines::OpenEngine("bitcask", sync::DefaultFileSystem(), dir, {});
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  auto st = fusefs::FileStore::Open(std::move(*e), {});
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  fn(st->get());
+  ASSERT_OK((*st)->Close());
+}
+
+// Rewrites the node at `path` with fn applied, straight through the engine.
+void EditNode(const std::string& dir, const std::string& path,
+              const std::function<void(fusefs::Node*)>& fn) {
+  auto e = engines::OpenEngine("bitcask", sync::DefaultFileSystem(), dir, {});
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  const std::string key = path.size() > 1 && path[0] == 'I' ? path : fusefs::NodeKey(path);
+  ASSERT_OK_AND_ASSIGN(std::string value, (*e)->Get(key));
+  ASSERT_OK_AND_ASSIGN(fusefs::Node n, fusefs::DecodeNode(value, key));
+  fn(&n);
+  ASSERT_OK((*e)->Put(key, fusefs::EncodeNode(n)));
+  ASSERT_OK((*e)->Close());
+}
+
+// A directory whose link count is not 2 plus its subdirectories is damage check names.
+TEST(KvfsCli, CheckFindsADirectoryLinkCountThatDoesNotMatchItsSubdirectories) {
+  test::TempDir tmp;
+  const fusefs::Caller me{0, 0, 022};
+  MakeTree(tmp.Sub("store"), [&](fusefs::FileStore* st) {
+    auto a = st->Mkdir(fusefs::kRootId, "a", 0755, me);
+    ASSERT_TRUE(a.ok());
+    ASSERT_OK(st->Mkdir(a->id, "b", 0755, me));
+    ASSERT_OK(st->Create(a->id, "f", 0644, me));
+  });
+  CliRun r = Kvfs("check --engine bitcask " + tmp.Sub("store"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EditNode(tmp.Sub("store"), "a", [](fusefs::Node* n) { n->nlink = 4; });
+  r = Kvfs("check --engine bitcask " + tmp.Sub("store"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("/a: Corruption: directory link count 4, but 1 subdirectories"),
+            std::string::npos)
+      << r.output;
+}
+
+// kvfs check counts the names of every file against its link count, and finds a shared record
+// (hard links) that no name points to, and a name whose shared record is gone.
+TEST(KvfsCli, CheckVerifiesLinkCountsAgainstTheNamesOfEachFile) {
+  test::TempDir tmp;
+  const fusefs::Caller me{0, 0, 022};
+  const std::string store = tmp.Sub("store");
+  uint64_t f_id = 0;
+  MakeTree(store, [&](fusefs::FileStore* st) {
+    auto d = st->Mkdir(fusefs::kRootId, "d", 0755, me);
+    auto f = st->Create(fusefs::kRootId, "f", 0644, me);
+    ASSERT_TRUE(d.ok() && f.ok());
+    f_id = f->id;
+    ASSERT_OK(st->Write(f->id, 0, std::string(9000, 'x')));
+    ASSERT_OK(st->Link(f->id, d->id, "g"));
+    auto p = st->Mknod(fusefs::kRootId, "p", fusefs::NodeType::kFifo, 0644, 0, me);
+    ASSERT_TRUE(p.ok());
+    ASSERT_OK(st->Link(p->id, fusefs::kRootId, "p2"));
+  });
+  CliRun r = Kvfs("check --engine bitcask " + store);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("1 files (9000 bytes read back)"), std::string::npos) << r.output;
+
+  // A chunk count that is not the chunks held (st_blocks would lie).
+  const std::string shared = fusefs::SharedKey(f_id);
+  EditNode(store, shared, [](fusefs::Node* n) { n->chunks = 1; });
+  r = Kvfs("check --engine bitcask " + store);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("its node counts 1 chunks, but it holds 3"), std::string::npos)
+      << r.output;
+  EditNode(store, shared, [](fusefs::Node* n) { n->chunks = 3; });
+
+  EditNode(store, shared, [](fusefs::Node* n) { n->nlink = 3; });
+  r = Kvfs("check --engine bitcask " + store);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(
+      r.output.find("Corruption: link count 3, but 2 names point to file " + std::to_string(f_id)),
+      std::string::npos)
+      << r.output;
+  EditNode(store, shared, [](fusefs::Node* n) { n->nlink = 2; });
+
+  // A shared record nobody names; then a name whose shared record is gone.
+  {
+    auto e = engines::OpenEngine("bitcask", sync::DefaultFileSystem(), store, {});
+    ASSERT_TRUE(e.ok());
+    ASSERT_OK_AND_ASSIGN(std::string value, (*e)->Get(shared));
+    ASSERT_OK((*e)->Put(fusefs::SharedKey(999999), value));
+    ASSERT_OK((*e)->Close());
+  }
+  r = Kvfs("check --engine bitcask " + store);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("has no name"), std::string::npos) << r.output;
+  {
+    auto e = engines::OpenEngine("bitcask", sync::DefaultFileSystem(), store, {});
+    ASSERT_TRUE(e.ok());
+    ASSERT_OK((*e)->Delete(fusefs::SharedKey(999999)));
+    ASSERT_OK((*e)->Delete(shared));
+    ASSERT_OK((*e)->Close());
+  }
+  r = Kvfs("check --engine bitcask " + store);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("whose shared record is missing"), std::string::npos) << r.output;
 }
 
 TEST(KvfsCli, CheckRefusesAnUnknownEngine) {
