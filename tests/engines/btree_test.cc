@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <latch>
 #include <map>
 #include <random>
 #include <string>
@@ -600,12 +601,16 @@ TEST(BtreeConcurrencyTest, ReadersSeeWholeTreesWhileWritersSplitMergeAndCheckpoi
   constexpr int kWriters = 2;
   constexpr int kBatches = 250;
   std::atomic<int> writers_left{kWriters};
+  // The writers start once both readers run, and each reader reads at least once (do-while):
+  // the overlap is by construction, not by how the threads happen to be scheduled.
+  std::latch readers_running(2);
   std::vector<std::thread> threads;
   std::vector<std::map<std::string, std::string>> models(kWriters);
   for (int t = 0; t < kWriters; ++t) {
     threads.emplace_back([&, t] {
       std::mt19937_64 rng(100 + t);
       auto& model = models[t];
+      readers_running.wait();
       for (int i = 1; i <= kBatches; ++i) {
         WriteBatch wb;
         // Grow for a while, then shrink (merges), then grow again.
@@ -628,7 +633,8 @@ TEST(BtreeConcurrencyTest, ReadersSeeWholeTreesWhileWritersSplitMergeAndCheckpoi
   std::atomic<int> verifies{0};
   threads.emplace_back([&] {
     std::map<std::string, int> last;
-    while (writers_left > 0) {
+    readers_running.count_down();
+    do {
       EXPECT_OK(e->Verify());
       ++verifies;
       EXPECT_OK(e->Scan({}, [&](std::string_view k, std::string_view v) {
@@ -638,11 +644,12 @@ TEST(BtreeConcurrencyTest, ReadersSeeWholeTreesWhileWritersSplitMergeAndCheckpoi
         seen = version;
         return true;
       }));
-    }
+    } while (writers_left > 0);
   });
   threads.emplace_back([&] {
     std::mt19937_64 rng(7);
-    while (writers_left > 0) {
+    readers_running.count_down();
+    do {
       const std::string key =
           "w" + std::to_string(rng() % kWriters) + "/" + std::to_string(rng() % 90);
       auto v = e->Get(key);
@@ -651,7 +658,7 @@ TEST(BtreeConcurrencyTest, ReadersSeeWholeTreesWhileWritersSplitMergeAndCheckpoi
       } else {
         EXPECT_TRUE(v.status().IsNotFound()) << v.status().ToString();
       }
-    }
+    } while (writers_left > 0);
   });
   for (auto& th : threads) th.join();
   EXPECT_GT(verifies.load(), 0);

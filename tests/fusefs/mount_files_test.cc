@@ -789,7 +789,7 @@ TEST_P(MountFilesTest, CpTarAndRsyncCopyEveryFileTypeAsOnTheLocalDisk) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, MountFilesTest, testing::ValuesIn(engines::EngineNames()),
+INSTANTIATE_TEST_SUITE_P(Engines, MountFilesTest, testing::ValuesIn(engines::FileEngineNames()),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
