@@ -2,6 +2,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <string>
 
@@ -30,6 +31,18 @@
 // NOLINTEND(bugprone-macro-parentheses)
 
 namespace kvfs::test {
+
+// Sets the process umask for one scope and puts the old one back, even when an ASSERT returns.
+class ScopedUmask {
+ public:
+  explicit ScopedUmask(mode_t mask) : old_(::umask(mask)) {}
+  ~ScopedUmask() { ::umask(old_); }
+  ScopedUmask(const ScopedUmask&) = delete;
+  ScopedUmask& operator=(const ScopedUmask&) = delete;
+
+ private:
+  const mode_t old_;
+};
 
 inline Status AsStatus(const Status& s) { return s; }
 template <typename T>

@@ -94,11 +94,13 @@ size_t LocalSize(size_t key_size, size_t payload_size, size_t page_size) {
   return local;
 }
 
-std::string EncodeLeafCell(uint32_t key_size, uint32_t value_size, std::string_view local,
-                           PageNo overflow) {
+namespace {
+
+// Both cell kinds: two 4-byte fields, the local bytes, then the first overflow page if any.
+std::string EncodeCell(uint32_t first, uint32_t second, std::string_view local, PageNo overflow) {
   std::string c(8, '\0');
-  EncodeFixed32(c.data(), key_size);
-  EncodeFixed32(c.data() + 4, value_size);
+  EncodeFixed32(c.data(), first);
+  EncodeFixed32(c.data() + 4, second);
   c.append(local);
   if (overflow != 0) {
     char b[4];
@@ -108,18 +110,16 @@ std::string EncodeLeafCell(uint32_t key_size, uint32_t value_size, std::string_v
   return c;
 }
 
+}  // namespace
+
+std::string EncodeLeafCell(uint32_t key_size, uint32_t value_size, std::string_view local,
+                           PageNo overflow) {
+  return EncodeCell(key_size, value_size, local, overflow);
+}
+
 std::string EncodeInternalCell(PageNo child, uint32_t key_size, std::string_view local,
                                PageNo overflow) {
-  std::string c(8, '\0');
-  EncodeFixed32(c.data(), child);
-  EncodeFixed32(c.data() + 4, key_size);
-  c.append(local);
-  if (overflow != 0) {
-    char b[4];
-    EncodeFixed32(b, overflow);
-    c.append(b, 4);
-  }
-  return c;
+  return EncodeCell(child, key_size, local, overflow);
 }
 
 Result<Cell> NodeCell(const char* p, size_t page_size, int i) {

@@ -27,16 +27,7 @@ namespace {
 
 const Caller kUser{1000, 1000, 022};
 
-class ScopedUmask {
- public:
-  explicit ScopedUmask(mode_t mask) : old_(::umask(mask)) {}
-  ~ScopedUmask() { ::umask(old_); }
-  ScopedUmask(const ScopedUmask&) = delete;
-  ScopedUmask& operator=(const ScopedUmask&) = delete;
-
- private:
-  const mode_t old_;
-};
+using test::ScopedUmask;
 
 config::Config OneStore(const std::string& dir, const std::string& engine) {
   auto c = config::SingleEngineConfig(dir, engine, engines::EngineNames());

@@ -22,17 +22,7 @@
 namespace kvfs::sync {
 namespace {
 
-// Sets the process umask for one test and puts the old one back.
-class ScopedUmask {
- public:
-  explicit ScopedUmask(mode_t mask) : old_(::umask(mask)) {}
-  ~ScopedUmask() { ::umask(old_); }
-  ScopedUmask(const ScopedUmask&) = delete;
-  ScopedUmask& operator=(const ScopedUmask&) = delete;
-
- private:
-  const mode_t old_;
-};
+using test::ScopedUmask;
 
 // The permission bits of `path` as lstat(2) sees them, read without the code under test.
 uint32_t ModeOnDisk(const std::string& path) {
