@@ -1495,7 +1495,7 @@ TEST_P(MountTest, ConcurrentExclusiveCreatesAndAppends) {
   }
   EXPECT_EQ(total, kNames) << "O_EXCL creates won in total (each name exactly once)";
   for (int i = 0; i < kNames; ++i) {
-    char name[8];
+    char name[16];
     std::snprintf(name, sizeof name, "x%02d", i);
     EXPECT_EQ(ReadFile(m().At(name)).size(), 1u) << name << " written by more than one creator";
   }
