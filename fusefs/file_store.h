@@ -72,6 +72,14 @@ struct Attr {
   uint32_t nlink = 1;
 };
 
+// A file's xattrs as its node counts them.
+struct XattrUsage {
+  uint32_t count = 0;
+  uint32_t name_bytes = 0;
+  uint64_t value_bytes = 0;
+  bool inline_set = false;  // held in the node itself (a layout-1 or -2 store opened read-only)
+};
+
 // Who asks: new nodes belong to uid and gid (or the parent's gid when the parent is setgid);
 // umask is applied to the mode of new nodes.
 struct Caller {
@@ -199,13 +207,19 @@ class FileStore {
   Status SyncDir(uint64_t id);                  // fsync on a directory
   Status SyncAll();                             // syncfs, unmount
 
-  // --- xattrs (stored in the node) --------------------------------------------------------
+  // --- xattrs (one key each, layout.h; file_store_xattrs.cc) ------------------------------
+  // A set or remove costs one Get and one batch whatever the file's other attributes; they
+  // belong to the file (every name of it) and go with it. ERANGE for a name that is empty or
+  // over kMaxXattrNameLength, as the kernel.
   Result<std::string> GetXattr(uint64_t id, std::string_view name);  // ENODATA if absent
-  // flags: XATTR_CREATE (EEXIST if present), XATTR_REPLACE (ENODATA if absent), or 0.
-  // E2BIG/ERANGE-style limits: kMaxXattr* (ENOSPC when the node's total would exceed it).
+  // flags: XATTR_CREATE (EEXIST if present), XATTR_REPLACE (ENODATA if absent), or 0. E2BIG for
+  // a value over kMaxXattrValueLength; ENOSPC past the file's totals (kMaxXattrList,
+  // kMaxXattrTotal). ctime changes, as on ext4.
   Status SetXattr(uint64_t id, std::string_view name, std::string_view value, int flags);
-  Result<std::vector<std::string>> ListXattr(uint64_t id);
-  Status RemoveXattr(uint64_t id, std::string_view name);  // ENODATA if absent
+  Result<std::vector<std::string>> ListXattr(uint64_t id);  // in name order
+  Status RemoveXattr(uint64_t id, std::string_view name);   // ENODATA if absent
+  // What the node of `id` counts of its xattrs (kvfs check compares it with the keys).
+  Result<XattrUsage> XattrUsageOf(uint64_t id);
 
   // --- offline tools and introspection ----------------------------------------------------
   // The attributes of `path` ("" or "/" = root; "a/b", leading and trailing '/' ignored),
