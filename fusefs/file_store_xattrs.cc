@@ -39,9 +39,7 @@ Status InlineInWritableStore(const Node& n) {
                             "upgrade moves them to keys): left unchanged");
 }
 
-std::string NoAttribute(std::string_view name) {
-  return "no attribute " + EscapeKey(name);
-}
+std::string NoAttribute(std::string_view name) { return "no attribute " + EscapeKey(name); }
 
 }  // namespace
 
