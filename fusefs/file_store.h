@@ -30,7 +30,7 @@
 // Unlink/rename-over of a file the kernel still holds (lookup count > 0, e.g. open): the node
 // disappears from the namespace but its data stays readable and writable through its id until
 // Forget drops the last reference; an orphan record ("O" key) in the same batch makes the next
-// Open delete the data if the daemon dies first.
+// Open delete the data and the xattr keys if the daemon dies first.
 //
 // Errors are Status with sys_errno() set to the errno FUSE should answer: ENOENT, EEXIST,
 // ENOTDIR, EISDIR, ENOTEMPTY, ENAMETOOLONG, EINVAL, EFBIG, ENOSPC, EROFS, EIO, ENODATA, ERANGE,
