@@ -22,6 +22,7 @@
 #include <ctime>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,7 @@ struct TreeCounts {
     std::string path;
   };
   std::map<uint64_t, Names> names;
+  std::set<uint64_t> ids;  // every file and directory found, the root included
 };
 
 void Damage(TreeCounts* c, fusefs::ProgressLine* progress, const std::string& store,
@@ -90,6 +92,70 @@ void CheckChunkCount(FileStore* files, const std::string& store, const std::stri
   Damage(c, progress, store, path,
          Status::Corruption("its node counts " + std::to_string(attr.blocks / kSectors) +
                             " chunks, but it holds " + std::to_string(keys)));
+}
+
+// A node counts its xattrs (count, names' bytes, values' bytes, layout.h): the counts must be
+// what its "X" keys hold. Also notes the id as found, for CheckXattrKeys.
+void CheckXattrs(FileStore* files, const std::string& store, const std::string& path, uint64_t id,
+                 TreeCounts* c, fusefs::ProgressLine* progress) {
+  c->ids.insert(id);
+  auto usage = files->XattrUsageOf(id);
+  if (!usage.ok()) return Damage(c, progress, store, path, usage.status());
+  if (usage->inline_set) return;  // a layout-1 or -2 store: the set is in the node itself
+  fusefs::XattrUsage keys;
+  engines::ScanOptions so;
+  so.prefix = fusefs::XattrPrefix(id);
+  Status s = files->engine()->Scan(so, [&](std::string_view key, std::string_view value) {
+    ++keys.count;
+    keys.name_bytes += static_cast<uint32_t>(key.size() - so.prefix.size());
+    keys.value_bytes += value.size();
+    return true;
+  });
+  if (!s.ok()) return Damage(c, progress, store, path, s);
+  if (keys.count == usage->count && keys.name_bytes == usage->name_bytes &&
+      keys.value_bytes == usage->value_bytes) {
+    return;
+  }
+  auto text = [](const fusefs::XattrUsage& u) {
+    return std::to_string(u.count) + " (names " + std::to_string(u.name_bytes) + " bytes, values " +
+           std::to_string(u.value_bytes) + " bytes)";
+  };
+  Damage(c, progress, store, path,
+         Status::Corruption("its node counts " + text(*usage) + " xattrs, but its keys hold " +
+                            text(keys)));
+}
+
+// Every xattr key must belong to a file the walk found, or to an orphan (a file unlinked while
+// open, whose keys the next writable open deletes with it).
+void CheckXattrKeys(engines::Engine* engine, const std::string& store, TreeCounts* c,
+                    fusefs::ProgressLine* progress) {
+  std::set<uint64_t> orphans;
+  engines::ScanOptions so;
+  so.prefix = std::string(fusefs::kOrphanPrefix);
+  so.keys_only = true;
+  Status s = engine->Scan(so, [&](std::string_view key, std::string_view) {
+    auto id = fusefs::IdOfOrphanKey(key);
+    if (id.ok()) orphans.insert(*id);
+    return true;
+  });
+  if (!s.ok()) return Damage(c, progress, store, "", s);
+  std::map<uint64_t, uint64_t> stray;  // id -> keys
+  so.prefix = std::string(fusefs::kXattrPrefix);
+  s = engine->Scan(so, [&](std::string_view key, std::string_view) {
+    auto id = fusefs::IdOfXattrKey(key);
+    if (!id.ok()) {
+      Damage(c, progress, store, "", id.status());
+    } else if (c->ids.count(*id) == 0 && orphans.count(*id) == 0) {
+      ++stray[*id];
+    }
+    return true;
+  });
+  if (!s.ok()) return Damage(c, progress, store, "", s);
+  for (const auto& [id, n] : stray) {
+    Damage(c, progress, store, "",
+           Status::Corruption(std::to_string(n) + " xattr keys of file " + std::to_string(id) +
+                              ", which no name and no orphan record holds"));
+  }
 }
 
 // Walks the tree under `path` as the mount would: list each directory, read every file
@@ -127,6 +193,7 @@ void Walk(FileStore* files, const std::string& store, const std::string& path, u
       n.nlink = attr->nlink;
       n.path = p;
     }
+    CheckXattrs(files, store, p, attr->id, c, progress);
     switch (attr->type) {
       case NodeType::kDirectory:
         ++c->dirs;
@@ -281,9 +348,11 @@ Verdict CheckStore(const config::StoreConfig& sc) {
   TreeCounts c;
   // The keys' and values' bytes: more than the files' bytes, which are among them.
   progress.Start(sc.name, "files", bytes);
+  CheckXattrs(files->get(), sc.name, "", fusefs::kRootId, &c, &progress);
   Walk(files->get(), sc.name, "", fusefs::kRootId, &c, &progress);
   progress.Clear();
   CheckLinkCounts((*files)->engine(), sc.name, &c, &progress);
+  CheckXattrKeys((*files)->engine(), sc.name, &c, &progress);
   const bool closed = (*files)->Close().ok();
   if (c.damaged > 0) {
     std::fprintf(stderr, "kvfs: store %s (%s): %llu damaged entries\n", sc.name.c_str(),

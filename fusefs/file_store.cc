@@ -3,7 +3,6 @@
 // (file_store_impl.h).
 #include "fusefs/file_store.h"
 
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -70,15 +69,17 @@ Result<std::unique_ptr<FileStore>> FileStore::Open(std::unique_ptr<engines::Engi
     KVFS_RETURN_IF_ERROR(s.engine->Sync(engines::SyncKind::kFull));
     version = std::string(kLayoutVersion);
   }
-  if (*version == kLayoutVersion1 && !options.read_only) {
-    // Directory link counts: counted once here, then kept by every mutation.
-    KVFS_RETURN_IF_ERROR(s.UpgradeLayout1());
-    version = std::string(kLayoutVersion);
-  }
-  if (*version != kLayoutVersion && *version != kLayoutVersion1) {
+  if (*version != kLayoutVersion && *version != kLayoutVersion2 && *version != kLayoutVersion1) {
     return Status::Corruption("key V: unknown file layout '" + EscapeKey(*version) +
-                              "' (this kvfs reads '" + std::string(kLayoutVersion) + "' and '" +
+                              "' (this kvfs reads '" + std::string(kLayoutVersion) + "', '" +
+                              std::string(kLayoutVersion2) + "' and '" +
                               std::string(kLayoutVersion1) + "')");
+  }
+  if (*version != kLayoutVersion && !options.read_only) {
+    // Directory link counts and chunk counts (layout 1), xattr keys (1 and 2): made once here,
+    // then kept by every mutation.
+    KVFS_RETURN_IF_ERROR(s.UpgradeLayout());
+    version = std::string(kLayoutVersion);
   }
   auto root = s.GetNode("");
   if (!root.ok()) {
@@ -676,70 +677,6 @@ Status FileStore::SyncDir(uint64_t id) {
 }
 
 Status FileStore::SyncAll() { return impl_->SyncEngine(engines::SyncKind::kFull); }
-
-Result<std::string> FileStore::GetXattr(uint64_t id, std::string_view name) {
-  Impl& s = *impl_;
-  std::shared_lock lock(s.mu);
-  if (s.IsViewId(id)) return Errno(ENODATA, "no attribute " + std::string(name));
-  KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
-  auto it = l.node.xattrs.find(std::string(name));
-  if (it == l.node.xattrs.end()) return Errno(ENODATA, "no attribute " + std::string(name));
-  return it->second;
-}
-
-Status FileStore::SetXattr(uint64_t id, std::string_view name, std::string_view value, int flags) {
-  Impl& s = *impl_;
-  if (name.empty() || name.size() > kMaxXattrNameLength) {
-    return Errno(ERANGE, "attribute name of " + std::to_string(name.size()) + " bytes");
-  }
-  if (value.size() > kMaxXattrValueLength) return Errno(E2BIG, "attribute value too large");
-  {
-    std::unique_lock lock(s.mu);
-    KVFS_RETURN_IF_ERROR(s.CheckWritable());
-    KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
-    auto& xattrs = l.node.xattrs;
-    const std::string key(name);
-    const bool present = xattrs.count(key) > 0;
-    if ((flags & XATTR_CREATE) && present) return Errno(EEXIST, "attribute exists: " + key);
-    if ((flags & XATTR_REPLACE) && !present) return Errno(ENODATA, "no attribute " + key);
-    xattrs[key] = std::string(value);
-    size_t total = 0;
-    for (const auto& [n, v] : xattrs) total += n.size() + v.size();
-    if (total > kMaxXattrTotal) return Errno(ENOSPC, "attributes of this node exceed 64 KiB");
-    l.node.ctime_ns = NowNs();
-    engines::WriteBatch batch;
-    s.PutNode(l, &batch);
-    if (!batch.empty()) KVFS_RETURN_IF_ERROR(s.ApplyBatch(batch));
-  }
-  return s.SyncIfAlways();
-}
-
-Result<std::vector<std::string>> FileStore::ListXattr(uint64_t id) {
-  Impl& s = *impl_;
-  std::shared_lock lock(s.mu);
-  if (s.IsViewId(id)) return std::vector<std::string>();
-  KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
-  std::vector<std::string> names;
-  for (const auto& [n, v] : l.node.xattrs) names.push_back(n);
-  return names;
-}
-
-Status FileStore::RemoveXattr(uint64_t id, std::string_view name) {
-  Impl& s = *impl_;
-  {
-    std::unique_lock lock(s.mu);
-    KVFS_RETURN_IF_ERROR(s.CheckWritable());
-    KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
-    if (l.node.xattrs.erase(std::string(name)) == 0) {
-      return Errno(ENODATA, "no attribute " + std::string(name));
-    }
-    l.node.ctime_ns = NowNs();
-    engines::WriteBatch batch;
-    s.PutNode(l, &batch);
-    if (!batch.empty()) KVFS_RETURN_IF_ERROR(s.ApplyBatch(batch));
-  }
-  return s.SyncIfAlways();
-}
 
 Result<Attr> FileStore::Resolve(std::string_view path) {
   Attr attr;

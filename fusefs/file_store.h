@@ -30,7 +30,7 @@
 // Unlink/rename-over of a file the kernel still holds (lookup count > 0, e.g. open): the node
 // disappears from the namespace but its data stays readable and writable through its id until
 // Forget drops the last reference; an orphan record ("O" key) in the same batch makes the next
-// Open delete the data if the daemon dies first.
+// Open delete the data and the xattr keys if the daemon dies first.
 //
 // Errors are Status with sys_errno() set to the errno FUSE should answer: ENOENT, EEXIST,
 // ENOTDIR, EISDIR, ENOTEMPTY, ENAMETOOLONG, EINVAL, EFBIG, ENOSPC, EROFS, EIO, ENODATA, ERANGE,
@@ -70,6 +70,14 @@ struct Attr {
   // Directories: 2 + subdirectories, as ext4 (find(1) skips a leaf directory's entries by it);
   // others: 1; an orphan (unlinked while held): 0.
   uint32_t nlink = 1;
+};
+
+// A file's xattrs as its node counts them.
+struct XattrUsage {
+  uint32_t count = 0;
+  uint32_t name_bytes = 0;
+  uint64_t value_bytes = 0;
+  bool inline_set = false;  // held in the node itself (a layout-1 or -2 store opened read-only)
 };
 
 // Who asks: new nodes belong to uid and gid (or the parent's gid when the parent is setgid);
@@ -199,13 +207,19 @@ class FileStore {
   Status SyncDir(uint64_t id);                  // fsync on a directory
   Status SyncAll();                             // syncfs, unmount
 
-  // --- xattrs (stored in the node) --------------------------------------------------------
+  // --- xattrs (one key each, layout.h; file_store_xattrs.cc) ------------------------------
+  // A set or remove costs one Get and one batch whatever the file's other attributes; they
+  // belong to the file (every name of it) and go with it. ERANGE for a name that is empty or
+  // over kMaxXattrNameLength, as the kernel.
   Result<std::string> GetXattr(uint64_t id, std::string_view name);  // ENODATA if absent
-  // flags: XATTR_CREATE (EEXIST if present), XATTR_REPLACE (ENODATA if absent), or 0.
-  // E2BIG/ERANGE-style limits: kMaxXattr* (ENOSPC when the node's total would exceed it).
+  // flags: XATTR_CREATE (EEXIST if present), XATTR_REPLACE (ENODATA if absent), or 0. E2BIG for
+  // a value over kMaxXattrValueLength; ENOSPC past the file's totals (kMaxXattrList,
+  // kMaxXattrTotal). ctime changes, as on ext4.
   Status SetXattr(uint64_t id, std::string_view name, std::string_view value, int flags);
-  Result<std::vector<std::string>> ListXattr(uint64_t id);
-  Status RemoveXattr(uint64_t id, std::string_view name);  // ENODATA if absent
+  Result<std::vector<std::string>> ListXattr(uint64_t id);  // in name order
+  Status RemoveXattr(uint64_t id, std::string_view name);   // ENODATA if absent
+  // What the node of `id` counts of its xattrs (kvfs check compares it with the keys).
+  Result<XattrUsage> XattrUsageOf(uint64_t id);
 
   // --- offline tools and introspection ----------------------------------------------------
   // The attributes of `path` ("" or "/" = root; "a/b", leading and trailing '/' ignored),

@@ -271,39 +271,45 @@ void FileStore::Impl::ApplyTableMoves(const std::unordered_map<uint64_t, std::st
   }
 }
 
-Status FileStore::Impl::UpgradeLayout1() {
-  // Every node once: each directory's subdirectories counted by its parent's path.
+Status FileStore::Impl::UpgradeLayout() {
+  // Every node once (names and shared records): each directory's subdirectories counted by its
+  // parent's path; those that need it rewritten below.
   std::unordered_map<std::string, uint32_t> subdirs;
-  internal::NodeRecords dirs, files;
+  struct Record {
+    std::string key;
+    std::string path;  // node records only
+    Node node;
+  };
+  std::vector<Record> rewrite;
+  bool chunks_unknown = false;
   Status bad;
-  for (const std::string_view prefix : {std::string_view("R"), std::string_view("M")}) {
+  for (const std::string_view prefix :
+       {std::string_view("R"), std::string_view("M"), kSharedPrefix}) {
     engines::ScanOptions so;
     so.prefix = std::string(prefix);
     KVFS_RETURN_IF_ERROR(engine->Scan(so, [&](std::string_view key, std::string_view value) {
       if (prefix == "R" && key != "R") return true;
       auto node = DecodeNode(value, key);
-      auto path = PathOfNodeKey(key);
+      Result<std::string> path = prefix == kSharedPrefix ? std::string() : PathOfNodeKey(key);
       if (!node.ok() || !path.ok()) {
         bad = node.ok() ? path.status() : node.status();
         return false;
       }
-      if (node->chunks == kUnknownChunks) files.emplace_back(*path, value);
-      if (node->type != NodeType::kDirectory) return true;
-      dirs.emplace_back(*path, value);
-      if (!path->empty()) ++subdirs[std::string(ParentOf(*path))];
+      if (node->type == NodeType::kDirectory && prefix != kSharedPrefix && !path->empty()) {
+        ++subdirs[std::string(ParentOf(*path))];
+      }
+      // A layout-1 directory (nlink 0) or chunked file (chunks unknown), or a set of xattrs.
+      const bool dir = node->type == NodeType::kDirectory && node->nlink == 0;
+      if (!dir && node->chunks != kUnknownChunks && node->inline_xattrs.empty()) return true;
+      chunks_unknown = chunks_unknown || node->chunks == kUnknownChunks;
+      rewrite.push_back({std::string(key), *path, std::move(*node)});
       return true;
     }));
     KVFS_RETURN_IF_ERROR(bad);
   }
-  engines::WriteBatch batch;
-  for (const auto& [path, value] : dirs) {
-    KVFS_ASSIGN_OR_RETURN(Node n, DecodeNode(value, NodeKey(path)));
-    n.nlink = 2 + subdirs[path];
-    batch.Put(NodeKey(path), EncodeNode(n));
-  }
-  // Chunked files: their chunk keys counted (st_blocks), one scan of all chunk keys.
+  // Chunked files of layout 1: their chunk keys counted (st_blocks), one scan of all chunk keys.
   std::unordered_map<uint64_t, uint64_t> chunks;
-  if (!files.empty()) {
+  if (chunks_unknown) {
     engines::ScanOptions so;
     so.prefix = "D";
     so.keys_only = true;
@@ -318,10 +324,14 @@ Status FileStore::Impl::UpgradeLayout1() {
     }));
     KVFS_RETURN_IF_ERROR(bad);
   }
-  for (const auto& [path, value] : files) {
-    KVFS_ASSIGN_OR_RETURN(Node n, DecodeNode(value, NodeKey(path)));
-    n.chunks = chunks[n.id];
-    batch.Put(NodeKey(path), EncodeNode(n));
+  engines::WriteBatch batch;
+  for (Record& r : rewrite) {
+    if (r.node.type == NodeType::kDirectory && r.node.nlink == 0) {
+      r.node.nlink = 2 + subdirs[r.path];
+    }
+    if (r.node.chunks == kUnknownChunks) r.node.chunks = chunks[r.node.id];
+    internal::MoveInlineXattrs(&r.node, &batch);
+    batch.Put(r.key, EncodeNode(r.node));
   }
   batch.Put(kVersionKey, kLayoutVersion);
   KVFS_RETURN_IF_ERROR(engine->Apply(batch));
@@ -361,13 +371,13 @@ Status FileStore::Impl::Drop(const Node& node, engines::WriteBatch* batch) {
       it->second.node = node;
     }
   }
-  if (node.type != NodeType::kFile || node.data_inline) return Status::OK();
   if (held) {
-    Node record = node;
-    record.inline_data.clear();
-    batch->Put(OrphanKey(node.id), EncodeNode(record));
+    // Its chunks and xattr keys stay until Forget; the record tells the next Open otherwise.
+    if (internal::NeedsOrphanRecord(node)) PutOrphanRecord(node, batch);
     return Status::OK();
   }
+  KVFS_RETURN_IF_ERROR(DropXattrs(node, batch));
+  if (node.type != NodeType::kFile || node.data_inline) return Status::OK();
   if (events != nullptr) {  // the stream goes in the same log record
     batch->Delete(StreamDropKey(node.id));
     return Status::OK();
@@ -384,17 +394,17 @@ void FileStore::Impl::Undrop(uint64_t id) {
 }
 
 Status FileStore::Impl::PurgeOrphan(const Node& node) {
-  if (CheckWritable().ok() == false) return Status::OK();  // left for the next mount
+  if (CheckWritable().ok() == false) return Status::OK();       // left for the next mount
+  if (!internal::NeedsOrphanRecord(node)) return Status::OK();  // nothing outlived it
   engines::WriteBatch batch;
+  KVFS_RETURN_IF_ERROR(DropXattrs(node, &batch));
   if (events != nullptr && node.type == NodeType::kFile && !node.data_inline) {
     batch.Delete(StreamDropKey(node.id));
-    batch.Delete(OrphanKey(node.id));
   } else if (node.type == NodeType::kFile && !node.data_inline) {
     KVFS_ASSIGN_OR_RETURN(auto keys, ChunkKeysFrom(node.id, 0));
     for (const auto& k : keys) batch.Delete(k);
-    batch.Delete(OrphanKey(node.id));
   }
-  if (batch.empty()) return Status::OK();
+  batch.Delete(OrphanKey(node.id));
   return ApplyBatch(batch);
 }
 

@@ -4,7 +4,8 @@
 // - file_store.cc:        FileStore's operations (open, namespace, data, xattrs, stats);
 // - file_store_impl.cc:   how a mutation reaches the engine (batches, syncs, the read-only latch),
 //                         loading and storing nodes, the id table, orphans, subtree moves;
-// - file_store_chunks.cc: a file's bytes, inline or in chunks (read, write, resize).
+// - file_store_chunks.cc: a file's bytes, inline or in chunks (read, write, resize);
+// - file_store_xattrs.cc: extended attributes, one key each.
 //
 // Locking: `mu` (the store lock) is taken by the operations, never by these helpers; each
 // helper says whether its caller must hold it shared or exclusive. `table_mu` guards the id
@@ -69,6 +70,13 @@ struct NewNode {
 
 enum class RemoveKind { kUnlink, kRmdir };
 
+// A version-1 or -2 node's xattr set (inline_xattrs) moves to its "X" keys in `batch`; the
+// node's totals stay (DecodeNode counted them from the set). (file_store_xattrs.cc)
+void MoveInlineXattrs(Node* n, engines::WriteBatch* batch);
+// An orphan (unlinked while held) needs a record ("O" key) if something of it outlives its
+// node in the engine: chunks or xattr keys. (file_store_xattrs.cc)
+bool NeedsOrphanRecord(const Node& n);
+
 // (key, value) pairs of node records, as a subtree move collects them.
 using NodeRecords = std::vector<std::pair<std::string, std::string>>;
 
@@ -121,10 +129,11 @@ struct FileStore::Impl {
   // subdirectories; a chunked file's no chunk count: counts its chunk keys. Other nodes are
   // left as they are. Caller holds mu.
   Status CountLinks(const std::string& path, Node* n);
-  // A layout-1 store becomes layout 2: every directory node rewritten with its link count, every
-  // chunked file's with its chunk count, and the version key, in one batch, synced. Caller holds
-  // no lock (Open).
-  Status UpgradeLayout1();
+  // A layout-1 or -2 store becomes layout 3: (from layout 1) every directory node rewritten with
+  // its link count, every chunked file's with its chunk count; (both) every node holding its
+  // xattrs moves them to "X" keys; and the version key, in one batch, synced. Caller holds no
+  // lock (Open).
+  Status UpgradeLayout();
   // The node `id` stands for. Caller holds mu (shared or exclusive).
   Result<internal::Loaded> Load(uint64_t id);
   Result<internal::Loaded> LoadDir(uint64_t id);
@@ -173,6 +182,12 @@ struct FileStore::Impl {
   Status ZeroRange(Node* node, uint64_t from, uint64_t to, engines::WriteBatch* batch);
   // Writes `data` at `offset` into `node` and `batch`. Caller holds mu exclusive.
   Status WriteData(Node* node, uint64_t offset, std::string_view data, engines::WriteBatch* batch);
+
+  // --- xattrs (file_store_xattrs.cc) ---
+  // Every "X" key of `n` deleted in `batch` (one scan; none if it counts none).
+  Status DropXattrs(const Node& n, engines::WriteBatch* batch);
+  // The orphan record of orphan `n` as it now is: put if NeedsOrphanRecord, else deleted.
+  void PutOrphanRecord(const Node& n, engines::WriteBatch* batch);
 
   // --- events stores (file_store_events.cc) ---
   void OpenEvents();

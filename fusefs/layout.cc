@@ -8,7 +8,8 @@ namespace kvfs::fusefs {
 namespace {
 
 constexpr uint8_t kNodeVersion1 = 1;
-constexpr uint8_t kNodeVersion = 2;
+constexpr uint8_t kNodeVersion2 = 2;
+constexpr uint8_t kNodeVersion = 3;
 constexpr uint8_t kFlagInline = 1;
 constexpr uint8_t kFlagLinked = 2;
 
@@ -117,6 +118,21 @@ std::string OrphanKey(uint64_t id) { return std::string(kOrphanPrefix) + EncodeU
 
 std::string SharedKey(uint64_t id) { return std::string(kSharedPrefix) + EncodeU64(id); }
 
+std::string XattrPrefix(uint64_t id) { return std::string(kXattrPrefix) + EncodeU64(id); }
+
+std::string XattrKey(uint64_t id, std::string_view name) {
+  std::string key = XattrPrefix(id);
+  key.append(name);
+  return key;
+}
+
+Result<uint64_t> IdOfXattrKey(std::string_view key) {
+  if (key.size() < 10 || key[0] != kXattrPrefix[0]) {
+    return Status::InvalidArgument("not an xattr key: " + EscapeKey(key));
+  }
+  return DecodeU64(key.substr(1, 8), key);
+}
+
 Result<std::string> PathOfNodeKey(std::string_view key) {
   if (key == "R") return std::string();
   if (key.size() < 3 || key[0] != 'M') {
@@ -184,13 +200,9 @@ std::string EncodeNode(const Node& node) {
   PutFixed(&out, node.nlink, 4);
   PutFixed(&out, node.rdev, 8);
   PutFixed(&out, node.chunks, 8);
-  PutFixed(&out, node.xattrs.size(), 4);
-  for (const auto& [name, value] : node.xattrs) {
-    PutFixed(&out, name.size(), 2);
-    out.append(name);
-    PutFixed(&out, value.size(), 4);
-    out.append(value);
-  }
+  PutFixed(&out, node.xattr_count, 4);
+  PutFixed(&out, node.xattr_name_bytes, 4);
+  PutFixed(&out, node.xattr_value_bytes, 8);
   PutFixed(&out, node.inline_data.size(), 4);
   out.append(node.inline_data);
   return out;
@@ -217,7 +229,7 @@ Result<Node> DecodeNode(std::string_view value, std::string_view key) {
   Reader r(value);
   Node n;
   const uint64_t version = r.Fixed(1);
-  if (!r.bad() && version != kNodeVersion && version != kNodeVersion1) {
+  if (!r.bad() && version != kNodeVersion && version != kNodeVersion2 && version != kNodeVersion1) {
     return bad("unknown node version " + std::to_string(version));
   }
   const uint64_t type = r.Fixed(1);
@@ -241,7 +253,7 @@ Result<Node> DecodeNode(std::string_view value, std::string_view key) {
   if (flags & ~known_flags) return bad("unknown flags");
   n.data_inline = (flags & kFlagInline) != 0;
   n.linked = (flags & kFlagLinked) != 0;
-  if (version == kNodeVersion) {
+  if (version != kNodeVersion1) {
     n.nlink = static_cast<uint32_t>(r.Fixed(4));
     n.rdev = r.Fixed(8);
     n.chunks = r.Fixed(8);
@@ -249,13 +261,31 @@ Result<Node> DecodeNode(std::string_view value, std::string_view key) {
     n.nlink = n.type == NodeType::kDirectory ? 0 : 1;  // a directory's is counted by FileStore
     n.chunks = n.type == NodeType::kFile && !n.data_inline ? kUnknownChunks : 0;
   }
-  const uint64_t xattrs = r.Fixed(4);
-  // Each xattr takes at least 6 bytes: a count beyond that is garbage, not an allocation.
-  if (xattrs > r.left() / 6) return bad("xattr count " + std::to_string(xattrs) + " overruns");
-  for (uint64_t i = 0; i < xattrs && !r.bad(); ++i) {
-    std::string_view name = r.Bytes(r.Fixed(2));
-    std::string_view val = r.Bytes(r.Fixed(4));
-    n.xattrs.emplace(name, val);
+  if (version == kNodeVersion) {
+    n.xattr_count = static_cast<uint32_t>(r.Fixed(4));
+    n.xattr_name_bytes = static_cast<uint32_t>(r.Fixed(4));
+    n.xattr_value_bytes = r.Fixed(8);
+    // Every name has a byte at least; no names, no bytes.
+    if (n.xattr_name_bytes < n.xattr_count ||
+        (n.xattr_count == 0 && (n.xattr_name_bytes != 0 || n.xattr_value_bytes != 0))) {
+      return bad("xattr totals out of range (" + std::to_string(n.xattr_count) + " names of " +
+                 std::to_string(n.xattr_name_bytes) + " bytes, values of " +
+                 std::to_string(n.xattr_value_bytes) + " bytes)");
+    }
+  } else {
+    // Versions 1 and 2: the set itself.
+    const uint64_t xattrs = r.Fixed(4);
+    // Each xattr takes at least 6 bytes: a count beyond that is garbage, not an allocation.
+    if (xattrs > r.left() / 6) return bad("xattr count " + std::to_string(xattrs) + " overruns");
+    for (uint64_t i = 0; i < xattrs && !r.bad(); ++i) {
+      std::string_view name = r.Bytes(r.Fixed(2));
+      std::string_view val = r.Bytes(r.Fixed(4));
+      if (n.inline_xattrs.emplace(name, val).second) {
+        ++n.xattr_count;
+        n.xattr_name_bytes += static_cast<uint32_t>(name.size());
+        n.xattr_value_bytes += val.size();
+      }
+    }
   }
   const uint64_t inline_len = r.Fixed(4);
   n.inline_data = std::string(r.Bytes(inline_len));
@@ -265,17 +295,17 @@ Result<Node> DecodeNode(std::string_view value, std::string_view key) {
     return bad("inline data of " + std::to_string(n.inline_data.size()) + " bytes, size " +
                std::to_string(n.size));
   }
-  if (version == kNodeVersion && n.type == NodeType::kDirectory && n.nlink < 2) {
+  if (version != kNodeVersion1 && n.type == NodeType::kDirectory && n.nlink < 2) {
     return bad("directory link count " + std::to_string(n.nlink));
   }
-  if (version == kNodeVersion && n.type != NodeType::kDirectory && n.nlink == 0) {
+  if (version != kNodeVersion1 && n.type != NodeType::kDirectory && n.nlink == 0) {
     return bad("link count 0");
   }
   if (n.linked && (n.type == NodeType::kDirectory || n.size != 0 || !n.inline_data.empty() ||
-                   !n.xattrs.empty() || n.nlink != 1)) {
+                   n.xattr_count != 0 || n.nlink != 1)) {
     return bad("a link stub with more than a type and an id");
   }
-  if (version == kNodeVersion && n.chunks != 0 &&
+  if (version != kNodeVersion1 && n.chunks != 0 &&
       (n.type != NodeType::kFile || n.data_inline ||
        n.chunks > (n.size + kChunkSize - 1) / kChunkSize)) {
     return bad(std::to_string(n.chunks) + " chunks for " + std::to_string(n.size) + " bytes");

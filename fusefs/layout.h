@@ -15,8 +15,12 @@
 //                                        (value) tells how many chunks to delete at next mount
 //   "N"                                  the file-id high-water mark (8 bytes BE): ids below it
 //                                        may be in use, ids from it are free
-//   "V"                                  layout format version ("kvfs-layout 2"; a store of
-//                                        layout 1 is rewritten to 2 by its first writable open)
+//   "X" <id: 8 bytes BE> <name>          extended attribute <name> of file <id>: its value, as
+//                                        is; keyed by id, so every name of a file (hard links)
+//                                        shares them and a rename moves none
+//   "V"                                  layout format version ("kvfs-layout 3"; a store of
+//                                        layout 1 or 2 is rewritten to 3 by its first writable
+//                                        open)
 //
 // Why paths and not parent ids in node keys: a key IS the path (the engine's keys read as the
 // tree), listing a directory is one prefix scan, and lookups need no id->path index on disk.
@@ -26,21 +30,26 @@
 // The children of directory P are exactly the keys with prefix "M" P "\0" (names contain
 // neither '/' nor NUL); its whole subtree is that prefix plus prefix "M" P "/".
 //
-// A node value (little-endian, version 2):
+// A node value (little-endian, version 3):
 //   u8 version, u8 type, u32 mode (permission bits 07777), u32 uid, u32 gid, u64 id, u64 size,
 //   i64 atime_ns, i64 mtime_ns, i64 ctime_ns, u8 flags (bit 0: data inline),
 //   u32 nlink (directories: 2 + subdirectories; others: their names), u64 rdev (devices),
 //   u64 chunks (files: how many chunk keys it holds, for st_blocks; 0 while inline),
-//   u32 xattr count, then per xattr: u16 name length, name, u32 value length, value;
-//   u32 inline length, inline bytes (a file's data when inline, a symlink's target).
+//   u32 xattr count, u32 xattr name bytes, u64 xattr value bytes (its "X" keys: how many, and
+//   the bytes of their names and of their values, so a limit or listxattr's size needs no
+//   scan); u32 inline length, inline bytes (a file's data when inline, a symlink's target).
 // Flags: bit 0 data inline; bit 1 a link stub: a name of a file with several names, whose
 // record says only its type and id (everything else zero, nlink 1); the file is "I" <id>.
+// Version 2 (layout 2) is version 3 with the node's whole xattr set inside it instead of the
+// three xattr fields: u32 xattr count, then per xattr: u16 name length, name, u32 value length,
+// value. It still decodes (the set in `inline_xattrs`, the three fields counted from it), and
+// the first writable open of a layout-2 store moves every set to "X" keys (docs/decisions.md).
 // Version 1 (written by kvfs before hard links and special files) is version 2 without nlink,
 // rdev and chunks; it still decodes: a non-directory's nlink is then 1 and a directory's 0, and
 // a chunked file's chunks kUnknownChunks, "not counted" (FileStore counts them when it reads
 // the node, and its first writable open rewrites every directory and chunked file node in
-// version 2, docs/decisions.md). Decoding checks every length against the buffer and returns
-// Corruption naming the key; a version above 2 is refused by name.
+// version 3, docs/decisions.md). Decoding checks every length against the buffer and returns
+// Corruption naming the key; a version above 3 is refused by name.
 //
 // Files of at most kInlineMax bytes keep their data in the node (one key per small file);
 // larger files keep it in chunks of kChunkSize bytes, so a 4 KiB write into a 1 GiB file
@@ -71,14 +80,23 @@ inline constexpr uint64_t kPreferredIoSize = uint64_t{128} << 10;
 inline constexpr size_t kMaxNameLength = 255;      // NAME_MAX
 inline constexpr size_t kMaxPathLength = 4095;     // PATH_MAX - 1, per store
 inline constexpr size_t kMaxSymlinkLength = 4095;  // as Linux
+// Extended attributes, per file (docs/decisions.md): a name of at most 255 bytes and a value of
+// at most 64 KiB (XATTR_NAME_MAX, XATTR_SIZE_MAX: the kernel refuses more before asking us);
+// the names, each with its NUL, fit listxattr's largest buffer (XATTR_LIST_MAX, 64 KiB, so the
+// list can always be read whole); names and values together at most 1 MiB. Past either total
+// setxattr answers ENOSPC, as ext4 does when a file's attributes fill their block.
 inline constexpr size_t kMaxXattrNameLength = 255;
 inline constexpr size_t kMaxXattrValueLength = size_t{64} << 10;
-inline constexpr size_t kMaxXattrTotal = size_t{64} << 10;  // all names + values of one node
+inline constexpr size_t kMaxXattrList = size_t{64} << 10;  // sum of (name length + 1)
+inline constexpr size_t kMaxXattrTotal = size_t{1} << 20;  // names + values of one file
 // Largest file size: chunk indexes stay far from overflow and below what the kernel accepts.
 inline constexpr uint64_t kMaxFileSize = uint64_t{1} << 42;  // 4 TiB
 inline constexpr uint64_t kRootId = 1;
 inline constexpr uint64_t kFirstFreeId = 16;  // ids below are reserved
-inline constexpr std::string_view kLayoutVersion = "kvfs-layout 2";
+inline constexpr std::string_view kLayoutVersion = "kvfs-layout 3";
+// The layout before xattrs had keys (node versions 1 and 2, xattrs inside the node); read, and
+// upgraded by a writable open.
+inline constexpr std::string_view kLayoutVersion2 = "kvfs-layout 2";
 // The layout before directory link counts (node version 1 only); read, and upgraded by a
 // writable open.
 inline constexpr std::string_view kLayoutVersion1 = "kvfs-layout 1";
@@ -119,7 +137,13 @@ struct Node {
   // A name record: a stub whose file is the shared record SharedKey(id). In a node FileStore
   // loaded through a stub: the node is the shared record's, and lives at SharedKey(id).
   bool linked = false;
-  std::map<std::string, std::string> xattrs;
+  // Its "X" keys: how many, their names' bytes, their values' bytes.
+  uint32_t xattr_count = 0;
+  uint32_t xattr_name_bytes = 0;
+  uint64_t xattr_value_bytes = 0;
+  // A version-1 or -2 record's xattr set, which it holds itself (no "X" keys); always empty in
+  // a version-3 record, and never encoded (the layout upgrade moves it to keys first).
+  std::map<std::string, std::string> inline_xattrs;
   std::string inline_data;  // inline file data, or the symlink's target
 
   bool operator==(const Node&) const = default;
@@ -134,6 +158,11 @@ std::string ChunkPrefix(uint64_t id);
 std::string OrphanKey(uint64_t id);
 std::string SharedKey(uint64_t id);  // "I" <id>
 inline constexpr std::string_view kSharedPrefix = "I";
+std::string XattrKey(uint64_t id, std::string_view name);  // "X" <id> <name>
+std::string XattrPrefix(uint64_t id);                      // "X" <id>
+inline constexpr std::string_view kXattrPrefix = "X";
+// The file id of an xattr key; InvalidArgument if `key` is none.
+Result<uint64_t> IdOfXattrKey(std::string_view key);
 // A file has at most this many names (ext4's EXT4_LINK_MAX); link(2) past it is EMLINK.
 inline constexpr uint32_t kMaxLinks = 65000;
 inline constexpr std::string_view kOrphanPrefix = "O";

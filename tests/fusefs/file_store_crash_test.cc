@@ -1,6 +1,6 @@
 // Power cuts under the file layer: a random tree workload (creates, writes at offsets,
 // truncates, renames, unlinks, mkdirs, rmdirs, mknods, links, punched holes, zeroed ranges,
-// reservations) with fsync, fdatasync and fsync on
+// reservations, setxattr and removexattr) with fsync, fdatasync and fsync on
 // directories in between, cut at every sync point and at random operations, for every engine.
 //
 // Each FileStore mutation is one engine batch and the log keeps a prefix of batches, so after a
@@ -8,6 +8,7 @@
 // acknowledged sync and the crash: nothing acknowledged lost, nothing half-done, nothing never
 // written.
 #include <gtest/gtest.h>
+#include <sys/xattr.h>
 
 #include <algorithm>
 #include <map>
@@ -29,7 +30,9 @@ const Caller kUser{1000, 1000, 0};
 // "c:<rdev>" (character device); a file with several names adds "<path>#links" -> "<names>
 // with <first name>" for each name (its link count, as the store says, in a snapshot); a
 // file whose st_blocks is not its chunks adds "<path>#blocks"; a directory whose
-// link count is wrong adds "<path>#nlink" (Snapshot).
+// link count is wrong adds "<path>#nlink" (Snapshot); a file with xattrs adds "<path>#xattrs"
+// -> "name=value;..." for each name, and one whose node's xattr counts are not its keys'
+// "<path>#xattr-counts"; xattr keys of no file add "#stray-xattrs" (Snapshot).
 using Tree = std::map<std::string, std::string>;
 
 struct Params {
@@ -44,6 +47,12 @@ std::string Describe(const Params& p) {
 }
 
 void PrintTo(const Params& p, std::ostream* os) { *os << Describe(p); }
+
+std::string Render(const std::map<std::string, std::string>& xattrs) {
+  std::string out;
+  for (const auto& [n, v] : xattrs) out += n + "=" + v + ";";
+  return out;
+}
 
 class Workload {
  public:
@@ -61,7 +70,10 @@ class Workload {
       if (d[0] == 'f') files.push_back(p);
     }
     auto pick = [&](const std::vector<std::string>& v) { return v[rng_() % v.size()]; };
-    const int op = static_cast<int>(rng_() % 14);
+    int op = static_cast<int>(rng_() % 16);
+    // Every 12th step an fsync of a directory at least: a workload of 60 steps reaches 5 sync
+    // points whatever the seed (PowerCutAtEverySyncPoint wants several).
+    if (++steps_ % 12 == 0) op = 11;
     if (op <= 1 || files.empty()) {  // create (maybe with data)
       const std::string path = JoinPath(pick(dirs), "f" + std::to_string(next_++));
       KVFS_ASSIGN_OR_RETURN(Attr parent, st_->Resolve(ParentOf(path)));
@@ -94,6 +106,22 @@ class Workload {
       }
       Propagate(path);
       return st_->Allocate(f.id, a);
+    }
+    if (op >= 14) {  // setxattr (create, replace or either) or removexattr on a file
+      const std::string path = pick(files);
+      KVFS_ASSIGN_OR_RETURN(Attr f, st_->Resolve(path));
+      auto& set = xattrs_[ino_[path]];
+      const std::string name = "user." + std::string(1, static_cast<char>('a' + rng_() % 5));
+      const bool present = set.count(name) > 0;
+      if (present && rng_() % 3 == 0) {
+        set.erase(name);
+        return st_->RemoveXattr(f.id, name);
+      }
+      const size_t sizes[] = {0, 10, 3000};
+      std::string value(sizes[rng_() % 3], static_cast<char>('a' + rng_() % 26));
+      set[name] = value;
+      const int flags = rng_() % 2 == 0 ? 0 : present ? XATTR_REPLACE : XATTR_CREATE;
+      return st_->SetXattr(f.id, name, value, flags);
     }
     if (op == 12) {  // a hard link to a file
       const std::string from = pick(files);
@@ -202,10 +230,14 @@ class Workload {
     return s;
   }
 
-  // The tree the store should show: the model, and for each file with several names, each
-  // name's "#links" entry.
+  // The tree the store should show: the model, for each file with several names each name's
+  // "#links" entry, and for each file with xattrs each name's "#xattrs".
   Tree model() const {
     Tree t = model_;
+    for (const auto& [p, i] : ino_) {
+      auto set = xattrs_.find(i);
+      if (set != xattrs_.end() && !set->second.empty()) t[p + "#xattrs"] = Render(set->second);
+    }
     std::map<uint64_t, std::vector<std::string>> names;
     for (const auto& [p, i] : ino_) names[i].push_back(p);
     for (const auto& [i, ps] : names) {
@@ -242,7 +274,9 @@ class Workload {
   FileStore* st_;
   Tree model_;
   std::map<std::string, uint64_t> ino_;  // regular files: path -> the file (one per link group)
+  std::map<uint64_t, std::map<std::string, std::string>> xattrs_;  // by file (ino_)
   uint64_t next_ = 0;
+  uint64_t steps_ = 0;
 };
 
 // The tree as the store shows it. A directory whose link count is not 2 plus its
@@ -299,6 +333,22 @@ Status Snapshot(FileStore& st, uint64_t dir_id, const std::string& dir, Tree* ou
       }
       (*files)[a.id].names.push_back(path);
       (*files)[a.id].nlink = a.nlink;
+      // Its xattrs, and the node's counts of them against what its keys hold.
+      KVFS_ASSIGN_OR_RETURN(std::vector<std::string> names, st.ListXattr(a.id));
+      std::map<std::string, std::string> set;
+      uint64_t name_bytes = 0, value_bytes = 0;
+      for (const std::string& n : names) {
+        KVFS_ASSIGN_OR_RETURN(set[n], st.GetXattr(a.id, n));
+        name_bytes += n.size();
+        value_bytes += set[n].size();
+      }
+      if (!set.empty()) (*out)[path + "#xattrs"] = Render(set);
+      KVFS_ASSIGN_OR_RETURN(XattrUsage usage, st.XattrUsageOf(a.id));
+      if (usage.count != set.size() || usage.name_bytes != name_bytes ||
+          usage.value_bytes != value_bytes) {
+        (*out)[path + "#xattr-counts"] =
+            std::to_string(usage.count) + " for " + std::to_string(set.size());
+      }
     }
   }
   return Status::OK();
@@ -308,6 +358,15 @@ Status Snapshot(FileStore& st, uint64_t dir_id, const std::string& dir, Tree* ou
 Status Snapshot(FileStore& st, Tree* out) {
   FilesById files;
   KVFS_RETURN_IF_ERROR(Snapshot(st, kRootId, "", out, &files));
+  // Every xattr key belongs to a file of the tree (orphans were purged by the open).
+  engines::ScanOptions so;
+  so.prefix = "X";
+  so.keys_only = true;
+  KVFS_RETURN_IF_ERROR(st.engine()->Scan(so, [&](std::string_view key, std::string_view) {
+    auto id = IdOfXattrKey(key);
+    if (!id.ok() || files.count(*id) == 0) (*out)["#stray-xattrs"] += EscapeKey(key) + " ";
+    return true;
+  }));
   for (auto& [id, f] : files) {
     if (f.nlink < 2 && f.names.size() < 2) continue;
     std::sort(f.names.begin(), f.names.end());

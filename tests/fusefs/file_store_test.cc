@@ -348,6 +348,178 @@ TEST_P(FileStoreTest, SymlinksAndXattrs) {
   EXPECT_EQ(ErrnoOf(st->SetXattr(f.id, "user.big", std::string(70000, 'b'), 0)), E2BIG);
 }
 
+// The xattr keys ("X" <id> <name>) of the store, as (key, value).
+std::map<std::string, std::string> XattrKeys(FileStore& st) {
+  std::map<std::string, std::string> out;
+  engines::ScanOptions so;
+  so.prefix = "X";
+  EXPECT_OK(st.engine()->Scan(so, [&](std::string_view k, std::string_view v) {
+    out.emplace(k, v);
+    return true;
+  }));
+  return out;
+}
+
+Node NodeAt(FileStore& st, const std::string& key) {
+  auto value = st.engine()->Get(key);
+  EXPECT_TRUE(value.ok()) << key;
+  auto n = DecodeNode(value.ok() ? *value : "", key);
+  EXPECT_TRUE(n.ok()) << n.status().ToString();
+  return n.ok() ? *n : Node{};
+}
+
+// One key per attribute, the node counting them: a set rewrites the attribute and a node whose
+// size does not grow with the others (so a change costs the same whatever their number).
+TEST_P(FileStoreTest, XattrsAreOneKeyEachAndTheNodeCountsThem) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+  ASSERT_OK(st->Write(f.id, 0, "data"));
+  const size_t bare = st->engine()->Get(NodeKey("f"))->size();
+  ASSERT_OK(st->SetXattr(f.id, "user.a", "1", 0));
+  ASSERT_OK(st->SetXattr(f.id, "user.bb", "22", 0));
+  EXPECT_EQ(XattrKeys(*st),
+            (std::map<std::string, std::string>{{XattrKey(f.id, "user.a"), "1"},
+                                                {XattrKey(f.id, "user.bb"), "22"}}));
+  Node n = NodeAt(*st, NodeKey("f"));
+  EXPECT_EQ(n.xattr_count, 2u);
+  EXPECT_EQ(n.xattr_name_bytes, 13u);
+  EXPECT_EQ(n.xattr_value_bytes, 3u);
+  // Replacing one changes its value bytes only; a ctime later each time, as ext4.
+  const int64_t before = st->GetAttr(f.id)->ctime_ns;
+  ASSERT_OK(st->SetXattr(f.id, "user.bb", "4444", XATTR_REPLACE));
+  EXPECT_GT(st->GetAttr(f.id)->ctime_ns, before);
+  n = NodeAt(*st, NodeKey("f"));
+  EXPECT_EQ(n.xattr_count, 2u);
+  EXPECT_EQ(n.xattr_value_bytes, 5u);
+  for (int i = 0; i < 500; ++i) {
+    ASSERT_OK(st->SetXattr(f.id, "user.many" + std::to_string(i), std::string(20, 'v'), 0));
+  }
+  EXPECT_EQ(st->engine()->Get(NodeKey("f"))->size(), bare) << "the node holds no attribute";
+  EXPECT_EQ(st->ListXattr(f.id)->size(), 502u);
+  const int64_t before_remove = st->GetAttr(f.id)->ctime_ns;
+  ASSERT_OK(st->RemoveXattr(f.id, "user.a"));
+  EXPECT_GT(st->GetAttr(f.id)->ctime_ns, before_remove);
+  EXPECT_EQ(ErrnoOf(st->GetXattr(f.id, "user.a").status()), ENODATA);
+  EXPECT_EQ(st->engine()->Get(XattrKey(f.id, "user.a")).status().IsNotFound(), true);
+  n = NodeAt(*st, NodeKey("f"));
+  EXPECT_EQ(n.xattr_count, 501u);
+  uint32_t names = 7;  // user.bb
+  for (int i = 0; i < 500; ++i) names += ("user.many" + std::to_string(i)).size();
+  EXPECT_EQ(n.xattr_name_bytes, names);
+  EXPECT_EQ(n.xattr_value_bytes, 4u + 500 * 20);
+  // Errnos as the kernel and ext4 give them.
+  EXPECT_EQ(ErrnoOf(st->SetXattr(f.id, "user.bb", "x", XATTR_CREATE)), EEXIST);
+  EXPECT_EQ(ErrnoOf(st->SetXattr(f.id, "user.none", "x", XATTR_REPLACE)), ENODATA);
+  EXPECT_EQ(ErrnoOf(st->RemoveXattr(f.id, "user.none")), ENODATA);
+  EXPECT_EQ(ErrnoOf(st->SetXattr(f.id, "", "x", 0)), ERANGE);
+  EXPECT_EQ(ErrnoOf(st->SetXattr(f.id, "user." + std::string(251, 'n'), "x", 0)), ERANGE);
+  EXPECT_EQ(ErrnoOf(st->GetXattr(f.id, "").status()), ERANGE);
+  EXPECT_EQ(ErrnoOf(st->SetXattr(f.id, "user.v", std::string(kMaxXattrValueLength + 1, 'v'), 0)),
+            E2BIG);
+  ASSERT_OK(st->SetXattr(f.id, "user.v", std::string(kMaxXattrValueLength, 'v'), 0));
+  // Directories, symlinks and special files take them too; the store keeps them all.
+  ASSERT_OK_AND_ASSIGN(Attr d, st->Mkdir(kRootId, "d", 0755, kUser));
+  ASSERT_OK(st->SetXattr(d.id, "user.on_dir", "d", 0));
+  ASSERT_OK_AND_ASSIGN(Attr l, st->Symlink(kRootId, "l", "f", kUser));
+  ASSERT_OK(st->SetXattr(l.id, "trusted.on_link", "l", 0));
+  ASSERT_OK(st->Close());
+  st.reset();
+  ASSERT_OK_AND_ASSIGN(st, Open());
+  ASSERT_OK_AND_ASSIGN(f, st->Resolve("f"));
+  EXPECT_EQ(*st->GetXattr(f.id, "user.bb"), "4444");
+  EXPECT_EQ(st->GetXattr(f.id, "user.v")->size(), kMaxXattrValueLength);
+  EXPECT_EQ(*st->GetXattr(st->Resolve("d")->id, "user.on_dir"), "d");
+  EXPECT_EQ(*st->ListXattr(st->Resolve("l")->id), std::vector<std::string>{"trusted.on_link"});
+  EXPECT_EQ(*st->ListXattr(st->Resolve("d")->id), std::vector<std::string>{"user.on_dir"});
+  EXPECT_EQ(ReadAll(*st, f.id), "data");
+}
+
+// The per-file limits: every name with its NUL within listxattr's 64 KiB, and names plus values
+// within 1 MiB; past either ENOSPC, and nothing changed.
+TEST_P(FileStoreTest, XattrLimitsPerFileAreEnospc) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+  // 16 values of 64 KiB pass 1 MiB with their names: the 16th is refused.
+  const std::string big(kMaxXattrValueLength, 'v');
+  for (int i = 0; i < 15; ++i)
+    ASSERT_OK(st->SetXattr(f.id, "user.big" + std::to_string(i), big, 0));
+  EXPECT_EQ(ErrnoOf(st->SetXattr(f.id, "user.big15", big, 0)), ENOSPC);
+  EXPECT_EQ(ErrnoOf(st->GetXattr(f.id, "user.big15").status()), ENODATA);
+  // Replacing a value by a smaller one frees its bytes.
+  ASSERT_OK(st->SetXattr(f.id, "user.big0", "small", 0));
+  ASSERT_OK(st->SetXattr(f.id, "user.big15", big, 0));
+  // Names: 254-byte names (255 with the NUL) fill 64 KiB with 257 of them.
+  ASSERT_OK_AND_ASSIGN(Attr g, st->Create(kRootId, "g", 0644, kUser));
+  auto name = [](int i) {
+    std::string n = "user." + std::to_string(i) + ".";
+    return n + std::string(254 - n.size(), 'n');
+  };
+  int set = 0;
+  Status s;
+  while ((s = st->SetXattr(g.id, name(set), "", 0)).ok()) ++set;
+  EXPECT_EQ(ErrnoOf(s), ENOSPC);
+  EXPECT_EQ(set, static_cast<int>(kMaxXattrList / 255));
+  EXPECT_EQ(st->ListXattr(g.id)->size(), static_cast<size_t>(set));
+  // A replace adds no name: it still fits.
+  ASSERT_OK(st->SetXattr(g.id, name(0), "again", 0));
+  ASSERT_OK_AND_ASSIGN(Node n, DecodeNode(*st->engine()->Get(NodeKey("g")), "g"));
+  EXPECT_EQ(n.xattr_count, static_cast<uint32_t>(set));
+  EXPECT_EQ(n.xattr_name_bytes, static_cast<uint32_t>(set * 254));
+}
+
+// Attributes belong to the file: every name of it sees the same ones, they outlive a name while
+// others remain, and they go (no key left) when the file goes: last unlink, rmdir, rename over
+// it, the purge of an orphan, and the next open after a daemon died holding one.
+TEST_P(FileStoreTest, XattrsGoWithTheFileAndHardLinksShareThem) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+  ASSERT_OK(st->Write(f.id, 0, std::string(3 * kChunkSize, 'c')));
+  ASSERT_OK(st->SetXattr(f.id, "user.a", "1", 0));
+  ASSERT_OK(st->Link(f.id, kRootId, "g"));
+  ASSERT_OK(st->SetXattr(st->Resolve("g")->id, "user.b", "2", 0));
+  EXPECT_EQ(*st->ListXattr(st->Resolve("f")->id), (std::vector<std::string>{"user.a", "user.b"}));
+  ASSERT_OK(st->Unlink(kRootId, "f"));
+  EXPECT_EQ(*st->GetXattr(st->Resolve("g")->id, "user.a"), "1");
+  EXPECT_EQ(XattrKeys(*st).size(), 2u);
+  ASSERT_OK(st->Unlink(kRootId, "g"));  // the kernel holds f: the file is an orphan
+  EXPECT_EQ(*st->GetXattr(f.id, "user.b"), "2");
+  ASSERT_OK(st->SetXattr(f.id, "user.c", "3", 0));  // fsetxattr on an unlinked open file
+  EXPECT_EQ(st->ListXattr(f.id)->size(), 3u);
+  st->Forget(f.id, 1000);  // the kernel lets go: every lookup (Create's, Resolve's)
+  EXPECT_TRUE(XattrKeys(*st).empty());
+  EXPECT_TRUE(st->engine()->Get(OrphanKey(f.id)).status().IsNotFound());
+
+  // rmdir, rename over a file, unlink of a never-held inline file.
+  ASSERT_OK_AND_ASSIGN(Attr d, st->Mkdir(kRootId, "d", 0755, kUser));
+  ASSERT_OK(st->SetXattr(d.id, "user.d", "d", 0));
+  ASSERT_OK_AND_ASSIGN(Attr x, st->Create(kRootId, "x", 0644, kUser));
+  ASSERT_OK(st->SetXattr(x.id, "user.x", "x", 0));
+  ASSERT_OK_AND_ASSIGN(Attr y, st->Create(kRootId, "y", 0644, kUser));
+  ASSERT_OK(st->SetXattr(y.id, "user.y", "y", 0));
+  st->Forget(d.id, 1);
+  st->Forget(x.id, 1);
+  st->Forget(y.id, 1);
+  ASSERT_OK(st->Rmdir(kRootId, "d"));
+  ASSERT_OK(st->Rename(kRootId, "x", kRootId, "y", 0));
+  EXPECT_EQ(XattrKeys(*st), (std::map<std::string, std::string>{{XattrKey(x.id, "user.x"), "x"}}));
+  ASSERT_OK(st->Unlink(kRootId, "y"));
+  EXPECT_TRUE(XattrKeys(*st).empty());
+
+  // An inline file with attributes, unlinked while held, and the daemon dies: its orphan record
+  // makes the next open delete its attributes.
+  ASSERT_OK_AND_ASSIGN(Attr h, st->Create(kRootId, "h", 0644, kUser));
+  ASSERT_OK(st->Write(h.id, 0, "small"));
+  ASSERT_OK(st->SetXattr(h.id, "user.h", "h", 0));
+  ASSERT_OK(st->Unlink(kRootId, "h"));
+  EXPECT_OK(st->engine()->Get(OrphanKey(h.id)).status());
+  EXPECT_EQ(*st->GetXattr(h.id, "user.h"), "h");
+  ASSERT_OK(st->Close());  // no Forget: as if the daemon died
+  st.reset();
+  ASSERT_OK_AND_ASSIGN(st, Open());
+  EXPECT_TRUE(XattrKeys(*st).empty());
+  EXPECT_TRUE(st->engine()->Get(OrphanKey(h.id)).status().IsNotFound());
+}
+
 TEST_P(FileStoreTest, ASetgidDirectoryPassesItsGroupOn) {
   ASSERT_OK_AND_ASSIGN(auto st, Open());
   ASSERT_OK_AND_ASSIGN(Attr d, st->Mkdir(kRootId, "shared", 0775, kUser));
@@ -829,18 +1001,44 @@ TEST_P(FileStoreTest, AllocatePunchesZeroesAndReservesAndSeekFindsHoles) {
   EXPECT_EQ(CountChunkKeys(*st), 4u);
 }
 
+constexpr size_t kFlagsEnd = 1 + 1 + 4 + 4 + 4 + 8 + 8 + 8 + 8 + 8 + 1;
+
+void PutLe(std::string* out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
+}
+
+// Node version 2, as kvfs wrote it before xattr keys: the set (n.inline_xattrs) in the node.
+std::string EncodeNodeV2(const Node& n) {
+  Node bare = n;
+  bare.inline_xattrs.clear();
+  bare.xattr_count = bare.xattr_name_bytes = 0;
+  bare.xattr_value_bytes = 0;
+  std::string v3 = EncodeNode(bare);
+  // Version 3 is version 2 with u32 count, u32 name bytes, u64 value bytes for the set.
+  std::string set;
+  PutLe(&set, n.inline_xattrs.size(), 4);
+  for (const auto& [name, value] : n.inline_xattrs) {
+    PutLe(&set, name.size(), 2);
+    set += name;
+    PutLe(&set, value.size(), 4);
+    set += value;
+  }
+  v3.replace(kFlagsEnd + 20, 16, set);
+  v3[0] = 2;
+  return v3;
+}
+
 // Node version 1, as kvfs wrote it before link counts (no nlink, no rdev).
 std::string EncodeNodeV1(const Node& n) {
-  std::string v2 = EncodeNode(n);
+  std::string v2 = EncodeNodeV2(n);
   // Version 2 is version 1 with u32 nlink, u64 rdev and u64 chunks after the flags byte.
-  constexpr size_t kFlagsEnd = 1 + 1 + 4 + 4 + 4 + 8 + 8 + 8 + 8 + 8 + 1;
   v2.erase(kFlagsEnd, 20);
   v2[0] = 1;
   return v2;
 }
 
 // A store written by the kvfs before link counts (layout 1, version-1 nodes) still reads, with
-// its directories' counts counted; its first writable open rewrites it as layout 2.
+// its directories' counts counted; its first writable open rewrites it as layout 3.
 TEST_P(FileStoreTest, ALayoutOneStoreReadsAndIsUpgradedByAWritableOpen) {
   {
     engines::EngineOptions o;
@@ -865,6 +1063,7 @@ TEST_P(FileStoreTest, ALayoutOneStoreReadsAndIsUpgradedByAWritableOpen) {
     file.id = 23;
     file.size = 2;
     file.inline_data = "hi";
+    file.inline_xattrs["user.old"] = "kept";
     b.Put(NodeKey("a/f"), EncodeNodeV1(file));
     Node big;  // chunked: chunks 0 and 5 of 6
     big.mode = 0644;
@@ -899,16 +1098,19 @@ TEST_P(FileStoreTest, ALayoutOneStoreReadsAndIsUpgradedByAWritableOpen) {
       return true;
     }));
     EXPECT_EQ(listed, (std::vector<uint32_t>{1, 2, 2}));
+    EXPECT_EQ(*st->GetXattr(st->Resolve("a/f")->id, "user.old"), "kept");
     EXPECT_EQ(*st->engine()->Get("V"), "kvfs-layout 1");
     ASSERT_OK(st->Close());
   }
   ASSERT_OK_AND_ASSIGN(auto st, Open());
-  EXPECT_EQ(*st->engine()->Get("V"), "kvfs-layout 2");
-  for (const char* path : {"", "a", "a/x"}) {
+  EXPECT_EQ(*st->engine()->Get("V"), "kvfs-layout 3");
+  for (const char* path : {"", "a", "a/x", "a/f"}) {
     const std::string key = NodeKey(path);
     ASSERT_OK_AND_ASSIGN(std::string value, st->engine()->Get(key));
-    EXPECT_EQ(value[0], 2) << path << ": rewritten in version 2";
+    EXPECT_EQ(value[0], 3) << path << ": rewritten in version 3";
   }
+  EXPECT_EQ(*st->engine()->Get(XattrKey(23, "user.old")), "kept");
+  EXPECT_EQ(*st->GetXattr(st->Resolve("a/f")->id, "user.old"), "kept");
   ASSERT_OK_AND_ASSIGN(Node a, DecodeNode(*st->engine()->Get(NodeKey("a")), "a"));
   EXPECT_EQ(a.nlink, 4u);
   ASSERT_OK_AND_ASSIGN(Node big, DecodeNode(*st->engine()->Get(NodeKey("big")), "big"));
@@ -916,6 +1118,117 @@ TEST_P(FileStoreTest, ALayoutOneStoreReadsAndIsUpgradedByAWritableOpen) {
   ASSERT_OK(st->Mkdir(kRootId, "b", 0755, kUser));
   EXPECT_EQ(st->Resolve("")->nlink, 4u);
   EXPECT_EQ(ReadAll(*st, st->Resolve("a/f")->id), "hi");
+}
+
+// A store written by the kvfs before xattr keys (layout 2: each node holds its whole set, a
+// hard-linked file's in its shared record) reads with its attributes; its first writable open
+// moves every set to keys in one batch, and rewrites the version key.
+TEST_P(FileStoreTest, ALayoutTwoStoreKeepsItsXattrsAndIsUpgradedByAWritableOpen) {
+  {
+    engines::EngineOptions o;
+    o.background_work = false;
+    ASSERT_OK_AND_ASSIGN(auto engine, engines::OpenEngine(GetParam(), &fs_, kDir, o));
+    engines::WriteBatch b;
+    Node dir;
+    dir.type = NodeType::kDirectory;
+    dir.mode = 0755;
+    dir.id = kRootId;
+    dir.nlink = 3;
+    dir.inline_xattrs["user.root"] = "r";
+    b.Put("V", "kvfs-layout 2");
+    b.Put("N", EncodeU64(kFirstFreeId + 1024));
+    b.Put(NodeKey(""), EncodeNodeV2(dir));
+    dir.id = 20;
+    dir.nlink = 2;
+    dir.inline_xattrs = {{"user.d", "dir"}};
+    b.Put(NodeKey("d"), EncodeNodeV2(dir));
+    Node file;
+    file.mode = 0644;
+    file.id = 21;
+    file.size = 2;
+    file.inline_data = "hi";
+    for (int i = 0; i < 100; ++i) file.inline_xattrs["user.k" + std::to_string(i)] = "v";
+    b.Put(NodeKey("f"), EncodeNodeV2(file));
+    Node linked = file;  // two names, one shared record
+    linked.id = 22;
+    linked.nlink = 2;
+    linked.inline_xattrs = {{"user.shared", std::string(3000, 's')}};
+    b.Put(SharedKey(22), EncodeNodeV2(linked));
+    Node stub;
+    stub.id = 22;
+    stub.linked = true;
+    b.Put(NodeKey("l1"), EncodeNodeV2(stub));
+    b.Put(NodeKey("d/l2"), EncodeNodeV2(stub));
+    Node plain = file;  // no attributes: its record can stay as it is
+    plain.id = 23;
+    plain.inline_xattrs.clear();
+    b.Put(NodeKey("plain"), EncodeNodeV2(plain));
+    ASSERT_OK(engine->Apply(b));
+    ASSERT_OK(engine->Sync(engines::SyncKind::kFull));
+    ASSERT_OK(engine->Close());
+  }
+  auto expect_all = [&](FileStore& st) {
+    EXPECT_EQ(*st.GetXattr(kRootId, "user.root"), "r");
+    EXPECT_EQ(*st.GetXattr(st.Resolve("d")->id, "user.d"), "dir");
+    const uint64_t f = st.Resolve("f")->id;
+    EXPECT_EQ(st.ListXattr(f)->size(), 100u);
+    EXPECT_EQ(*st.GetXattr(f, "user.k42"), "v");
+    EXPECT_EQ(ErrnoOf(st.GetXattr(f, "user.none").status()), ENODATA);
+    EXPECT_EQ(st.GetXattr(st.Resolve("d/l2")->id, "user.shared")->size(), 3000u);
+    EXPECT_EQ(*st.ListXattr(st.Resolve("l1")->id), std::vector<std::string>{"user.shared"});
+    EXPECT_TRUE(st.ListXattr(st.Resolve("plain")->id)->empty());
+    EXPECT_EQ(ReadAll(st, f), "hi");
+  };
+  {
+    // Read-only (kvfs check, ls): read from the nodes, nothing written.
+    engines::EngineOptions o;
+    o.read_only = true;
+    o.background_work = false;
+    ASSERT_OK_AND_ASSIGN(auto engine, engines::OpenEngine(GetParam(), &fs_, kDir, o));
+    FileStoreOptions fo;
+    fo.read_only = true;
+    ASSERT_OK_AND_ASSIGN(auto st, FileStore::Open(std::move(engine), fo));
+    expect_all(*st);
+    EXPECT_EQ(*st->engine()->Get("V"), "kvfs-layout 2");
+    EXPECT_TRUE(XattrKeys(*st).empty());
+    ASSERT_OK(st->Close());
+  }
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  EXPECT_EQ(*st->engine()->Get("V"), "kvfs-layout 3");
+  EXPECT_EQ(XattrKeys(*st).size(), 1u + 1 + 100 + 1);
+  EXPECT_EQ(*st->engine()->Get(XattrKey(22, "user.shared")), std::string(3000, 's'));
+  for (const std::string& key : {NodeKey(""), NodeKey("d"), NodeKey("f"), SharedKey(22)}) {
+    EXPECT_EQ(st->engine()->Get(key)->at(0), 3) << EscapeKey(key) << " rewritten in version 3";
+  }
+  EXPECT_EQ(st->engine()->Get(NodeKey("plain"))->at(0), 2) << "nothing to move: left alone";
+  Node f = NodeAt(*st, NodeKey("f"));
+  EXPECT_TRUE(f.inline_xattrs.empty());
+  EXPECT_EQ(f.xattr_count, 100u);
+  expect_all(*st);
+  // And it changes as any other: the set's new keys, the node's counts.
+  const uint64_t fid = st->Resolve("f")->id;
+  ASSERT_OK(st->RemoveXattr(fid, "user.k0"));
+  ASSERT_OK(st->SetXattr(st->Resolve("plain")->id, "user.new", "n", 0));
+  ASSERT_OK(st->Close());
+  st.reset();
+  ASSERT_OK_AND_ASSIGN(st, Open());
+  EXPECT_EQ(st->ListXattr(st->Resolve("f")->id)->size(), 99u);
+  EXPECT_EQ(*st->GetXattr(st->Resolve("plain")->id, "user.new"), "n");
+}
+
+// A kvfs of a later layout than it knows is refused by its version key, before any node.
+TEST_P(FileStoreTest, AnUnknownLayoutIsRefusedByName) {
+  {
+    ASSERT_OK_AND_ASSIGN(auto st, Open());
+    ASSERT_OK(st->engine()->Put("V", "kvfs-layout 4"));
+    ASSERT_OK(st->Close());
+  }
+  auto st = Open();
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.status().ToString().find("unknown file layout 'kvfs-layout 4' (this kvfs reads "
+                                        "'kvfs-layout 3', 'kvfs-layout 2' and 'kvfs-layout 1')"),
+            std::string::npos)
+      << st.status().ToString();
 }
 
 TEST(Layout, NodeVersionsAndLinkCountsDecodeOrAreRefusedByName) {
@@ -930,11 +1243,30 @@ TEST(Layout, NodeVersionsAndLinkCountsDecodeOrAreRefusedByName) {
   dev.nlink = 3;
   ASSERT_OK_AND_ASSIGN(back, DecodeNode(EncodeNode(dev), "k"));
   EXPECT_EQ(back, dev);
-  std::string v3 = EncodeNode(dir);
-  v3[0] = 3;
-  EXPECT_TRUE(DecodeNode(v3, "k").status().IsCorruption());
-  EXPECT_NE(DecodeNode(v3, "k").status().ToString().find("unknown node version 3"),
+  std::string v4 = EncodeNode(dir);
+  v4[0] = 4;
+  EXPECT_TRUE(DecodeNode(v4, "k").status().IsCorruption());
+  EXPECT_NE(DecodeNode(v4, "k").status().ToString().find("unknown node version 4"),
             std::string::npos);
+  // Xattr totals: no names, no bytes; every name a byte at least.
+  Node f;
+  f.xattr_count = 2;
+  f.xattr_name_bytes = 9;
+  f.xattr_value_bytes = 100;
+  ASSERT_OK_AND_ASSIGN(back, DecodeNode(EncodeNode(f), "k"));
+  EXPECT_EQ(back, f);
+  f.xattr_name_bytes = 1;
+  EXPECT_TRUE(DecodeNode(EncodeNode(f), "k").status().IsCorruption());
+  f.xattr_count = 0;
+  EXPECT_TRUE(DecodeNode(EncodeNode(f), "k").status().IsCorruption());
+  // A version-2 node's set decodes, counted.
+  Node old;
+  old.inline_xattrs = {{"user.a", "12"}, {"user.bc", ""}};
+  ASSERT_OK_AND_ASSIGN(back, DecodeNode(EncodeNodeV2(old), "k"));
+  EXPECT_EQ(back.inline_xattrs, old.inline_xattrs);
+  EXPECT_EQ(back.xattr_count, 2u);
+  EXPECT_EQ(back.xattr_name_bytes, 13u);
+  EXPECT_EQ(back.xattr_value_bytes, 2u);
   dir.nlink = 1;  // a directory always has "." and its name
   EXPECT_TRUE(DecodeNode(EncodeNode(dir), "k").status().IsCorruption());
   dev.nlink = 0;

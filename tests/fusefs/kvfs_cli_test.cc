@@ -519,6 +519,73 @@ TEST(KvfsCli, CheckVerifiesLinkCountsAgainstTheNamesOfEachFile) {
   EXPECT_NE(r.output.find("whose shared record is missing"), std::string::npos) << r.output;
 }
 
+// kvfs check compares each node's xattr counts with its "X" keys, and finds xattr keys whose
+// file is gone (no name, no orphan record).
+TEST(KvfsCli, CheckVerifiesXattrCountsAndFindsKeysOfNoFile) {
+  test::TempDir tmp;
+  const fusefs::Caller me{0, 0, 022};
+  const std::string store = tmp.Sub("store");
+  uint64_t f_id = 0;
+  MakeTree(store, [&](fusefs::FileStore* st) {
+    auto d = st->Mkdir(fusefs::kRootId, "d", 0755, me);
+    auto f = st->Create(d->id, "f", 0644, me);
+    ASSERT_TRUE(d.ok() && f.ok());
+    f_id = f->id;
+    ASSERT_OK(st->SetXattr(f->id, "user.a", "12345", 0));
+    ASSERT_OK(st->SetXattr(f->id, "user.b", "", 0));
+    ASSERT_OK(st->SetXattr(d->id, "user.d", "d", 0));
+    ASSERT_OK(st->SetXattr(fusefs::kRootId, "user.root", "r", 0));
+    ASSERT_OK(st->Link(f->id, fusefs::kRootId, "g"));
+  });
+  CliRun r = Kvfs("check --engine bitcask " + store);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+
+  // A total that is not what the keys hold.
+  const std::string shared = fusefs::SharedKey(f_id);
+  EditNode(store, shared, [](fusefs::Node* n) { n->xattr_value_bytes = 4; });
+  r = Kvfs("check --engine bitcask " + store);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("/d/f: Corruption: its node counts 2 (names 12 bytes, values 4 bytes) "
+                          "xattrs, but its keys hold 2 (names 12 bytes, values 5 bytes)"),
+            std::string::npos)
+      << r.output;
+  EditNode(store, shared, [](fusefs::Node* n) { n->xattr_value_bytes = 5; });
+  EditNode(store, "d", [](fusefs::Node* n) { n->xattr_count = 2; });
+  r = Kvfs("check --engine bitcask " + store);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("/d: Corruption: its node counts 2 (names"), std::string::npos)
+      << r.output;
+  EditNode(store, "d", [](fusefs::Node* n) { n->xattr_count = 1; });
+  r = Kvfs("check --engine bitcask " + store);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+
+  // An xattr key of a file that no name holds; then one an orphan record holds is fine.
+  {
+    auto e = engines::OpenEngine("bitcask", sync::DefaultFileSystem(), store, {});
+    ASSERT_TRUE(e.ok());
+    ASSERT_OK((*e)->Put(fusefs::XattrKey(999999, "user.lost"), "v"));
+    ASSERT_OK((*e)->Close());
+  }
+  r = Kvfs("check --engine bitcask " + store);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("1 xattr keys of file 999999, which no name and no orphan record holds"),
+            std::string::npos)
+      << r.output;
+  {
+    auto e = engines::OpenEngine("bitcask", sync::DefaultFileSystem(), store, {});
+    ASSERT_TRUE(e.ok());
+    fusefs::Node orphan;
+    orphan.id = 999999;
+    orphan.xattr_count = 1;
+    orphan.xattr_name_bytes = 9;
+    orphan.xattr_value_bytes = 1;
+    ASSERT_OK((*e)->Put(fusefs::OrphanKey(999999), fusefs::EncodeNode(orphan)));
+    ASSERT_OK((*e)->Close());
+  }
+  r = Kvfs("check --engine bitcask " + store);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
 TEST(KvfsCli, CheckRefusesAnUnknownEngine) {
   test::TempDir tmp;
   CliRun r = Kvfs("check --engine nosuch " + tmp.path());

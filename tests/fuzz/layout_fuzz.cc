@@ -1,7 +1,8 @@
 // The file layout's decoders (fusefs/layout.h) on arbitrary bytes, and their round trips.
 //
 // The input is tried as a node value (DecodeNode), an 8-byte integer value (DecodeU64), a node
-// key (PathOfNodeKey) and an orphan key (IdOfOrphanKey). Properties:
+// key (PathOfNodeKey), an orphan key (IdOfOrphanKey) and an xattr key (IdOfXattrKey).
+// Properties:
 // - every decoder returns; DecodeNode allocates no more than the input justifies;
 // - a decoded node re-encodes to a value that decodes to the same node, no longer than the
 //   input; a decoded u64 re-encodes to the input; a decoded node key is NodeKey of its path;
@@ -26,10 +27,13 @@ void CheckDecoders(std::string_view input) {
   // one, as the layout upgrade does, before the round trip.
   if (node.ok() && node->type == NodeType::kDirectory && node->nlink == 0) node->nlink = 2;
   if (node.ok() && node->chunks == fusefs::kUnknownChunks) node->chunks = 0;  // likewise
+  // A version-1 or -2 node's xattr set moves to keys (the upgrade); its totals stay.
+  if (node.ok()) node->inline_xattrs.clear();
   if (node.ok()) {
     const std::string enc = fusefs::EncodeNode(*node);
-    // A version-1 node re-encodes in version 2, with nlink, rdev and chunks (20 bytes) added.
-    const size_t added = input[0] == 1 ? 20 : 0;
+    // A version-1 node re-encodes in version 3 with nlink, rdev and chunks (20 bytes) added;
+    // versions 1 and 2 with the three xattr fields (16 bytes) for their set (at least 4).
+    const size_t added = (input[0] == 1 ? 20 : 0) + (input[0] < 3 ? 12 : 0);
     FUZZ_CHECK(enc.size() <= input.size() + added, "re-encoded node is longer than its input");
     auto again = fusefs::DecodeNode(enc, "Mfuzz");
     FUZZ_CHECK(again.ok(), again.status().ToString());
@@ -51,6 +55,10 @@ void CheckDecoders(std::string_view input) {
 
   auto id = fusefs::IdOfOrphanKey(input);
   if (id.ok()) FUZZ_CHECK(fusefs::OrphanKey(*id) == input, "orphan key round trip");
+  auto xid = fusefs::IdOfXattrKey(input);
+  if (xid.ok()) {
+    FUZZ_CHECK(fusefs::XattrKey(*xid, input.substr(9)) == input, "xattr key round trip");
+  }
 }
 
 void CheckRoundTrips(const uint8_t* data, size_t size) {
@@ -68,10 +76,10 @@ void CheckRoundTrips(const uint8_t* data, size_t size) {
   n.nlink = n.type == NodeType::kDirectory ? in.ConsumeIntegralInRange<uint32_t>(2, UINT32_MAX)
                                            : in.ConsumeIntegralInRange<uint32_t>(1, UINT32_MAX);
   n.rdev = in.ConsumeIntegral<uint64_t>();
-  const int xattrs = in.ConsumeIntegralInRange(0, 8);
-  for (int i = 0; i < xattrs; ++i) {
-    std::string name = in.ConsumeRandomLengthString(fusefs::kMaxXattrNameLength);
-    n.xattrs[name] = in.ConsumeRandomLengthString(512);
+  n.xattr_count = in.ConsumeIntegralInRange<uint32_t>(0, 4096);
+  if (n.xattr_count > 0) {
+    n.xattr_name_bytes = in.ConsumeIntegralInRange<uint32_t>(n.xattr_count, UINT32_MAX);
+    n.xattr_value_bytes = in.ConsumeIntegral<uint64_t>();
   }
   n.inline_data = in.ConsumeRandomLengthString(fusefs::kInlineMax);
   n.size = n.type == NodeType::kFile && n.data_inline

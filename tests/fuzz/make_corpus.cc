@@ -140,7 +140,9 @@ void LayoutSeeds() {
   file.id = 17;
   file.inline_data = "hello";
   file.size = 5;
-  file.xattrs["user.a"] = "1";
+  file.xattr_count = 1;
+  file.xattr_name_bytes = 6;
+  file.xattr_value_bytes = 1;
   Seed("layout_fuzz", "file_node", fusefs::EncodeNode(file));
   fusefs::Node dir;
   dir.type = fusefs::NodeType::kDirectory;
@@ -157,6 +159,7 @@ void LayoutSeeds() {
   Seed("layout_fuzz", "node_key", fusefs::NodeKey("dir/sub/name"));
   Seed("layout_fuzz", "u64", fusefs::EncodeU64(0x0102030405060708));
   Seed("layout_fuzz", "orphan_key", fusefs::OrphanKey(42));
+  Seed("layout_fuzz", "xattr_key", fusefs::XattrKey(42, "user.a"));
 }
 
 // An LSM table of a few small blocks, a blob file, and a MANIFEST naming both.
