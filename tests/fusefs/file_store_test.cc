@@ -514,7 +514,7 @@ TEST_P(FileStoreTest, ConcurrentWritersOfOneFileLoseNothing) {
   for (auto& t : threads) t.join();
   writing = false;
   reader.join();
-  std::string want(kThreads * kRecords * kRecord, '\0');
+  std::string want(uint64_t{kThreads} * kRecords * kRecord, '\0');
   for (int t = 0; t < kThreads; ++t) {
     for (int i = 0; i < kRecords; ++i) {
       const uint64_t at = static_cast<uint64_t>(i * kThreads + t) * kRecord;
@@ -609,7 +609,8 @@ TEST_P(FileStoreTest, WritesRacingRenamesNeverResurrectAnOldName) {
   renamer.join();
   EXPECT_EQ(List(*st, kRootId).size(), static_cast<size_t>(kFiles));
   for (int i = 0; i < kFiles; ++i) {
-    EXPECT_TRUE(ReadAll(*st, ids[i]) == std::string(kWrites * 100, 'a' + i)) << "file " << i;
+    EXPECT_TRUE(ReadAll(*st, ids[i]) == std::string(size_t{kWrites} * 100, 'a' + i))
+        << "file " << i;
   }
 }
 
