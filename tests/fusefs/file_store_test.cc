@@ -9,6 +9,7 @@
 #include <chrono>
 #include <future>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <set>
@@ -449,9 +450,11 @@ TEST_P(FileStoreTest, ReadsOfOneFileDoNotWaitForAnotherFilesSync) {
   std::promise<void> entered;
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
-  std::atomic<bool> first{true};
-  fs_.SetBeforeSyncHook([&](const std::string&) {
-    if (!first.exchange(false)) return;
+  // The hook may still be running in an engine thread when the test ends: what it touches after
+  // the first call is its own.
+  auto first = std::make_shared<std::atomic<bool>>(true);
+  fs_.SetBeforeSyncHook([&entered, released, first](const std::string&) {
+    if (!first->exchange(false)) return;
     entered.set_value();
     released.wait();
   });
