@@ -24,8 +24,8 @@
 // table with lookup counts like the file layer's own, forgotten at zero.
 //
 // Thread safety: every method may be called from any thread at once; the caller holds the
-// store lock (shared at least) across each call. The table has its own mutex, never held
-// while calling into the engine.
+// store's namespace lock (shared at least) across each call. The table has its own mutex, never
+// held while calling into the engine.
 #pragma once
 
 #include <cstdint>

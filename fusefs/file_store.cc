@@ -1,5 +1,5 @@
 // FileStore's operations: opening a store, the namespace, file data, xattrs and statistics, each
-// under the store lock as file_store.h states. The helpers they share are FileStore::Impl's
+// under the locks file_store_impl.h names. The helpers they share are FileStore::Impl's
 // (file_store_impl.h).
 #include "fusefs/file_store.h"
 
@@ -41,6 +41,7 @@ Result<std::unique_ptr<FileStore>> FileStore::Open(std::unique_ptr<engines::Engi
   impl->options = options;
   impl->OpenEvents();
   Impl& s = *impl;
+  MutexLock ns(&s.ns_mu);  // nobody else has the store yet: for the analysis
   auto version = s.engine->Get(kVersionKey);
   if (!version.ok() && !version.status().IsNotFound()) return version.status();
   if (!version.ok()) {
@@ -111,7 +112,7 @@ Result<Attr> FileStore::Lookup(uint64_t parent, std::string_view name) {
   Impl& s = *impl_;
   s.Count(&FileStoreStats::lookups);
   KVFS_RETURN_IF_ERROR(ValidateName(name));
-  std::shared_lock lock(s.mu);
+  ReaderMutexLock ns(&s.ns_mu);
   if (s.IsReservedName(parent, name)) return s.view->LookupRoot();
   if (s.IsViewId(parent)) return s.view->Lookup(parent, name);
   KVFS_ASSIGN_OR_RETURN(Loaded dir, s.LoadDir(parent));
@@ -130,7 +131,7 @@ void FileStore::Forget(uint64_t id, uint64_t nlookup) {
   if (s.IsViewId(id)) return s.view->Forget(id, nlookup);
   std::optional<Node> purge;
   {
-    std::lock_guard lock(s.table_mu);
+    MutexLock lock(&s.table_mu);
     auto it = s.known.find(id);
     if (it == s.known.end()) return;
     it->second.nlookup -= std::min(nlookup, it->second.nlookup);
@@ -138,7 +139,7 @@ void FileStore::Forget(uint64_t id, uint64_t nlookup) {
     if (it->second.orphan) purge = std::move(it->second.node);
     s.known.erase(it);
   }
-  // Nobody can reach the orphan's id any more: its chunks go without the store lock. A failure
+  // Nobody can reach the orphan's id any more: its chunks go without a lock. A failure
   // leaves the orphan record, and the next Open finishes the job.
   if (purge) s.PurgeOrphan(*purge).PermitUnchecked();
 }
@@ -146,7 +147,7 @@ void FileStore::Forget(uint64_t id, uint64_t nlookup) {
 Result<Attr> FileStore::GetAttr(uint64_t id) {
   Impl& s = *impl_;
   s.Count(&FileStoreStats::getattrs);
-  std::shared_lock lock(s.mu);
+  ReaderMutexLock ns(&s.ns_mu);
   if (s.IsViewId(id)) return s.view->GetAttr(id);
   KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
   return AttrOf(l);
@@ -157,7 +158,8 @@ Result<Attr> FileStore::SetAttr(uint64_t id, const AttrChange& change) {
   s.Count(&FileStoreStats::setattrs);
   Attr attr;
   {
-    std::unique_lock lock(s.mu);
+    ReaderMutexLock ns(&s.ns_mu);
+    internal::InodeLocks::Hold inode(&s.inode_locks, id, /*exclusive=*/true);
     KVFS_RETURN_IF_ERROR(s.CheckWritable());
     KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
     Node& n = l.node;
@@ -191,7 +193,7 @@ Result<Attr> FileStore::Impl::MakeNode(uint64_t parent, std::string_view name, c
   KVFS_RETURN_IF_ERROR(ValidateName(name));
   Attr attr;
   {
-    std::unique_lock lock(s.mu);
+    MutexLock ns(&s.ns_mu);
     KVFS_RETURN_IF_ERROR(s.CheckWritable());
     if (s.IsReservedName(parent, name)) return Errno(EEXIST, "reserved for the event view");
     KVFS_ASSIGN_OR_RETURN(Loaded dir, s.LoadDir(parent));
@@ -269,7 +271,7 @@ Result<Attr> FileStore::Link(uint64_t id, uint64_t new_parent, std::string_view 
   KVFS_RETURN_IF_ERROR(ValidateName(new_name));
   Attr attr;
   {
-    std::unique_lock lock(s.mu);
+    MutexLock ns(&s.ns_mu);
     KVFS_RETURN_IF_ERROR(s.CheckWritable());
     if (s.IsReservedName(new_parent, new_name)) return Errno(EEXIST, "reserved for the event view");
     KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
@@ -312,7 +314,7 @@ Result<Attr> FileStore::Link(uint64_t id, uint64_t new_parent, std::string_view 
 
 Result<std::string> FileStore::ReadLink(uint64_t id) {
   Impl& s = *impl_;
-  std::shared_lock lock(s.mu);
+  ReaderMutexLock ns(&s.ns_mu);
   KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
   if (l.node.type != NodeType::kSymlink) return Errno(EINVAL, "not a symlink");
   return l.node.inline_data;
@@ -322,7 +324,7 @@ Status FileStore::Impl::RemoveEntry(uint64_t parent, std::string_view name, Remo
   Impl& s = *this;
   KVFS_RETURN_IF_ERROR(ValidateName(name));
   {
-    std::unique_lock lock(s.mu);
+    MutexLock ns(&s.ns_mu);
     KVFS_RETURN_IF_ERROR(s.CheckWritable());
     if (s.IsReservedName(parent, name)) return Errno(EPERM, "reserved for the event view");
     KVFS_ASSIGN_OR_RETURN(Loaded dir, s.LoadDir(parent));
@@ -399,7 +401,7 @@ Status FileStore::Rename(uint64_t parent, std::string_view name, uint64_t new_pa
   }
   if (flags & ~(kRenameNoReplace | kRenameExchange)) return Errno(EINVAL, "unknown rename flags");
   {
-    std::unique_lock lock(s.mu);
+    MutexLock ns(&s.ns_mu);
     KVFS_RETURN_IF_ERROR(s.CheckWritable());
     KVFS_ASSIGN_OR_RETURN(Loaded from_dir, s.LoadDir(parent));
     KVFS_ASSIGN_OR_RETURN(Loaded to_dir, s.LoadDir(new_parent));
@@ -510,7 +512,7 @@ Status FileStore::ReadDir(uint64_t id, std::string_view after, bool plus,
                           const std::function<bool(const DirEntry&)>& fn) {
   Impl& s = *impl_;
   s.Count(&FileStoreStats::readdirs);
-  std::shared_lock lock(s.mu);
+  ReaderMutexLock ns(&s.ns_mu);
   if (s.IsViewId(id)) return s.view->ReadDir(id, after, plus, fn);
   KVFS_ASSIGN_OR_RETURN(Loaded dir, s.LoadDir(id));
   engines::ScanOptions so;
@@ -543,14 +545,15 @@ Status FileStore::ReadDir(uint64_t id, std::string_view after, bool plus,
 
 Result<std::string> FileStore::Read(uint64_t id, uint64_t offset, size_t size) {
   Impl& s = *impl_;
-  std::shared_lock lock(s.mu);
+  ReaderMutexLock ns(&s.ns_mu);
+  internal::InodeLocks::Hold inode(&s.inode_locks, id, /*exclusive=*/false);
   if (s.IsViewId(id)) return s.view->Read(id, offset, size);
   KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
   if (l.node.type == NodeType::kDirectory) return Errno(EISDIR, "is a directory");
   if (l.node.type != NodeType::kFile) return Errno(EINVAL, "not a regular file");
   auto data = s.ReadData(l.node, offset, size);
   if (data.ok()) {
-    std::lock_guard stats_lock(s.stats_mu);
+    MutexLock stats_lock(&s.stats_mu);
     s.stats.reads++;
     s.stats.read_bytes += data->size();
   }
@@ -561,7 +564,8 @@ Result<size_t> FileStore::Write(uint64_t id, uint64_t offset, std::string_view d
   Impl& s = *impl_;
   if (s.events != nullptr) return s.WriteEvent(id, offset, data);
   {
-    std::unique_lock lock(s.mu);
+    ReaderMutexLock ns(&s.ns_mu);
+    internal::InodeLocks::Hold inode(&s.inode_locks, id, /*exclusive=*/true);
     KVFS_RETURN_IF_ERROR(s.CheckWritable());
     KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
     if (l.node.type == NodeType::kDirectory) return Errno(EISDIR, "is a directory");
@@ -579,7 +583,7 @@ Result<size_t> FileStore::Write(uint64_t id, uint64_t offset, std::string_view d
     if (!batch.empty()) KVFS_RETURN_IF_ERROR(s.ApplyBatch(batch));
   }
   {
-    std::lock_guard stats_lock(s.stats_mu);
+    MutexLock stats_lock(&s.stats_mu);
     s.stats.writes++;
     s.stats.write_bytes += data.size();
   }
@@ -595,7 +599,8 @@ Status FileStore::Allocate(uint64_t id, const Allocation& a) {
     if (!a.keep_size) return Errno(EFBIG, "past the largest file size");
   }
   {
-    std::unique_lock lock(s.mu);
+    ReaderMutexLock ns(&s.ns_mu);
+    internal::InodeLocks::Hold inode(&s.inode_locks, id, /*exclusive=*/true);
     KVFS_RETURN_IF_ERROR(s.CheckWritable());
     KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
     Node& n = l.node;
@@ -623,7 +628,8 @@ Status FileStore::Allocate(uint64_t id, const Allocation& a) {
 
 Result<uint64_t> FileStore::Seek(uint64_t id, uint64_t offset, bool data) {
   Impl& s = *impl_;
-  std::shared_lock lock(s.mu);
+  ReaderMutexLock ns(&s.ns_mu);
+  internal::InodeLocks::Hold inode(&s.inode_locks, id, /*exclusive=*/false);
   KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
   const Node& n = l.node;
   if (n.type == NodeType::kDirectory) return Errno(EISDIR, "is a directory");
@@ -699,10 +705,10 @@ Result<Attr> FileStore::Resolve(std::string_view path) {
 FileStoreStats FileStore::stats() const {
   FileStoreStats out;
   {
-    std::lock_guard lock(impl_->stats_mu);
+    MutexLock lock(&impl_->stats_mu);
     out = impl_->stats;
   }
-  std::lock_guard lock(impl_->table_mu);
+  MutexLock lock(&impl_->table_mu);
   out.known_nodes = impl_->known.size();
   out.orphans = 0;
   for (const auto& [id, k] : impl_->known) out.orphans += k.orphan ? 1 : 0;

@@ -10,15 +10,18 @@
 // adds none.
 //
 // Atomicity: every mutation is one engine batch (WriteBatch): after a crash it is there whole or
-// not at all. Mutations of the namespace and of metadata are serialised by one store lock (so a
-// check such as "target is an empty directory" and the batch that relies on it cannot be
-// interleaved); reads of file data take it shared, and so do an events store's appends
-// (event_view.h: each touches one file, and the engine orders appends to the same one).
+// not at all. Changes of the namespace are serialised by a namespace lock (so a check such as
+// "target is an empty directory" and the batch that relies on it cannot be interleaved); a
+// change of one file's data or attributes holds that file's lock, so writes to different files
+// run side by side (and share the log's syncs) while a file's own read-modify-write of its size
+// and chunks is never interleaved. Reads and getattrs never wait for another file's writes, nor
+// for a sync one of them runs; only a namespace change in progress holds them up
+// (file_store_impl.h has the rules, the lock order and what may still wait inside an engine).
 //
 // Durability (DESIGN.md's table): SyncFile(datasync) -> engine Sync(kData), SyncFile(!datasync)
 // and SyncDir -> Sync(kFull). Names and data share one log, so a file's fsync also makes its
-// name durable. In `always` mode every mutation is synced before it returns; the sync runs after
-// the store lock is released, so concurrent writers share one log sync (group commit).
+// name durable. In `always` mode every mutation is synced before it returns; the sync runs with
+// no lock held, so concurrent writers share one log sync (group commit).
 // A failed sync returns EIO and the store turns read-only: every later mutation fails with
 // EROFS until the store is reopened. Nothing is retried into a success.
 //

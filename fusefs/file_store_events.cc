@@ -15,7 +15,11 @@ using internal::Loaded;
 void FileStore::Impl::OpenEvents() {
   events = engines::AsEventStore(engine.get());
   if (events == nullptr) return;
-  auto get_node = [this](const std::string& path) { return GetNode(path); };
+  // The view calls these from FileStore's operations, which hold ns_mu.
+  auto get_node = [this](const std::string& path) {
+    ns_mu.AssertReaderHeld();
+    return GetNode(path);
+  };
   auto scan_children = [this](const std::string& dir, std::string_view after,
                               const std::function<bool(std::string_view, const Node&)>& fn) {
     engines::ScanOptions so;
@@ -71,12 +75,11 @@ Status FileStore::Impl::ApplyBatch(const engines::WriteBatch& batch,
 
 Result<size_t> FileStore::Impl::WriteEvent(uint64_t id, uint64_t offset, std::string_view data) {
   {
-    // Shared, unlike other mutations: an append changes one file's node (size, times) and its
-    // stream, and appends to different files do not meet. Two appends to one file that both
-    // loaded the same size are told apart by the engine, which checks the offset again under
-    // its append lock: the second writes nothing (EPERM). Whatever changes the namespace or a
-    // node otherwise holds the lock exclusively, so it never interleaves with an append.
-    std::shared_lock lock(mu);
+    // The file's inode lock orders appends to it: the second of two appends at one offset
+    // loads the size the first left and is refused (EPERM) here. The engine checks the offset
+    // again under its append lock all the same. Appends to different files run side by side.
+    ReaderMutexLock ns(&ns_mu);
+    internal::InodeLocks::Hold inode(&inode_locks, id, /*exclusive=*/true);
     KVFS_RETURN_IF_ERROR(CheckWritable());
     if (IsViewId(id)) return Errno(EROFS, "the event view is read-only");
     KVFS_ASSIGN_OR_RETURN(Loaded l, Load(id));
@@ -114,7 +117,7 @@ Result<size_t> FileStore::Impl::WriteEvent(uint64_t id, uint64_t offset, std::st
     if (l.orphan) PutNode(l, nullptr);
   }
   {
-    std::lock_guard stats_lock(stats_mu);
+    MutexLock stats_lock(&stats_mu);
     stats.writes++;
     stats.write_bytes += data.size();
   }

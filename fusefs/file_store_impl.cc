@@ -69,13 +69,45 @@ Attr AttrOf(const Loaded& l) {
   return a;
 }
 
+InodeLocks::Hold::Hold(InodeLocks* table, uint64_t id, bool exclusive)
+    : table_(table), id_(id), exclusive_(exclusive) {
+  {
+    MutexLock lock(&table_->mu_);
+    auto& entry = table_->locks_[id];
+    if (entry == nullptr) entry = std::make_unique<Entry>();
+    ++entry->users;
+    mu_ = &entry->mu;  // stays put while users > 0: the map holds it by pointer
+  }
+  if (exclusive_) {
+    mu_->lock();
+  } else {
+    mu_->lock_shared();
+  }
+}
+
+InodeLocks::Hold::~Hold() {
+  if (exclusive_) {
+    mu_->unlock();
+  } else {
+    mu_->unlock_shared();
+  }
+  MutexLock lock(&table_->mu_);
+  auto it = table_->locks_.find(id_);
+  if (--it->second->users == 0) table_->locks_.erase(it);
+}
+
+size_t InodeLocks::size() {
+  MutexLock lock(&mu_);
+  return locks_.size();
+}
+
 }  // namespace internal
 
 // ---------------------------------------------------------------------------------------------
 // Batches and syncs
 
 void FileStore::Impl::Count(uint64_t FileStoreStats::*field, uint64_t n) {
-  std::lock_guard lock(stats_mu);
+  MutexLock lock(&stats_mu);
   stats.*field += n;
 }
 
@@ -189,7 +221,7 @@ Result<Loaded> FileStore::Impl::Load(uint64_t id) {
     return l;
   }
   {
-    std::lock_guard lock(table_mu);
+    MutexLock lock(&table_mu);
     auto it = known.find(id);
     if (it == known.end()) return Errno(ENOENT, "no node with id " + std::to_string(id));
     l.orphan = it->second.orphan;
@@ -225,7 +257,7 @@ Result<Loaded> FileStore::Impl::LoadDir(uint64_t id) {
 
 void FileStore::Impl::PutNode(const Loaded& l, engines::WriteBatch* batch) {
   if (l.orphan) {
-    std::lock_guard lock(table_mu);
+    MutexLock lock(&table_mu);
     auto it = known.find(l.node.id);
     if (it != known.end()) it->second.node = l.node;
     return;
@@ -239,7 +271,7 @@ void FileStore::Impl::PutNode(const Loaded& l, engines::WriteBatch* batch) {
 
 void FileStore::Impl::AddRef(uint64_t id, const std::string& path, uint64_t n) {
   if (id == kRootId) return;
-  std::lock_guard lock(table_mu);
+  MutexLock lock(&table_mu);
   Known& k = known[id];
   k.path = path;
   k.nlookup += n;
@@ -252,7 +284,7 @@ void FileStore::Impl::Touch(Loaded* dir, int64_t now) {
 
 void FileStore::Impl::RenameInTable(const std::string& from, const std::string& to,
                                     std::unordered_map<uint64_t, std::string>* moved) {
-  std::lock_guard lock(table_mu);
+  MutexLock lock(&table_mu);
   for (auto& [id, k] : known) {
     if (k.orphan) continue;
     if (k.path == from ||
@@ -264,7 +296,7 @@ void FileStore::Impl::RenameInTable(const std::string& from, const std::string& 
 }
 
 void FileStore::Impl::ApplyTableMoves(const std::unordered_map<uint64_t, std::string>& moved) {
-  std::lock_guard lock(table_mu);
+  MutexLock lock(&table_mu);
   for (const auto& [id, path] : moved) {
     auto it = known.find(id);
     if (it != known.end()) it->second.path = path;
@@ -363,7 +395,7 @@ Status FileStore::Impl::RemoveName(const std::string& path, Node* node, int64_t 
 Status FileStore::Impl::Drop(const Node& node, engines::WriteBatch* batch) {
   bool held = false;
   {
-    std::lock_guard lock(table_mu);
+    MutexLock lock(&table_mu);
     auto it = known.find(node.id);
     if (it != known.end() && !it->second.orphan) {
       held = true;
@@ -388,7 +420,7 @@ Status FileStore::Impl::Drop(const Node& node, engines::WriteBatch* batch) {
 }
 
 void FileStore::Impl::Undrop(uint64_t id) {
-  std::lock_guard lock(table_mu);
+  MutexLock lock(&table_mu);
   auto it = known.find(id);
   if (it != known.end()) it->second.orphan = false;
 }

@@ -7,9 +7,38 @@
 // - file_store_chunks.cc: a file's bytes, inline or in chunks (read, write, resize);
 // - file_store_xattrs.cc: extended attributes, one key each.
 //
-// Locking: `mu` (the store lock) is taken by the operations, never by these helpers; each
-// helper says whether its caller must hold it shared or exclusive. `table_mu` guards the id
-// table and is taken briefly by the helpers, never while calling into the engine.
+// Locking (docs/DESIGN.md, "Locking in the file layer"). Node records are keyed by path, so
+// whatever reads or writes a node by its path must keep that path from moving meanwhile:
+//
+//   ns_mu      the namespace lock. Exclusive: every change of a name (create, mkdir, symlink,
+//              mknod, link, unlink, rmdir, rename), and with it the id allocator and the
+//              parents' times and link counts. Shared: everything else that finds a node by
+//              its id or name (lookup, getattr, readdir, read, write, setattr, fallocate, seek,
+//              xattrs, an events store's appends).
+//   inode lock one per id the store is working on (InodeLocks below; made on first use, freed
+//              by the last user). Exclusive: a change of that node's record or data (write,
+//              setattr with truncate, fallocate, xattr changes, an events store's append), so
+//              the read-modify-write of its size, times, chunk count and chunks is never
+//              interleaved, including through a second name (hard links share the id). Shared:
+//              read and seek, which see the node and its chunks of one moment.
+//   table_mu   the id table (`known`, an orphan's node); a leaf, never held into the engine.
+//   stats_mu   the counters; a leaf.
+//
+// Order: ns_mu, then at most one inode lock, then table_mu or stats_mu. A namespace change takes
+// no inode lock: holding ns_mu exclusively, it already excludes every holder of one. Getattr,
+// lookup and readdir take no inode lock: a node is one engine record, read whole.
+//
+// No lock is held across a sync the file layer asks for (SyncFile, SyncDir, `always` mode's
+// sync after a mutation) or across a reply to the kernel (the glue replies after a call
+// returns). An engine's Apply may still wait inside (a `batch` log's appender that fills a batch
+// syncs it, an LSM write stall): only the holders of the same file's lock, or of ns_mu
+// exclusively, can be behind it; other files' reads, getattrs and writes are not.
+//
+// Forget's purge of an orphan takes no lock: nobody can reach its id any more.
+//
+// The analysis: clang's -Wthread-safety checks ns_mu, table_mu and stats_mu through the
+// annotations below (sync/mutex.h); an inode lock is one of many made at run time, which the
+// analysis cannot name: its rule is in each operation's body and in the tests.
 #pragma once
 
 #include <atomic>
@@ -29,10 +58,40 @@
 #include "fusefs/event_view.h"
 #include "fusefs/file_store.h"
 #include "fusefs/layout.h"
+#include "sync/mutex.h"
 #include "sync/status.h"
 
 namespace kvfs::fusefs {
 namespace internal {
+
+// The inode locks: one std::shared_mutex per id in use, made by its first user and freed by its
+// last, so a store with a million files holds locks only for the few being worked on.
+class InodeLocks {
+ public:
+  class Hold {
+   public:
+    Hold(InodeLocks* table, uint64_t id, bool exclusive);
+    ~Hold();
+    Hold(const Hold&) = delete;
+    Hold& operator=(const Hold&) = delete;
+
+   private:
+    InodeLocks* const table_;
+    const uint64_t id_;
+    const bool exclusive_;
+    std::shared_mutex* mu_ = nullptr;
+  };
+  // Ids with a lock now (tests).
+  size_t size();
+
+ private:
+  struct Entry {
+    std::shared_mutex mu;
+    uint64_t users = 0;
+  };
+  Mutex mu_;
+  std::unordered_map<uint64_t, std::unique_ptr<Entry>> locks_ ABSL_GUARDED_BY(mu_);
+};
 
 // A Status carrying `err` as the errno FUSE should answer, with the StatusCode closest to it.
 Status Errno(int err, std::string msg);
@@ -86,14 +145,15 @@ struct FileStore::Impl {
   std::unique_ptr<engines::Engine> engine;
   FileStoreOptions options;
 
-  // Namespace and metadata mutations exclusive; reads shared.
-  std::shared_mutex mu;
+  // The namespace lock and the inode locks (the header comment has the rules and the order).
+  SharedMutex ns_mu;
+  internal::InodeLocks inode_locks;
   // The id table; taken briefly, never while calling into the engine.
-  mutable std::mutex table_mu;
-  std::unordered_map<uint64_t, internal::Known> known;
+  mutable Mutex table_mu;
+  std::unordered_map<uint64_t, internal::Known> known ABSL_GUARDED_BY(table_mu);
 
-  uint64_t next_id = kFirstFreeId;  // guarded by mu (exclusive)
-  uint64_t id_mark = 0;             // ids below it may be in use after a restart
+  uint64_t next_id ABSL_GUARDED_BY(ns_mu) = kFirstFreeId;
+  uint64_t id_mark ABSL_GUARDED_BY(ns_mu) = 0;  // ids below it may be in use after a restart
 
   // An events store (engine "events"): files are append-only streams, and the view of their
   // events (event_view.h). Null for every other engine. Set by Open.
@@ -101,8 +161,8 @@ struct FileStore::Impl {
   std::unique_ptr<EventView> view;
 
   std::atomic<bool> failed{false};
-  mutable std::mutex stats_mu;
-  FileStoreStats stats;
+  mutable Mutex stats_mu;
+  FileStoreStats stats ABSL_GUARDED_BY(stats_mu);
 
   // --- batches and syncs (file_store_impl.cc) ---
   void Count(uint64_t FileStoreStats::*field, uint64_t n = 1);
@@ -110,16 +170,16 @@ struct FileStore::Impl {
   // The engine's answer to a mutation, as the errno a caller should see. In an events store
   // the batch may carry StreamDropKey deletions and `ops`: one log record for all of it.
   Status ApplyBatch(const engines::WriteBatch& batch, std::vector<engines::StreamOp> ops = {});
-  // After the store lock is released: `always` mode makes the mutation durable here, where
+  // With no lock held: `always` mode makes the mutation durable here, where
   // concurrent callers share one log sync.
   Status SyncIfAlways();
   Status SyncEngine(engines::SyncKind kind);
 
   // --- nodes and the id table (file_store_impl.cc) ---
-  uint64_t AllocId(engines::WriteBatch* batch);
+  uint64_t AllocId(engines::WriteBatch* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(ns_mu);
   // The node at `path`: through its stub, the shared record of a file with several names
   // (linked set); its link count counted if it is a version-1 directory's (CountLinks).
-  Result<Node> GetNode(const std::string& path);
+  Result<Node> GetNode(const std::string& path) ABSL_SHARED_LOCKS_REQUIRED(ns_mu);
   // The shared record of file `id` (linked set); NotFound if it has none.
   Result<Node> GetShared(uint64_t id);
   // If `n` (decoded from `key`) is a link stub, replaces it by its shared record; Corruption
@@ -127,34 +187,38 @@ struct FileStore::Impl {
   Status FollowStub(std::string_view key, Node* n);
   // A directory node read from a layout-1 store carries no link count (nlink 0): counts its
   // subdirectories; a chunked file's no chunk count: counts its chunk keys. Other nodes are
-  // left as they are. Caller holds mu.
+  // left as they are. Caller holds ns_mu.
   Status CountLinks(const std::string& path, Node* n);
   // A layout-1 or -2 store becomes layout 3: (from layout 1) every directory node rewritten with
   // its link count, every chunked file's with its chunk count; (both) every node holding its
   // xattrs moves them to "X" keys; and the version key, in one batch, synced. Caller holds no
   // lock (Open).
   Status UpgradeLayout();
-  // The node `id` stands for. Caller holds mu (shared or exclusive).
-  Result<internal::Loaded> Load(uint64_t id);
-  Result<internal::Loaded> LoadDir(uint64_t id);
+  // The node `id` stands for.
+  Result<internal::Loaded> Load(uint64_t id) ABSL_SHARED_LOCKS_REQUIRED(ns_mu);
+  Result<internal::Loaded> LoadDir(uint64_t id) ABSL_SHARED_LOCKS_REQUIRED(ns_mu);
   // Stores a changed node where it lives: its key, or (orphans) the table and the orphan record.
-  void PutNode(const internal::Loaded& l, engines::WriteBatch* batch);
+  // Caller holds ns_mu, and the node's inode lock exclusively (or ns_mu exclusively).
+  void PutNode(const internal::Loaded& l, engines::WriteBatch* batch)
+      ABSL_SHARED_LOCKS_REQUIRED(ns_mu);
   void AddRef(uint64_t id, const std::string& path, uint64_t n = 1);
   void Touch(internal::Loaded* dir, int64_t now);
-  // Table paths at or below `from` move to below `to`. Caller holds mu exclusive.
+  // Table paths at or below `from` move to below `to`.
   void RenameInTable(const std::string& from, const std::string& to,
-                     std::unordered_map<uint64_t, std::string>* moved);
-  void ApplyTableMoves(const std::unordered_map<uint64_t, std::string>& moved);
+                     std::unordered_map<uint64_t, std::string>* moved)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(ns_mu);
+  void ApplyTableMoves(const std::unordered_map<uint64_t, std::string>& moved)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(ns_mu);
 
   // --- orphans (file_store_impl.cc) ---
   // Name `path` of `node` (as GetNode gave it) goes, in `batch`: the name's record, and either
   // one link of the shared record (others remain: the file stays, its ctime `now`) or the node
   // itself (Drop; *dropped set, and the caller undoes Drop if the batch fails).
   Status RemoveName(const std::string& path, Node* node, int64_t now, engines::WriteBatch* batch,
-                    bool* dropped);
+                    bool* dropped) ABSL_EXCLUSIVE_LOCKS_REQUIRED(ns_mu);
   // A node leaves the namespace (unlink, rmdir, rename over it): if the kernel still holds it,
   // it lives on as an orphan until Forget; otherwise its data goes in the same batch.
-  Status Drop(const Node& node, engines::WriteBatch* batch);
+  Status Drop(const Node& node, engines::WriteBatch* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(ns_mu);
   // Undoes Drop's table change when the batch that relied on it failed.
   void Undrop(uint64_t id);
   Status PurgeOrphan(const Node& node);
@@ -171,17 +235,23 @@ struct FileStore::Impl {
   // --- file data (file_store_chunks.cc) ---
   // Every chunk key of file `id` from chunk `first` on, found by a scan (sparse files have few).
   Result<std::vector<std::string>> ChunkKeysFrom(uint64_t id, uint64_t first);
-  // Bytes [offset, offset+n) of a file's data, holes as zeros. Caller holds mu.
+  // Bytes [offset, offset+n) of a file's data, holes as zeros. Caller holds ns_mu and the
+  // file's inode lock (shared or exclusive).
   Result<std::string> ReadData(const Node& node, uint64_t offset, uint64_t n);
   // Changes a file's size in `batch`, keeping the invariants: inline iff size <= kInlineMax
-  // after a shrink, no chunk holds bytes at or past the size. Caller holds mu exclusive.
-  Status Resize(Node* node, uint64_t new_size, engines::WriteBatch* batch);
+  // after a shrink, no chunk holds bytes at or past the size. Caller holds ns_mu and the file's
+  // inode lock exclusively.
+  Status Resize(Node* node, uint64_t new_size, engines::WriteBatch* batch)
+      ABSL_SHARED_LOCKS_REQUIRED(ns_mu);
   // Bytes [from, to) of a file (to <= its size) read as zeros: chunks covered whole (or up to
   // the end of the file) deleted, the others zeroed where the range touches them; inline data
-  // zeroed. Caller holds mu exclusive.
-  Status ZeroRange(Node* node, uint64_t from, uint64_t to, engines::WriteBatch* batch);
-  // Writes `data` at `offset` into `node` and `batch`. Caller holds mu exclusive.
-  Status WriteData(Node* node, uint64_t offset, std::string_view data, engines::WriteBatch* batch);
+  // zeroed. Caller holds ns_mu and the file's inode lock exclusively.
+  Status ZeroRange(Node* node, uint64_t from, uint64_t to, engines::WriteBatch* batch)
+      ABSL_SHARED_LOCKS_REQUIRED(ns_mu);
+  // Writes `data` at `offset` into `node` and `batch`. Caller holds ns_mu and the file's inode
+  // lock exclusively.
+  Status WriteData(Node* node, uint64_t offset, std::string_view data, engines::WriteBatch* batch)
+      ABSL_SHARED_LOCKS_REQUIRED(ns_mu);
 
   // --- xattrs (file_store_xattrs.cc) ---
   // Every "X" key of `n` deleted in `batch` (one scan; none if it counts none).

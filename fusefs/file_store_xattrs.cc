@@ -11,9 +11,7 @@
 #include <sys/xattr.h>
 
 #include <cerrno>
-#include <mutex>
 #include <optional>
-#include <shared_mutex>
 
 #include "fusefs/file_store_impl.h"
 #include "fusefs/time_ns.h"
@@ -77,7 +75,9 @@ Status FileStore::Impl::DropXattrs(const Node& n, engines::WriteBatch* batch) {
 Result<std::string> FileStore::GetXattr(uint64_t id, std::string_view name) {
   Impl& s = *impl_;
   KVFS_RETURN_IF_ERROR(CheckName(name));
-  std::shared_lock lock(s.mu);
+  ReaderMutexLock ns(&s.ns_mu);
+  // The node's counts and its keys of one moment (a change takes the inode lock exclusively).
+  internal::InodeLocks::Hold inode(&s.inode_locks, id, /*exclusive=*/false);
   if (s.IsViewId(id)) return Errno(ENODATA, NoAttribute(name));
   KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
   const Node& n = l.node;
@@ -94,7 +94,9 @@ Result<std::string> FileStore::GetXattr(uint64_t id, std::string_view name) {
 
 Result<std::vector<std::string>> FileStore::ListXattr(uint64_t id) {
   Impl& s = *impl_;
-  std::shared_lock lock(s.mu);
+  ReaderMutexLock ns(&s.ns_mu);
+  // The node's counts and its keys of one moment (a change takes the inode lock exclusively).
+  internal::InodeLocks::Hold inode(&s.inode_locks, id, /*exclusive=*/false);
   if (s.IsViewId(id)) return std::vector<std::string>();
   KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
   const Node& n = l.node;
@@ -117,7 +119,9 @@ Result<std::vector<std::string>> FileStore::ListXattr(uint64_t id) {
 
 Result<XattrUsage> FileStore::XattrUsageOf(uint64_t id) {
   Impl& s = *impl_;
-  std::shared_lock lock(s.mu);
+  ReaderMutexLock ns(&s.ns_mu);
+  // The node's counts and its keys of one moment (a change takes the inode lock exclusively).
+  internal::InodeLocks::Hold inode(&s.inode_locks, id, /*exclusive=*/false);
   KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
   return XattrUsage{l.node.xattr_count, l.node.xattr_name_bytes, l.node.xattr_value_bytes,
                     !l.node.inline_xattrs.empty()};
@@ -128,7 +132,8 @@ Status FileStore::SetXattr(uint64_t id, std::string_view name, std::string_view 
   KVFS_RETURN_IF_ERROR(CheckName(name));
   if (value.size() > kMaxXattrValueLength) return Errno(E2BIG, "attribute value over 64 KiB");
   {
-    std::unique_lock lock(s.mu);
+    ReaderMutexLock ns(&s.ns_mu);
+    internal::InodeLocks::Hold inode(&s.inode_locks, id, /*exclusive=*/true);
     KVFS_RETURN_IF_ERROR(s.CheckWritable());
     KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
     Node& n = l.node;
@@ -171,7 +176,8 @@ Status FileStore::RemoveXattr(uint64_t id, std::string_view name) {
   Impl& s = *impl_;
   KVFS_RETURN_IF_ERROR(CheckName(name));
   {
-    std::unique_lock lock(s.mu);
+    ReaderMutexLock ns(&s.ns_mu);
+    internal::InodeLocks::Hold inode(&s.inode_locks, id, /*exclusive=*/true);
     KVFS_RETURN_IF_ERROR(s.CheckWritable());
     KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
     Node& n = l.node;

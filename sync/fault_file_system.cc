@@ -59,6 +59,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -193,6 +194,17 @@ struct FaultFileSystem::State {
 
   // Set by CrashAndFreeze: the image is installed and must stay as it is while it is copied.
   bool frozen = false;
+
+  // SetBeforeSyncHook's; called without `mu`, so it may block.
+  std::function<void(const std::string&)> before_sync_hook;
+  void RunBeforeSyncHook(const std::string& path) {
+    std::function<void(const std::string&)> hook;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      hook = before_sync_hook;
+    }
+    if (hook) hook(path);
+  }
 
   uint64_t fail_sync_remaining = 0;  // 0: no sync failure scheduled
   int fail_sync_errno = EIO;
@@ -531,6 +543,7 @@ class FaultWritableFile final : public WritableFile {
     return open_.state().Write(open_.file(), offset, data, path());
   }
   Status DoSync(bool data_only) override {
+    open_.state().RunBeforeSyncHook(path());
     std::lock_guard<std::mutex> lock(open_.mu());
     KVFS_RETURN_IF_ERROR(open_.Check(data_only ? "fdatasync" : "fsync", path()));
     return open_.state().SyncFile(open_.file(), data_only, path());
@@ -591,6 +604,7 @@ class FaultRandomRWFile final : public RandomRWFile {
     return open_.state().Truncate(open_.file(), size, path());
   }
   Status DoSync(bool data_only) override {
+    open_.state().RunBeforeSyncHook(path());
     std::lock_guard<std::mutex> lock(open_.mu());
     KVFS_RETURN_IF_ERROR(open_.Check(data_only ? "fdatasync" : "fsync", path()));
     return open_.state().SyncFile(open_.file(), data_only, path());
@@ -712,6 +726,11 @@ void FaultFileSystem::FailSyncAfter(uint64_t n, int err) {
   std::lock_guard<std::mutex> lock(state_->mu);
   state_->fail_sync_remaining = n;
   state_->fail_sync_errno = err;
+}
+
+void FaultFileSystem::SetBeforeSyncHook(std::function<void(const std::string& path)> hook) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->before_sync_hook = std::move(hook);
 }
 
 void FaultFileSystem::SetSpaceLimit(uint64_t bytes) {

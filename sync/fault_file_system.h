@@ -46,6 +46,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -93,6 +94,10 @@ class FaultFileSystem : public FileSystem {
   // --- Disk faults --------------------------------------------------------------------------
   // The n-th sync from now fails with EIO (n >= 1); 0 cancels.
   void FailSyncAfter(uint64_t n, int err = EIO);
+  // Called with the file's path at the start of every file sync (fsync and fdatasync, not a
+  // directory's), in the syncing thread, before the model is touched: a test can hold a sync
+  // there to see what waits behind it. Empty (the default) for none.
+  void SetBeforeSyncHook(std::function<void(const std::string& path)> hook);
   // Total bytes the files may hold; UINT64_MAX (the default) means no limit.
   void SetSpaceLimit(uint64_t bytes);
 
