@@ -291,8 +291,9 @@ TEST_F(EtcdFaultTest, AFullDatabaseQuotaIsENOSPC) {
 TEST_F(EtcdFaultTest, AMemberKilledMidWorkloadLosesNothingAcknowledged) {
   test::EtcdCluster cluster;
   ASSERT_OK(cluster.Start());
-  ASSERT_OK_AND_ASSIGN(auto e,
-                       OpenEngine("etcd", &fs_, "/s", EtcdOptions(cluster.endpoints(), "w/")));
+  // A generous deadline: the property is that writes go on, not how fast on a loaded machine.
+  ASSERT_OK_AND_ASSIGN(
+      auto e, OpenEngine("etcd", &fs_, "/s", EtcdOptions(cluster.endpoints(), "w/", 30000)));
   constexpr int kWriters = 4;
   constexpr int kPerWriter = 150;
   std::atomic<int> acknowledged{0};
@@ -354,7 +355,7 @@ TEST_F(EtcdFaultTest, QuorumLostFailsWritesAndSyncsWithEIOWithinTheTimeoutUntilR
   cluster.Kill(1);
   cluster.Kill(2);
   using Clock = std::chrono::steady_clock;
-  const auto slack = std::chrono::milliseconds(kTimeoutMs + 1000);
+  const auto slack = std::chrono::milliseconds(kTimeoutMs + 2000);
   WriteBatch b;
   b.Put("during-1", "x");
   b.Put("during-2", "x");
