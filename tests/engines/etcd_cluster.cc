@@ -204,6 +204,14 @@ void EtcdCluster::Kill(int i) {
   m.pid = -1;
 }
 
+void EtcdCluster::Pause(int i) {
+  if (members_[i].pid > 0) ::kill(members_[i].pid, SIGSTOP);
+}
+
+void EtcdCluster::Cont(int i) {
+  if (members_[i].pid > 0) ::kill(members_[i].pid, SIGCONT);
+}
+
 Status EtcdCluster::Restart(int i, bool wait) {
   Kill(i);
   KVFS_RETURN_IF_ERROR(Spawn(i, /*existing=*/true));

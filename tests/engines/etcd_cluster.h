@@ -44,6 +44,9 @@ class EtcdCluster {
   Status Start(const EtcdClusterOptions& options = {});
   // SIGKILLs member i and reaps it.
   void Kill(int i);
+  // SIGSTOPs member i: its sockets still accept connections, nothing answers. Cont resumes it.
+  void Pause(int i);
+  void Cont(int i);
   // Starts member i again on its data directory; Status of WaitHealthy(i) unless `wait` false.
   Status Restart(int i, bool wait = true);
   // Polls member i's /health until it answers healthy, up to `deadline`.

@@ -341,6 +341,29 @@ TEST_F(EtcdFaultTest, AMemberKilledMidWorkloadLosesNothingAcknowledged) {
   EXPECT_EQ(*only0->Get("t3/" + std::to_string(kPerWriter - 1)), std::to_string(kPerWriter - 1));
 }
 
+// The member the client talks to first is stopped (SIGSTOP): it still accepts connections but
+// never answers. Each call gives one member a third of its deadline, so writes and reads move
+// on to the others and succeed within the deadline; the client then prefers a member that
+// answered.
+TEST_F(EtcdFaultTest, AMemberThatNeverAnswersIsLeftWithinTheDeadline) {
+  test::EtcdCluster cluster;
+  ASSERT_OK(cluster.Start());
+  constexpr int kTimeoutMs = 3000;
+  ASSERT_OK_AND_ASSIGN(
+      auto e, OpenEngine("etcd", &fs_, "/s", EtcdOptions(cluster.endpoints(), "p/", kTimeoutMs)));
+  ASSERT_OK(e->Put("before", "1"));
+  cluster.Pause(0);
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  for (int i = 0; i < 20; ++i) ASSERT_OK(e->Put("k" + std::to_string(i), "v"));
+  EXPECT_EQ(*e->Get("before"), "1");
+  ASSERT_OK(e->Sync(SyncKind::kData));
+  // One wait on the stopped member (a third of the deadline), not one per call.
+  EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(kTimeoutMs * 2));
+  cluster.Cont(0);
+  ASSERT_OK(cluster.WaitHealthy(0));
+}
+
 // Two of three members killed: a write fails with EIO within the configured timeout (never
 // acknowledged, never a hang), and so do syncs after it (the write's outcome is unknown: the
 // store is failed, as after a failed fsync). Reads time out with EIO too. Once quorum is back
