@@ -106,8 +106,9 @@ Status EtcdCluster::Start(const EtcdClusterOptions& options) {
     m.name = "m" + std::to_string(i);
     m.data_dir = dir_ + "/" + m.name + ".etcd";
     m.log = dir_ + "/" + m.name + ".log";
-    m.client_url = "http://127.0.0.1:" + std::to_string(ports[2 * i]);
-    m.peer_url = "http://127.0.0.1:" + std::to_string(ports[2 * i + 1]);
+    const size_t at = 2 * static_cast<size_t>(i);
+    m.client_url = "http://127.0.0.1:" + std::to_string(ports[at]);
+    m.peer_url = "http://127.0.0.1:" + std::to_string(ports[at + 1]);
     initial_cluster_ += (i == 0 ? "" : ",") + m.name + "=" + m.peer_url;
     members_.push_back(std::move(m));
   }
