@@ -96,5 +96,31 @@ TEST_F(MountEtcdTest, ASecondDaemonReadsAFileTheFirstWroteAndClosed) {
   ASSERT_TRUE(writer->Unmount());
 }
 
+// Faults under a mount: with the member it was talking to killed, the daemon's writes go on
+// (the engine fails over); a file fsynced, then the daemon SIGKILLed, is there whole when the
+// store is mounted again (from another data directory, with the member back): every
+// acknowledged write was already on a quorum of members.
+TEST_F(MountEtcdTest, AMemberKilledThenTheDaemonKilledLosesNothingSynced) {
+  auto a = NewMount("crash/");
+  ASSERT_TRUE(a->Mount());
+  const std::string src = a->Sub("src");
+  ASSERT_EQ(Sh("head -c 500000 /dev/urandom > " + Quote(src)).exit_code, 0);
+  ASSERT_EQ(Sh("cp " + Quote(src) + " " + Quote(a->At("e/before"))).exit_code, 0);
+  cluster_.Kill(0);
+  const CmdResult wrote =
+      Sh("set -e; cp " + Quote(src) + " " + Quote(a->At("e/after")) + "; mkdir " +
+         Quote(a->At("e/dir")) + "; sync -f " + Quote(a->At("e/after")));
+  ASSERT_EQ(wrote.exit_code, 0) << wrote.Describe();
+  ASSERT_TRUE(a->KillDaemon());
+  ASSERT_OK(cluster_.Restart(0));
+  auto b = NewMount("crash/");
+  ASSERT_TRUE(b->Mount());
+  const CmdResult seen =
+      Sh("set -e; cmp " + Quote(src) + " " + Quote(b->At("e/before")) + "; cmp " + Quote(src) +
+         " " + Quote(b->At("e/after")) + "; test -d " + Quote(b->At("e/dir")));
+  EXPECT_EQ(seen.exit_code, 0) << seen.Describe();
+  ASSERT_TRUE(b->Unmount());
+}
+
 }  // namespace
 }  // namespace kvfs::mount_test
