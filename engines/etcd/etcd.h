@@ -13,13 +13,16 @@
 //   logs. So every acknowledged batch is already durable; Sync has nothing left to wait for
 //   and returns OK unless the store has failed. The sync modes change nothing.
 // - Get is a range of one key, Scan ranges with paging; both linearizable (etcd's default).
-// - A batch over the cluster's --max-request-bytes or --max-txn-ops is refused whole with EFBIG;
-//   a full database quota ("mvcc: database space exceeded") with ENOSPC. Nothing is applied.
+// - A batch over the cluster's --max-request-bytes or --max-txn-ops is refused whole with EFBIG:
+//   nothing is applied, the store goes on. A full database quota ("mvcc: database space
+//   exceeded") is ENOSPC, and its outcome is unknown: etcd applies the txn that crosses the
+//   quota whole, then answers with that error (later ones it refuses up front). So the store
+//   latches it as below: later writes are refused, with ENOSPC, until it is reopened.
 // - Every call has a deadline (timeout_ms). A read that misses it is EIO. A write that misses it
 //   may still be applied later by the cluster (its outcome is unknown), so, as for a failed
 //   fsync, the store latches the failure (store_failure.h): every later write is refused with
 //   EIO until the store is reopened; reads go on. A write the cluster refused definitely (EFBIG,
-//   ENOSPC, bad request) latches nothing.
+//   a bad request) latches nothing.
 // - Compact compacts the cluster's revision history up to now (it frees no space by itself:
 //   the cluster's operator defragments).
 // - The data directory holds only the LOCK: one open per directory, as for every engine.

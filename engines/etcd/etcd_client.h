@@ -3,10 +3,10 @@
 // and one deadline per call. docs/decisions.md says why the gateway and not native gRPC.
 //
 // Every call either answers within its deadline (Settings::timeout) or fails:
-// - the cluster answered with a definite refusal, nothing applied: a request over
-//   --max-request-bytes or --max-txn-ops is EFBIG (kInvalidArgument), "database space
-//   exceeded" is kNoSpace (ENOSPC), any other refusal kInvalidArgument or kIOError naming
-//   etcd's words;
+// - the cluster answered with a refusal: a request over --max-request-bytes or --max-txn-ops
+//   is EFBIG (kInvalidArgument), nothing applied; "database space exceeded" is kNoSpace
+//   (ENOSPC), which etcd also answers to the txn it applied that crossed the quota; any other
+//   refusal kInvalidArgument or kIOError naming etcd's words;
 // - no member answered within the deadline, or none could be reached: kIOError (EIO); with
 //   Outcome::kUnknown if a write may have been sent (the caller cannot know whether it landed:
 //   etcd applies a txn whole or not at all, but may apply it after the deadline).

@@ -142,8 +142,13 @@ class EtcdEngine final : public Engine {
       Status s = answer.status().WithContext("etcd store " + dir_ + ": batch of " +
                                              std::to_string(entries.size()) + " entries");
       // Applied or not, nobody can tell: as after a failed fsync, no later write may be
-      // acknowledged on top of it (store_failure.h). A definite refusal latches nothing.
-      if (outcome == Outcome::kUnknown && s.code() == StatusCode::kIOError) failure_.Latch(s);
+      // acknowledged on top of it (store_failure.h). So for "database space exceeded": etcd
+      // refuses up front once its alarm is raised, but the txn that crosses the quota is
+      // applied whole and then answered with that error. A definite refusal (EFBIG, a bad
+      // request) latches nothing.
+      if ((outcome == Outcome::kUnknown && s.code() == StatusCode::kIOError) || s.IsNoSpace()) {
+        failure_.Latch(s);
+      }
       return counters_.CountError(s);
     }
     auto j = ParseAnswer(*answer);

@@ -261,9 +261,11 @@ class EtcdFaultTest : public testing::Test {
   sync::FaultFileSystem fs_{5};
 };
 
-// A database quota that fills up: writes fail with ENOSPC (nothing of the batch applied), reads
-// go on, and the store is not failed.
-TEST_F(EtcdFaultTest, AFullDatabaseQuotaIsENOSPC) {
+// A database quota that fills up: the write is ENOSPC. etcd applies the txn that crosses the
+// quota (whole) and answers it with that error, so its outcome is unknown to the engine: the
+// store refuses later writes, with ENOSPC, until reopened; reads go on; the batch is there
+// whole or not at all.
+TEST_F(EtcdFaultTest, AFullDatabaseQuotaIsENOSPCAndFailsTheStore) {
   test::EtcdCluster cluster;
   test::EtcdClusterOptions co;
   co.members = 1;
@@ -275,14 +277,21 @@ TEST_F(EtcdFaultTest, AFullDatabaseQuotaIsENOSPC) {
   Status full;
   int i = 0;
   for (; i < 100 && full.ok(); ++i) {
-    full = e->Put("k" + std::to_string(i), std::string(100 << 10, 'v'));
+    WriteBatch b;
+    b.Put("a" + std::to_string(i), std::string(50 << 10, 'v'));
+    b.Put("b" + std::to_string(i), std::string(50 << 10, 'v'));
+    full = e->Apply(b);
   }
   ASSERT_FALSE(full.ok()) << "1 MiB quota never filled";
   EXPECT_TRUE(full.IsNoSpace()) << full.ToString();
   EXPECT_EQ(full.sys_errno(), ENOSPC);
-  EXPECT_TRUE(e->Get("k" + std::to_string(i - 1)).status().IsNotFound());
-  EXPECT_EQ(*e->Get("first"), "1");
-  EXPECT_OK(e->Sync(SyncKind::kData));  // a definite refusal does not fail the store
+  const std::string last = std::to_string(i - 1);
+  EXPECT_EQ(e->Get("a" + last).ok(), e->Get("b" + last).ok()) << "half a batch landed";
+  Status later = e->Put("later", "x");
+  EXPECT_TRUE(later.IsFailed()) << later.ToString();
+  EXPECT_EQ(later.sys_errno(), ENOSPC) << later.ToString();
+  EXPECT_EQ(e->Sync(SyncKind::kData).sys_errno(), ENOSPC);
+  EXPECT_EQ(*e->Get("first"), "1");  // reads go on
 }
 
 // One member (the one the client talks to first) is killed while four writers run: every write
