@@ -29,7 +29,8 @@
 // Engine options are settings one engine alone understands (a networked engine's endpoints and
 // credentials). Which keys an engine takes is the program's to say (EngineOptionKeys, passed
 // to the readers and ValidateConfig); a key its engine does not take is an error naming the
-// store, the key and the engine. Today's engines take none, so today any option is refused.
+// store, the key and the engine. Only the etcd engine takes any (endpoints, prefix, timeout_ms;
+// engines::EngineOptionKeys() is the list the daemon passes).
 //
 // Secrets: a key whose name marks a secret (IsSecretKey) is never shown by ToToml's redacting
 // mode, which /.kvfs/config uses: its value is written as "<redacted>".

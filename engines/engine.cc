@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <map>
 
+#include "engines/etcd/etcd.h"
+
 namespace kvfs::engines {
 
 // Each engine's Open, declared in its own folder. The table is explicit (no static
@@ -11,6 +13,8 @@ Result<std::unique_ptr<Engine>> OpenBitcask(sync::FileSystem* fs, const std::str
                                             const EngineOptions& options);
 Result<std::unique_ptr<Engine>> OpenBtree(sync::FileSystem* fs, const std::string& dir,
                                           const EngineOptions& options);
+Result<std::unique_ptr<Engine>> OpenEtcd(sync::FileSystem* fs, const std::string& dir,
+                                         const EngineOptions& options);
 Result<std::unique_ptr<Engine>> OpenEvents(sync::FileSystem* fs, const std::string& dir,
                                            const EngineOptions& options);
 Result<std::unique_ptr<Engine>> OpenLsm(sync::FileSystem* fs, const std::string& dir,
@@ -20,10 +24,8 @@ namespace {
 
 const std::map<std::string, EngineOpenFn, std::less<>>& Registry() {
   static const auto* registry = new std::map<std::string, EngineOpenFn, std::less<>>{
-      {"bitcask", OpenBitcask},
-      {"btree", OpenBtree},
-      {"events", OpenEvents},
-      {"lsm", OpenLsm},
+      {"bitcask", OpenBitcask}, {"btree", OpenBtree}, {"etcd", OpenEtcd},
+      {"events", OpenEvents},   {"lsm", OpenLsm},
   };
   return *registry;
 }
@@ -42,10 +44,24 @@ Status Engine::Delete(std::string_view key) {
   return Apply(b);
 }
 
-std::vector<std::string> EngineNames() {
+std::vector<std::string> AllEngineNames() {
   std::vector<std::string> names;
   for (const auto& [name, open] : Registry()) names.push_back(name);
   return names;
+}
+
+bool IsRemoteEngine(std::string_view name) { return name == "etcd"; }
+
+std::vector<std::string> EngineNames() {
+  std::vector<std::string> names;
+  for (const std::string& name : AllEngineNames()) {
+    if (!IsRemoteEngine(name)) names.push_back(name);
+  }
+  return names;
+}
+
+std::map<std::string, std::vector<std::string>, std::less<>> EngineOptionKeys() {
+  return {{"etcd", etcd::OptionKeys()}};
 }
 
 bool IsAppendOnlyEngine(std::string_view name) { return name == "events"; }
@@ -63,7 +79,7 @@ Result<std::unique_ptr<Engine>> OpenEngine(std::string_view name, sync::FileSyst
   auto it = Registry().find(name);
   if (it == Registry().end()) {
     std::string known;
-    for (const std::string& n : EngineNames()) known += (known.empty() ? "" : ", ") + n;
+    for (const std::string& n : AllEngineNames()) known += (known.empty() ? "" : ", ") + n;
     return Status::InvalidArgument("unknown engine '" + std::string(name) + "' (known: " + known +
                                    ")");
   }

@@ -28,6 +28,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -57,6 +58,10 @@ struct EngineOptions {
   // each damaged stretch is skipped to the next record that verifies and named in the recovery
   // report (RecoveryReport::log.damage). The state is then what the surviving records make.
   bool salvage = false;
+  // The store's engine options (the config's [store.options]), for an engine that takes some
+  // (etcd: endpoints, prefix, timeout_ms; EngineOptionKeys()). An engine refuses a key it
+  // does not take.
+  std::map<std::string, std::string, std::less<>> settings;
 };
 
 struct ScanOptions {
@@ -124,15 +129,25 @@ class Engine {
 using EngineOpenFn = std::function<Result<std::unique_ptr<Engine>>(
     sync::FileSystem* fs, const std::string& dir, const EngineOptions& options)>;
 
-// The registered engine names, sorted.
+// Every registered engine name, sorted: what a config may name.
+std::vector<std::string> AllEngineNames();
+// Whether `name`'s stores live elsewhere and need engine options to open (etcd: its cluster's
+// endpoints), so that they cannot be opened from a directory alone.
+bool IsRemoteEngine(std::string_view name);
+// The registered engines that open from a directory alone, sorted: AllEngineNames() but the
+// remote ones. The embedded default config has one store per engine of this list, and the
+// local-disk test suites run over it; a remote engine's tests bring their own cluster.
 std::vector<std::string> EngineNames();
+// The engine option keys each engine takes ({"etcd": {"endpoints", ...}}), in the shape of
+// config::EngineOptionKeys, for reading and validating configs.
+std::map<std::string, std::vector<std::string>, std::less<>> EngineOptionKeys();
 // Whether the file layer keeps the files of `name`'s stores append-only: "events", whose files
 // are event streams (engines/events/events.h, fusefs/event_view.h).
 bool IsAppendOnlyEngine(std::string_view name);
 // The registered engines whose stores take every file operation (writes anywhere, truncates,
 // renames): EngineNames() but the append-only ones. The Engine contract and crash suites run
-// over EngineNames(); the file-semantics suites (file store, fuse_ops, mount, mount crash)
-// over these, and the append-only engines have file-semantics suites of their own
+// over EngineNames() (the local engines); the file-semantics suites (file store, fuse_ops, mount,
+// mount crash) over these, and the append-only engines have file-semantics suites of their own
 // (docs/decisions.md).
 std::vector<std::string> FileEngineNames();
 // Opens (creating if missing) the store in `dir` with engine `name`. kInvalidArgument naming

@@ -264,8 +264,9 @@ void CheckLinkCounts(engines::Engine* engine, const std::string& store, TreeCoun
   }
 }
 
-engines::EngineOptions ReadOnly(bool salvage) {
+engines::EngineOptions ReadOnly(const config::StoreConfig& sc, bool salvage) {
   engines::EngineOptions o;
+  o.settings.insert(sc.options.begin(), sc.options.end());  // a remote engine's endpoints
   o.read_only = true;
   o.salvage = salvage;
   o.background_work = false;
@@ -301,7 +302,7 @@ Verdict CheckStore(const config::StoreConfig& sc) {
     return Verdict::kDamaged;
   }
   auto engine =
-      engines::OpenEngine(sc.engine, sync::DefaultFileSystem(), sc.data_dir, ReadOnly(false));
+      engines::OpenEngine(sc.engine, sync::DefaultFileSystem(), sc.data_dir, ReadOnly(sc, false));
   if (!engine.ok()) {
     std::fprintf(stderr, "kvfs: %s store %s cannot be opened: %s\n", sc.engine.c_str(),
                  sc.data_dir.c_str(), engine.status().ToString().c_str());
@@ -453,7 +454,7 @@ Result<uint64_t> CopyStore(engines::Engine* from, const config::StoreConfig& sc,
 // Salvages one damaged store (see the top of this file). Returns the exit code for it.
 int SalvageStore(const config::StoreConfig& sc) {
   sync::FileSystem* fs = sync::DefaultFileSystem();
-  auto damaged = engines::OpenEngine(sc.engine, fs, sc.data_dir, ReadOnly(/*salvage=*/true));
+  auto damaged = engines::OpenEngine(sc.engine, fs, sc.data_dir, ReadOnly(sc, /*salvage=*/true));
   if (!damaged.ok()) {
     return Fail("store " + sc.name + ": cannot be salvaged (only damage in the log can be): " +
                 damaged.status().ToString());

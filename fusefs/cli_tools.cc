@@ -55,7 +55,10 @@ std::string DefaultDataRoot() {
 }
 
 Result<Selection> SelectStores(const StoreFlags& flags) {
-  const std::vector<std::string> engines = engines::EngineNames();
+  // A config may name every engine; the default config and --engine only the local ones
+  // (a remote engine needs its options: endpoints, prefix).
+  const std::vector<std::string> engines = engines::AllEngineNames();
+  const config::EngineOptionKeys option_keys = engines::EngineOptionKeys();
   Selection sel;
   if (!flags.config.empty()) {
     if (!flags.engine.empty()) {
@@ -65,22 +68,27 @@ Result<Selection> SelectStores(const StoreFlags& flags) {
       return Status::InvalidArgument(
           "--config and --data exclude each other (the config names each store's data_dir)");
     }
-    KVFS_ASSIGN_OR_RETURN(sel.config, config::LoadConfig(flags.config, engines));
+    KVFS_ASSIGN_OR_RETURN(sel.config, config::LoadConfig(flags.config, engines, option_keys));
   } else {
     sel.data_root = flags.data.empty() ? DefaultDataRoot() : flags.data;
     if (!flags.engine.empty()) {
+      if (engines::IsRemoteEngine(flags.engine)) {
+        return Status::InvalidArgument("engine " + flags.engine +
+                                       " needs a config file (--config) naming its options "
+                                       "(endpoints, prefix); --engine cannot give them");
+      }
       KVFS_ASSIGN_OR_RETURN(sel.config,
                             config::SingleEngineConfig(sel.data_root, flags.engine, engines));
       sel.single_store = true;
     } else {
-      sel.config = config::DefaultConfig(sel.data_root, engines);
+      sel.config = config::DefaultConfig(sel.data_root, engines::EngineNames());
     }
   }
   if (!flags.sync.empty()) {
     KVFS_ASSIGN_OR_RETURN(const config::SyncMode mode, config::ParseSyncMode(flags.sync));
     for (config::StoreConfig& s : sel.config.stores) s.sync = mode;
   }
-  KVFS_RETURN_IF_ERROR(config::ValidateConfig(sel.config, engines));
+  KVFS_RETURN_IF_ERROR(config::ValidateConfig(sel.config, engines, option_keys));
   return sel;
 }
 

@@ -90,6 +90,7 @@ engines::EngineOptions EngineOptionsFor(const config::StoreConfig& store,
   eo.batch_interval = std::chrono::milliseconds(store.batch_window_ms);
   eo.segment_size = store.segment_size;
   eo.cache_size = store.cache_size;
+  eo.settings.insert(store.options.begin(), store.options.end());
   eo.read_only = options.read_only;
   eo.background_work = options.background_work && !options.read_only;
   return eo;

@@ -1,9 +1,11 @@
 // The kvfs command line, run as a user would run it: the real binary, real files.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -590,6 +592,42 @@ TEST(KvfsCli, CheckRefusesAnUnknownEngine) {
   test::TempDir tmp;
   CliRun r = Kvfs("check --engine nosuch " + tmp.path());
   EXPECT_NE(r.exit_code, 0);
+}
+
+// An etcd store is named in a config, with its options; a mistake in them is refused naming
+// the option, before anything is opened; --engine cannot give them; and a cluster that does not
+// answer fails within the store's timeout_ms, naming the endpoint (no cluster is needed here).
+TEST(KvfsCli, EtcdStoresAreConfiguredInAConfigAndItsMistakesNamed) {
+  test::TempDir tmp;
+  ASSERT_EQ(::mkdir(tmp.Sub("e").c_str(), 0700), 0);  // the offline tools open, never create
+  auto config = [&](const std::string& options) {
+    const std::string path = tmp.Sub("kvfs.toml");
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    const std::string text = "[[store]]\nname = \"e\"\nengine = \"etcd\"\ndata_dir = \"" +
+                             tmp.Sub("e") + "\"\n[store.options]\n" + options;
+    std::fwrite(text.data(), 1, text.size(), f);
+    std::fclose(f);
+    return path;
+  };
+  CliRun typo = Kvfs("ls --config " + config("endpionts = \"http://127.0.0.1:1\"\n") + " e");
+  EXPECT_NE(typo.exit_code, 0);
+  EXPECT_NE(typo.output.find("no option \"endpionts\""), std::string::npos) << typo.output;
+  CliRun no_prefix = Kvfs("ls --config " + config("endpoints = \"http://127.0.0.1:1\"\n") + " e");
+  EXPECT_NE(no_prefix.exit_code, 0);
+  EXPECT_NE(no_prefix.output.find("option prefix is required"), std::string::npos)
+      << no_prefix.output;
+  CliRun engine = Kvfs("ls --engine etcd --data " + tmp.Sub("d"));
+  EXPECT_NE(engine.exit_code, 0);
+  EXPECT_NE(engine.output.find("needs a config file"), std::string::npos) << engine.output;
+  const auto start = std::chrono::steady_clock::now();
+  CliRun down = Kvfs("ls --config " +
+                     config("endpoints = \"http://127.0.0.1:1\"\nprefix = \"p/\"\n"
+                            "timeout_ms = \"300\"\n") +
+                     " e");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_NE(down.exit_code, 0);
+  EXPECT_NE(down.output.find("cluster http://127.0.0.1:1 does not answer"), std::string::npos)
+      << down.output;
 }
 
 TEST(KvfsCli, WalAppendThenDumpShowsTheRecords) {

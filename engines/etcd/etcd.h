@@ -1,0 +1,59 @@
+// The etcd engine: a store whose keys live in an etcd (3.4) cluster under a key prefix, so that
+// several stores, and several kvfs daemons, can share one cluster.
+//
+// Configured by the store's engine options ([store.options] in the config file):
+//   endpoints  = "http://10.0.0.1:2379,http://10.0.0.2:2379"  required: client URLs,
+//   comma-separated prefix     = "kvfs/home/"                                  required: every key
+//   lives under it timeout_ms = "5000"                                        optional:
+//   100..600000, default 5000
+//
+// Mapping onto the Engine contract (engines/engine.h):
+// - Apply is one etcd txn (atomic: whole or not at all), acknowledged once the cluster has
+//   committed it, which etcd does only once a quorum of members has it in their fsynced raft
+//   logs. So every acknowledged batch is already durable; Sync has nothing left to wait for
+//   and returns OK unless the store has failed. The sync modes change nothing.
+// - Get is a range of one key, Scan ranges with paging; both linearizable (etcd's default).
+// - A batch over the cluster's --max-request-bytes or --max-txn-ops is refused whole with EFBIG:
+//   nothing is applied, the store goes on. A full database quota ("mvcc: database space
+//   exceeded") is ENOSPC, and its outcome is unknown: etcd applies the txn that crosses the
+//   quota whole, then answers with that error (later ones it refuses up front). So the store
+//   latches it as below: later writes are refused, with ENOSPC, until it is reopened.
+// - Every call has a deadline (timeout_ms). A read that misses it is EIO. A write that misses it
+//   may still be applied later by the cluster (its outcome is unknown), so, as for a failed
+//   fsync, the store latches the failure (store_failure.h): every later write is refused with
+//   EIO until the store is reopened; reads go on. A write the cluster refused definitely (EFBIG,
+//   a bad request) latches nothing.
+// - Compact compacts the cluster's revision history up to now (it frees no space by itself:
+//   the cluster's operator defragments).
+// - The data directory holds only the LOCK: one open per directory, as for every engine.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "sync/status.h"
+
+namespace kvfs::engines::etcd {
+
+inline constexpr char kEndpointsKey[] = "endpoints";
+inline constexpr char kPrefixKey[] = "prefix";
+inline constexpr char kTimeoutKey[] = "timeout_ms";
+inline constexpr int64_t kDefaultTimeoutMs = 5000;
+inline constexpr int64_t kMinTimeoutMs = 100;
+inline constexpr int64_t kMaxTimeoutMs = 600000;
+
+struct EtcdSettings {
+  std::vector<std::string> endpoints;
+  std::string prefix;
+  std::chrono::milliseconds timeout{kDefaultTimeoutMs};
+};
+
+// The option keys the engine takes, for the config's EngineOptionKeys.
+std::vector<std::string> OptionKeys();
+
+// Reads the engine options; kInvalidArgument naming the option on anything missing or wrong.
+Result<EtcdSettings> ParseSettings(const std::map<std::string, std::string, std::less<>>& options);
+
+}  // namespace kvfs::engines::etcd

@@ -1,0 +1,72 @@
+// EtcdClient: etcd's v3 API through its JSON gateway (POST /v3/kv/range, /v3/kv/txn, ... on a
+// member's client URL; keys and values base64), over libcurl, with failover between endpoints
+// and one deadline per call. docs/decisions.md says why the gateway and not native gRPC.
+//
+// Every call either answers within its deadline (Settings::timeout) or fails:
+// - the cluster answered with a refusal: a request over --max-request-bytes or --max-txn-ops
+//   is EFBIG (kInvalidArgument), nothing applied; "database space exceeded" is kNoSpace
+//   (ENOSPC), which etcd also answers to the txn it applied that crossed the quota; any other
+//   refusal kInvalidArgument or kIOError naming etcd's words;
+// - no member answered within the deadline, or none could be reached: kIOError (EIO); with
+//   Outcome::kUnknown if a write may have been sent (the caller cannot know whether it landed:
+//   etcd applies a txn whole or not at all, but may apply it after the deadline).
+// Transient trouble (a member down, refusing connections, resetting them, "no leader",
+// "leader changed", etcd's own request timeout) is retried on the next endpoint until the
+// deadline. Retrying a write is safe for the engine: a txn of puts and deletes is idempotent,
+// and the engine's caller is still waiting for it (docs/decisions.md).
+//
+// Thread safety: every method may be called from any number of threads at once. Each call
+// takes an idle libcurl handle (its kept-alive connection) from a pool, or makes one.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sync/mutex.h"
+#include "sync/status.h"
+
+namespace kvfs::engines::etcd {
+
+struct ClientSettings {
+  std::vector<std::string> endpoints;  // "http://host:port", at least one
+  std::chrono::milliseconds timeout{5000};
+};
+
+// Whether a failed write may have been applied.
+enum class Outcome { kNotApplied, kUnknown };
+
+class EtcdClient {
+ public:
+  explicit EtcdClient(ClientSettings settings);
+  ~EtcdClient();
+  EtcdClient(const EtcdClient&) = delete;
+  EtcdClient& operator=(const EtcdClient&) = delete;
+
+  // POSTs `body` (JSON) to `path` ("/v3/kv/range") and returns the response body (JSON) of the
+  // first member that answers 200. `is_write` only changes *outcome on failure.
+  Result<std::string> Call(std::string_view path, const std::string& body, bool is_write,
+                           Outcome* outcome = nullptr);
+
+  const ClientSettings& settings() const { return settings_; }
+
+ private:
+  struct Handle;
+  std::unique_ptr<Handle> TakeHandle();
+  void ReturnHandle(std::unique_ptr<Handle> h);
+
+  const ClientSettings settings_;
+  // The endpoint the last successful call used; calls start there.
+  std::atomic<size_t> preferred_{0};
+  Mutex mu_;
+  std::vector<std::unique_ptr<Handle>> idle_ ABSL_GUARDED_BY(mu_);
+};
+
+// The base64 (standard alphabet, padded) of `bytes`, and back; kInvalidArgument on bad input.
+std::string Base64(std::string_view bytes);
+Result<std::string> FromBase64(std::string_view text);
+
+}  // namespace kvfs::engines::etcd

@@ -1,0 +1,336 @@
+// The etcd engine (etcd.h): batches as txns, reads as linearizable ranges, through EtcdClient.
+#include <absl/container/flat_hash_map.h>
+
+#include <cerrno>
+#include <charconv>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engines/engine.h"
+#include "engines/engine_counters.h"
+#include "engines/engine_open.h"
+#include "engines/etcd/etcd.h"
+#include "engines/etcd/etcd_client.h"
+#include "engines/store_failure.h"
+
+namespace kvfs::engines {
+namespace etcd {
+namespace {
+
+using Json = nlohmann::json;
+
+// Keys of a range page: small enough that a page of 1 MiB values stays a modest answer.
+constexpr int kPageKeys = 1000;
+constexpr int kPageValues = 64;
+
+std::string Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return std::string(s);
+}
+
+// The smallest key greater than every key starting with `prefix` ("\0" = no end: etcd reads
+// that as "every key >= key").
+std::string PrefixEnd(std::string prefix) {
+  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff) prefix.pop_back();
+  if (prefix.empty()) return std::string(1, '\0');
+  prefix.back() = static_cast<char>(static_cast<unsigned char>(prefix.back()) + 1);
+  return prefix;
+}
+
+// The gateway writes 64-bit integers as strings.
+uint64_t JsonU64(const Json& j, const char* field) {
+  if (!j.contains(field)) return 0;
+  const Json& v = j[field];
+  if (v.is_number_unsigned() || v.is_number_integer()) return v.get<uint64_t>();
+  if (v.is_string()) {
+    const std::string s = v.get<std::string>();
+    uint64_t out = 0;
+    std::from_chars(s.data(), s.data() + s.size(), out);
+    return out;
+  }
+  return 0;
+}
+
+Result<Json> ParseAnswer(const std::string& body) {
+  try {
+    return Json::parse(body);
+  } catch (const std::exception& e) {
+    return Status::IOError(std::string("etcd: an answer that is not JSON: ") + e.what());
+  }
+}
+
+class EtcdEngine final : public Engine {
+ public:
+  EtcdEngine(sync::FileSystem* fs, std::string dir, EngineOptions options, EtcdSettings settings)
+      : fs_(fs),
+        dir_(std::move(dir)),
+        options_(std::move(options)),
+        settings_(std::move(settings)),
+        client_(ClientSettings{settings_.endpoints, settings_.timeout}),
+        failure_("etcd store " + dir_) {}
+
+  Status Open() {
+    KVFS_ASSIGN_OR_RETURN(lock_, OpenDataDir(fs_, dir_, name(), options_.read_only));
+    // One linearizable read: the cluster is there and has a quorum, or the open fails now
+    // (naming the endpoints) rather than at the first write.
+    Json req = {{"key", Base64(settings_.prefix)},
+                {"range_end", Base64(PrefixEnd(settings_.prefix))},
+                {"count_only", true}};
+    auto answer = client_.Call("/v3/kv/range", req.dump(), /*is_write=*/false);
+    if (!answer.ok()) {
+      std::string eps;
+      for (const std::string& e : settings_.endpoints) eps += (eps.empty() ? "" : ",") + e;
+      return answer.status().WithContext("etcd store " + dir_ + ": cluster " + eps +
+                                         " does not answer");
+    }
+    KVFS_ASSIGN_OR_RETURN(Json j, ParseAnswer(*answer));
+    recovery_.AddFact("keys", JsonU64(j, "count"));
+    return Status::OK();
+  }
+
+  std::string_view name() const override { return "etcd"; }
+
+  Result<std::string> Get(std::string_view key) override {
+    EngineCounters::Add(counters_.gets, 1);
+    if (!IsValidKey(key)) return counters_.CountError(InvalidKeyError(key));
+    const Json req = {{"key", Base64(Key(key))}};
+    auto answer = client_.Call("/v3/kv/range", req.dump(), /*is_write=*/false);
+    if (!answer.ok()) return counters_.CountError(answer.status());
+    auto j = ParseAnswer(*answer);
+    if (!j.ok()) return counters_.CountError(j.status());
+    if (!j->contains("kvs") || (*j)["kvs"].empty()) {
+      return Status::NotFound("etcd store " + dir_ + ": no such key");
+    }
+    auto value = ValueOf((*j)["kvs"][0]);
+    if (!value.ok()) return counters_.CountError(value.status());
+    EngineCounters::Add(counters_.bytes_read, value->size());
+    return value;
+  }
+
+  Status Apply(const WriteBatch& batch) override {
+    if (options_.read_only) {
+      return counters_.CountError(
+          Status::NotSupported("etcd store " + dir_ + " is open read-only"));
+    }
+    KVFS_RETURN_IF_ERROR(counters_.CountError(failure_.Refusal()));
+    std::vector<BatchEntry> entries;
+    KVFS_RETURN_IF_ERROR(counters_.CountError(AppendValidEntries(batch, &entries)));
+    if (entries.empty()) return Status::OK();
+    // etcd refuses a txn naming one key twice: the last entry of each key is the one that
+    // counts (the batch applies in order), so only it is sent.
+    absl::flat_hash_map<std::string_view, size_t> last;
+    last.reserve(entries.size());
+    for (size_t i = 0; i < entries.size(); ++i) last[entries[i].key] = i;
+    Json ops = Json::array();
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const BatchEntry& e = entries[i];
+      if (last[e.key] != i) continue;
+      if (e.kind == EntryKind::kPut) {
+        ops.push_back({{"requestPut", {{"key", Base64(Key(e.key))}, {"value", Base64(e.value)}}}});
+      } else {
+        ops.push_back({{"requestDeleteRange", {{"key", Base64(Key(e.key))}}}});
+      }
+    }
+    const Json req = {{"success", std::move(ops)}};
+    Outcome outcome = Outcome::kNotApplied;
+    auto answer = client_.Call("/v3/kv/txn", req.dump(), /*is_write=*/true, &outcome);
+    if (!answer.ok()) {
+      Status s = answer.status().WithContext("etcd store " + dir_ + ": batch of " +
+                                             std::to_string(entries.size()) + " entries");
+      // Applied or not, nobody can tell: as after a failed fsync, no later write may be
+      // acknowledged on top of it (store_failure.h). So for "database space exceeded": etcd
+      // refuses up front once its alarm is raised, but the txn that crosses the quota is
+      // applied whole and then answered with that error. A definite refusal (EFBIG, a bad
+      // request) latches nothing.
+      if ((outcome == Outcome::kUnknown && s.code() == StatusCode::kIOError) || s.IsNoSpace()) {
+        failure_.Latch(s);
+      }
+      return counters_.CountError(s);
+    }
+    auto j = ParseAnswer(*answer);
+    if (!j.ok()) {
+      failure_.Latch(j.status());
+      return counters_.CountError(j.status());
+    }
+    counters_.CountBatch(EngineCounters::Tally(entries));
+    return Status::OK();
+  }
+
+  Status Scan(const ScanOptions& o, const ScanFn& fn) override {
+    EngineCounters::Add(counters_.scans, 1);
+    const std::string lo = Key(o.prefix);
+    std::string from = lo;
+    if (!o.start_after.empty()) {
+      std::string after = Key(o.start_after);
+      after.push_back('\0');
+      if (after > from) from = std::move(after);
+    }
+    const std::string end = PrefixEnd(lo);
+    const std::string end64 = Base64(end);
+    while (true) {
+      Json req = {{"key", Base64(from)},
+                  {"range_end", end64},
+                  {"limit", o.keys_only ? kPageKeys : kPageValues}};
+      if (o.keys_only) req["keys_only"] = true;
+      auto answer = client_.Call("/v3/kv/range", req.dump(), /*is_write=*/false);
+      if (!answer.ok()) return counters_.CountError(answer.status());
+      auto j = ParseAnswer(*answer);
+      if (!j.ok()) return counters_.CountError(j.status());
+      if (!j->contains("kvs")) return Status::OK();
+      std::string last_key;
+      for (const Json& kv : (*j)["kvs"]) {
+        auto key = FromBase64(kv.value("key", std::string()));
+        if (!key.ok()) return counters_.CountError(key.status());
+        if (!key->starts_with(settings_.prefix)) {
+          return counters_.CountError(
+              Status::Corruption("etcd store " + dir_ + ": a key outside its prefix in a range"));
+        }
+        std::string value;
+        if (!o.keys_only) {
+          auto v = ValueOf(kv);
+          if (!v.ok()) return counters_.CountError(v.status());
+          value = std::move(*v);
+          EngineCounters::Add(counters_.bytes_read, value.size());
+        }
+        if (!fn(std::string_view(*key).substr(settings_.prefix.size()), value)) {
+          return Status::OK();
+        }
+        last_key = std::move(*key);
+      }
+      if (!j->value("more", false) || last_key.empty()) return Status::OK();
+      from = last_key;
+      from.push_back('\0');
+    }
+  }
+
+  Status Sync(SyncKind /*kind*/) override {
+    EngineCounters::Add(counters_.syncs, 1);
+    // Every acknowledged batch is committed, on a quorum's disks: nothing to wait for.
+    return counters_.CountError(failure_.Refusal());
+  }
+
+  Status Compact() override {
+    if (options_.read_only) return Status::OK();
+    const Json probe = {{"key", Base64(settings_.prefix)}, {"count_only", true}};
+    auto answer = client_.Call("/v3/kv/range", probe.dump(), /*is_write=*/false);
+    if (!answer.ok()) return counters_.CountError(answer.status());
+    KVFS_ASSIGN_OR_RETURN(Json j, ParseAnswer(*answer));
+    const uint64_t revision = j.contains("header") ? JsonU64(j["header"], "revision") : 0;
+    if (revision == 0) return Status::OK();
+    const Json req = {{"revision", std::to_string(revision)}};
+    auto done = client_.Call("/v3/kv/compaction", req.dump(), /*is_write=*/false);
+    if (!done.ok() && done.status().message().find("compacted") == std::string::npos) {
+      return counters_.CountError(done.status());
+    }
+    EngineCounters::Add(counters_.compactions, 1);
+    return Status::OK();
+  }
+
+  EngineStats stats() const override {
+    EngineStats s;
+    counters_.Fill(&s);
+    return s;
+  }
+
+  Status Close() override {
+    lock_.reset();
+    return Status::OK();
+  }
+
+ private:
+  std::string Key(std::string_view key) const {
+    std::string k = settings_.prefix;
+    k.append(key);
+    return k;
+  }
+
+  // A range answer's value: the gateway leaves an empty value out.
+  static Result<std::string> ValueOf(const Json& kv) {
+    if (!kv.contains("value")) return std::string();
+    return FromBase64(kv["value"].get<std::string>());
+  }
+
+  sync::FileSystem* const fs_;
+  const std::string dir_;
+  const EngineOptions options_;
+  const EtcdSettings settings_;
+  EtcdClient client_;
+  StoreFailure failure_;
+  std::unique_ptr<sync::FileLock> lock_;
+  EngineCounters counters_;
+};
+
+}  // namespace
+
+std::vector<std::string> OptionKeys() { return {kEndpointsKey, kPrefixKey, kTimeoutKey}; }
+
+Result<EtcdSettings> ParseSettings(const std::map<std::string, std::string, std::less<>>& options) {
+  EtcdSettings s;
+  for (const auto& [key, value] : options) {
+    if (key != kEndpointsKey && key != kPrefixKey && key != kTimeoutKey) {
+      return Status::InvalidArgument("etcd engine: unknown option \"" + key +
+                                     "\" (it takes endpoints, prefix, timeout_ms)");
+    }
+  }
+  auto it = options.find(kEndpointsKey);
+  if (it == options.end() || Trim(it->second).empty()) {
+    return Status::InvalidArgument(
+        "etcd engine: option endpoints is required (client URLs, comma-separated, e.g. "
+        "\"http://127.0.0.1:2379\")");
+  }
+  std::string_view rest = it->second;
+  while (true) {
+    const size_t comma = rest.find(',');
+    std::string url = Trim(rest.substr(0, comma));
+    if (!url.starts_with("http://") && !url.starts_with("https://")) {
+      return Status::InvalidArgument("etcd engine: option endpoints: \"" + url +
+                                     "\" is not an http:// or https:// URL");
+    }
+    while (url.ends_with('/')) url.pop_back();
+    if (url.size() <= 8 || url.find_first_of(" \t\"") != std::string::npos) {
+      return Status::InvalidArgument("etcd engine: option endpoints: \"" + url +
+                                     "\" names no host");
+    }
+    s.endpoints.push_back(std::move(url));
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  it = options.find(kPrefixKey);
+  if (it == options.end() || it->second.empty()) {
+    return Status::InvalidArgument(
+        "etcd engine: option prefix is required and not empty (every key of the store lives "
+        "under it; stores sharing a cluster need prefixes that do not start one another)");
+  }
+  s.prefix = it->second;
+  it = options.find(kTimeoutKey);
+  if (it != options.end()) {
+    int64_t ms = 0;
+    const std::string& t = it->second;
+    auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), ms);
+    if (ec != std::errc() || ptr != t.data() + t.size() || ms < kMinTimeoutMs ||
+        ms > kMaxTimeoutMs) {
+      return Status::InvalidArgument("etcd engine: option timeout_ms: \"" + t +
+                                     "\" is not a whole number of milliseconds in " +
+                                     std::to_string(kMinTimeoutMs) + ".." +
+                                     std::to_string(kMaxTimeoutMs));
+    }
+    s.timeout = std::chrono::milliseconds(ms);
+  }
+  return s;
+}
+
+}  // namespace etcd
+
+Result<std::unique_ptr<Engine>> OpenEtcd(sync::FileSystem* fs, const std::string& dir,
+                                         const EngineOptions& options) {
+  KVFS_ASSIGN_OR_RETURN(etcd::EtcdSettings settings, etcd::ParseSettings(options.settings));
+  auto engine = std::make_unique<etcd::EtcdEngine>(fs, dir, options, std::move(settings));
+  KVFS_RETURN_IF_ERROR(engine->Open());
+  return std::unique_ptr<Engine>(std::move(engine));
+}
+
+}  // namespace kvfs::engines
