@@ -18,11 +18,19 @@
 //   exceeded") is ENOSPC, and its outcome is unknown: etcd applies the txn that crosses the
 //   quota whole, then answers with that error (later ones it refuses up front). So the store
 //   latches it as below: later writes are refused, with ENOSPC, until it is reopened.
+// - Every batch's txn also compares the store's sequence key (the prefix itself: the empty
+//   key, which no batch, Get or Scan names) against the token this engine last put there, and
+//   puts a new one. So one engine writes a store at a time: one whose compare fails because
+//   another engine wrote since is fenced off, refusing every later write and sync with EROFS
+//   naming the prefix. An engine reads the key at open and takes over with its first write.
+//   Write txns go one at a time (each compares what the previous one put).
 // - Every call has a deadline (timeout_ms). A read that misses it is EIO. A write that misses it
-//   may still be applied later by the cluster (its outcome is unknown), so, as for a failed
-//   fsync, the store latches the failure (store_failure.h): every later write is refused with
-//   EIO until the store is reopened; reads go on. A write the cluster refused definitely (EFBIG,
-//   a bad request) latches nothing.
+//   may still be applied later by the cluster (its outcome is unknown): EIO, and the next write
+//   or sync first settles it with a txn that moves the sequence key past the value the unknown
+//   one compares (until that gets an answer, writes and syncs are EIO, nothing sent). Found
+//   not applied, it never can be, and writes go on; found applied after its caller was told
+//   EIO, the store latches the failure (store_failure.h) and refuses writes until reopened,
+//   since its caller's view may be stale. docs/decisions.md has the argument.
 // - Compact compacts the cluster's revision history up to now (it frees no space by itself:
 //   the cluster's operator defragments).
 // - The data directory holds only the LOCK: one open per directory, as for every engine.

@@ -5,6 +5,8 @@
 #include <charconv>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "engines/etcd/etcd.h"
 #include "engines/etcd/etcd_client.h"
 #include "engines/store_failure.h"
+#include "sync/mutex.h"
 
 namespace kvfs::engines {
 namespace etcd {
@@ -71,7 +74,8 @@ class EtcdEngine final : public Engine {
         options_(std::move(options)),
         settings_(std::move(settings)),
         client_(ClientSettings{settings_.endpoints, settings_.timeout}),
-        failure_("etcd store " + dir_) {}
+        failure_("etcd store " + dir_),
+        writer_id_(NewWriterId()) {}
 
   Status Open() {
     KVFS_ASSIGN_OR_RETURN(lock_, OpenDataDir(fs_, dir_, name(), options_.read_only));
@@ -88,7 +92,20 @@ class EtcdEngine final : public Engine {
                                          " does not answer");
     }
     KVFS_ASSIGN_OR_RETURN(Json j, ParseAnswer(*answer));
-    recovery_.AddFact("keys", JsonU64(j, "count"));
+    // The sequence key as it is now: this engine's first write compares against it, and so
+    // takes the store over from any earlier writer (whose next write then fails its compare).
+    const Json seq_req = {{"key", Base64(SeqKey())}};
+    auto seq = client_.Call("/v3/kv/range", seq_req.dump(), /*is_write=*/false);
+    if (!seq.ok()) return seq.status().WithContext("etcd store " + dir_ + ": sequence key");
+    KVFS_ASSIGN_OR_RETURN(Json sj, ParseAnswer(*seq));
+    uint64_t keys = JsonU64(j, "count");
+    if (sj.contains("kvs") && !sj["kvs"].empty()) {
+      KVFS_ASSIGN_OR_RETURN(std::string v, ValueOf(sj["kvs"][0]));
+      MutexLock lock(&write_mu_);
+      expected_ = std::move(v);
+      if (keys > 0) --keys;
+    }
+    recovery_.AddFact("keys", keys);
     return Status::OK();
   }
 
@@ -135,29 +152,38 @@ class EtcdEngine final : public Engine {
         ops.push_back({{"requestDeleteRange", {{"key", Base64(Key(e.key))}}}});
       }
     }
-    const Json req = {{"success", std::move(ops)}};
-    Outcome outcome = Outcome::kNotApplied;
-    auto answer = client_.Call("/v3/kv/txn", req.dump(), /*is_write=*/true, &outcome);
-    if (!answer.ok()) {
-      Status s = answer.status().WithContext("etcd store " + dir_ + ": batch of " +
-                                             std::to_string(entries.size()) + " entries");
-      // Applied or not, nobody can tell: as after a failed fsync, no later write may be
-      // acknowledged on top of it (store_failure.h). So for "database space exceeded": etcd
-      // refuses up front once its alarm is raised, but the txn that crosses the quota is
-      // applied whole and then answered with that error. A definite refusal (EFBIG, a bad
-      // request) latches nothing.
-      if ((outcome == Outcome::kUnknown && s.code() == StatusCode::kIOError) || s.IsNoSpace()) {
-        failure_.Latch(s);
-      }
+    MutexLock lock(&write_mu_);
+    // Fenced off meanwhile (another writer), or failed for good: refuse before sending.
+    KVFS_RETURN_IF_ERROR(counters_.CountError(failure_.Refusal()));
+    // An earlier write whose outcome is unknown is settled first: nothing is sent on top of
+    // it until the cluster has said whether it applied (docs/decisions.md).
+    KVFS_RETURN_IF_ERROR(counters_.CountError(SettleLocked()));
+    const std::string next = NextToken();
+    TxnResult r = SendTxn(std::move(ops), next);
+    if (r.status.ok() && r.succeeded) {
+      expected_ = next;
+      counters_.CountBatch(EngineCounters::Tally(entries));
+      return Status::OK();
+    }
+    if (r.status.ok()) {
+      // The compare failed: the sequence key is not what this engine last wrote, and nothing
+      // of its own is in flight, so another writer has written the store since.
+      return counters_.CountError(Fence(r.seen));
+    }
+    Status s = r.status.WithContext("etcd store " + dir_ + ": batch of " +
+                                    std::to_string(entries.size()) + " entries");
+    if (r.unknown && s.code() == StatusCode::kIOError) {
+      // Applied or not, nobody can tell yet. The next write or sync settles it before
+      // anything else is sent (SettleLocked); until then both are refused with EIO.
+      pending_.push_back(next);
       return counters_.CountError(s);
     }
-    auto j = ParseAnswer(*answer);
-    if (!j.ok()) {
-      failure_.Latch(j.status());
-      return counters_.CountError(j.status());
-    }
-    counters_.CountBatch(EngineCounters::Tally(entries));
-    return Status::OK();
+    // "database space exceeded": etcd refuses up front once its alarm is raised, but the txn
+    // that crosses the quota is applied whole and then answered with that error; a settling
+    // txn would be refused the same way, so the store stays failed until reopened. A definite
+    // refusal (EFBIG, a bad request) changes nothing: the sequence key did not move.
+    if (s.IsNoSpace()) failure_.Latch(s);
+    return counters_.CountError(s);
   }
 
   Status Scan(const ScanOptions& o, const ScanFn& fn) override {
@@ -189,6 +215,10 @@ class EtcdEngine final : public Engine {
           return counters_.CountError(
               Status::Corruption("etcd store " + dir_ + ": a key outside its prefix in a range"));
         }
+        if (key->size() == settings_.prefix.size()) {  // the sequence key: not a store key
+          last_key = std::move(*key);
+          continue;
+        }
         std::string value;
         if (!o.keys_only) {
           auto v = ValueOf(kv);
@@ -209,8 +239,12 @@ class EtcdEngine final : public Engine {
 
   Status Sync(SyncKind /*kind*/) override {
     EngineCounters::Add(counters_.syncs, 1);
-    // Every acknowledged batch is committed, on a quorum's disks: nothing to wait for.
-    return counters_.CountError(failure_.Refusal());
+    // Every acknowledged batch is committed, on a quorum's disks: nothing to wait for but an
+    // unknown outcome to settle.
+    KVFS_RETURN_IF_ERROR(counters_.CountError(failure_.Refusal()));
+    if (options_.read_only) return Status::OK();
+    MutexLock lock(&write_mu_);
+    return counters_.CountError(SettleLocked());
   }
 
   Status Compact() override {
@@ -242,6 +276,147 @@ class EtcdEngine final : public Engine {
   }
 
  private:
+  // The answer to one batch's txn.
+  struct TxnResult {
+    Status status;                    // not OK: the call failed (refused, or no answer in time)
+    bool unknown = false;             // with a failed call: the txn may have been applied
+    bool succeeded = false;           // with OK: the compare held and the txn applied
+    std::optional<std::string> seen;  // with OK and !succeeded: the sequence key's value
+  };
+
+  static std::string NewWriterId() {
+    std::random_device rd;
+    std::string id;
+    constexpr char kHex[] = "0123456789abcdef";
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t w = rd();
+      for (int b = 0; b < 8; ++b) id.push_back(kHex[(w >> (4 * b)) & 0xf]);
+    }
+    return id;
+  }
+
+  // The store's sequence key: the prefix itself, i.e. the empty key, which no batch, Get or
+  // Scan can name (IsValidKey refuses it; Scan skips it).
+  const std::string& SeqKey() const { return settings_.prefix; }
+
+  std::string NextToken() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    return writer_id_ + "/" + std::to_string(++counter_);
+  }
+
+  // One txn: if the sequence key holds what this engine last put (expected_), apply `ops` and
+  // put `next` there; else apply nothing and read the key.
+  TxnResult SendTxn(Json ops, const std::string& next) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    const std::string seq64 = Base64(SeqKey());
+    Json compare;
+    if (expected_.has_value()) {
+      compare = {
+          {"key", seq64}, {"target", "VALUE"}, {"result", "EQUAL"}, {"value", Base64(*expected_)}};
+    } else {
+      compare = {{"key", seq64}, {"target", "VERSION"}, {"result", "EQUAL"}, {"version", "0"}};
+    }
+    ops.push_back({{"requestPut", {{"key", seq64}, {"value", Base64(next)}}}});
+    const Json req = {{"compare", Json::array({compare})},
+                      {"success", std::move(ops)},
+                      {"failure", Json::array({{{"requestRange", {{"key", seq64}}}}})}};
+    TxnResult r;
+    Outcome outcome = Outcome::kNotApplied;
+    auto answer = client_.Call("/v3/kv/txn", req.dump(), /*is_write=*/true, &outcome);
+    if (!answer.ok()) {
+      r.status = answer.status();
+      r.unknown = outcome == Outcome::kUnknown;
+      return r;
+    }
+    auto j = ParseAnswer(*answer);
+    if (!j.ok()) {
+      r.status = j.status();
+      r.unknown = true;
+      return r;
+    }
+    r.succeeded = j->value("succeeded", false);
+    if (r.succeeded) return r;
+    // The failure branch's range of the sequence key.
+    const Json* range = nullptr;
+    if (j->contains("responses") && !(*j)["responses"].empty()) {
+      const Json& first = (*j)["responses"][0];
+      if (first.contains("response_range")) range = &first["response_range"];
+      if (first.contains("responseRange")) range = &first["responseRange"];
+    }
+    if (range == nullptr) {
+      r.status = Status::IOError("etcd: a failed txn's answer without its range");
+      r.unknown = true;
+      return r;
+    }
+    if (range->contains("kvs") && !(*range)["kvs"].empty()) {
+      auto v = ValueOf((*range)["kvs"][0]);
+      if (!v.ok()) {
+        r.status = v.status();
+        r.unknown = true;
+        return r;
+      }
+      r.seen = std::move(*v);
+    }
+    // The client retries a txn on another member when an attempt got no answer: if the first
+    // attempt applied, the retry's compare fails and finds this very txn's token.
+    if (r.seen.has_value() && *r.seen == next) r.succeeded = true;
+    return r;
+  }
+
+  // Settles the writes whose outcome is unknown (pending_: the tokens they would have put):
+  // one txn that compares the sequence key against the last value known to be there and puts
+  // a new one. If it applies, none of them applied and, the key having moved on, none ever
+  // can (each compares the value it replaced). If its compare fails, the key's value says
+  // which applied. OK: settled, writes go on; else EIO (still unknown) or the fencing error.
+  Status SettleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    if (pending_.empty()) return Status::OK();
+    const std::string next = NextToken();
+    TxnResult r = SendTxn(Json::array(), next);
+    if (!r.status.ok()) {
+      if (r.unknown) pending_.push_back(next);
+      return Status::IOError("etcd store " + dir_ + " (prefix \"" + settings_.prefix +
+                             "\"): an earlier write's outcome is still unknown, nothing is "
+                             "written until the cluster answers: " +
+                             r.status.message());
+    }
+    const std::string batch = pending_.front();
+    if (r.succeeded) {
+      expected_ = next;  // none applied, and none ever can: the value each compares is gone
+      pending_.clear();
+      return Status::OK();
+    }
+    // One of them applied: the key holds its token, and every other one compares a value now
+    // gone. A settling txn's token: it fenced the batch out before it could apply.
+    bool ours = false;
+    for (const std::string& t : pending_) ours = ours || (r.seen.has_value() && *r.seen == t);
+    if (!ours) return Fence(r.seen);
+    expected_ = *r.seen;
+    pending_.clear();
+    if (*r.seen != batch) return Status::OK();
+    // The batch applied, after its caller was told EIO. The store is consistent (every write
+    // whole or absent, and known now), but the caller's view may not be: it took the batch
+    // for failed (the file layer keeps caches of what it wrote). So, as after a failed fsync,
+    // nothing more is written until the store is reopened and its caller reads it afresh.
+    failure_.Latch(Status::IOError(
+        "etcd store " + dir_ + " (prefix \"" + settings_.prefix +
+        "\"): a batch reported failed (its outcome unknown) turned out applied once the "
+        "cluster answered; reopen the store so that its users see it"));
+    return failure_.Refusal();
+  }
+
+  // Another writer has written the sequence key: this engine refuses every write from now on.
+  Status Fence(const std::optional<std::string>& seen) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    Status s =
+        Status(StatusCode::kIOError,
+               "etcd store " + dir_ + ": another writer has written the store under prefix \"" +
+                   settings_.prefix + "\" since this one last did (its sequence key holds " +
+                   (seen.has_value() ? "\"" + *seen + "\"" : std::string("nothing")) +
+                   ", not this engine's \"" + expected_.value_or("") +
+                   "\"): one writer per store; this one is fenced off and writes nothing "
+                   "more (reopen it to take the store over)",
+               EROFS);
+    failure_.Latch(s);
+    return failure_.Refusal();
+  }
+
   std::string Key(std::string_view key) const {
     std::string k = settings_.prefix;
     k.append(key);
@@ -260,6 +435,15 @@ class EtcdEngine final : public Engine {
   const EtcdSettings settings_;
   EtcdClient client_;
   StoreFailure failure_;
+  const std::string writer_id_;
+  // One write txn at a time: each compares the sequence key against the value the previous
+  // one put (docs/decisions.md, "etcd: fencing").
+  Mutex write_mu_;
+  uint64_t counter_ ABSL_GUARDED_BY(write_mu_) = 0;
+  // What this engine last knew the sequence key to hold (nullopt: no key).
+  std::optional<std::string> expected_ ABSL_GUARDED_BY(write_mu_);
+  // Tokens of txns (a batch, then settling ones) whose outcome is unknown.
+  std::vector<std::string> pending_ ABSL_GUARDED_BY(write_mu_);
   std::unique_ptr<sync::FileLock> lock_;
   EngineCounters counters_;
 };
