@@ -23,7 +23,8 @@
 //   puts a new one. So one engine writes a store at a time: one whose compare fails because
 //   another engine wrote since is fenced off, refusing every later write and sync with EROFS
 //   naming the prefix. An engine reads the key at open and takes over with its first write.
-//   Write txns go one at a time (each compares what the previous one put).
+//   Write txns go one at a time (each compares what the previous one put); batches applied
+//   meanwhile from other threads queue and go out together as the next txn (group commit).
 // - Every call has a deadline (timeout_ms). A read that misses it is EIO. A write that misses it
 //   may still be applied later by the cluster (its outcome is unknown): EIO, and the next write
 //   or sync first settles it with a txn that moves the sequence key past the value the unknown

@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <deque>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -28,6 +29,10 @@ using Json = nlohmann::json;
 // Keys of a range page: small enough that a page of 1 MiB values stays a modest answer.
 constexpr int kPageKeys = 1000;
 constexpr int kPageValues = 64;
+// A group of batches merged into one txn stays within etcd's default --max-txn-ops (128) and
+// well under its default --max-request-bytes (1.5 MiB); a batch bigger alone goes alone.
+constexpr size_t kGroupOps = 128;
+constexpr size_t kGroupBytes = size_t{512} * 1024;
 
 std::string Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -137,53 +142,47 @@ class EtcdEngine final : public Engine {
     std::vector<BatchEntry> entries;
     KVFS_RETURN_IF_ERROR(counters_.CountError(AppendValidEntries(batch, &entries)));
     if (entries.empty()) return Status::OK();
-    // etcd refuses a txn naming one key twice: the last entry of each key is the one that
-    // counts (the batch applies in order), so only it is sent.
-    absl::flat_hash_map<std::string_view, size_t> last;
-    last.reserve(entries.size());
-    for (size_t i = 0; i < entries.size(); ++i) last[entries[i].key] = i;
-    Json ops = Json::array();
-    for (size_t i = 0; i < entries.size(); ++i) {
-      const BatchEntry& e = entries[i];
-      if (last[e.key] != i) continue;
-      if (e.kind == EntryKind::kPut) {
-        ops.push_back({{"requestPut", {{"key", Base64(Key(e.key))}, {"value", Base64(e.value)}}}});
-      } else {
-        ops.push_back({{"requestDeleteRange", {{"key", Base64(Key(e.key))}}}});
-      }
+    // Group commit: while a txn is in flight (write_mu_ held), later batches queue; the next
+    // holder of write_mu_ sends every queued batch, in queue order, as one txn under one
+    // compare, and every caller of the group gets its answer. The caller's entries stay valid
+    // while it waits here.
+    Queued me;
+    me.entries = &entries;
+    {
+      MutexLock q(&queue_mu_);
+      queue_.push_back(&me);
     }
     MutexLock lock(&write_mu_);
-    // Fenced off meanwhile (another writer), or failed for good: refuse before sending.
-    KVFS_RETURN_IF_ERROR(counters_.CountError(failure_.Refusal()));
-    // An earlier write whose outcome is unknown is settled first: nothing is sent on top of
-    // it until the cluster has said whether it applied (docs/decisions.md).
-    KVFS_RETURN_IF_ERROR(counters_.CountError(SettleLocked()));
-    const std::string next = NextToken();
-    TxnResult r = SendTxn(std::move(ops), next);
-    if (r.status.ok() && r.succeeded) {
-      expected_ = next;
-      counters_.CountBatch(EngineCounters::Tally(entries));
-      return Status::OK();
+    while (true) {
+      std::vector<Queued*> group;
+      {
+        MutexLock q(&queue_mu_);
+        if (me.done) return counters_.CountError(me.result);
+        // From the front of the queue, in order, within the cluster's default limits (so that
+        // merging never makes a txn etcd refuses where each batch alone would pass).
+        size_t ops = 0;
+        size_t bytes = 0;
+        while (!queue_.empty()) {
+          Queued* next = queue_.front();
+          size_t next_bytes = 0;
+          for (const BatchEntry& e : *next->entries) next_bytes += e.key.size() + e.value.size();
+          if (!group.empty() &&
+              (ops + next->entries->size() > kGroupOps || bytes + next_bytes > kGroupBytes)) {
+            break;
+          }
+          ops += next->entries->size();
+          bytes += next_bytes;
+          group.push_back(next);
+          queue_.pop_front();
+        }
+      }
+      const std::vector<Status> answers = SendGroupLocked(group);
+      MutexLock q(&queue_mu_);
+      for (size_t i = 0; i < group.size(); ++i) {
+        group[i]->result = answers[i];
+        group[i]->done = true;
+      }
     }
-    if (r.status.ok()) {
-      // The compare failed: the sequence key is not what this engine last wrote, and nothing
-      // of its own is in flight, so another writer has written the store since.
-      return counters_.CountError(Fence(r.seen));
-    }
-    Status s = r.status.WithContext("etcd store " + dir_ + ": batch of " +
-                                    std::to_string(entries.size()) + " entries");
-    if (r.unknown && s.code() == StatusCode::kIOError) {
-      // Applied or not, nobody can tell yet. The next write or sync settles it before
-      // anything else is sent (SettleLocked); until then both are refused with EIO.
-      pending_.push_back(next);
-      return counters_.CountError(s);
-    }
-    // "database space exceeded": etcd refuses up front once its alarm is raised, but the txn
-    // that crosses the quota is applied whole and then answered with that error; a settling
-    // txn would be refused the same way, so the store stays failed until reopened. A definite
-    // refusal (EFBIG, a bad request) changes nothing: the sequence key did not move.
-    if (s.IsNoSpace()) failure_.Latch(s);
-    return counters_.CountError(s);
   }
 
   Status Scan(const ScanOptions& o, const ScanFn& fn) override {
@@ -361,6 +360,93 @@ class EtcdEngine final : public Engine {
     return r;
   }
 
+  // A caller's batch waiting for its group (Apply).
+  struct Queued {
+    const std::vector<BatchEntry>* entries = nullptr;
+    Status result;  // with done: its group's answer
+    bool done = false;
+  };
+
+  // Sends `group` as one txn (falling back to one txn each when etcd refuses the merged one
+  // definitely), after settling any unknown outcome; each batch's answer.
+  std::vector<Status> SendGroupLocked(const std::vector<Queued*>& group)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    std::vector<Status> answers(group.size(), SendMergedLocked(group));
+    const Status& s = answers.front();
+    // A definite refusal (EFBIG, a bad request) applied nothing and left the sequence key
+    // where it was. Merged, it may be one batch's fault (or the cluster's limits below the
+    // defaults): each batch alone gets its own answer.
+    if (group.size() == 1 || s.ok() || s.IsFailed() || s.IsNoSpace() ||
+        s.code() == StatusCode::kIOError) {
+      return answers;
+    }
+    for (size_t i = 0; i < group.size(); ++i) answers[i] = SendMergedLocked({group[i]});
+    return answers;
+  }
+
+  // One txn of the batches of `group`; its answer.
+  Status SendMergedLocked(const std::vector<Queued*>& group)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) {
+    // Fenced off meanwhile (another writer), or failed for good: refuse before sending.
+    KVFS_RETURN_IF_ERROR(failure_.Refusal());
+    // An earlier write whose outcome is unknown is settled first: nothing is sent on top of
+    // it until the cluster has said whether it applied (docs/decisions.md).
+    KVFS_RETURN_IF_ERROR(SettleLocked());
+    // etcd refuses a txn naming one key twice: the last entry of each key is the one that
+    // counts (batches apply in order, each in order), so only it is sent.
+    absl::flat_hash_map<std::string_view, std::pair<size_t, size_t>> last;
+    size_t total = 0;
+    for (size_t b = 0; b < group.size(); ++b) {
+      const std::vector<BatchEntry>& entries = *group[b]->entries;
+      total += entries.size();
+      for (size_t i = 0; i < entries.size(); ++i) last[entries[i].key] = {b, i};
+    }
+    Json ops = Json::array();
+    for (size_t b = 0; b < group.size(); ++b) {
+      const std::vector<BatchEntry>& entries = *group[b]->entries;
+      for (size_t i = 0; i < entries.size(); ++i) {
+        const BatchEntry& e = entries[i];
+        if (last[e.key] != std::pair<size_t, size_t>(b, i)) continue;
+        if (e.kind == EntryKind::kPut) {
+          ops.push_back(
+              {{"requestPut", {{"key", Base64(Key(e.key))}, {"value", Base64(e.value)}}}});
+        } else {
+          ops.push_back({{"requestDeleteRange", {{"key", Base64(Key(e.key))}}}});
+        }
+      }
+    }
+    const std::string next = NextToken();
+    TxnResult r = SendTxn(std::move(ops), next);
+    if (r.status.ok() && r.succeeded) {
+      expected_ = next;
+      for (const Queued* g : group) counters_.CountBatch(EngineCounters::Tally(*g->entries));
+      return Status::OK();
+    }
+    if (r.status.ok()) {
+      // The compare failed: the sequence key is not what this engine last wrote, and nothing
+      // of its own is in flight, so another writer has written the store since.
+      return Fence(r.seen);
+    }
+    Status s = r.status.WithContext("etcd store " + dir_ + ": " + std::to_string(group.size()) +
+                                    " batches of " + std::to_string(total) + " entries");
+    if (r.unknown && s.code() == StatusCode::kIOError) {
+      // Applied or not, nobody can tell yet. The next write or sync settles it before
+      // anything else is sent (SettleLocked); until then both are refused with EIO.
+      pending_.push_back(next);
+      return s;
+    }
+    // "database space exceeded": etcd refuses up front once its alarm is raised, but the txn
+    // that crosses the quota is applied whole and then answered with that error; a settling
+    // txn would be refused the same way, so the store stays failed until reopened.
+    if (s.IsNoSpace()) {
+      failure_.Latch(s);
+      return s;
+    }
+    // A definite refusal (EFBIG, a bad request): nothing applied, the sequence key where it
+    // was (SendGroupLocked retries a merged group batch by batch).
+    return s;
+  }
+
   // Settles the writes whose outcome is unknown (pending_: the tokens they would have put):
   // one txn that compares the sequence key against the last value known to be there and puts
   // a new one. If it applies, none of them applied and, the key having moved on, none ever
@@ -442,6 +528,9 @@ class EtcdEngine final : public Engine {
   uint64_t counter_ ABSL_GUARDED_BY(write_mu_) = 0;
   // What this engine last knew the sequence key to hold (nullopt: no key).
   std::optional<std::string> expected_ ABSL_GUARDED_BY(write_mu_);
+  // Batches waiting for the txn in flight (group commit, Apply).
+  Mutex queue_mu_ ABSL_ACQUIRED_AFTER(write_mu_);
+  std::deque<Queued*> queue_ ABSL_GUARDED_BY(queue_mu_);
   // Tokens of txns (a batch, then settling ones) whose outcome is unknown.
   std::vector<std::string> pending_ ABSL_GUARDED_BY(write_mu_);
   std::unique_ptr<sync::FileLock> lock_;
