@@ -95,7 +95,7 @@ void CheckChunkCount(FileStore* files, const std::string& store, const std::stri
 }
 
 // A node counts its xattrs (count, names' bytes, values' bytes, layout.h): the counts must be
-// what its "X" keys hold. Also notes the id as found, for CheckXattrKeys.
+// what its "X" keys hold. Also notes the id as found, for CheckStrayKeys.
 void CheckXattrs(FileStore* files, const std::string& store, const std::string& path, uint64_t id,
                  TreeCounts* c, fusefs::ProgressLine* progress) {
   c->ids.insert(id);
@@ -125,36 +125,51 @@ void CheckXattrs(FileStore* files, const std::string& store, const std::string& 
                             text(keys)));
 }
 
-// Every xattr key must belong to a file the walk found, or to an orphan (a file unlinked while
-// open, whose keys the next writable open deletes with it).
-void CheckXattrKeys(engines::Engine* engine, const std::string& store, TreeCounts* c,
+// Every xattr key and chunk key must belong to a file the walk found, to an orphan (a file
+// unlinked while open, whose keys the next writable open hands to the reclaimer), or to a file
+// with a purge record (removed; the reclaimer deletes its keys in the background).
+void CheckStrayKeys(engines::Engine* engine, const std::string& store, TreeCounts* c,
                     fusefs::ProgressLine* progress) {
-  std::set<uint64_t> orphans;
+  std::set<uint64_t> held;  // ids with an orphan or a purge record
   engines::ScanOptions so;
-  so.prefix = std::string(fusefs::kOrphanPrefix);
   so.keys_only = true;
-  Status s = engine->Scan(so, [&](std::string_view key, std::string_view) {
-    auto id = fusefs::IdOfOrphanKey(key);
-    if (id.ok()) orphans.insert(*id);
-    return true;
-  });
-  if (!s.ok()) return Damage(c, progress, store, "", s);
-  std::map<uint64_t, uint64_t> stray;  // id -> keys
-  so.prefix = std::string(fusefs::kXattrPrefix);
-  s = engine->Scan(so, [&](std::string_view key, std::string_view) {
-    auto id = fusefs::IdOfXattrKey(key);
-    if (!id.ok()) {
-      Damage(c, progress, store, "", id.status());
-    } else if (c->ids.count(*id) == 0 && orphans.count(*id) == 0) {
-      ++stray[*id];
+  for (const std::string_view prefix : {fusefs::kOrphanPrefix, fusefs::kPurgePrefix}) {
+    so.prefix = std::string(prefix);
+    Status s = engine->Scan(so, [&](std::string_view key, std::string_view) {
+      auto id =
+          prefix == fusefs::kOrphanPrefix ? fusefs::IdOfOrphanKey(key) : fusefs::IdOfPurgeKey(key);
+      if (id.ok()) {
+        held.insert(*id);
+      } else {
+        Damage(c, progress, store, "", id.status());
+      }
+      return true;
+    });
+    if (!s.ok()) return Damage(c, progress, store, "", s);
+  }
+  for (const std::string_view prefix : {fusefs::kXattrPrefix, std::string_view("D")}) {
+    std::map<uint64_t, uint64_t> stray;  // id -> keys
+    so.prefix = std::string(prefix);
+    Status s = engine->Scan(so, [&](std::string_view key, std::string_view) {
+      auto id = prefix == fusefs::kXattrPrefix
+                    ? fusefs::IdOfXattrKey(key)
+                    : (key.size() == 17 ? fusefs::DecodeU64(key.substr(1, 8), key)
+                                        : Result<uint64_t>(Status::Corruption(
+                                              "malformed chunk key " + fusefs::EscapeKey(key))));
+      if (!id.ok()) {
+        Damage(c, progress, store, "", id.status());
+      } else if (c->ids.count(*id) == 0 && held.count(*id) == 0) {
+        ++stray[*id];
+      }
+      return true;
+    });
+    if (!s.ok()) return Damage(c, progress, store, "", s);
+    const char* what = prefix == fusefs::kXattrPrefix ? " xattr keys" : " chunk keys";
+    for (const auto& [id, n] : stray) {
+      Damage(c, progress, store, "",
+             Status::Corruption(std::to_string(n) + what + " of file " + std::to_string(id) +
+                                ", which no name, no orphan record and no purge record holds"));
     }
-    return true;
-  });
-  if (!s.ok()) return Damage(c, progress, store, "", s);
-  for (const auto& [id, n] : stray) {
-    Damage(c, progress, store, "",
-           Status::Corruption(std::to_string(n) + " xattr keys of file " + std::to_string(id) +
-                              ", which no name and no orphan record holds"));
   }
 }
 
@@ -353,7 +368,7 @@ Verdict CheckStore(const config::StoreConfig& sc) {
   Walk(files->get(), sc.name, "", fusefs::kRootId, &c, &progress);
   progress.Clear();
   CheckLinkCounts((*files)->engine(), sc.name, &c, &progress);
-  CheckXattrKeys((*files)->engine(), sc.name, &c, &progress);
+  CheckStrayKeys((*files)->engine(), sc.name, &c, &progress);
   const bool closed = (*files)->Close().ok();
   if (c.damaged > 0) {
     std::fprintf(stderr, "kvfs: store %s (%s): %llu damaged entries\n", sc.name.c_str(),

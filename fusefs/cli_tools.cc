@@ -153,6 +153,9 @@ struct OpenedStore {
   std::string name;
   ~OpenedStore() {
     if (files != nullptr) {
+      // A tool that removed a file finishes its purge (the reclaimer's) before it exits; an
+      // error leaves the purge record for the next open.
+      files->WaitForPurges().PermitUnchecked();
       Status s = files->Close();
       if (!s.ok())
         std::fprintf(stderr, "kvfs: closing store %s: %s\n", name.c_str(), s.ToString().c_str());

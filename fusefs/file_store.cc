@@ -104,6 +104,9 @@ Result<std::unique_ptr<FileStore>> FileStore::Open(std::unique_ptr<engines::Engi
     });
     KVFS_RETURN_IF_ERROR(scan);
     for (const Node& n : orphans) KVFS_RETURN_IF_ERROR(s.PurgeOrphan(n));
+    // Purges a previous run left half-done, and those just handed over, go on in the background.
+    s.StartReclaimer();
+    s.WakeReclaimer();
   }
   return std::unique_ptr<FileStore>(new FileStore(std::move(impl)));
 }
@@ -360,6 +363,7 @@ Status FileStore::Impl::RemoveEntry(uint64_t parent, std::string_view name, Remo
       if (dropped) s.Undrop(node->id);
       return applied;
     }
+    if (dropped) s.WakeReclaimer();  // a purge record, if the file held keys
   }
   return s.SyncIfAlways();
 }
@@ -503,6 +507,7 @@ Status FileStore::Rename(uint64_t parent, std::string_view name, uint64_t new_pa
       if (dropped) s.Undrop(*dropped);
       return applied;
     }
+    if (dropped) s.WakeReclaimer();  // a purge record, if the replaced file held keys
     s.ApplyTableMoves(moved);
   }
   return s.SyncIfAlways();
@@ -715,8 +720,11 @@ FileStoreStats FileStore::stats() const {
   return out;
 }
 
+Status FileStore::WaitForPurges() { return impl_->WaitForPurges(); }
+
 Status FileStore::Close() {
   Impl& s = *impl_;
+  s.StopReclaimer();
   Status synced = s.SyncEngine(engines::SyncKind::kFull);
   Status closed = s.engine->Close();
   KVFS_RETURN_IF_ERROR(synced);

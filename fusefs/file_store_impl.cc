@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <mutex>
+#include <thread>
 
 namespace kvfs::fusefs {
 namespace {
@@ -408,14 +409,13 @@ Status FileStore::Impl::Drop(const Node& node, engines::WriteBatch* batch) {
     if (internal::NeedsOrphanRecord(node)) PutOrphanRecord(node, batch);
     return Status::OK();
   }
-  KVFS_RETURN_IF_ERROR(DropXattrs(node, batch));
-  if (node.type != NodeType::kFile || node.data_inline) return Status::OK();
   if (events != nullptr) {  // the stream goes in the same log record
-    batch->Delete(StreamDropKey(node.id));
+    KVFS_RETURN_IF_ERROR(DropXattrs(node, batch));
+    if (node.type == NodeType::kFile && !node.data_inline) batch->Delete(StreamDropKey(node.id));
     return Status::OK();
   }
-  KVFS_ASSIGN_OR_RETURN(auto keys, ChunkKeysFrom(node.id, 0));
-  for (const auto& k : keys) batch->Delete(k);
+  // Constant size whatever the file holds: its chunks and xattr keys are the reclaimer's.
+  if (internal::NeedsOrphanRecord(node)) batch->Put(PurgeKey(node.id), EncodeU64(0));
   return Status::OK();
 }
 
@@ -429,15 +429,136 @@ Status FileStore::Impl::PurgeOrphan(const Node& node) {
   if (CheckWritable().ok() == false) return Status::OK();       // left for the next mount
   if (!internal::NeedsOrphanRecord(node)) return Status::OK();  // nothing outlived it
   engines::WriteBatch batch;
-  KVFS_RETURN_IF_ERROR(DropXattrs(node, &batch));
-  if (events != nullptr && node.type == NodeType::kFile && !node.data_inline) {
-    batch.Delete(StreamDropKey(node.id));
-  } else if (node.type == NodeType::kFile && !node.data_inline) {
-    KVFS_ASSIGN_OR_RETURN(auto keys, ChunkKeysFrom(node.id, 0));
-    for (const auto& k : keys) batch.Delete(k);
+  if (events != nullptr) {
+    KVFS_RETURN_IF_ERROR(DropXattrs(node, &batch));
+    if (node.type == NodeType::kFile && !node.data_inline) batch.Delete(StreamDropKey(node.id));
+  } else {
+    batch.Put(PurgeKey(node.id), EncodeU64(0));  // the reclaimer's from here on
   }
   batch.Delete(OrphanKey(node.id));
-  return ApplyBatch(batch);
+  KVFS_RETURN_IF_ERROR(ApplyBatch(batch));
+  WakeReclaimer();
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reclaimer
+
+void FileStore::Impl::StartReclaimer() {
+  reclaimer = std::thread([this] { ReclaimerLoop(); });
+}
+
+void FileStore::Impl::StopReclaimer() {
+  {
+    std::lock_guard<std::mutex> lock(purge_mu);
+    purge_stop = true;
+  }
+  purge_cv.notify_all();
+  if (reclaimer.joinable()) reclaimer.join();
+}
+
+void FileStore::Impl::WakeReclaimer() {
+  {
+    std::lock_guard<std::mutex> lock(purge_mu);
+    ++purge_wakes;
+  }
+  purge_cv.notify_all();
+}
+
+Status FileStore::Impl::WaitForPurges() {
+  std::unique_lock<std::mutex> lock(purge_mu);
+  if (!reclaimer.joinable()) return Status::OK();
+  purge_cv.wait(lock, [&] { return purge_done == purge_wakes || purge_stop; });
+  return purge_error;
+}
+
+void FileStore::Impl::ReclaimerLoop() {
+  std::unique_lock<std::mutex> lock(purge_mu);
+  for (;;) {
+    purge_cv.wait(lock, [&] { return purge_stop || purge_done != purge_wakes; });
+    if (purge_stop) return;
+    const uint64_t seen = purge_wakes;
+    lock.unlock();
+    Status done = ReclaimAll();
+    lock.lock();
+    purge_done = seen;
+    purge_error = done;
+    purge_cv.notify_all();
+  }
+}
+
+bool FileStore::Impl::Stopping() {
+  std::lock_guard<std::mutex> lock(purge_mu);
+  return purge_stop;
+}
+
+Status FileStore::Impl::ReclaimAll() {
+  for (;;) {
+    // A failed sync latched the store read-only: nothing more is written, nothing retried; the
+    // records stay for the next mount.
+    KVFS_RETURN_IF_ERROR(CheckWritable());
+    std::vector<std::pair<uint64_t, uint64_t>> records;  // (id, first chunk)
+    Status bad;
+    engines::ScanOptions so;
+    so.prefix = std::string(kPurgePrefix);
+    KVFS_RETURN_IF_ERROR(engine->Scan(so, [&](std::string_view key, std::string_view value) {
+      auto id = IdOfPurgeKey(key);
+      auto first = id.ok() ? DecodeU64(value, key) : id.status();
+      if (!first.ok()) {
+        bad = first.status();
+        return false;
+      }
+      records.emplace_back(*id, *first);
+      return records.size() < kPurgeBatch;
+    }));
+    KVFS_RETURN_IF_ERROR(bad);
+    if (records.empty()) return Status::OK();
+    for (const auto& [id, first] : records) {
+      if (Stopping()) return Status::OK();
+      KVFS_RETURN_IF_ERROR(ReclaimId(id, first));
+    }
+  }
+}
+
+Status FileStore::Impl::ReclaimId(uint64_t id, uint64_t first) {
+  // Each batch deletes at most kPurgeBatch keys: chunks first (from `first` on), then xattr
+  // keys; the one that finds fewer left deletes the record too. Every batch is idempotent, so
+  // after a crash the record is either still there (the next Open resumes) or all is gone.
+  std::string after_chunk = first == 0 ? std::string() : ChunkKey(id, first - 1);
+  std::string after_xattr;
+  bool chunks_done = false;
+  for (;;) {
+    if (Stopping()) return Status::OK();
+    KVFS_RETURN_IF_ERROR(CheckWritable());
+    engines::WriteBatch batch;
+    size_t n = 0;
+    auto collect = [&](const std::string& prefix, std::string* after) {
+      engines::ScanOptions so;
+      so.prefix = prefix;
+      so.start_after = *after;
+      so.keys_only = true;
+      return engine->Scan(so, [&](std::string_view key, std::string_view) {
+        batch.Delete(key);
+        *after = std::string(key);
+        return ++n < kPurgeBatch;
+      });
+    };
+    if (!chunks_done) {
+      KVFS_RETURN_IF_ERROR(collect(ChunkPrefix(id), &after_chunk));
+      chunks_done = n < kPurgeBatch;
+    }
+    if (first == 0 && chunks_done && n < kPurgeBatch) {  // a whole file: its xattrs too
+      KVFS_RETURN_IF_ERROR(collect(XattrPrefix(id), &after_xattr));
+    }
+    const bool last = n < kPurgeBatch;
+    if (last) batch.Delete(PurgeKey(id));
+    KVFS_RETURN_IF_ERROR(ApplyBatch(batch));
+    Count(&FileStoreStats::purged_keys, n);
+    if (last) {
+      Count(&FileStoreStats::purges);
+      return Status::OK();
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -34,7 +34,10 @@
 // syncs it, an LSM write stall): only the holders of the same file's lock, or of ns_mu
 // exclusively, can be behind it; other files' reads, getattrs and writes are not.
 //
-// Forget's purge of an orphan takes no lock: nobody can reach its id any more.
+// Forget's purge of an orphan takes no lock: nobody can reach its id any more. Nor does the
+// reclaimer (one thread per writable store) deleting the keys of an id with a purge record:
+// ids are never reused, so nothing else reads or writes them; purge_mu guards only its own
+// wake/stop state (a leaf, never held into the engine).
 //
 // The analysis: clang's -Wthread-safety checks ns_mu, table_mu and stats_mu through the
 // annotations below (sync/mutex.h); an inode lock is one of many made at run time, which the
@@ -42,12 +45,14 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -221,7 +226,34 @@ struct FileStore::Impl {
   Status Drop(const Node& node, engines::WriteBatch* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(ns_mu);
   // Undoes Drop's table change when the batch that relied on it failed.
   void Undrop(uint64_t id);
+  // Forget of an orphan, or an Open meeting an orphan record: the record becomes a purge
+  // record in one batch (an events store drops the stream and xattrs at once instead).
   Status PurgeOrphan(const Node& node);
+
+  // --- the reclaimer (file_store_impl.cc) ---
+  // A file gone for good leaves a purge record ("P" <id>, layout.h), written in the batch that
+  // removed it; this thread deletes the id's chunk and xattr keys in batches of at most
+  // kPurgeBatch keys, the last one deleting the record. Woken after a batch that may have
+  // written a record, and by Open for records a crash left; stopped by Close (or destruction).
+  // Runs only in a writable store; stops without retrying once the store is latched read-only.
+  static constexpr size_t kPurgeBatch = 1024;
+  void StartReclaimer();
+  void StopReclaimer();
+  void WakeReclaimer();
+  // Waits until every pass asked for so far (by WakeReclaimer) has run; the last one's error.
+  Status WaitForPurges();
+  void ReclaimerLoop();
+  bool Stopping();
+  Status ReclaimAll();
+  Status ReclaimId(uint64_t id, uint64_t first);
+  std::mutex purge_mu;
+  std::condition_variable purge_cv;
+  uint64_t purge_wakes = 0;  // guarded by purge_mu: wakes asked for
+  uint64_t purge_done = 0;   // guarded by purge_mu: the wakes the last finished pass covered
+  bool purge_stop = false;   // guarded by purge_mu
+  Status purge_error;        // guarded by purge_mu: the last pass's
+  std::thread reclaimer;
+  ~Impl() { StopReclaimer(); }
 
   // --- subtrees (file_store_impl.cc) ---
   // Every node at or below `path` (which must be a directory), as (key, value).

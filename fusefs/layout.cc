@@ -115,6 +115,7 @@ std::string ChunkPrefix(uint64_t id) { return "D" + EncodeU64(id); }
 std::string ChunkKey(uint64_t id, uint64_t chunk) { return ChunkPrefix(id) + EncodeU64(chunk); }
 
 std::string OrphanKey(uint64_t id) { return std::string(kOrphanPrefix) + EncodeU64(id); }
+std::string PurgeKey(uint64_t id) { return std::string(kPurgePrefix) + EncodeU64(id); }
 
 std::string SharedKey(uint64_t id) { return std::string(kSharedPrefix) + EncodeU64(id); }
 
@@ -150,6 +151,13 @@ Result<std::string> PathOfNodeKey(std::string_view key) {
 Result<uint64_t> IdOfOrphanKey(std::string_view key) {
   if (key.size() != 9 || key[0] != kOrphanPrefix[0]) {
     return Status::InvalidArgument("not an orphan key: " + EscapeKey(key));
+  }
+  return DecodeU64(key.substr(1), key);
+}
+
+Result<uint64_t> IdOfPurgeKey(std::string_view key) {
+  if (key.size() != 9 || key[0] != kPurgePrefix[0]) {
+    return Status::InvalidArgument("not a purge key: " + EscapeKey(key));
   }
   return DecodeU64(key.substr(1), key);
 }

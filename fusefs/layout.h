@@ -13,6 +13,12 @@
 //                                        a stub (flag bit 1: type and id only) pointing here
 //   "O" <id: 8 bytes BE>                 orphan: file <id> was unlinked while open; its node
 //                                        (value) tells how many chunks to delete at next mount
+//   "P" <id: 8 bytes BE>                 purge record: file <id> is gone (no name, no orphan
+//                                        record), and its "D" and "X" keys are garbage that the
+//                                        reclaimer deletes in bounded batches, the last batch
+//                                        deleting this record too. Value: 8 bytes BE, the first
+//                                        chunk index that is garbage (0: the whole file). Ids
+//                                        are never reused, so nothing can reach those keys.
 //   "N"                                  the file-id high-water mark (8 bytes BE): ids below it
 //                                        may be in use, ids from it are free
 //   "X" <id: 8 bytes BE> <name>          extended attribute <name> of file <id>: its value, as
@@ -166,6 +172,8 @@ Result<uint64_t> IdOfXattrKey(std::string_view key);
 // A file has at most this many names (ext4's EXT4_LINK_MAX); link(2) past it is EMLINK.
 inline constexpr uint32_t kMaxLinks = 65000;
 inline constexpr std::string_view kOrphanPrefix = "O";
+std::string PurgeKey(uint64_t id);  // "P" <id>
+inline constexpr std::string_view kPurgePrefix = "P";
 inline constexpr std::string_view kIdMarkKey = "N";
 inline constexpr std::string_view kVersionKey = "V";
 
@@ -173,6 +181,8 @@ inline constexpr std::string_view kVersionKey = "V";
 Result<std::string> PathOfNodeKey(std::string_view key);
 // The file id of an orphan key.
 Result<uint64_t> IdOfOrphanKey(std::string_view key);
+// The file id of a purge key.
+Result<uint64_t> IdOfPurgeKey(std::string_view key);
 
 std::string JoinPath(std::string_view dir, std::string_view name);  // "" + n = n
 std::string_view ParentOf(std::string_view path);                   // "a/b" -> "a", "a" -> ""

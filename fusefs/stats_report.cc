@@ -60,6 +60,10 @@ constexpr Field<FileStoreStats> kFileFields[] = {
      "Files and directories the kernel holds."},
     {"orphans", &FileStoreStats::orphans, kGauge, "kvfs_file_orphans",
      "Files unlinked while still held."},
+    {"purges", &FileStoreStats::purges, kCounter, "kvfs_file_purges_total",
+     "Removed files whose chunk and xattr keys the background reclaimer finished deleting."},
+    {"purged_keys", &FileStoreStats::purged_keys, kCounter, "kvfs_file_purged_keys_total",
+     "Chunk and xattr keys the background reclaimer deleted."},
 };
 
 constexpr Field<engines::EngineStats> kEngineFields[] = {

@@ -63,7 +63,9 @@ class FileStoreTest : public testing::TestWithParam<std::string> {
     return names;
   }
 
+  // Chunk keys of every file, once the reclaimer has deleted those of removed files.
   uint64_t CountChunkKeys(FileStore& st) {
+    EXPECT_OK(st.WaitForPurges());
     uint64_t n = 0;
     engines::ScanOptions so;
     so.prefix = "D";
@@ -357,6 +359,7 @@ TEST_P(FileStoreTest, SymlinksAndXattrs) {
 
 // The xattr keys ("X" <id> <name>) of the store, as (key, value).
 std::map<std::string, std::string> XattrKeys(FileStore& st) {
+  EXPECT_OK(st.WaitForPurges());  // removed files' keys are the reclaimer's to delete
   std::map<std::string, std::string> out;
   engines::ScanOptions so;
   so.prefix = "X";
@@ -1470,6 +1473,179 @@ TEST(Layout, PathOfNodeKeyRefusesANameHoldingASlash) {
   ASSERT_OK_AND_ASSIGN(std::string p, PathOfNodeKey(NodeKey("a/b/c")));
   EXPECT_EQ(p, "a/b/c");
   EXPECT_EQ(NodeKey(p), NodeKey("a/b/c"));
+}
+
+// An engine that forwards everything and remembers the largest batch it was given.
+class BatchCountingEngine final : public engines::Engine {
+ public:
+  explicit BatchCountingEngine(std::unique_ptr<engines::Engine> inner) : inner_(std::move(inner)) {}
+  std::string_view name() const override { return inner_->name(); }
+  Result<std::string> Get(std::string_view key) override { return inner_->Get(key); }
+  Status Apply(const engines::WriteBatch& batch) override {
+    Raise(&largest_, batch.count());
+    if (std::this_thread::get_id() == caller_) Raise(&largest_of_caller_, batch.count());
+    return inner_->Apply(batch);
+  }
+  Status Scan(const engines::ScanOptions& o, const engines::ScanFn& fn) override {
+    return inner_->Scan(o, fn);
+  }
+  Status Sync(engines::SyncKind kind) override { return inner_->Sync(kind); }
+  Status Compact() override { return inner_->Compact(); }
+  engines::EngineStats stats() const override { return inner_->stats(); }
+  Status Close() override { return inner_->Close(); }
+  // The largest batch since the last call, in entries: of every thread, or only of the thread
+  // that made this engine (the test's: its FileStore calls, not the reclaimer's batches).
+  uint64_t TakeLargest() { return largest_.exchange(0); }
+  uint64_t TakeLargestOfCaller() { return largest_of_caller_.exchange(0); }
+
+ private:
+  static void Raise(std::atomic<uint64_t>* max, uint64_t n) {
+    uint64_t seen = max->load();
+    while (n > seen && !max->compare_exchange_weak(seen, n)) {
+    }
+  }
+  std::unique_ptr<engines::Engine> inner_;
+  const std::thread::id caller_ = std::this_thread::get_id();
+  std::atomic<uint64_t> largest_{0};
+  std::atomic<uint64_t> largest_of_caller_{0};
+};
+
+// Unlink of a file of 3000 chunks is one batch of a few keys whatever the file holds (the name,
+// the parent, a purge record); the reclaimer then deletes its chunks and xattrs in batches of
+// at most 1024 keys (+ the record), and nothing of any other file. Also through Forget of an
+// orphan and rename over a file, and a purge left by a Close resumes at the next Open.
+TEST_P(FileStoreTest,
+       UnlinkOfABigFileIsOneSmallBatchAndTheReclaimerDeletesItsKeysInBoundedBatches) {
+  constexpr uint64_t kChunks = 3008;  // 94 writes of 128 KiB
+  BatchCountingEngine* counting = nullptr;
+  auto open = [&]() -> Result<std::unique_ptr<FileStore>> {
+    engines::EngineOptions o;
+    o.segment_size = 4 << 20;
+    o.background_work = false;
+    KVFS_ASSIGN_OR_RETURN(auto engine, engines::OpenEngine(GetParam(), &fs_, kDir, o));
+    auto wrapped = std::make_unique<BatchCountingEngine>(std::move(engine));
+    counting = wrapped.get();
+    return FileStore::Open(std::move(wrapped), FileStoreOptions{});
+  };
+  ASSERT_OK_AND_ASSIGN(auto st, open());
+  const std::string chunk_data(128 << 10, 'b');
+  auto make_big = [&](const std::string& name) -> Attr {
+    auto f = st->Create(kRootId, name, 0644, kUser);
+    EXPECT_OK(f.status());
+    for (uint64_t off = 0; off < kChunks * kChunkSize; off += chunk_data.size()) {
+      EXPECT_OK(st->Write(f->id, off, chunk_data).status());
+    }
+    for (int i = 0; i < 5; ++i) {
+      EXPECT_OK(st->SetXattr(f->id, "user.x" + std::to_string(i), "v", 0));
+    }
+    return *f;
+  };
+  ASSERT_OK_AND_ASSIGN(Attr keep, st->Create(kRootId, "keep", 0644, kUser));
+  ASSERT_OK(st->Write(keep.id, 0, std::string(5 * kChunkSize + 3, 'k')));
+  ASSERT_OK(st->SetXattr(keep.id, "user.keep", "yes", 0));
+  const Attr big = make_big("big");
+  ASSERT_EQ(CountKeys(*st, ChunkPrefix(big.id)), kChunks);
+  st->Forget(big.id, 1000);
+
+  counting->TakeLargestOfCaller();
+  ASSERT_OK(st->Unlink(kRootId, "big"));
+  EXPECT_LE(counting->TakeLargestOfCaller(), 8u) << "the unlink's batch grows with the file";
+  ASSERT_OK(st->WaitForPurges());
+  EXPECT_LE(counting->TakeLargest(), 1025u) << "a reclaimer batch past its bound";
+  EXPECT_EQ(CountKeys(*st, ChunkPrefix(big.id)), 0u);
+  EXPECT_EQ(CountKeys(*st, XattrPrefix(big.id)), 0u);
+  EXPECT_EQ(CountKeys(*st, std::string(kPurgePrefix)), 0u);
+  EXPECT_EQ(st->stats().purges, 1u);
+  EXPECT_EQ(st->stats().purged_keys, kChunks + 5);
+  EXPECT_EQ(ReadAll(*st, keep.id), std::string(5 * kChunkSize + 3, 'k'));
+  EXPECT_EQ(*st->GetXattr(keep.id, "user.keep"), "yes");
+  EXPECT_EQ(CountKeys(*st, ChunkPrefix(keep.id)), 6u);
+
+  // An orphan: unlinked while held (its keys stay), then forgotten.
+  const Attr held = make_big("held");
+  counting->TakeLargest();
+  ASSERT_OK(st->Unlink(kRootId, "held"));
+  EXPECT_EQ(ReadAll(*st, held.id).size(), kChunks * kChunkSize);
+  st->Forget(held.id, 1000);
+  ASSERT_OK(st->WaitForPurges());
+  EXPECT_LE(counting->TakeLargest(), 1025u);
+  EXPECT_EQ(CountKeys(*st, ChunkPrefix(held.id)), 0u);
+  EXPECT_EQ(CountKeys(*st, XattrPrefix(held.id)), 0u);
+  EXPECT_EQ(CountKeys(*st, std::string(kOrphanPrefix)), 0u);
+  EXPECT_EQ(CountKeys(*st, std::string(kPurgePrefix)), 0u);
+
+  // Rename over a big file.
+  const Attr over = make_big("over");
+  st->Forget(over.id, 1000);
+  counting->TakeLargestOfCaller();
+  ASSERT_OK(st->Rename(kRootId, "keep", kRootId, "over", 0));
+  EXPECT_LE(counting->TakeLargestOfCaller(), 8u);
+  ASSERT_OK(st->WaitForPurges());
+  EXPECT_EQ(CountKeys(*st, ChunkPrefix(over.id)), 0u);
+  EXPECT_EQ(ReadAll(*st, keep.id), std::string(5 * kChunkSize + 3, 'k'));
+
+  // Keys of a removed file and its purge record, as a crash mid-purge leaves them: the next
+  // Open's reclaimer finishes the purge.
+  constexpr uint64_t kDead = 900000;
+  ASSERT_OK(st->Close());
+  st.reset();
+  {
+    auto e = engines::OpenEngine(GetParam(), &fs_, kDir, {});
+    ASSERT_OK(e.status());
+    for (uint64_t i = 0; i < kChunks; i += 500) {
+      engines::WriteBatch batch;
+      for (uint64_t c = i; c < i + 500 && c < kChunks; ++c) batch.Put(ChunkKey(kDead, c), "d");
+      ASSERT_OK((*e)->Apply(batch));
+    }
+    ASSERT_OK((*e)->Put(XattrKey(kDead, "user.dead"), "x"));
+    ASSERT_OK((*e)->Put(PurgeKey(kDead), EncodeU64(0)));
+    ASSERT_OK((*e)->Close());
+  }
+  ASSERT_OK_AND_ASSIGN(st, open());
+  ASSERT_OK(st->WaitForPurges());
+  EXPECT_LE(counting->TakeLargest(), 1025u);
+  EXPECT_EQ(CountKeys(*st, ChunkPrefix(kDead)), 0u);
+  EXPECT_EQ(CountKeys(*st, XattrPrefix(kDead)), 0u);
+  EXPECT_EQ(CountKeys(*st, std::string(kPurgePrefix)), 0u);
+  EXPECT_EQ(st->stats().purged_keys, kChunks + 1);
+  ASSERT_OK_AND_ASSIGN(Attr kept, st->Resolve("over"));
+  EXPECT_EQ(ReadAll(*st, kept.id), std::string(5 * kChunkSize + 3, 'k'));
+}
+
+// A sync that fails under the reclaimer's batch (a `batch` log of one record per sync syncs
+// inside Apply) stops it: the pass ends with the error, nothing is retried into a success, the
+// record stays; the next open finishes the purge and the other file is intact.
+TEST_P(FileStoreTest, AFailedSyncStopsTheReclaimerAndTheNextOpenFinishes) {
+  uint64_t id = 0;
+  {
+    ASSERT_OK_AND_ASSIGN(auto st, Open(sync::SyncMode::kBatch, false, 1));
+    ASSERT_OK_AND_ASSIGN(Attr keep, st->Create(kRootId, "keep", 0644, kUser));
+    ASSERT_OK(st->Write(keep.id, 0, std::string(3 * kChunkSize, 'k')));
+    ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
+    id = f.id;
+    ASSERT_OK(st->Write(f.id, 0, std::string(3000 * kChunkSize, 'f')));
+    st->Forget(f.id, 1);
+    // The first sync of another thread than this one (the reclaimer's first batch) fails.
+    const std::thread::id self = std::this_thread::get_id();
+    std::atomic<bool> armed{false};
+    fs_.SetBeforeSyncHook([&](const std::string&) {
+      if (std::this_thread::get_id() != self && !armed.exchange(true)) fs_.FailSyncAfter(1);
+    });
+    ASSERT_OK(st->Unlink(kRootId, "f"));
+    EXPECT_FALSE(st->WaitForPurges().ok());
+    EXPECT_TRUE(armed.load());
+    EXPECT_EQ(st->stats().purges, 0u);
+    st->Close().PermitUnchecked();
+    fs_.SetBeforeSyncHook(nullptr);
+  }
+  fs_.Crash(sync::CrashMode::kDropUnsynced);  // a reboot: the failed log is not written again
+  ASSERT_OK_AND_ASSIGN(auto st, Open());
+  ASSERT_OK(st->WaitForPurges());
+  EXPECT_EQ(CountKeys(*st, ChunkPrefix(id)), 0u);
+  EXPECT_EQ(CountKeys(*st, std::string(kPurgePrefix)), 0u);
+  EXPECT_EQ(ErrnoOf(st->Resolve("f").status()), ENOENT);
+  ASSERT_OK_AND_ASSIGN(Attr keep, st->Resolve("keep"));
+  EXPECT_EQ(ReadAll(*st, keep.id), std::string(3 * kChunkSize, 'k'));
 }
 
 INSTANTIATE_TEST_SUITE_P(AllEngines, FileStoreTest, testing::ValuesIn(engines::FileEngineNames()),

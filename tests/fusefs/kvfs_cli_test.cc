@@ -570,8 +570,10 @@ TEST(KvfsCli, CheckVerifiesXattrCountsAndFindsKeysOfNoFile) {
   }
   r = Kvfs("check --engine bitcask " + store);
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_NE(r.output.find("1 xattr keys of file 999999, which no name and no orphan record holds"),
-            std::string::npos)
+  EXPECT_NE(
+      r.output.find(
+          "1 xattr keys of file 999999, which no name, no orphan record and no purge record holds"),
+      std::string::npos)
       << r.output;
   {
     auto e = engines::OpenEngine("bitcask", sync::DefaultFileSystem(), store, {});
@@ -582,6 +584,30 @@ TEST(KvfsCli, CheckVerifiesXattrCountsAndFindsKeysOfNoFile) {
     orphan.xattr_name_bytes = 9;
     orphan.xattr_value_bytes = 1;
     ASSERT_OK((*e)->Put(fusefs::OrphanKey(999999), fusefs::EncodeNode(orphan)));
+    ASSERT_OK((*e)->Close());
+  }
+  r = Kvfs("check --engine bitcask " + store);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+
+  // Chunk keys of no file are reported; with a purge record (a removed file whose keys the
+  // reclaimer has not deleted yet) they are held.
+  {
+    auto e = engines::OpenEngine("bitcask", sync::DefaultFileSystem(), store, {});
+    ASSERT_TRUE(e.ok());
+    ASSERT_OK((*e)->Put(fusefs::ChunkKey(888888, 0), "c"));
+    ASSERT_OK((*e)->Put(fusefs::ChunkKey(888888, 7), "c"));
+    ASSERT_OK((*e)->Close());
+  }
+  r = Kvfs("check --engine bitcask " + store);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("2 chunk keys of file 888888, which no name, no orphan record and no "
+                          "purge record holds"),
+            std::string::npos)
+      << r.output;
+  {
+    auto e = engines::OpenEngine("bitcask", sync::DefaultFileSystem(), store, {});
+    ASSERT_TRUE(e.ok());
+    ASSERT_OK((*e)->Put(fusefs::PurgeKey(888888), fusefs::EncodeU64(0)));
     ASSERT_OK((*e)->Close());
   }
   r = Kvfs("check --engine bitcask " + store);
