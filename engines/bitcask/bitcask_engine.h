@@ -38,7 +38,7 @@ class BitcaskEngine final : public Engine {
         dir_(std::move(dir)),
         wal_dir_(sync::JoinPath(dir_, kWalDirName)),
         merged_dir_(sync::JoinPath(dir_, kMergedDirName)),
-        options_(options),
+        options_(std::move(options)),
         bopts_(bitcask_options),
         files_(fs, wal_dir_, merged_dir_) {}
 

@@ -18,7 +18,7 @@ BtreeEngine::BtreeEngine(sync::FileSystem* fs, std::string dir, EngineOptions op
     : fs_(fs),
       dir_(std::move(dir)),
       wal_dir_(sync::JoinPath(dir_, kWalDirName)),
-      options_(options),
+      options_(std::move(options)),
       bopts_(btree_options) {
   checkpoint_log_bytes_ =
       bopts_.checkpoint_log_bytes != 0 ? bopts_.checkpoint_log_bytes : 2 * options_.segment_size;

@@ -56,7 +56,7 @@ struct Index {
 class EventsEngine final : public Engine, public EventStore {
  public:
   EventsEngine(std::string dir, EngineOptions options, std::unique_ptr<Engine> kv)
-      : dir_(std::move(dir)), options_(options), kv_(std::move(kv)) {}
+      : dir_(std::move(dir)), options_(std::move(options)), kv_(std::move(kv)) {}
   ~EventsEngine() override { Close().PermitUnchecked(); }
 
   Status Open();

@@ -64,7 +64,7 @@ void Deduplicate(BatchEntries* entries) {
 
 }  // namespace
 
-LsmEngine::LsmEngine(sync::FileSystem* fs, std::string dir, EngineOptions options,
+LsmEngine::LsmEngine(sync::FileSystem* fs, std::string dir, const EngineOptions& options,
                      LsmOptions lsm_options)
     : fs_(fs),
       dir_(std::move(dir)),

@@ -51,7 +51,8 @@ struct CompactionJob {
 
 class LsmEngine final : public Engine {
  public:
-  LsmEngine(sync::FileSystem* fs, std::string dir, EngineOptions options, LsmOptions lsm_options);
+  LsmEngine(sync::FileSystem* fs, std::string dir, const EngineOptions& options,
+            LsmOptions lsm_options);
   ~LsmEngine() override { Close().PermitUnchecked(); }
 
   Status Open(LsmRecoveryReport* report);
