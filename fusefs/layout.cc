@@ -288,6 +288,9 @@ Result<Node> DecodeNode(std::string_view value, std::string_view key) {
     for (uint64_t i = 0; i < xattrs && !r.bad(); ++i) {
       std::string_view name = r.Bytes(r.Fixed(2));
       std::string_view val = r.Bytes(r.Fixed(4));
+      // The kernel never passes an empty name (ERANGE): one here is damage, and it could not
+      // be counted in the version-3 totals (every name a byte at least).
+      if (!r.bad() && name.empty()) return bad("an xattr with an empty name");
       if (n.inline_xattrs.emplace(name, val).second) {
         ++n.xattr_count;
         n.xattr_name_bytes += static_cast<uint32_t>(name.size());
