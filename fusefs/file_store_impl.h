@@ -57,6 +57,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "engines/engine.h"
 #include "engines/events/events.h"
 #include "engines/write_batch.h"
@@ -290,6 +291,13 @@ struct FileStore::Impl {
   Status DropXattrs(const Node& n, engines::WriteBatch* batch);
   // The orphan record of orphan `n` as it now is: put if NeedsOrphanRecord, else deleted.
   void PutOrphanRecord(const Node& n, engines::WriteBatch* batch);
+  // One xattr change of file `id` (setxattr, removexattr): under ns_mu (shared) and the file's
+  // inode lock (exclusive), so the node's counts and its "X" keys change together, `change`
+  // checks the request against the loaded node, updates its counts and adds the put or delete
+  // of `key` to the batch; the node (new ctime) and an orphan's record go in the same batch.
+  using XattrChange =
+      absl::FunctionRef<Status(Node& node, const std::string& key, engines::WriteBatch* batch)>;
+  Status ChangeXattr(uint64_t id, std::string_view name, XattrChange change);
 
   // --- events stores (file_store_events.cc) ---
   void OpenEvents();

@@ -127,18 +127,30 @@ Result<XattrUsage> FileStore::XattrUsageOf(uint64_t id) {
                     !l.node.inline_xattrs.empty()};
 }
 
-Status FileStore::SetXattr(uint64_t id, std::string_view name, std::string_view value, int flags) {
-  Impl& s = *impl_;
+Status FileStore::Impl::ChangeXattr(uint64_t id, std::string_view name, XattrChange change) {
   KVFS_RETURN_IF_ERROR(CheckName(name));
-  if (value.size() > kMaxXattrValueLength) return Errno(E2BIG, "attribute value over 64 KiB");
   {
-    ReaderMutexLock ns(&s.ns_mu);
-    internal::InodeLocks::Hold inode(&s.inode_locks, id, /*exclusive=*/true);
-    KVFS_RETURN_IF_ERROR(s.CheckWritable());
-    KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
+    ReaderMutexLock ns(&ns_mu);
+    internal::InodeLocks::Hold inode(&inode_locks, id, /*exclusive=*/true);
+    KVFS_RETURN_IF_ERROR(CheckWritable());
+    KVFS_ASSIGN_OR_RETURN(Loaded l, Load(id));
     Node& n = l.node;
     if (!n.inline_xattrs.empty()) return InlineInWritableStore(n);
     const std::string key = XattrKey(n.id, name);
+    engines::WriteBatch batch;
+    KVFS_RETURN_IF_ERROR(change(n, key, &batch));
+    n.ctime_ns = NowNs();  // as ext4
+    PutNode(l, &batch);
+    if (l.orphan) PutOrphanRecord(n, &batch);
+    KVFS_RETURN_IF_ERROR(ApplyBatch(batch));
+  }
+  return SyncIfAlways();
+}
+
+Status FileStore::SetXattr(uint64_t id, std::string_view name, std::string_view value, int flags) {
+  if (value.size() > kMaxXattrValueLength) return Errno(E2BIG, "attribute value over 64 KiB");
+  Impl& s = *impl_;
+  return s.ChangeXattr(id, name, [&](Node& n, const std::string& key, engines::WriteBatch* batch) {
     std::optional<size_t> old;  // the present value's size
     if (n.xattr_count > 0) {
       auto v = s.engine->Get(key);
@@ -162,28 +174,15 @@ Status FileStore::SetXattr(uint64_t id, std::string_view name, std::string_view 
     n.xattr_count = static_cast<uint32_t>(count);
     n.xattr_name_bytes = static_cast<uint32_t>(names);
     n.xattr_value_bytes = values;
-    n.ctime_ns = NowNs();  // as ext4
-    engines::WriteBatch batch;
-    batch.Put(key, value);
-    s.PutNode(l, &batch);
-    if (l.orphan) s.PutOrphanRecord(n, &batch);
-    KVFS_RETURN_IF_ERROR(s.ApplyBatch(batch));
-  }
-  return s.SyncIfAlways();
+    batch->Put(key, value);
+    return Status::OK();
+  });
 }
 
 Status FileStore::RemoveXattr(uint64_t id, std::string_view name) {
   Impl& s = *impl_;
-  KVFS_RETURN_IF_ERROR(CheckName(name));
-  {
-    ReaderMutexLock ns(&s.ns_mu);
-    internal::InodeLocks::Hold inode(&s.inode_locks, id, /*exclusive=*/true);
-    KVFS_RETURN_IF_ERROR(s.CheckWritable());
-    KVFS_ASSIGN_OR_RETURN(Loaded l, s.Load(id));
-    Node& n = l.node;
-    if (!n.inline_xattrs.empty()) return InlineInWritableStore(n);
+  return s.ChangeXattr(id, name, [&](Node& n, const std::string& key, engines::WriteBatch* batch) {
     if (n.xattr_count == 0) return Errno(ENODATA, NoAttribute(name));
-    const std::string key = XattrKey(n.id, name);
     auto old = s.engine->Get(key);
     if (!old.ok()) {
       if (old.status().IsNotFound()) return Errno(ENODATA, NoAttribute(name));
@@ -196,14 +195,9 @@ Status FileStore::RemoveXattr(uint64_t id, std::string_view name) {
     n.xattr_count -= 1;
     n.xattr_name_bytes -= static_cast<uint32_t>(name.size());
     n.xattr_value_bytes -= old->size();
-    n.ctime_ns = NowNs();
-    engines::WriteBatch batch;
-    batch.Delete(key);
-    s.PutNode(l, &batch);
-    if (l.orphan) s.PutOrphanRecord(n, &batch);
-    KVFS_RETURN_IF_ERROR(s.ApplyBatch(batch));
-  }
-  return s.SyncIfAlways();
+    batch->Delete(key);
+    return Status::OK();
+  });
 }
 
 }  // namespace kvfs::fusefs
