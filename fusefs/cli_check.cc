@@ -29,6 +29,7 @@
 #include "engines/engine.h"
 #include "engines/events/events.h"
 #include "fusefs/cli.h"
+#include "fusefs/event_view.h"
 #include "fusefs/file_store.h"
 #include "fusefs/layout.h"
 #include "fusefs/progress.h"
@@ -420,6 +421,44 @@ Status CopyStreams(engines::Engine* from, engines::Engine* into, const std::stri
   return Status::OK();
 }
 
+// A file of a file-tree events store is as long as its stream: an append puts the event and
+// the node's new size in one log record. When a salvage skips a damaged record, the stream is
+// kept up to its break (CopyStreams) but the later records' nodes say more, so reads would end
+// before the size: each such file's size becomes what its stream holds, and the salvage says
+// so. A node that does not decode is left as it is, for the check after the salvage to report.
+Status FitFileSizesToStreams(engines::Engine* into, const std::string& dir) {
+  engines::EventStore* es = engines::AsEventStore(into);
+  if (es == nullptr) return Status::OK();
+  std::map<std::string, uint64_t> held;  // stream -> its bytes
+  KVFS_RETURN_IF_ERROR(es->ListStreams([&](const engines::StreamInfo& s) {
+    held[s.name] = s.bytes;
+    return true;
+  }));
+  engines::WriteBatch fixes;
+  for (const std::string_view prefix :
+       {std::string_view("M"), fusefs::kSharedPrefix, fusefs::kOrphanPrefix}) {
+    engines::ScanOptions so;
+    so.prefix = std::string(prefix);
+    KVFS_RETURN_IF_ERROR(into->Scan(so, [&](std::string_view key, std::string_view value) {
+      Result<fusefs::Node> node = fusefs::DecodeNode(value, key);
+      if (!node.ok() || node->linked || node->type != NodeType::kFile) return true;
+      const auto it = held.find(fusefs::StreamOfFile(node->id));
+      const uint64_t bytes = it == held.end() ? 0 : it->second;
+      if (node->size == bytes) return true;
+      std::printf(
+          "%s: salvage sets the size of file %llu (%s) to its stream's %llu bytes (its "
+          "node said %llu)\n",
+          dir.c_str(), static_cast<unsigned long long>(node->id), fusefs::EscapeKey(key).c_str(),
+          static_cast<unsigned long long>(bytes), static_cast<unsigned long long>(node->size));
+      node->size = bytes;
+      fixes.Put(key, prefix == fusefs::kSharedPrefix ? fusefs::EncodeShared(*node)
+                                                     : fusefs::EncodeNode(*node));
+      return true;
+    }));
+  }
+  return fixes.empty() ? Status::OK() : into->Apply(fixes);
+}
+
 // Copies every key and value of `from` that verifies into a new store of the same engine in
 // `to` (which must not exist), durably. Returns the number of keys. The copy gets a store
 // marker if `marked` (the damaged store had one) and it holds a file tree: a marker promises
@@ -457,6 +496,7 @@ Result<uint64_t> CopyStore(engines::Engine* from, const config::StoreConfig& sc,
   KVFS_RETURN_IF_ERROR(scanned);
   KVFS_RETURN_IF_ERROR(written);
   KVFS_RETURN_IF_ERROR(CopyStreams(from, into.get(), sc.data_dir));
+  KVFS_RETURN_IF_ERROR(FitFileSizesToStreams(into.get(), sc.data_dir));
   KVFS_RETURN_IF_ERROR(into->Sync(engines::SyncKind::kFull));
   KVFS_RETURN_IF_ERROR(into->Close());
   if (marked && tree) {

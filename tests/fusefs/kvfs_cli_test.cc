@@ -415,6 +415,72 @@ TEST(KvfsCli, SalvageOfAnEventStoreKeepsEachStreamUpToItsFirstBreak) {
   EXPECT_EQ(es->Stat("other")->events, 6u);
 }
 
+// Salvage of a file-tree events store: each append is one log record holding the event and the
+// file's new size, so when the record of event 3 is damaged, the stream keeps events 0-2 and
+// the node (from event 5's record) says six events' bytes. The salvage sets the size to the
+// stream's and says so, so the salvaged file reads whole to its size and the check is clean.
+TEST(KvfsCli, SalvageOfAnEventsFileTreeFitsEachFileToItsStream) {
+  test::TempDir tmp;
+  const std::string dir = tmp.Sub("events");
+  const fusefs::Caller me{0, 0, 022};
+  engines::EngineOptions o;
+  o.sync_mode = sync::SyncMode::kNone;
+  uint64_t id = 0;
+  std::string kept;  // events 0-2, what the salvage can keep
+  {
+    auto e = engines::OpenEngine("events", sync::DefaultFileSystem(), dir, o);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    auto st = fusefs::FileStore::Open(std::move(*e), {});
+    ASSERT_TRUE(st.ok()) << st.status().ToString();
+    auto f = (*st)->Create(fusefs::kRootId, "log", 0644, me);
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    id = f->id;
+    uint64_t size = 0;
+    for (int i = 0; i < 6; ++i) {
+      const std::string event = "payload-of-event-" + std::to_string(i) + "\n";
+      ASSERT_OK((*st)->Write(id, size, event));
+      size += event.size();
+      if (i < 3) kept += event;
+    }
+    ASSERT_OK((*st)->Close());
+  }
+  std::vector<std::string> segments;
+  for (const auto& f : std::filesystem::directory_iterator(dir + "/wal")) {
+    if (f.path().extension() == ".wal") segments.push_back(f.path().string());
+  }
+  ASSERT_EQ(segments.size(), 1u);
+  std::string bytes;
+  {
+    std::ifstream in(segments.front(), std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  const size_t at = bytes.find("payload-of-event-3");
+  ASSERT_NE(at, std::string::npos);
+  Poke(segments.front(), at + 2, "#");
+  CliRun r = Kvfs("check --salvage --engine events " + dir);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("salvage sets the size of file " + std::to_string(id) +
+                          " (M\\x00log) "
+                          "to its stream's " +
+                          std::to_string(kept.size()) + " bytes"),
+            std::string::npos)
+      << r.output;
+  r = Kvfs("check --engine events " + dir);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  auto e = engines::OpenEngine("events", sync::DefaultFileSystem(), dir, o);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  fusefs::FileStoreOptions ro;
+  ro.read_only = true;
+  auto st = fusefs::FileStore::Open(std::move(*e), ro);
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  auto attr = (*st)->Lookup(fusefs::kRootId, "log");
+  ASSERT_TRUE(attr.ok()) << attr.status().ToString();
+  EXPECT_EQ(attr->size, kept.size());
+  ASSERT_OK_AND_ASSIGN(std::string data, (*st)->Read(id, 0, 4096));
+  EXPECT_EQ(data, kept);
+  ASSERT_OK((*st)->Close());
+}
+
 // A tree made through the file layer in `dir` (engine bitcask): fn(store) runs on it.
 void MakeTree(const std::string& dir, const std::function<void(fusefs::FileStore*)>& fn) {
   auto e = engines::OpenEngine("bitcask", sync::DefaultFileSystem(), dir, {});
