@@ -250,13 +250,27 @@ Result<WalPosition> Wal::DoAppend(std::string_view payload) {
     if (!r.done) LeadWrite(&r);
     if (!r.status.ok()) return r.status;
     // In kBatch mode a full batch is synced by the appenders that filled it (sharing one sync),
-    // so no more than about batch_records records are ever unsynced.
-    if (options_.sync_mode == SyncMode::kBatch && unsynced_records_ >= options_.batch_records) {
+    // so no more than about batch_records records are ever unsynced; or, deferred, by their
+    // callers' SyncBatchIfDue once they hold no lock.
+    if (options_.sync_mode == SyncMode::kBatch && unsynced_records_ >= options_.batch_records &&
+        !defer_batch_syncs_.load(std::memory_order_relaxed)) {
       sync = true;
     }
   }
   if (sync) KVFS_RETURN_IF_ERROR(SyncUpTo(r.position.lsn));
   return r.position;
+}
+
+Status Wal::SyncBatchIfDue() {
+  if (options_.sync_mode != SyncMode::kBatch) return Status::OK();
+  uint64_t target = 0;
+  {
+    MutexLock lock(&mu_);
+    // As an append that finds no full batch: nothing owed, failed log or not.
+    if (unsynced_records_ < options_.batch_records) return Status::OK();
+    target = last_lsn();
+  }
+  return SyncUpTo(target);
 }
 
 // The write leader (the queue's head, holding mu_) takes a group of appends from the front of
