@@ -169,7 +169,7 @@ Status FileStore::SetXattr(uint64_t id, std::string_view name, std::string_view 
     if (l.orphan) s.PutOrphanRecord(n, &batch);
     KVFS_RETURN_IF_ERROR(s.ApplyBatch(batch));
   }
-  return s.SyncIfAlways();
+  return s.SyncIfOwed();
 }
 
 Status FileStore::RemoveXattr(uint64_t id, std::string_view name) {
@@ -203,7 +203,7 @@ Status FileStore::RemoveXattr(uint64_t id, std::string_view name) {
     if (l.orphan) s.PutOrphanRecord(n, &batch);
     KVFS_RETURN_IF_ERROR(s.ApplyBatch(batch));
   }
-  return s.SyncIfAlways();
+  return s.SyncIfOwed();
 }
 
 }  // namespace kvfs::fusefs
