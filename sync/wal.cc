@@ -29,6 +29,12 @@ Result<SyncMode> ParseSyncMode(std::string_view name) {
                                  std::string(name) + "'");
 }
 
+namespace {
+uint64_t Micros(std::chrono::steady_clock::duration d) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+}
+}  // namespace
+
 // One appender waiting in the write queue. Its fields are written under the Wal's mu_, but
 // for the position, which the write leader fills in without it while this appender waits.
 struct Wal::Request {
@@ -441,6 +447,7 @@ Status Wal::DoSyncUpTo(uint64_t lsn, bool data_only) {
     const Status s = full ? file->Sync() : file->DataSync();
     mu_.Lock();
     last_sync_ = std::chrono::steady_clock::now() - began;
+    stats_.sync_micros += Micros(last_sync_);
     // Nobody has left yet: those it covered are still here, with those who came meanwhile.
     expected_syncers_ = sync_waiters_;
     syncing_ = false;
@@ -474,11 +481,13 @@ void Wal::GatherSyncers() {
       options_.max_sync_gather);
   if (window <= std::chrono::steady_clock::duration::zero()) return;
   gathering_ = true;
-  const auto deadline = std::chrono::steady_clock::now() + window;
+  const auto began = std::chrono::steady_clock::now();
+  const auto deadline = began + window;
   while (sync_waiters_ < expected_syncers_ && failure_.ok() && !closing_ && !rotating_) {
     if (!gather_cv_.WaitUntil(deadline)) break;
   }
   gathering_ = false;
+  stats_.gather_micros += Micros(std::chrono::steady_clock::now() - began);
 }
 
 Status Wal::Checkpoint(uint64_t lsn) {

@@ -114,8 +114,10 @@ struct WalStats {
   uint64_t max_group = 0;        // most requests answered by one sync
   uint64_t segments_created = 0;
   uint64_t segments_deleted = 0;
-  uint64_t last_lsn = 0;     // highest LSN written
-  uint64_t durable_lsn = 0;  // highest LSN known to be on stable storage
+  uint64_t last_lsn = 0;       // highest LSN written
+  uint64_t durable_lsn = 0;    // highest LSN known to be on stable storage
+  uint64_t sync_micros = 0;    // time spent in those syncs (a sync's whole duration, once)
+  uint64_t gather_micros = 0;  // time sync leaders waited for syncers first (sync gathering)
   bool failed = false;
 };
 
