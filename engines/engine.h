@@ -108,6 +108,13 @@ class Engine {
   // that was current during the scan), not a snapshot of the whole range.
   virtual Status Scan(const ScanOptions& options, const ScanFn& fn) = 0;
   virtual Status Sync(SyncKind kind) = 0;
+  // `batch` mode, for a caller that holds locks of its own across Apply (the file layer): from
+  // now on Apply never syncs a full batch inline (sync::Wal::DeferBatchSyncs); the caller calls
+  // SyncBatchIfDue() after each Apply once it holds no lock, before acknowledging the write, so
+  // what it acknowledges keeps `batch_records` as its bound and no lock of its waits for the
+  // disk. Engines without a log of their own (etcd) do nothing in either.
+  virtual void DeferBatchSyncs() {}
+  virtual Status SyncBatchIfDue() { return Status::OK(); }
   // Runs a merge / compaction now and returns when it is durable.
   virtual Status Compact() = 0;
   virtual EngineStats stats() const = 0;

@@ -39,6 +39,8 @@ Result<std::unique_ptr<FileStore>> FileStore::Open(std::unique_ptr<engines::Engi
   auto impl = std::make_unique<Impl>();
   impl->engine = std::move(engine);
   impl->options = options;
+  // A full batch's sync is ours to run, after our locks are dropped (SyncIfOwed).
+  if (!options.read_only) impl->engine->DeferBatchSyncs();
   impl->OpenEvents();
   Impl& s = *impl;
   MutexLock ns(&s.ns_mu);  // nobody else has the store yet: for the analysis
@@ -186,7 +188,7 @@ Result<Attr> FileStore::SetAttr(uint64_t id, const AttrChange& change) {
     if (!batch.empty()) KVFS_RETURN_IF_ERROR(s.ApplyBatch(batch));
     attr = AttrOf(l);
   }
-  KVFS_RETURN_IF_ERROR(s.SyncIfAlways());
+  KVFS_RETURN_IF_ERROR(s.SyncIfOwed());
   return attr;
 }
 
@@ -235,7 +237,7 @@ Result<Attr> FileStore::Impl::MakeNode(uint64_t parent, std::string_view name, c
     s.AddRef(n.id, path);
     attr = AttrOf(n);
   }
-  KVFS_RETURN_IF_ERROR(s.SyncIfAlways());
+  KVFS_RETURN_IF_ERROR(s.SyncIfOwed());
   return attr;
 }
 
@@ -311,7 +313,7 @@ Result<Attr> FileStore::Link(uint64_t id, uint64_t new_parent, std::string_view 
     s.AddRef(id, path);
     attr = AttrOf(n);
   }
-  KVFS_RETURN_IF_ERROR(s.SyncIfAlways());
+  KVFS_RETURN_IF_ERROR(s.SyncIfOwed());
   return attr;
 }
 
@@ -326,6 +328,7 @@ Result<std::string> FileStore::ReadLink(uint64_t id) {
 Status FileStore::Impl::RemoveEntry(uint64_t parent, std::string_view name, RemoveKind kind) {
   Impl& s = *this;
   KVFS_RETURN_IF_ERROR(ValidateName(name));
+  bool wake = false;
   {
     MutexLock ns(&s.ns_mu);
     KVFS_RETURN_IF_ERROR(s.CheckWritable());
@@ -363,9 +366,12 @@ Status FileStore::Impl::RemoveEntry(uint64_t parent, std::string_view name, Remo
       if (dropped) s.Undrop(node->id);
       return applied;
     }
-    if (dropped) s.WakeReclaimer();  // a purge record, if the file held keys
+    wake = dropped;  // a purge record, if the file held keys
   }
-  return s.SyncIfAlways();
+  Status synced = s.SyncIfOwed();
+  // After our sync: the reclaimer's first batch does not race this one's acknowledgement.
+  if (wake && synced.ok()) s.WakeReclaimer();
+  return synced;
 }
 
 Status FileStore::Unlink(uint64_t parent, std::string_view name) {
@@ -510,7 +516,7 @@ Status FileStore::Rename(uint64_t parent, std::string_view name, uint64_t new_pa
     if (dropped) s.WakeReclaimer();  // a purge record, if the replaced file held keys
     s.ApplyTableMoves(moved);
   }
-  return s.SyncIfAlways();
+  return s.SyncIfOwed();
 }
 
 Status FileStore::ReadDir(uint64_t id, std::string_view after, bool plus,
@@ -592,7 +598,7 @@ Result<size_t> FileStore::Write(uint64_t id, uint64_t offset, std::string_view d
     s.stats.writes++;
     s.stats.write_bytes += data.size();
   }
-  KVFS_RETURN_IF_ERROR(s.SyncIfAlways());
+  KVFS_RETURN_IF_ERROR(s.SyncIfOwed());
   return data.size();
 }
 
@@ -628,7 +634,7 @@ Status FileStore::Allocate(uint64_t id, const Allocation& a) {
     }
     if (!batch.empty()) KVFS_RETURN_IF_ERROR(s.ApplyBatch(batch));
   }
-  return s.SyncIfAlways();
+  return s.SyncIfOwed();
 }
 
 Result<uint64_t> FileStore::Seek(uint64_t id, uint64_t offset, bool data) {

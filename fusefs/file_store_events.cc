@@ -121,7 +121,7 @@ Result<size_t> FileStore::Impl::WriteEvent(uint64_t id, uint64_t offset, std::st
     stats.writes++;
     stats.write_bytes += data.size();
   }
-  KVFS_RETURN_IF_ERROR(SyncIfAlways());
+  KVFS_RETURN_IF_ERROR(SyncIfOwed());
   return data.size();
 }
 

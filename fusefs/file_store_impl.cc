@@ -121,16 +121,26 @@ Status FileStore::Impl::CheckWritable() const {
 
 // ApplyBatch is in file_store_events.cc: an events store's batches may carry stream changes.
 
-Status FileStore::Impl::SyncIfAlways() {
-  if (!options.sync_every_mutation) return Status::OK();
-  return SyncEngine(engines::SyncKind::kData);
+Status FileStore::Impl::SyncIfOwed() {
+  if (options.sync_every_mutation) return SyncEngine(engines::SyncKind::kData);
+  return SyncIfBatchDue();
+}
+
+Status FileStore::Impl::SyncIfBatchDue() {
+  if (options.read_only) return Status::OK();
+  // What Apply would have done inline before it returned (a no-op unless a batch is full).
+  Status s = engine->SyncBatchIfDue();
+  return s.ok() ? s : SyncFailed(s);
 }
 
 Status FileStore::Impl::SyncEngine(engines::SyncKind kind) {
   if (options.read_only) return Status::OK();
   if (failed.load()) return Errno(EIO, "an earlier sync failed: store is read-only until remount");
   Status s = engine->Sync(kind);
-  if (s.ok()) return s;
+  return s.ok() ? s : SyncFailed(s);
+}
+
+Status FileStore::Impl::SyncFailed(const Status& s) {
   // Never retried into a success: the log may have lost pages the kernel already dropped.
   failed = true;
   Count(&FileStoreStats::sync_errors);
@@ -438,7 +448,7 @@ Status FileStore::Impl::PurgeOrphan(const Node& node) {
   batch.Delete(OrphanKey(node.id));
   KVFS_RETURN_IF_ERROR(ApplyBatch(batch));
   WakeReclaimer();
-  return Status::OK();
+  return SyncIfBatchDue();  // our callers (Open, Forget) hold no lock
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -553,6 +563,7 @@ Status FileStore::Impl::ReclaimId(uint64_t id, uint64_t first) {
     const bool last = n < kPurgeBatch;
     if (last) batch.Delete(PurgeKey(id));
     KVFS_RETURN_IF_ERROR(ApplyBatch(batch));
+    KVFS_RETURN_IF_ERROR(SyncIfBatchDue());  // no lock held here
     Count(&FileStoreStats::purged_keys, n);
     if (last) {
       Count(&FileStoreStats::purges);

@@ -29,10 +29,14 @@
 // lookup and readdir take no inode lock: a node is one engine record, read whole.
 //
 // No lock is held across a sync the file layer asks for (SyncFile, SyncDir, `always` mode's
-// sync after a mutation) or across a reply to the kernel (the glue replies after a call
-// returns). An engine's Apply may still wait inside (a `batch` log's appender that fills a batch
-// syncs it, an LSM write stall): only the holders of the same file's lock, or of ns_mu
-// exclusively, can be behind it; other files' reads, getattrs and writes are not.
+// sync after a mutation, `batch` mode's sync of a full batch) or across a reply to the kernel
+// (the glue replies after a call returns). Open tells the engine to leave a full batch's sync
+// to us (engines::Engine::DeferBatchSyncs): every mutation calls SyncIfOwed once its locks are
+// dropped, and it syncs there if the batch is full, before the reply, so batch mode's bound on
+// what is acknowledged unsynced is kept. An engine's Apply may still wait inside (the log's
+// rotation to its next segment, which seals the full one with a sync, once per segment; an LSM
+// write stall): only the holders of the same file's lock, or of ns_mu exclusively, can be
+// behind it; other files' reads, getattrs and writes are not.
 //
 // Forget's purge of an orphan takes no lock: nobody can reach its id any more. Nor does the
 // reclaimer (one thread per writable store) deleting the keys of an id with a purge record:
@@ -176,10 +180,17 @@ struct FileStore::Impl {
   // The engine's answer to a mutation, as the errno a caller should see. In an events store
   // the batch may carry StreamDropKey deletions and `ops`: one log record for all of it.
   Status ApplyBatch(const engines::WriteBatch& batch, std::vector<engines::StreamOp> ops = {});
-  // With no lock held: `always` mode makes the mutation durable here, where
-  // concurrent callers share one log sync.
-  Status SyncIfAlways();
+  // After every mutation, with no lock held and before it is acknowledged: `always` mode makes
+  // the mutation durable here, where concurrent callers share one log sync; `batch` mode syncs
+  // the log here if the batch is full (the engine's Apply leaves that to us, so no lock of ours
+  // is ever held across a log sync: engines::Engine::DeferBatchSyncs).
+  Status SyncIfOwed();
+  // SyncIfOwed's `batch` part alone (the reclaimer's and an orphan purge's batches, which
+  // `always` mode does not sync one by one either).
+  Status SyncIfBatchDue();
   Status SyncEngine(engines::SyncKind kind);
+  // A sync's failure `s`: fails the store for good; the errno to answer (EIO).
+  Status SyncFailed(const Status& s);
 
   // --- nodes and the id table (file_store_impl.cc) ---
   uint64_t AllocId(engines::WriteBatch* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(ns_mu);

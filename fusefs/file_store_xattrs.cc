@@ -144,7 +144,7 @@ Status FileStore::Impl::ChangeXattr(uint64_t id, std::string_view name, XattrCha
     if (l.orphan) PutOrphanRecord(n, &batch);
     KVFS_RETURN_IF_ERROR(ApplyBatch(batch));
   }
-  return SyncIfAlways();
+  return SyncIfOwed();
 }
 
 Status FileStore::SetXattr(uint64_t id, std::string_view name, std::string_view value, int flags) {

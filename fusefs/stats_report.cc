@@ -110,6 +110,10 @@ constexpr Field<sync::WalStats> kWalFields[] = {
      "Highest log sequence number written."},
     {"durable_lsn", &sync::WalStats::durable_lsn, kGauge, "kvfs_wal_durable_lsn",
      "Highest log sequence number on stable storage."},
+    {"sync_micros", &sync::WalStats::sync_micros, kCounter, "kvfs_wal_sync_micros_total",
+     "Microseconds spent in log syncs (fdatasync, fsync) by appenders and sync callers."},
+    {"gather_micros", &sync::WalStats::gather_micros, kCounter, "kvfs_wal_gather_micros_total",
+     "Microseconds sync leaders waited for more syncers before syncing."},
 };
 
 // One number of one store, as both writers see it.

@@ -29,6 +29,12 @@ Result<SyncMode> ParseSyncMode(std::string_view name) {
                                  std::string(name) + "'");
 }
 
+namespace {
+uint64_t Micros(std::chrono::steady_clock::duration d) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+}
+}  // namespace
+
 // One appender waiting in the write queue. Its fields are written under the Wal's mu_, but
 // for the position, which the write leader fills in without it while this appender waits.
 struct Wal::Request {
@@ -250,13 +256,27 @@ Result<WalPosition> Wal::DoAppend(std::string_view payload) {
     if (!r.done) LeadWrite(&r);
     if (!r.status.ok()) return r.status;
     // In kBatch mode a full batch is synced by the appenders that filled it (sharing one sync),
-    // so no more than about batch_records records are ever unsynced.
-    if (options_.sync_mode == SyncMode::kBatch && unsynced_records_ >= options_.batch_records) {
+    // so no more than about batch_records records are ever unsynced; or, deferred, by their
+    // callers' SyncBatchIfDue once they hold no lock.
+    if (options_.sync_mode == SyncMode::kBatch && unsynced_records_ >= options_.batch_records &&
+        !defer_batch_syncs_.load(std::memory_order_relaxed)) {
       sync = true;
     }
   }
   if (sync) KVFS_RETURN_IF_ERROR(SyncUpTo(r.position.lsn));
   return r.position;
+}
+
+Status Wal::SyncBatchIfDue() {
+  if (options_.sync_mode != SyncMode::kBatch) return Status::OK();
+  uint64_t target = 0;
+  {
+    MutexLock lock(&mu_);
+    // As an append that finds no full batch: nothing owed, failed log or not.
+    if (unsynced_records_ < options_.batch_records) return Status::OK();
+    target = last_lsn();
+  }
+  return SyncUpTo(target);
 }
 
 // The write leader (the queue's head, holding mu_) takes a group of appends from the front of
@@ -427,6 +447,7 @@ Status Wal::DoSyncUpTo(uint64_t lsn, bool data_only) {
     const Status s = full ? file->Sync() : file->DataSync();
     mu_.Lock();
     last_sync_ = std::chrono::steady_clock::now() - began;
+    stats_.sync_micros += Micros(last_sync_);
     // Nobody has left yet: those it covered are still here, with those who came meanwhile.
     expected_syncers_ = sync_waiters_;
     syncing_ = false;
@@ -460,11 +481,13 @@ void Wal::GatherSyncers() {
       options_.max_sync_gather);
   if (window <= std::chrono::steady_clock::duration::zero()) return;
   gathering_ = true;
-  const auto deadline = std::chrono::steady_clock::now() + window;
+  const auto began = std::chrono::steady_clock::now();
+  const auto deadline = began + window;
   while (sync_waiters_ < expected_syncers_ && failure_.ok() && !closing_ && !rotating_) {
     if (!gather_cv_.WaitUntil(deadline)) break;
   }
   gathering_ = false;
+  stats_.gather_micros += Micros(std::chrono::steady_clock::now() - began);
 }
 
 Status Wal::Checkpoint(uint64_t lsn) {

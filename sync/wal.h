@@ -16,7 +16,10 @@
 //            it becomes durable at the next sync: the append that brings the unsynced records
 //            to `batch_records` syncs them before it returns, and a background thread syncs
 //            once `batch_interval` has passed since the oldest unsynced one; or at an explicit
-//            Sync.
+//            Sync. After DeferBatchSyncs(), an append that finds a full batch leaves that sync
+//            to its caller, who calls SyncBatchIfDue() once it holds no lock of its own and
+//            before it acknowledges the record: what is acknowledged keeps the same bound, and
+//            no caller's lock is held across the sync (the file layer: fusefs/file_store.h).
 // - kNone:   only an explicit Sync (or Close) makes records durable.
 // SyncUpTo / Sync return OK only once every record up to the given LSN is on stable storage.
 //
@@ -111,8 +114,10 @@ struct WalStats {
   uint64_t max_group = 0;        // most requests answered by one sync
   uint64_t segments_created = 0;
   uint64_t segments_deleted = 0;
-  uint64_t last_lsn = 0;     // highest LSN written
-  uint64_t durable_lsn = 0;  // highest LSN known to be on stable storage
+  uint64_t last_lsn = 0;       // highest LSN written
+  uint64_t durable_lsn = 0;    // highest LSN known to be on stable storage
+  uint64_t sync_micros = 0;    // time spent in those syncs (a sync's whole duration, once)
+  uint64_t gather_micros = 0;  // time sync leaders waited for syncers first (sync gathering)
   bool failed = false;
 };
 
@@ -159,6 +164,16 @@ class Wal {
   Status Sync(bool data_only = true) ABSL_LOCKS_EXCLUDED(mu_) {
     return SyncUpTo(last_lsn(), data_only);
   }
+  // kBatch only, from then on: an append that fills a batch returns without syncing it, and
+  // its caller calls SyncBatchIfDue() after it, holding no lock, before acknowledging anything
+  // (see "Durability" above). Until every caller does, unsynced records may pile up to the
+  // batch timer's window. Not undone; any thread, any time.
+  void DeferBatchSyncs() { defer_batch_syncs_.store(true, std::memory_order_relaxed); }
+  // kBatch: syncs every record written so far if at least `batch_records` of them are unsynced
+  // (what the appender that filled the batch would have done inline); OK at once otherwise, and
+  // in the other modes. A record its caller appended before the call is then either durable or
+  // one of fewer than `batch_records` unsynced ones.
+  Status SyncBatchIfDue() ABSL_LOCKS_EXCLUDED(mu_);
   // Deletes every non-active segment whose records all have LSN < lsn, then syncs the
   // directory. The active segment is never deleted.
   Status Checkpoint(uint64_t lsn) ABSL_LOCKS_EXCLUDED(mu_);
@@ -279,6 +294,7 @@ class Wal {
   bool next_prepare_requested_ = false;
 
   std::thread batch_timer_;
+  std::atomic<bool> defer_batch_syncs_{false};  // DeferBatchSyncs()
 };
 
 }  // namespace kvfs::sync

@@ -363,6 +363,15 @@ Status BitcaskEngine::Sync(SyncKind kind) {
   return CountError(wal_->Sync(kind == SyncKind::kData));
 }
 
+void BitcaskEngine::DeferBatchSyncs() {
+  if (wal_ != nullptr) wal_->DeferBatchSyncs();
+}
+
+Status BitcaskEngine::SyncBatchIfDue() {
+  if (wal_ == nullptr) return Status::OK();  // read-only: nothing was written
+  return CountError(wal_->SyncBatchIfDue());
+}
+
 EngineStats BitcaskEngine::stats() const {
   EngineStats s;
   counters_.Fill(&s);

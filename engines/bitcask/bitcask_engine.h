@@ -51,6 +51,8 @@ class BitcaskEngine final : public Engine {
   Status Apply(const WriteBatch& batch) override;
   Status Scan(const ScanOptions& options, const ScanFn& fn) override;
   Status Sync(SyncKind kind) override;
+  void DeferBatchSyncs() override;
+  Status SyncBatchIfDue() override;
   Status Compact() override;
   EngineStats stats() const override;
   Status Close() override;

@@ -249,6 +249,15 @@ Status BtreeEngine::Sync(SyncKind kind) {
   return CountError(wal_->Sync(kind == SyncKind::kData));
 }
 
+void BtreeEngine::DeferBatchSyncs() {
+  if (wal_ != nullptr) wal_->DeferBatchSyncs();
+}
+
+Status BtreeEngine::SyncBatchIfDue() {
+  if (wal_ == nullptr) return Status::OK();  // read-only: nothing was written
+  return CountError(wal_->SyncBatchIfDue());
+}
+
 Status BtreeEngine::Compact() {
   KVFS_RETURN_IF_ERROR(CountError(CheckWritable()));
   KVFS_RETURN_IF_ERROR(CountError(Checkpoint()));

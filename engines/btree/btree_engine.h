@@ -35,6 +35,8 @@ class BtreeEngine final : public Engine {
   Status Apply(const WriteBatch& batch) override;
   Status Scan(const ScanOptions& options, const ScanFn& fn) override;
   Status Sync(SyncKind kind) override;
+  void DeferBatchSyncs() override;
+  Status SyncBatchIfDue() override;
   Status Compact() override;
   Status Verify() override;
   EngineStats stats() const override;

@@ -67,6 +67,8 @@ class EventsEngine final : public Engine, public EventStore {
   Status Apply(const WriteBatch& batch) override;
   Status Scan(const ScanOptions& options, const ScanFn& fn) override;
   Status Sync(SyncKind kind) override { return kv_->Sync(kind); }
+  void DeferBatchSyncs() override { kv_->DeferBatchSyncs(); }
+  Status SyncBatchIfDue() override { return kv_->SyncBatchIfDue(); }
   Status Compact() override;
   EngineStats stats() const override { return kv_->stats(); }
   Status Verify() override;

@@ -420,6 +420,15 @@ Status LsmEngine::Sync(SyncKind kind) {
   return CountError(wal_->Sync(kind == SyncKind::kData));
 }
 
+void LsmEngine::DeferBatchSyncs() {
+  if (wal_ != nullptr) wal_->DeferBatchSyncs();
+}
+
+Status LsmEngine::SyncBatchIfDue() {
+  if (wal_ == nullptr) return Status::OK();  // read-only: nothing was written
+  return CountError(wal_->SyncBatchIfDue());
+}
+
 EngineStats LsmEngine::stats() const {
   EngineStats s;
   counters_.Fill(&s);

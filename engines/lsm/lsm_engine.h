@@ -62,6 +62,8 @@ class LsmEngine final : public Engine {
   Status Apply(const WriteBatch& batch) override;
   Status Scan(const ScanOptions& options, const ScanFn& fn) override;
   Status Sync(SyncKind kind) override;
+  void DeferBatchSyncs() override;
+  Status SyncBatchIfDue() override;
   Status Compact() override;
   EngineStats stats() const override;
   Status Close() override;

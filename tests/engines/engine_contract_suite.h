@@ -77,6 +77,29 @@ class EngineContractTest : public testing::TestWithParam<std::string> {
 
 using KV = std::vector<std::pair<std::string, std::string>>;
 
+// `batch` mode with the full-batch syncs left to the caller (Engine::DeferBatchSyncs, the file
+// layer's way): Apply leaves a full batch unsynced, and SyncBatchIfDue syncs it. An engine that
+// syncs inline anyway, or whose SyncBatchIfDue does nothing, fails here.
+TEST_P(EngineContractTest, DeferredFullBatchIsSyncedBySyncBatchIfDue) {
+  KVFS_SKIP_UNLESS_LOCAL();
+  EngineOptions o;
+  o.sync_mode = sync::SyncMode::kBatch;
+  o.batch_records = 2;
+  o.batch_interval = std::chrono::milliseconds(60000);  // only full batches are synced
+  o.background_work = false;
+  ConfigureContractEngine(GetParam(), kDir, &o);
+  ASSERT_OK_AND_ASSIGN(auto e, OpenEngine(GetParam(), &fs_, kDir, o));
+  e->DeferBatchSyncs();
+  ASSERT_OK(e->Put("a", "1"));
+  ASSERT_OK(e->Put("b", "2"));
+  sync::WalStats w = e->stats().wal;
+  EXPECT_GE(w.last_lsn - w.durable_lsn, 2u) << "Apply synced a full batch itself";
+  ASSERT_OK(e->SyncBatchIfDue());
+  w = e->stats().wal;
+  EXPECT_EQ(w.durable_lsn, w.last_lsn) << "SyncBatchIfDue left a full batch unsynced";
+  ASSERT_OK(e->Close());
+}
+
 TEST_P(EngineContractTest, PutThenGetReturnsTheValue) {
   ASSERT_OK_AND_ASSIGN(auto e, Open());
   ASSERT_OK(e->Put("a", "1"));

@@ -657,6 +657,73 @@ TEST_P(FileStoreTest, ReadsOfOneFileDoNotWaitForAnotherFilesSync) {
   EXPECT_EQ(ReadAll(*st, a.id), std::string(5000, 'a'));
 }
 
+// No lock of the store is held across a log sync (file_store_impl.h): in `batch` mode the
+// append that fills a batch leaves its sync to the file layer, which runs it once its locks are
+// dropped. With every record a full batch and a sync held in the disk, a create in one
+// directory and a rename in another are made while the sync is held (their names appear to
+// every reader; only their own replies wait for the sync, which the batch bound requires), and
+// another file's getattr, read and listing go on. With the engine syncing a full batch inline,
+// inside Apply (under the namespace lock for a create or rename), none of the names appears.
+TEST_P(FileStoreTest, NamespaceChangesAreNotHeldUpByALogSync) {
+  ASSERT_OK_AND_ASSIGN(auto st, Open(sync::SyncMode::kBatch, false, /*batch_records=*/1));
+  ASSERT_OK_AND_ASSIGN(Attr a, st->Create(kRootId, "a", 0644, kUser));
+  ASSERT_OK_AND_ASSIGN(Attr b, st->Create(kRootId, "b", 0644, kUser));
+  ASSERT_OK_AND_ASSIGN(Attr d1, st->Mkdir(kRootId, "d1", 0755, kUser));
+  ASSERT_OK_AND_ASSIGN(Attr d2, st->Mkdir(kRootId, "d2", 0755, kUser));
+  ASSERT_OK(st->Create(d1.id, "x", 0644, kUser).status());
+  const std::string b_data(10000, 'b');
+  ASSERT_OK(st->Write(b.id, 0, b_data));
+
+  std::promise<void> entered;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  auto first = std::make_shared<std::atomic<bool>>(true);
+  fs_.SetBeforeSyncHook([&entered, released, first](const std::string&) {
+    if (!first->exchange(false)) return;
+    entered.set_value();
+    released.wait();
+  });
+  std::thread writer([&] { EXPECT_OK(st->Write(a.id, 0, std::string(5000, 'a'))); });
+  if (entered.get_future().wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+    release.set_value();
+    writer.join();
+    FAIL() << "the write never reached its sync";
+  }
+  // Each of these owes the held sync its reply, so each waits for it, but with no lock held.
+  std::thread creator([&] { EXPECT_OK(st->Create(d2.id, "new", 0644, kUser).status()); });
+  std::thread renamer([&] { EXPECT_OK(st->Rename(d1.id, "x", d1.id, "y", 0)); });
+
+  auto others = std::async(std::launch::async, [&] {
+    // Bounded: the outcome is only read once the sync is released, whatever happened.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    bool created = false;
+    bool renamed = false;
+    while (!(created && renamed) && std::chrono::steady_clock::now() < deadline) {
+      created = created || st->Lookup(d2.id, "new").ok();
+      renamed = renamed || (st->Lookup(d1.id, "y").ok() && !st->Lookup(d1.id, "x").ok());
+      std::this_thread::yield();
+    }
+    auto attr = st->GetAttr(b.id);
+    EXPECT_TRUE(attr.ok() && attr->size == b_data.size());
+    auto data = st->Read(b.id, 0, b_data.size());
+    EXPECT_TRUE(data.ok() && *data == b_data);
+    EXPECT_EQ(List(*st, kRootId).size(), 4u);
+    return created && renamed;
+  });
+  const bool done = others.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+  release.set_value();  // whatever happened: nothing may stay blocked
+  writer.join();
+  creator.join();
+  renamer.join();
+  const bool made = others.get();
+  fs_.SetBeforeSyncHook(nullptr);
+  EXPECT_TRUE(done) << "a getattr/read/lookup waited for the log sync";
+  EXPECT_TRUE(made) << "a create or rename waited for another file's log sync, holding a lock";
+  EXPECT_EQ(List(*st, d2.id), std::vector<std::string>{"new"});
+  EXPECT_EQ(List(*st, d1.id), std::vector<std::string>{"y"});
+  EXPECT_EQ(ReadAll(*st, a.id), std::string(5000, 'a'));
+}
+
 // Writers of one file, each its own interleaved records that straddle chunks (so two writers
 // read-modify-write the same chunk), with a reader beside them: the file's lock keeps every
 // record, its size and its chunk count (st_blocks), in the store and after a reopen.
@@ -1612,9 +1679,10 @@ TEST_P(FileStoreTest,
   EXPECT_EQ(ReadAll(*st, kept.id), std::string(5 * kChunkSize + 3, 'k'));
 }
 
-// A sync that fails under the reclaimer's batch (a `batch` log of one record per sync syncs
-// inside Apply) stops it: the pass ends with the error, nothing is retried into a success, the
-// record stays; the next open finishes the purge and the other file is intact.
+// A sync that fails under the reclaimer's batch (a `batch` log of one record per sync: the
+// reclaimer syncs after each of its batches) stops it: the pass ends with the error, nothing is
+// retried into a success, the record stays; the next open finishes the purge and the other file is
+// intact.
 TEST_P(FileStoreTest, AFailedSyncStopsTheReclaimerAndTheNextOpenFinishes) {
   uint64_t id = 0;
   {

@@ -622,10 +622,11 @@ TEST(StatsReport, JsonAndMetricsShowTheSameNumbersUnderTheSameNames) {
       keys(store["engine_stats"].dump()),
       (std::vector<std::string>{"gets", "puts", "deletes", "batches", "scans", "bytes_written",
                                 "bytes_read", "syncs", "compactions", "live_keys", "errors"}));
-  EXPECT_EQ(keys(store["wal"].dump()),
-            (std::vector<std::string>{"appends", "bytes_appended", "writes", "syncs",
-                                      "synced_requests", "max_group", "segments_created",
-                                      "segments_deleted", "last_lsn", "durable_lsn", "failed"}));
+  EXPECT_EQ(
+      keys(store["wal"].dump()),
+      (std::vector<std::string>{"appends", "bytes_appended", "writes", "syncs", "synced_requests",
+                                "max_group", "segments_created", "segments_deleted", "last_lsn",
+                                "durable_lsn", "sync_micros", "gather_micros", "failed"}));
   // Each value where its name says: the fields were filled in declaration order, which is the
   // JSON's order, so every group counts up by one from the first store's 1000.
   uint64_t expected = 1000;
