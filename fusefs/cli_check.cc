@@ -74,18 +74,44 @@ void Damage(TreeCounts* c, fusefs::ProgressLine* progress, const std::string& st
 }
 
 // A file's node counts the chunks it holds (st_blocks): the count must be the chunk keys there
-// are. An inline file holds none and counts as one block.
+// are, none past its size. An inline file holds none and counts as one block. Keys at or past a
+// pending truncate's first chunk (its purge record, kind T) are garbage the reclaimer deletes,
+// not the file's.
 void CheckChunkCount(FileStore* files, const std::string& store, const std::string& path,
                      const fusefs::Attr& attr, TreeCounts* c, fusefs::ProgressLine* progress) {
-  uint64_t keys = 0;
+  uint64_t garbage = UINT64_MAX;
+  const std::string record_key = fusefs::PurgeKey(attr.id);
+  auto record = files->engine()->Get(record_key);
+  if (record.ok()) {
+    auto r = fusefs::DecodePurgeRecord(*record, record_key);
+    if (!r.ok()) return Damage(c, progress, store, path, r.status());
+    if (r->truncate) garbage = r->first;
+  } else if (!record.status().IsNotFound()) {
+    return Damage(c, progress, store, path, record.status());
+  }
+  uint64_t keys = 0, past_size = 0;
+  Status bad;
   engines::ScanOptions so;
   so.prefix = fusefs::ChunkPrefix(attr.id);
   so.keys_only = true;
-  Status s = files->engine()->Scan(so, [&](std::string_view, std::string_view) {
+  Status s = files->engine()->Scan(so, [&](std::string_view key, std::string_view) {
+    auto chunk = fusefs::DecodeU64(key.substr(so.prefix.size()), key);
+    if (!chunk.ok()) {
+      bad = chunk.status();
+      return false;
+    }
+    if (*chunk >= garbage) return false;
     ++keys;
+    if (*chunk * fusefs::kChunkSize >= attr.size) ++past_size;
     return true;
   });
+  if (s.ok()) s = bad;
   if (!s.ok()) return Damage(c, progress, store, path, s);
+  if (past_size > 0) {
+    Damage(c, progress, store, path,
+           Status::Corruption(std::to_string(past_size) + " chunk keys past its size (" +
+                              std::to_string(attr.size) + " bytes) that no purge record holds"));
+  }
   constexpr uint64_t kSectors = fusefs::kChunkSize / 512;
   const bool inline_data =
       keys == 0 && attr.size > 0 && attr.size <= fusefs::kInlineMax && attr.blocks == kSectors;
@@ -128,26 +154,53 @@ void CheckXattrs(FileStore* files, const std::string& store, const std::string& 
 
 // Every xattr key and chunk key must belong to a file the walk found, to an orphan (a file
 // unlinked while open, whose keys the next writable open hands to the reclaimer), or to a file
-// with a purge record (removed; the reclaimer deletes its keys in the background).
+// with a purge record (removed; the reclaimer deletes its keys in the background). A purge
+// record must name an id a file may have had (from kFirstFreeId, below the id mark), and a
+// removal's record no file the walk found (the reclaimer would delete its data and xattrs).
 void CheckStrayKeys(engines::Engine* engine, const std::string& store, TreeCounts* c,
                     fusefs::ProgressLine* progress) {
   std::set<uint64_t> held;  // ids with an orphan or a purge record
+  uint64_t id_mark = 0;
+  if (auto mark = engine->Get(fusefs::kIdMarkKey); mark.ok()) {
+    auto v = fusefs::DecodeU64(*mark, fusefs::kIdMarkKey);
+    if (!v.ok()) return Damage(c, progress, store, "", v.status());
+    id_mark = *v;
+  } else {
+    return Damage(c, progress, store, "", mark.status());
+  }
   engines::ScanOptions so;
-  so.keys_only = true;
   for (const std::string_view prefix : {fusefs::kOrphanPrefix, fusefs::kPurgePrefix}) {
     so.prefix = std::string(prefix);
-    Status s = engine->Scan(so, [&](std::string_view key, std::string_view) {
+    Status s = engine->Scan(so, [&](std::string_view key, std::string_view value) {
       auto id =
           prefix == fusefs::kOrphanPrefix ? fusefs::IdOfOrphanKey(key) : fusefs::IdOfPurgeKey(key);
-      if (id.ok()) {
-        held.insert(*id);
-      } else {
+      if (!id.ok()) {
         Damage(c, progress, store, "", id.status());
+        return true;
+      }
+      held.insert(*id);
+      if (prefix != fusefs::kPurgePrefix) return true;
+      auto record = fusefs::DecodePurgeRecord(value, key);
+      const std::string what = "purge record " + fusefs::EscapeKey(key) + " ";
+      if (!record.ok()) {
+        Damage(c, progress, store, "", record.status());
+      } else if (*id < fusefs::kFirstFreeId || *id >= id_mark) {
+        Damage(c, progress, store, "",
+               Status::Corruption(
+                   what + "names file " + std::to_string(*id) +
+                   ", which no file ever was (ids in use: " + std::to_string(fusefs::kFirstFreeId) +
+                   " to below " + std::to_string(id_mark) + ")"));
+      } else if (!record->truncate && c->ids.count(*id) > 0) {
+        Damage(c, progress, store, "",
+               Status::Corruption(what + "says file " + std::to_string(*id) +
+                                  " was removed, but it has a name: the reclaimer would delete "
+                                  "its data and xattrs"));
       }
       return true;
     });
     if (!s.ok()) return Damage(c, progress, store, "", s);
   }
+  so.keys_only = true;
   for (const std::string_view prefix : {fusefs::kXattrPrefix, std::string_view("D")}) {
     std::map<uint64_t, uint64_t> stray;  // id -> keys
     so.prefix = std::string(prefix);

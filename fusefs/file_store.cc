@@ -93,6 +93,8 @@ Result<std::unique_ptr<FileStore>> FileStore::Open(std::unique_ptr<engines::Engi
   KVFS_ASSIGN_OR_RETURN(s.id_mark, DecodeU64(mark, kIdMarkKey));
   s.next_id = std::max(s.id_mark, kFirstFreeId);
   s.id_mark = s.next_id;  // the first create writes a new mark
+  // Truncates whose chunks are not reclaimed yet: those chunks read as holes meanwhile.
+  KVFS_RETURN_IF_ERROR(s.LoadTruncated());
 
   if (!options.read_only) {
     // Files unlinked while open when the last daemon stopped: their data goes now.
@@ -144,9 +146,14 @@ void FileStore::Forget(uint64_t id, uint64_t nlookup) {
     if (it->second.orphan) purge = std::move(it->second.node);
     s.known.erase(it);
   }
-  // Nobody can reach the orphan's id any more: its chunks go without a lock. A failure
+  // Nobody can reach the orphan's id any more, but the reclaimer may be working through a
+  // truncate record of it, which this rewrites: so the locks the reclaimer takes. A failure
   // leaves the orphan record, and the next Open finishes the job.
-  if (purge) s.PurgeOrphan(*purge).PermitUnchecked();
+  if (purge) {
+    ReaderMutexLock ns(&s.ns_mu);
+    internal::InodeLocks::Hold inode(&s.inode_locks, id, /*exclusive=*/true);
+    s.PurgeOrphan(*purge).PermitUnchecked();
+  }
 }
 
 Result<Attr> FileStore::GetAttr(uint64_t id) {
@@ -170,12 +177,13 @@ Result<Attr> FileStore::SetAttr(uint64_t id, const AttrChange& change) {
     Node& n = l.node;
     const int64_t now = NowNs();
     engines::WriteBatch batch;
+    std::optional<uint64_t> trunc_after;
     if (change.size) {
       if (n.type == NodeType::kDirectory) return Errno(EISDIR, "cannot truncate a directory");
       if (n.type != NodeType::kFile)
         return Errno(EINVAL, "cannot truncate a symlink or special file");
       KVFS_RETURN_IF_ERROR(s.CheckResize(n, *change.size));
-      KVFS_RETURN_IF_ERROR(s.Resize(&n, *change.size, &batch));
+      KVFS_RETURN_IF_ERROR(s.Resize(&n, *change.size, &batch, &trunc_after));
       n.mtime_ns = now;
     }
     if (change.mode) n.mode = *change.mode & 07777;
@@ -186,6 +194,10 @@ Result<Attr> FileStore::SetAttr(uint64_t id, const AttrChange& change) {
     n.ctime_ns = now;
     s.PutNode(l, &batch);
     if (!batch.empty()) KVFS_RETURN_IF_ERROR(s.ApplyBatch(batch));
+    if (trunc_after) {
+      s.SetTruncatedFrom(id, trunc_after);
+      s.WakeReclaimer();  // the chunks a shrink dropped
+    }
     attr = AttrOf(l);
   }
   KVFS_RETURN_IF_ERROR(s.SyncIfOwed());
@@ -582,7 +594,8 @@ Result<size_t> FileStore::Write(uint64_t id, uint64_t offset, std::string_view d
     if (l.node.type == NodeType::kDirectory) return Errno(EISDIR, "is a directory");
     if (l.node.type != NodeType::kFile) return Errno(EINVAL, "not a regular file");
     engines::WriteBatch batch;
-    KVFS_RETURN_IF_ERROR(s.WriteData(&l.node, offset, data, &batch));
+    std::optional<uint64_t> trunc_after;
+    KVFS_RETURN_IF_ERROR(s.WriteData(&l.node, offset, data, &batch, &trunc_after));
     const int64_t now = NowNs();
     l.node.mtime_ns = l.node.ctime_ns = now;
     s.PutNode(l, &batch);
@@ -592,6 +605,7 @@ Result<size_t> FileStore::Write(uint64_t id, uint64_t offset, std::string_view d
       batch.Put(OrphanKey(l.node.id), EncodeNode(record));
     }
     if (!batch.empty()) KVFS_RETURN_IF_ERROR(s.ApplyBatch(batch));
+    if (trunc_after) s.SetTruncatedFrom(id, trunc_after);
   }
   {
     MutexLock stats_lock(&s.stats_mu);
@@ -619,11 +633,12 @@ Status FileStore::Allocate(uint64_t id, const Allocation& a) {
     if (n.type != NodeType::kFile) return Errno(ENODEV, "not a regular file");
     const int64_t now = NowNs();
     engines::WriteBatch batch;
+    std::optional<uint64_t> trunc_after;
     if (a.kind != Allocation::Kind::kReserve && a.offset < n.size) {
       KVFS_RETURN_IF_ERROR(s.ZeroRange(&n, a.offset, std::min(end, n.size), &batch));
     }
     if (a.kind != Allocation::Kind::kPunchHole && !a.keep_size && end > n.size) {
-      KVFS_RETURN_IF_ERROR(s.Resize(&n, std::min(end, kMaxFileSize), &batch));
+      KVFS_RETURN_IF_ERROR(s.Resize(&n, std::min(end, kMaxFileSize), &batch, &trunc_after));
     }
     n.mtime_ns = n.ctime_ns = now;  // every mode, as ext4
     s.PutNode(l, &batch);
@@ -633,6 +648,7 @@ Status FileStore::Allocate(uint64_t id, const Allocation& a) {
       batch.Put(OrphanKey(n.id), EncodeNode(record));
     }
     if (!batch.empty()) KVFS_RETURN_IF_ERROR(s.ApplyBatch(batch));
+    if (trunc_after) s.SetTruncatedFrom(id, trunc_after);
   }
   return s.SyncIfOwed();
 }
@@ -651,6 +667,8 @@ Result<uint64_t> FileStore::Seek(uint64_t id, uint64_t offset, bool data) {
   // The chunk keys from the offset's chunk on, in order, until the answer is known.
   const uint64_t first = offset / kChunkSize;
   uint64_t expected = first;  // SEEK_HOLE: the next chunk that must be there for data to go on
+  // Chunks at or past a pending truncate's first chunk are garbage: holes.
+  const uint64_t garbage = s.TruncatedFrom(n.id).value_or(UINT64_MAX);
   std::optional<uint64_t> found;
   Status bad;
   engines::ScanOptions so;
@@ -663,6 +681,7 @@ Result<uint64_t> FileStore::Seek(uint64_t id, uint64_t offset, bool data) {
       bad = chunk.status();
       return false;
     }
+    if (*chunk >= garbage) return false;
     if (data) {
       found = *chunk;
       return false;

@@ -137,8 +137,9 @@ struct FileStoreStats {
   uint64_t sync_errors = 0;  // failed syncs (the store is read-only after the first)
   uint64_t known_nodes = 0;  // in the id table now
   uint64_t orphans = 0;      // unlinked but still held
-  uint64_t purges = 0;       // purge records finished by the reclaimer (files' keys all gone)
-  uint64_t purged_keys = 0;  // chunk and xattr keys the reclaimer deleted
+  uint64_t purges = 0;       // purge records finished by the reclaimer (removals', truncates')
+  uint64_t purged_keys = 0;  // chunk and xattr keys deleted for them (by a write into a
+                             // truncated range too)
 };
 
 class FileStore {
@@ -146,7 +147,9 @@ class FileStore {
   // Takes the engine (already open). Creates the root and the layout version on a fresh store;
   // on an existing one checks the version (Corruption naming the key if unknown), hands the
   // data of orphans left by a previous run to the reclaimer (unless read_only), resumes the
-  // purges a previous run left (its thread, started here), and restores the id mark.
+  // purges a previous run left (its thread, started here), and restores the id mark. Reads
+  // every purge record (Corruption naming a malformed one): a truncate's hides the chunks it
+  // dropped, read-only too.
   static Result<std::unique_ptr<FileStore>> Open(std::unique_ptr<engines::Engine> engine,
                                                  const FileStoreOptions& options);
   ~FileStore();
@@ -236,8 +239,8 @@ class FileStore {
   engines::Engine* engine();
   bool failed() const;  // a sync failed; read-only until reopened
   // Waits until the reclaimer has run every pass asked for so far: the purges of every file
-  // removed before the call, and those Open found left by a previous run. Returns the last
-  // pass's error, if any (EROFS once the store is latched read-only), which leaves records for
+  // removed or truncated before the call, and those Open found left by a previous run. Returns the
+  // last pass's error, if any (EROFS once the store is latched read-only), which leaves records for
   // the next open. OK at once in a read-only store. Tests and offline tools.
   Status WaitForPurges();
   // Stops the reclaimer (a purge left half-done resumes at the next open), syncs and closes the

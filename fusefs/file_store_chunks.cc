@@ -14,6 +14,66 @@ uint64_t ChunkCount(uint64_t size) { return (size + kChunkSize - 1) / kChunkSize
 
 using internal::Errno;
 
+std::optional<uint64_t> FileStore::Impl::TruncatedFrom(uint64_t id) {
+  if (truncated_ids.load() == 0) return std::nullopt;
+  MutexLock lock(&trunc_mu);
+  auto it = truncated.find(id);
+  if (it == truncated.end()) return std::nullopt;
+  return it->second;
+}
+
+void FileStore::Impl::SetTruncatedFrom(uint64_t id, std::optional<uint64_t> first) {
+  MutexLock lock(&trunc_mu);
+  if (first) {
+    truncated[id] = *first;
+  } else {
+    truncated.erase(id);
+  }
+  truncated_ids = truncated.size();
+}
+
+Status FileStore::Impl::LoadTruncated() {
+  Status bad;
+  engines::ScanOptions so;
+  so.prefix = std::string(kPurgePrefix);
+  KVFS_RETURN_IF_ERROR(engine->Scan(so, [&](std::string_view key, std::string_view value) {
+    auto id = IdOfPurgeKey(key);
+    if (!id.ok()) {
+      bad = Status::Corruption(id.status().message());
+      return false;
+    }
+    auto record = DecodePurgeRecord(value, key);
+    if (!record.ok()) {
+      bad = record.status();
+      return false;
+    }
+    if (record->truncate) SetTruncatedFrom(*id, record->first);
+    return true;
+  }));
+  return bad;
+}
+
+Result<uint64_t> FileStore::Impl::CountChunks(uint64_t id, uint64_t from, uint64_t to) {
+  uint64_t n = 0;
+  Status bad;
+  engines::ScanOptions so;
+  so.prefix = ChunkPrefix(id);
+  so.keys_only = true;
+  if (from > 0) so.start_after = ChunkKey(id, from - 1);
+  KVFS_RETURN_IF_ERROR(engine->Scan(so, [&](std::string_view key, std::string_view) {
+    auto chunk = DecodeU64(key.substr(so.prefix.size()), key);
+    if (!chunk.ok()) {
+      bad = chunk.status();
+      return false;
+    }
+    if (*chunk >= to) return false;
+    ++n;
+    return true;
+  }));
+  KVFS_RETURN_IF_ERROR(bad);
+  return n;
+}
+
 Result<std::vector<std::string>> FileStore::Impl::ChunkKeysFrom(uint64_t id, uint64_t first) {
   std::vector<std::string> keys;
   engines::ScanOptions so;
@@ -35,6 +95,8 @@ Result<std::string> FileStore::Impl::ReadData(const Node& node, uint64_t offset,
   std::string out(n, '\0');
   const uint64_t first = offset / kChunkSize;
   const uint64_t last = (offset + n - 1) / kChunkSize;
+  // Chunks at or past a pending truncate's first chunk are garbage: holes.
+  const uint64_t garbage = TruncatedFrom(node.id).value_or(UINT64_MAX);
   if (last - first >= 2) {
     // Many chunks: one ordered scan over their keys instead of a lookup each.
     engines::ScanOptions so;
@@ -47,7 +109,7 @@ Result<std::string> FileStore::Impl::ReadData(const Node& node, uint64_t offset,
         bad = chunk.status();
         return false;
       }
-      if (*chunk > last) return false;
+      if (*chunk > last || *chunk >= garbage) return false;
       const uint64_t start = *chunk * kChunkSize;  // file offset of the chunk's first byte
       const uint64_t from = std::max(start, offset);
       const uint64_t to = std::min(start + data.size(), offset + n);
@@ -63,6 +125,7 @@ Result<std::string> FileStore::Impl::ReadData(const Node& node, uint64_t offset,
     const uint64_t chunk = pos / kChunkSize;
     const uint64_t in_chunk = pos % kChunkSize;
     const uint64_t take = std::min(kChunkSize - in_chunk, offset + n - pos);
+    if (chunk >= garbage) break;
     auto data = engine->Get(ChunkKey(node.id, chunk));
     if (data.ok()) {
       if (data->size() > in_chunk) {
@@ -77,16 +140,27 @@ Result<std::string> FileStore::Impl::ReadData(const Node& node, uint64_t offset,
   return out;
 }
 
-Status FileStore::Impl::Resize(Node* node, uint64_t new_size, engines::WriteBatch* batch) {
+Status FileStore::Impl::Resize(Node* node, uint64_t new_size, engines::WriteBatch* batch,
+                               std::optional<uint64_t>* trunc_after) {
   if (new_size > kMaxFileSize)
     return Errno(EFBIG, "file size beyond " + std::to_string(kMaxFileSize));
   const uint64_t old_size = node->size;
+  const std::optional<uint64_t> pending = TruncatedFrom(node->id);
+  const uint64_t garbage = pending.value_or(UINT64_MAX);
+  auto record = [&](uint64_t first) {
+    batch->Put(PurgeKey(node->id), EncodePurgeRecord({first, /*truncate=*/true}));
+    *trunc_after = first;
+  };
   if (node->data_inline) {
     if (new_size <= kInlineMax) {
       node->inline_data.resize(new_size, '\0');
     } else {
       node->chunks = node->inline_data.empty() ? 0 : 1;
-      if (!node->inline_data.empty()) batch->Put(ChunkKey(node->id, 0), node->inline_data);
+      if (!node->inline_data.empty()) {
+        batch->Put(ChunkKey(node->id, 0), node->inline_data);
+        // A record pending for an inline file starts at 0: chunk 0 is live again.
+        if (garbage == 0) record(1);
+      }
       node->inline_data.clear();
       node->data_inline = false;
     }
@@ -99,18 +173,32 @@ Status FileStore::Impl::Resize(Node* node, uint64_t new_size, engines::WriteBatc
   }
   if (new_size <= kInlineMax) {
     KVFS_ASSIGN_OR_RETURN(node->inline_data, ReadData(*node, 0, new_size));
-    KVFS_ASSIGN_OR_RETURN(auto keys, ChunkKeysFrom(node->id, 0));
-    for (const auto& k : keys) batch->Delete(k);
+    // Every chunk is garbage now; with none live, a pending record already covers the rest.
+    if (node->chunks > 0) record(0);
     node->data_inline = true;
     node->chunks = 0;
     node->size = new_size;
     return Status::OK();
   }
   const uint64_t keep = ChunkCount(new_size);
-  KVFS_ASSIGN_OR_RETURN(auto keys, ChunkKeysFrom(node->id, keep));
-  for (const auto& k : keys) batch->Delete(k);
-  node->chunks -= std::min<uint64_t>(node->chunks, keys.size());
-  if (new_size % kChunkSize != 0) {
+  // The live chunks dropped: those in [keep, end), where keys at or past a pending record's
+  // first chunk are garbage already.
+  const uint64_t end = std::min(garbage, ChunkCount(old_size));
+  uint64_t dropped = 0;
+  if (keep < end) {
+    if (node->chunks == ChunkCount(old_size)) {
+      dropped = end - keep;  // dense: every chunk below the old end is held
+    } else if (keep <= end - keep) {
+      KVFS_ASSIGN_OR_RETURN(uint64_t kept, CountChunks(node->id, 0, keep));
+      dropped = node->chunks - std::min(kept, node->chunks);
+    } else {
+      KVFS_ASSIGN_OR_RETURN(dropped, CountChunks(node->id, keep, end));
+    }
+  }
+  // No live key is left at or past `keep`, and none was past a pending record's first chunk.
+  if (dropped > 0) record(keep);
+  node->chunks -= std::min(node->chunks, dropped);
+  if (new_size % kChunkSize != 0 && keep - 1 < garbage) {
     const std::string last = ChunkKey(node->id, keep - 1);
     auto data = engine->Get(last);
     if (data.ok() && data->size() > new_size % kChunkSize) {
@@ -133,7 +221,10 @@ Status FileStore::Impl::ZeroRange(Node* node, uint64_t from, uint64_t to,
     return Status::OK();
   }
   const uint64_t first = from / kChunkSize;
-  const uint64_t last = (to - 1) / kChunkSize;
+  // Chunks at or past a pending truncate's first chunk are holes already (and not counted).
+  const uint64_t garbage = TruncatedFrom(node->id).value_or(UINT64_MAX);
+  if (first >= garbage) return Status::OK();
+  const uint64_t last = std::min((to - 1) / kChunkSize, garbage - 1);
   // The chunks held in [first, last], by one scan that stops past `last`.
   std::vector<std::pair<uint64_t, std::string>> held;
   Status bad;
@@ -173,7 +264,8 @@ Status FileStore::Impl::ZeroRange(Node* node, uint64_t from, uint64_t to,
 }
 
 Status FileStore::Impl::WriteData(Node* node, uint64_t offset, std::string_view data,
-                                  engines::WriteBatch* batch) {
+                                  engines::WriteBatch* batch,
+                                  std::optional<uint64_t>* trunc_after) {
   const uint64_t end = offset + data.size();
   if (end > kMaxFileSize || end < offset) {
     return Errno(EFBIG, "write past the largest file size " + std::to_string(kMaxFileSize));
@@ -183,6 +275,24 @@ Status FileStore::Impl::WriteData(Node* node, uint64_t offset, std::string_view 
     node->inline_data.replace(offset, data.size(), data);
     node->size = node->inline_data.size();
     return Status::OK();
+  }
+  // Chunks at or past a pending truncate's first chunk are garbage: never read, not counted.
+  // This write puts chunks [lo, hi] (and chunk 0 of an inline file with data); if that reaches
+  // the garbage, the garbage below `lo` goes first, so that moving the record past `hi` leaves
+  // no old key below it.
+  uint64_t garbage = TruncatedFrom(node->id).value_or(UINT64_MAX);
+  const bool puts0 = node->data_inline && !node->inline_data.empty();
+  if (!data.empty() || puts0) {
+    const uint64_t lo = data.empty() ? 0 : offset / kChunkSize;
+    const uint64_t hi = data.empty() ? 0 : (end - 1) / kChunkSize;
+    if (hi >= garbage) {
+      if (lo > garbage) {
+        KVFS_RETURN_IF_ERROR(PurgeTruncatedNow(node->id, garbage, lo));
+        garbage = lo;
+      }
+      batch->Put(PurgeKey(node->id), EncodePurgeRecord({hi + 1, /*truncate=*/true}));
+      *trunc_after = hi + 1;
+    }
   }
   // Chunked from here on. A just-converted inline file's chunk 0 is in `pending`.
   std::string pending0;
@@ -210,7 +320,7 @@ Status FileStore::Impl::WriteData(Node* node, uint64_t offset, std::string_view 
     if (!(in_chunk == 0 && take == kChunkSize)) {
       if (chunk == 0 && have_pending0) {
         bytes = pending0;
-      } else if (!was_inline && chunk * kChunkSize < node->size) {
+      } else if (!was_inline && chunk * kChunkSize < node->size && chunk < garbage) {
         auto old = engine->Get(ChunkKey(node->id, chunk));
         if (old.ok()) {
           bytes = std::move(*old);
@@ -219,7 +329,7 @@ Status FileStore::Impl::WriteData(Node* node, uint64_t offset, std::string_view 
           return old.status();
         }
       }
-    } else if (!was_inline && chunk * kChunkSize < node->size) {
+    } else if (!was_inline && chunk * kChunkSize < node->size && chunk < garbage) {
       existed = dense;
       if (!dense) {
         auto old = engine->Get(ChunkKey(node->id, chunk));

@@ -447,6 +447,7 @@ Status FileStore::Impl::PurgeOrphan(const Node& node) {
   }
   batch.Delete(OrphanKey(node.id));
   KVFS_RETURN_IF_ERROR(ApplyBatch(batch));
+  if (events == nullptr) SetTruncatedFrom(node.id, std::nullopt);  // a removal's record now
   WakeReclaimer();
   return SyncIfBatchDue();  // our callers (Open, Forget) hold no lock
 }
@@ -507,25 +508,25 @@ Status FileStore::Impl::ReclaimAll() {
     // A failed sync latched the store read-only: nothing more is written, nothing retried; the
     // records stay for the next mount.
     KVFS_RETURN_IF_ERROR(CheckWritable());
-    std::vector<std::pair<uint64_t, uint64_t>> records;  // (id, first chunk)
+    std::vector<std::pair<uint64_t, PurgeRecord>> records;
     Status bad;
     engines::ScanOptions so;
     so.prefix = std::string(kPurgePrefix);
     KVFS_RETURN_IF_ERROR(engine->Scan(so, [&](std::string_view key, std::string_view value) {
       auto id = IdOfPurgeKey(key);
-      auto first = id.ok() ? DecodeU64(value, key) : id.status();
-      if (!first.ok()) {
-        bad = first.status();
+      auto record = id.ok() ? DecodePurgeRecord(value, key) : id.status();
+      if (!record.ok()) {
+        bad = record.status();
         return false;
       }
-      records.emplace_back(*id, *first);
+      records.emplace_back(*id, *record);
       return records.size() < kPurgeBatch;
     }));
     KVFS_RETURN_IF_ERROR(bad);
     if (records.empty()) return Status::OK();
-    for (const auto& [id, first] : records) {
+    for (const auto& [id, record] : records) {
       if (Stopping()) return Status::OK();
-      KVFS_RETURN_IF_ERROR(ReclaimId(id, first));
+      KVFS_RETURN_IF_ERROR(record.truncate ? ReclaimTruncated(id) : ReclaimId(id, record.first));
     }
   }
 }
@@ -566,9 +567,110 @@ Status FileStore::Impl::ReclaimId(uint64_t id, uint64_t first) {
     KVFS_RETURN_IF_ERROR(SyncIfBatchDue());  // no lock held here
     Count(&FileStoreStats::purged_keys, n);
     if (last) {
+      SetTruncatedFrom(id, std::nullopt);  // a truncate's entry the removal's record replaced
       Count(&FileStoreStats::purges);
       return Status::OK();
     }
+  }
+}
+
+namespace {
+
+// Up to kPurgeBatch chunk keys of `id` from chunk `from` on and below `to`, deleted in `batch`;
+// how many, and the chunk after the last.
+struct ChunkSweep {
+  size_t n = 0;
+  uint64_t next = 0;
+};
+
+Result<ChunkSweep> SweepChunks(engines::Engine* engine, uint64_t id, uint64_t from, uint64_t to,
+                               size_t max, engines::WriteBatch* batch) {
+  ChunkSweep out;
+  out.next = from;
+  Status bad;
+  engines::ScanOptions so;
+  so.prefix = ChunkPrefix(id);
+  so.keys_only = true;
+  if (from > 0) so.start_after = ChunkKey(id, from - 1);
+  KVFS_RETURN_IF_ERROR(engine->Scan(so, [&](std::string_view key, std::string_view) {
+    auto chunk = DecodeU64(key.substr(so.prefix.size()), key);
+    if (!chunk.ok()) {
+      bad = chunk.status();
+      return false;
+    }
+    if (*chunk >= to) return false;
+    batch->Delete(key);
+    out.next = *chunk + 1;
+    return ++out.n < max;
+  }));
+  KVFS_RETURN_IF_ERROR(bad);
+  return out;
+}
+
+}  // namespace
+
+Status FileStore::Impl::ReclaimTruncated(uint64_t id) {
+  // The record is the cursor: each batch deletes up to kPurgeBatch keys from its first chunk on
+  // and moves it past them, or deletes it with the last. Under ns_mu shared and the id's inode
+  // lock, as any writer of the file: a write putting chunks there, a second truncate and a
+  // removal (which turns it into a removal's record) all change the record, and each batch
+  // reads it again. A power cut between batches leaves a record that is right.
+  for (;;) {
+    if (Stopping()) return Status::OK();
+    std::optional<uint64_t> removed;  // the record became a removal's, from this chunk on
+    bool done = false;
+    {
+      ReaderMutexLock ns(&ns_mu);
+      internal::InodeLocks::Hold inode(&inode_locks, id, /*exclusive=*/true);
+      KVFS_RETURN_IF_ERROR(CheckWritable());
+      const std::string key = PurgeKey(id);
+      auto value = engine->Get(key);
+      if (!value.ok()) {
+        if (!value.status().IsNotFound()) return value.status();
+        SetTruncatedFrom(id, std::nullopt);
+        return Status::OK();
+      }
+      KVFS_ASSIGN_OR_RETURN(PurgeRecord record, DecodePurgeRecord(*value, key));
+      if (!record.truncate) {
+        removed = record.first;
+      } else {
+        engines::WriteBatch batch;
+        KVFS_ASSIGN_OR_RETURN(ChunkSweep sweep, SweepChunks(engine.get(), id, record.first,
+                                                            UINT64_MAX, kPurgeBatch, &batch));
+        done = sweep.n < kPurgeBatch;
+        if (done) {
+          batch.Delete(key);
+        } else {
+          batch.Put(key, EncodePurgeRecord({sweep.next, /*truncate=*/true}));
+        }
+        KVFS_RETURN_IF_ERROR(ApplyBatch(batch));
+        if (done) {
+          SetTruncatedFrom(id, std::nullopt);
+        } else {
+          SetTruncatedFrom(id, sweep.next);
+        }
+        Count(&FileStoreStats::purged_keys, sweep.n);
+        if (done) Count(&FileStoreStats::purges);
+      }
+    }
+    if (removed) return ReclaimId(id, *removed);  // the id is gone: no lock needed
+    if (done) return Status::OK();
+  }
+}
+
+Status FileStore::Impl::PurgeTruncatedNow(uint64_t id, uint64_t from, uint64_t to) {
+  for (;;) {
+    KVFS_RETURN_IF_ERROR(CheckWritable());
+    engines::WriteBatch batch;
+    KVFS_ASSIGN_OR_RETURN(ChunkSweep sweep,
+                          SweepChunks(engine.get(), id, from, to, kPurgeBatch, &batch));
+    const bool done = sweep.n < kPurgeBatch;
+    from = done ? to : sweep.next;
+    batch.Put(PurgeKey(id), EncodePurgeRecord({from, /*truncate=*/true}));
+    KVFS_RETURN_IF_ERROR(ApplyBatch(batch));
+    SetTruncatedFrom(id, from);
+    Count(&FileStoreStats::purged_keys, sweep.n);
+    if (done) return Status::OK();
   }
 }
 

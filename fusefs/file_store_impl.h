@@ -38,10 +38,16 @@
 // write stall): only the holders of the same file's lock, or of ns_mu exclusively, can be
 // behind it; other files' reads, getattrs and writes are not.
 //
-// Forget's purge of an orphan takes no lock: nobody can reach its id any more. Nor does the
-// reclaimer (one thread per writable store) deleting the keys of an id with a purge record:
-// ids are never reused, so nothing else reads or writes them; purge_mu guards only its own
-// wake/stop state (a leaf, never held into the engine).
+// The reclaimer (one thread per writable store) deletes the keys a purge record names. A
+// removal's record (the file is gone) it works through with no lock: ids are never reused, so
+// nothing else reads or writes those keys. A truncate's record is of an id that may still be
+// in use, and the record itself is the reclaimer's cursor (each batch moves its first chunk
+// past the keys it deletes), which a write into the range or a second truncate also moves: so
+// each of those batches is made under ns_mu shared and the id's inode lock exclusively, the
+// record read again under them, as any writer of the file. Forget's purge of an orphan takes
+// the same two (it rewrites the record), and a namespace change (ns_mu exclusive) excludes
+// them all. purge_mu guards only the reclaimer's wake/stop state and trunc_mu the truncated
+// table (leaves, never held into the engine).
 //
 // The analysis: clang's -Wthread-safety checks ns_mu, table_mu and stats_mu through the
 // annotations below (sync/mutex.h); an inode lock is one of many made at run time, which the
@@ -53,6 +59,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -258,6 +265,27 @@ struct FileStore::Impl {
   bool Stopping();
   Status ReclaimAll();
   Status ReclaimId(uint64_t id, uint64_t first);
+  // A truncate's record ("P" <id>, kind T): batches made under ns_mu shared and the id's inode
+  // lock, each reading the record again, deleting up to kPurgeBatch chunk keys from its first
+  // chunk on and moving it past them (or deleting it).
+  Status ReclaimTruncated(uint64_t id);
+  // Within a write (caller holds ns_mu shared and the id's inode lock exclusively): chunk keys
+  // of `id` in [from, to) deleted now, in batches of at most kPurgeBatch keys, each moving the
+  // id's truncate record to start past what it deleted (at `to` once done).
+  Status PurgeTruncatedNow(uint64_t id, uint64_t from, uint64_t to);
+
+  // --- truncated files (file_store_chunks.cc) ---
+  // The first chunk of each id with a truncate record (kind T, layout.h): chunk keys at or past
+  // it are garbage and read as holes. Loaded by Open; an id's entry changes only under its inode
+  // lock held exclusively (or ns_mu exclusively), after the batch that changed its record.
+  Mutex trunc_mu;
+  std::unordered_map<uint64_t, uint64_t> truncated ABSL_GUARDED_BY(trunc_mu);
+  std::atomic<size_t> truncated_ids{0};  // truncated.size(): most stores have none
+  std::optional<uint64_t> TruncatedFrom(uint64_t id);
+  void SetTruncatedFrom(uint64_t id, std::optional<uint64_t> first);
+  // Every purge record read (strictly: Corruption names a malformed one); the truncate records
+  // fill `truncated`. Open.
+  Status LoadTruncated();
   std::mutex purge_mu;
   std::condition_variable purge_cv;
   uint64_t purge_wakes = 0;  // guarded by purge_mu: wakes asked for
@@ -279,23 +307,34 @@ struct FileStore::Impl {
   // --- file data (file_store_chunks.cc) ---
   // Every chunk key of file `id` from chunk `first` on, found by a scan (sparse files have few).
   Result<std::vector<std::string>> ChunkKeysFrom(uint64_t id, uint64_t first);
-  // Bytes [offset, offset+n) of a file's data, holes as zeros. Caller holds ns_mu and the
-  // file's inode lock (shared or exclusive).
+  // Bytes [offset, offset+n) of a file's data, holes as zeros (chunks at or past a pending
+  // truncate's first chunk are holes). Caller holds ns_mu and the file's inode lock (shared or
+  // exclusive).
   Result<std::string> ReadData(const Node& node, uint64_t offset, uint64_t n);
   // Changes a file's size in `batch`, keeping the invariants: inline iff size <= kInlineMax
-  // after a shrink, no chunk holds bytes at or past the size. Caller holds ns_mu and the file's
-  // inode lock exclusively.
-  Status Resize(Node* node, uint64_t new_size, engines::WriteBatch* batch)
-      ABSL_SHARED_LOCKS_REQUIRED(ns_mu);
+  // after a shrink, no live chunk holds bytes at or past the size. A shrink deletes no chunk:
+  // the chunks it drops go to a truncate record put in `batch` (constant size), whose first
+  // chunk *trunc_after says, for SetTruncatedFrom once the batch is applied. The chunk count is
+  // kept right: a dense file's by arithmetic, a sparse one's by counting the keys on the
+  // smaller side of the cut (a keys-only scan). Caller holds ns_mu and the file's inode lock
+  // exclusively.
+  Status Resize(Node* node, uint64_t new_size, engines::WriteBatch* batch,
+                std::optional<uint64_t>* trunc_after) ABSL_SHARED_LOCKS_REQUIRED(ns_mu);
+  // The chunk keys of `id` in [from, to) (a keys-only scan).
+  Result<uint64_t> CountChunks(uint64_t id, uint64_t from, uint64_t to);
   // Bytes [from, to) of a file (to <= its size) read as zeros: chunks covered whole (or up to
-  // the end of the file) deleted, the others zeroed where the range touches them; inline data
-  // zeroed. Caller holds ns_mu and the file's inode lock exclusively.
+  // the end of the file) deleted, the others zeroed where the range touches them (chunks a
+  // pending truncate dropped are holes already, left alone); inline data zeroed. Caller holds ns_mu
+  // and the file's inode lock exclusively.
   Status ZeroRange(Node* node, uint64_t from, uint64_t to, engines::WriteBatch* batch)
       ABSL_SHARED_LOCKS_REQUIRED(ns_mu);
-  // Writes `data` at `offset` into `node` and `batch`. Caller holds ns_mu and the file's inode
-  // lock exclusively.
-  Status WriteData(Node* node, uint64_t offset, std::string_view data, engines::WriteBatch* batch)
-      ABSL_SHARED_LOCKS_REQUIRED(ns_mu);
+  // Writes `data` at `offset` into `node` and `batch`. A write putting chunks at or past the
+  // file's truncate record's first chunk moves it past them in `batch` (*trunc_after, as
+  // Resize); the garbage between the record's first chunk and the write's, if any, is deleted
+  // first (PurgeTruncatedNow), so no old key is left below the record. Caller holds ns_mu and
+  // the file's inode lock exclusively.
+  Status WriteData(Node* node, uint64_t offset, std::string_view data, engines::WriteBatch* batch,
+                   std::optional<uint64_t>* trunc_after) ABSL_SHARED_LOCKS_REQUIRED(ns_mu);
 
   // --- xattrs (file_store_xattrs.cc) ---
   // Every "X" key of `n` deleted in `batch` (one scan; none if it counts none).

@@ -117,6 +117,31 @@ std::string ChunkKey(uint64_t id, uint64_t chunk) { return ChunkPrefix(id) + Enc
 std::string OrphanKey(uint64_t id) { return std::string(kOrphanPrefix) + EncodeU64(id); }
 std::string PurgeKey(uint64_t id) { return std::string(kPurgePrefix) + EncodeU64(id); }
 
+std::string EncodePurgeRecord(const PurgeRecord& r) {
+  std::string v = EncodeU64(r.first);
+  if (r.truncate) v.push_back('T');
+  return v;
+}
+
+Result<PurgeRecord> DecodePurgeRecord(std::string_view value, std::string_view key) {
+  PurgeRecord r;
+  if (value.size() == 9 && value[8] == 'T') {
+    r.truncate = true;
+    value.remove_suffix(1);
+  }
+  if (value.size() != 8) {
+    return Status::Corruption("purge record " + EscapeKey(key) +
+                              ": expected 8 bytes, or 8 and 'T', found " +
+                              std::to_string(value.size() + (r.truncate ? 1 : 0)) + " bytes");
+  }
+  KVFS_ASSIGN_OR_RETURN(r.first, DecodeU64(value, key));
+  if (r.first > kMaxFileSize / kChunkSize) {
+    return Status::Corruption("purge record " + EscapeKey(key) + ": first chunk " +
+                              std::to_string(r.first) + " is past the largest file");
+  }
+  return r;
+}
+
 std::string SharedKey(uint64_t id) { return std::string(kSharedPrefix) + EncodeU64(id); }
 
 std::string XattrPrefix(uint64_t id) { return std::string(kXattrPrefix) + EncodeU64(id); }

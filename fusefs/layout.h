@@ -13,12 +13,18 @@
 //                                        a stub (flag bit 1: type and id only) pointing here
 //   "O" <id: 8 bytes BE>                 orphan: file <id> was unlinked while open; its node
 //                                        (value) tells how many chunks to delete at next mount
-//   "P" <id: 8 bytes BE>                 purge record: file <id> is gone (no name, no orphan
-//                                        record), and its "D" and "X" keys are garbage that the
+//   "P" <id: 8 bytes BE>                 purge record: chunk keys of file <id> from a first
+//                                        chunk on (and maybe its "X" keys) are garbage that the
 //                                        reclaimer deletes in bounded batches, the last batch
-//                                        deleting this record too. Value: 8 bytes BE, the first
-//                                        chunk index that is garbage (0: the whole file). Ids
-//                                        are never reused, so nothing can reach those keys.
+//                                        deleting this record too. Two kinds (PurgeRecord):
+//                                        value 8 bytes BE `first`: the file is gone (no name, no
+//                                        orphan record), its chunks from `first` on and (first
+//                                        0) its "X" keys are garbage; ids are never reused, so
+//                                        nothing can reach them. Value 8 bytes BE `first` then
+//                                        'T': a truncate of a file that may still live: it
+//                                        holds no live chunk key at or past `first` (reads see
+//                                        holes there; a write that puts a chunk there moves
+//                                        `first` past it in its batch), its xattrs are its own.
 //   "N"                                  the file-id high-water mark (8 bytes BE): ids below it
 //                                        may be in use, ids from it are free
 //   "X" <id: 8 bytes BE> <name>          extended attribute <name> of file <id>: its value, as
@@ -174,6 +180,16 @@ inline constexpr uint32_t kMaxLinks = 65000;
 inline constexpr std::string_view kOrphanPrefix = "O";
 std::string PurgeKey(uint64_t id);  // "P" <id>
 inline constexpr std::string_view kPurgePrefix = "P";
+// A purge record's value (the "P" key above).
+struct PurgeRecord {
+  uint64_t first = 0;     // the first garbage chunk index
+  bool truncate = false;  // a truncate's (the file may live; its xattrs are not garbage)
+  bool operator==(const PurgeRecord&) const = default;
+};
+std::string EncodePurgeRecord(const PurgeRecord& r);
+// Corruption naming `key` unless `value` is 8 bytes, or 8 bytes and 'T', with a first chunk
+// below the largest file's chunk count.
+Result<PurgeRecord> DecodePurgeRecord(std::string_view value, std::string_view key);
 inline constexpr std::string_view kIdMarkKey = "N";
 inline constexpr std::string_view kVersionKey = "V";
 

@@ -543,6 +543,121 @@ TEST_P(FileStoreCrashTest, PowerCutAtEverySyncPointOfAnUnlinkAndItsPurge) {
   EXPECT_GE(fired, 4) << "the unlink and each of the reclaimer's three batches is a sync point";
 }
 
+// A power cut at every sync point of a truncate of a big file, an extension, a write far into
+// the dropped range (which first deletes the garbage below it, in two batches) and the
+// reclaimer's purge of the rest, the log in `batch` mode syncing every record. After the cut,
+// a reopen and the reclaimer: the file is as after the acknowledged operations, or after the
+// one the cut interrupted too (an acknowledged truncate stays; the dropped range reads zeros,
+// never old bytes; an acknowledged write is there), it holds exactly the chunk keys its
+// content needs (none past its size, none the truncate dropped), st_blocks counts them, no
+// purge record remains, and the other file is intact.
+TEST_P(FileStoreCrashTest, PowerCutAtEverySyncPointOfATruncateExtendWriteAndPurge) {
+  constexpr uint64_t kChunks = 2100;
+  constexpr uint64_t kCut = kChunkSize + 5;  // keeps chunks 0 and 1
+  constexpr uint64_t kFar = 1500;            // the write's chunk
+  auto open = [&](sync::FaultFileSystem* fs) -> Result<std::unique_ptr<FileStore>> {
+    engines::EngineOptions o;
+    o.sync_mode = sync::SyncMode::kBatch;
+    o.batch_records = 1;
+    o.segment_size = uint64_t{4} << 20;
+    o.background_work = false;
+    KVFS_ASSIGN_OR_RETURN(auto engine, engines::OpenEngine(GetParam().engine, fs, kDir, o));
+    FileStoreOptions fo;
+    fo.sync_every_mutation = GetParam().always;
+    return FileStore::Open(std::move(engine), fo);
+  };
+  // The file after each operation, and the chunk keys it then holds.
+  std::vector<std::string> states;
+  std::vector<std::vector<uint64_t>> keys;
+  states.emplace_back(kChunks * kChunkSize, 'b');
+  keys.emplace_back();
+  for (uint64_t c = 0; c < kChunks; ++c) keys.back().push_back(c);
+  states.push_back(states[0].substr(0, kCut));
+  keys.push_back({0, 1});
+  states.push_back(states[1] + std::string(kChunks * kChunkSize - kCut, '\0'));
+  keys.push_back({0, 1});
+  states.push_back(states[2]);
+  states.back().replace(kFar * kChunkSize + 7, 3, "new");
+  keys.push_back({0, 1, kFar});
+  const std::string small(3 * kChunkSize + 1, 's');
+  int fired = 0;
+  for (uint64_t n = 1; n < 60 && !HasFailure(); ++n) {
+    sync::FaultFileSystem fs(test::TestSeed() + n);
+    ASSERT_OK(sync::CreateDirDurably(&fs, "/data"));
+    size_t acked = 0;  // operations acknowledged, in order
+    {
+      ASSERT_OK_AND_ASSIGN(auto st, open(&fs));
+      ASSERT_OK_AND_ASSIGN(Attr keep, st->Create(kRootId, "keep", 0644, kUser));
+      ASSERT_OK(st->Write(keep.id, 0, small).status());
+      ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "big", 0644, kUser));
+      for (uint64_t off = 0; off < states[0].size(); off += 256 << 10) {
+        ASSERT_OK(
+            st->Write(f.id, off, std::string_view(states[0]).substr(off, 256 << 10)).status());
+      }
+      ASSERT_OK(st->SetXattr(f.id, "user.a", "a", 0));
+      ASSERT_OK(st->SyncAll());
+      fs.CrashAtSync(n, GetParam().mode);
+      AttrChange cut, up;
+      cut.size = kCut;
+      up.size = kChunks * kChunkSize;
+      if (st->SetAttr(f.id, cut).ok()) {
+        ++acked;
+        if (st->SetAttr(f.id, up).ok()) {
+          ++acked;
+          if (st->Write(f.id, kFar * kChunkSize + 7, "new").ok()) ++acked;
+        }
+      }
+      st->WaitForPurges().PermitUnchecked();
+      st->SyncAll().PermitUnchecked();
+      const bool fired_now = fs.crashed();
+      st->Close().PermitUnchecked();
+      if (!fired_now) {
+        EXPECT_EQ(acked, 3u);
+        break;
+      }
+    }
+    ++fired;
+    fs.Crash(GetParam().mode);
+    ASSERT_OK_AND_ASSIGN(auto st, open(&fs));
+    Status purged = st->WaitForPurges();
+    ASSERT_TRUE(purged.ok()) << "cut at sync " << n << ": " << purged.ToString();
+    ASSERT_OK_AND_ASSIGN(Attr b, st->Resolve("big"));
+    auto data = st->Read(b.id, 0, kChunks * kChunkSize + 1);
+    ASSERT_OK(data.status());
+    // As after the acknowledged operations, or after the interrupted one too.
+    size_t state = acked;
+    if (*data != states[acked] && acked + 1 < states.size() && *data == states[acked + 1]) {
+      state = acked + 1;
+    }
+    EXPECT_TRUE(*data == states[state])
+        << "cut at sync " << n << ", " << acked << " acknowledged: the file is in no state it "
+        << "may be in (size " << data->size() << ")";
+    std::vector<uint64_t> held;
+    engines::ScanOptions so;
+    so.prefix = ChunkPrefix(b.id);
+    so.keys_only = true;
+    ASSERT_OK(st->engine()->Scan(so, [&](std::string_view key, std::string_view) {
+      held.push_back(*DecodeU64(key.substr(9), key));
+      return true;
+    }));
+    EXPECT_EQ(held, keys[state]) << "cut at sync " << n;
+    EXPECT_EQ(b.blocks, keys[state].size() * (kChunkSize / 512)) << "cut at sync " << n;
+    EXPECT_EQ(*st->GetXattr(b.id, "user.a"), "a");
+    uint64_t records = 0;
+    so.prefix = std::string(kPurgePrefix);
+    ASSERT_OK(st->engine()->Scan(so, [&](std::string_view, std::string_view) {
+      ++records;
+      return true;
+    }));
+    EXPECT_EQ(records, 0u) << "cut at sync " << n;
+    ASSERT_OK_AND_ASSIGN(Attr keep, st->Resolve("keep"));
+    EXPECT_EQ(*st->Read(keep.id, 0, small.size() + 1), small) << "cut at sync " << n;
+    EXPECT_OK(st->Close());
+  }
+  // The truncate, the extension, the write's two purge batches and its own, the reclaimer's.
+  EXPECT_GE(fired, 6);
+}
+
 std::vector<Params> AllParams() {
   std::vector<Params> out;
   for (const std::string& e : engines::FileEngineNames()) {

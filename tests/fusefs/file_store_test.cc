@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <future>
 #include <map>
 #include <memory>
@@ -1554,6 +1555,12 @@ class BatchCountingEngine final : public engines::Engine {
     return inner_->Apply(batch);
   }
   Status Scan(const engines::ScanOptions& o, const engines::ScanFn& fn) override {
+    // The reclaimer's pass begins with a scan of the purge records, holding no lock: held there.
+    if (std::this_thread::get_id() != caller_ && o.prefix == kPurgePrefix) {
+      std::unique_lock<std::mutex> lock(hold_mu_);
+      hold_cv_.wait(lock, [&] { return !hold_; });
+      if (fail_) return Status::IOError("the test refuses the reclaimer's scans");
+    }
     return inner_->Scan(o, fn);
   }
   Status Sync(engines::SyncKind kind) override { return inner_->Sync(kind); }
@@ -1564,6 +1571,19 @@ class BatchCountingEngine final : public engines::Engine {
   // that made this engine (the test's: its FileStore calls, not the reclaimer's batches).
   uint64_t TakeLargest() { return largest_.exchange(0); }
   uint64_t TakeLargestOfCaller() { return largest_of_caller_.exchange(0); }
+  // While held, the reclaimer waits at the start of its next pass (no lock held); while
+  // failed, its passes end there with an error.
+  void HoldReclaimer(bool hold) {
+    {
+      std::lock_guard<std::mutex> lock(hold_mu_);
+      hold_ = hold;
+    }
+    hold_cv_.notify_all();
+  }
+  void FailReclaimer(bool fail) {
+    std::lock_guard<std::mutex> lock(hold_mu_);
+    fail_ = fail;
+  }
 
  private:
   static void Raise(std::atomic<uint64_t>* max, uint64_t n) {
@@ -1575,6 +1595,10 @@ class BatchCountingEngine final : public engines::Engine {
   const std::thread::id caller_ = std::this_thread::get_id();
   std::atomic<uint64_t> largest_{0};
   std::atomic<uint64_t> largest_of_caller_{0};
+  std::mutex hold_mu_;
+  std::condition_variable hold_cv_;
+  bool hold_ = false;
+  bool fail_ = false;
 };
 
 // Unlink of a file of 3000 chunks is one batch of a few keys whatever the file holds (the name,
@@ -1715,6 +1739,288 @@ TEST_P(FileStoreTest, AFailedSyncStopsTheReclaimerAndTheNextOpenFinishes) {
   ASSERT_OK_AND_ASSIGN(Attr keep, st->Resolve("keep"));
   EXPECT_EQ(ReadAll(*st, keep.id), std::string(3 * kChunkSize, 'k'));
 }
+
+class FileStoreTruncateTest : public FileStoreTest {
+ protected:
+  // `hold`: the reclaimer held from the start (BatchCountingEngine::HoldReclaimer).
+  Result<std::unique_ptr<FileStore>> OpenCounting(bool hold = false) {
+    engines::EngineOptions o;
+    o.segment_size = 4 << 20;
+    o.background_work = false;
+    KVFS_ASSIGN_OR_RETURN(auto engine, engines::OpenEngine(GetParam(), &fs_, kDir, o));
+    auto wrapped = std::make_unique<BatchCountingEngine>(std::move(engine));
+    counting_ = wrapped.get();
+    counting_->HoldReclaimer(hold);
+    return FileStore::Open(std::move(wrapped), FileStoreOptions{});
+  }
+  // Declared after the store in a test: lets a held reclaimer go before the store's destructor
+  // waits for it, whichever way the test ends.
+  struct Release {
+    FileStoreTruncateTest* t;
+    ~Release() {
+      if (t->counting_ != nullptr) t->counting_->HoldReclaimer(false);
+    }
+  };
+  // A file of `chunks` full chunks of `c`, written 128 KiB at a time.
+  Attr MakeFile(FileStore& st, const std::string& name, uint64_t chunks, char c) {
+    auto f = st.Create(kRootId, name, 0644, kUser);
+    EXPECT_OK(f.status());
+    const std::string piece(128 << 10, c);
+    for (uint64_t off = 0; off < chunks * kChunkSize; off += piece.size()) {
+      const uint64_t n = std::min<uint64_t>(piece.size(), chunks * kChunkSize - off);
+      EXPECT_OK(st.Write(f->id, off, std::string_view(piece).substr(0, n)).status());
+    }
+    return *f;
+  }
+  static Status Truncate(FileStore& st, uint64_t id, uint64_t size) {
+    AttrChange c;
+    c.size = size;
+    return st.SetAttr(id, c).status();
+  }
+  // The chunk indexes file `id` holds keys for.
+  static std::vector<uint64_t> Chunks(FileStore& st, uint64_t id) {
+    std::vector<uint64_t> out;
+    engines::ScanOptions so;
+    so.prefix = ChunkPrefix(id);
+    so.keys_only = true;
+    EXPECT_OK(st.engine()->Scan(so, [&](std::string_view key, std::string_view) {
+      out.push_back(*DecodeU64(key.substr(9), key));
+      return true;
+    }));
+    return out;
+  }
+  BatchCountingEngine* counting_ = nullptr;
+};
+
+// Truncating a 3008-chunk file to 1 byte and another to 0 is one batch of a few keys each (the
+// node and a purge record), with the reclaimer held; the reclaimer then deletes the dropped
+// chunks in batches of at most 1025 entries. Meanwhile and afterwards, the file extended again
+// (truncate up, and a write far past the end) reads zeros where the old bytes were, its chunk
+// count and keys are exactly what it holds, and its xattr stays.
+TEST_P(FileStoreTruncateTest, TruncateIsOneSmallBatchAndTheDroppedBytesNeverComeBack) {
+  constexpr uint64_t kChunks = 3008;
+  ASSERT_OK_AND_ASSIGN(auto st, OpenCounting());
+  Release release{this};
+  const Attr a = MakeFile(*st, "a", kChunks, 'a');
+  const Attr b = MakeFile(*st, "b", kChunks, 'b');
+  ASSERT_OK(st->SetXattr(a.id, "user.a", "x", 0));
+  ASSERT_OK(st->WaitForPurges());
+  counting_->HoldReclaimer(true);
+  counting_->TakeLargestOfCaller();
+  ASSERT_OK(Truncate(*st, a.id, 1));
+  EXPECT_LE(counting_->TakeLargestOfCaller(), 8u) << "truncate to 1 byte grows with the file";
+  ASSERT_OK(Truncate(*st, b.id, 0));
+  EXPECT_LE(counting_->TakeLargestOfCaller(), 8u) << "truncate to 0 grows with the file";
+  EXPECT_EQ(st->GetAttr(b.id)->blocks, 0u);
+  EXPECT_EQ(ReadAll(*st, b.id), "");
+
+  // Extended while the old chunks are still there: zeros, never the old bytes.
+  const uint64_t big = kChunks * kChunkSize;
+  ASSERT_OK(Truncate(*st, a.id, big));
+  ASSERT_OK(Truncate(*st, b.id, big));
+  std::string want_a = "a" + std::string(big - 1, '\0');
+  EXPECT_TRUE(ReadAll(*st, a.id) == want_a) << "old bytes read back after truncate + extend";
+  EXPECT_TRUE(ReadAll(*st, b.id) == std::string(big, '\0'));
+  EXPECT_EQ(st->GetAttr(a.id)->blocks, 8u);  // chunk 0 only
+  EXPECT_EQ(ErrnoOf(st->Seek(b.id, 0, /*data=*/true).status()), ENXIO);
+  EXPECT_EQ(*st->Seek(a.id, 0, /*data=*/false), kChunkSize);
+  // A write far into the old range (its garbage below goes first, in bounded batches).
+  ASSERT_OK(st->Write(b.id, 2000 * kChunkSize + 10, "new").status());
+  EXPECT_LE(counting_->TakeLargestOfCaller(), 1025u);
+  std::string want_b(big, '\0');
+  want_b.replace(2000 * kChunkSize + 10, 3, "new");
+  EXPECT_TRUE(ReadAll(*st, b.id) == want_b);
+  EXPECT_EQ(st->GetAttr(b.id)->blocks, 8u);
+
+  counting_->HoldReclaimer(false);
+  ASSERT_OK(st->WaitForPurges());
+  EXPECT_LE(counting_->TakeLargest(), 1025u) << "a reclaimer batch past its bound";
+  EXPECT_TRUE(ReadAll(*st, a.id) == want_a);
+  EXPECT_TRUE(ReadAll(*st, b.id) == want_b);
+  EXPECT_EQ(Chunks(*st, a.id), std::vector<uint64_t>{0});
+  EXPECT_EQ(Chunks(*st, b.id), std::vector<uint64_t>{2000});
+  EXPECT_EQ(st->GetAttr(a.id)->blocks, 8u);
+  EXPECT_EQ(st->GetAttr(b.id)->blocks, 8u);
+  EXPECT_EQ(CountKeys(*st, std::string(kPurgePrefix)), 0u);
+  EXPECT_EQ(*st->GetXattr(a.id, "user.a"), "x");
+
+  // The same after a reopen (the records are gone; nothing to hide).
+  ASSERT_OK(st->Close());
+  ASSERT_OK_AND_ASSIGN(st, OpenCounting());
+  EXPECT_TRUE(ReadAll(*st, st->Resolve("a")->id) == want_a);
+  EXPECT_TRUE(ReadAll(*st, st->Resolve("b")->id) == want_b);
+}
+
+// A record left by a close (the reclaimer held until then) hides the old chunks after a
+// reopen too, and the reopened store's reclaimer finishes it.
+TEST_P(FileStoreTruncateTest, APendingTruncateSurvivesAReopen) {
+  ASSERT_OK_AND_ASSIGN(auto st, OpenCounting());
+  Release release{this};
+  const Attr a = MakeFile(*st, "a", 1500, 'a');
+  ASSERT_OK(st->WaitForPurges());
+  counting_->FailReclaimer(true);
+  ASSERT_OK(Truncate(*st, a.id, 10 * kChunkSize + 5));
+  EXPECT_FALSE(st->WaitForPurges().ok());
+  ASSERT_OK(st->Close());
+  ASSERT_OK_AND_ASSIGN(st, OpenCounting(/*hold=*/true));
+  EXPECT_EQ(CountKeys(*st, std::string(kPurgePrefix)), 1u);
+  ASSERT_OK(st->Resolve("a").status());
+  ASSERT_OK(Truncate(*st, a.id, 1500 * kChunkSize));
+  std::string want =
+      std::string(10 * kChunkSize + 5, 'a') + std::string(1490 * kChunkSize - 5, '\0');
+  EXPECT_TRUE(ReadAll(*st, a.id) == want);
+  counting_->HoldReclaimer(false);
+  ASSERT_OK(st->WaitForPurges());
+  EXPECT_TRUE(ReadAll(*st, a.id) == want);
+  EXPECT_EQ(Chunks(*st, a.id).size(), 11u);
+  EXPECT_EQ(st->GetAttr(a.id)->blocks, 88u);
+  EXPECT_EQ(CountKeys(*st, std::string(kPurgePrefix)), 0u);
+}
+
+// Two truncates before the reclaimer runs (to 2000 chunks, then to 10) leave exactly chunks
+// 0..9, the last one cut, and a third to a larger size after an extension (to 2500 chunks)
+// uncovers nothing; a sparse file's cut counts what it holds.
+TEST_P(FileStoreTruncateTest, TwoTruncatesLeaveExactlyTheRightKeys) {
+  ASSERT_OK_AND_ASSIGN(auto st, OpenCounting());
+  Release release{this};
+  const Attr a = MakeFile(*st, "a", 3000, 'a');
+  ASSERT_OK_AND_ASSIGN(Attr s, st->Create(kRootId, "sparse", 0644, kUser));
+  for (uint64_t c : {0, 1000, 1999, 2000, 2999}) {
+    ASSERT_OK(st->Write(s.id, c * kChunkSize, std::string(kChunkSize, 's')).status());
+  }
+  ASSERT_OK(st->WaitForPurges());
+  counting_->HoldReclaimer(true);
+  counting_->TakeLargestOfCaller();
+  ASSERT_OK(Truncate(*st, a.id, 2000 * kChunkSize - 5));
+  ASSERT_OK(Truncate(*st, a.id, 10 * kChunkSize - 5));
+  ASSERT_OK(Truncate(*st, s.id, 2000 * kChunkSize));  // keeps 0, 1000, 1999
+  EXPECT_LE(counting_->TakeLargestOfCaller(), 8u);
+  EXPECT_EQ(st->GetAttr(a.id)->blocks, 80u);
+  EXPECT_EQ(st->GetAttr(s.id)->blocks, 24u);
+  ASSERT_OK(Truncate(*st, s.id, 1500 * kChunkSize));  // keeps 0, 1000
+  EXPECT_EQ(st->GetAttr(s.id)->blocks, 16u);
+  ASSERT_OK(Truncate(*st, a.id, 3000 * kChunkSize));
+  ASSERT_OK(Truncate(*st, a.id, 2500 * kChunkSize));
+  ASSERT_OK(Truncate(*st, a.id, 3000 * kChunkSize));
+  EXPECT_TRUE(ReadAll(*st, a.id) ==
+              std::string(10 * kChunkSize - 5, 'a') + std::string(2990 * kChunkSize + 5, '\0'));
+  counting_->HoldReclaimer(false);
+  ASSERT_OK(st->WaitForPurges());
+  std::vector<uint64_t> ten(10);
+  for (uint64_t i = 0; i < 10; ++i) ten[i] = i;
+  EXPECT_EQ(Chunks(*st, a.id), ten);
+  EXPECT_TRUE(ReadAll(*st, a.id) ==
+              std::string(10 * kChunkSize - 5, 'a') + std::string(2990 * kChunkSize + 5, '\0'));
+  EXPECT_EQ(st->GetAttr(a.id)->blocks, 80u);
+  EXPECT_EQ(Chunks(*st, s.id), (std::vector<uint64_t>{0, 1000}));
+  EXPECT_EQ(st->GetAttr(s.id)->blocks, 16u);
+  EXPECT_EQ(CountKeys(*st, std::string(kPurgePrefix)), 0u);
+}
+
+// Truncate to 0, then rewrite (what O_TRUNC and a copy do): the writes moving through the
+// pending range cost no purge of their own, and keep their data once the reclaimer has run;
+// a write far past the first one purges the garbage between first.
+TEST_P(FileStoreTruncateTest, WritesIntoThePendingRangeKeepTheirData) {
+  ASSERT_OK_AND_ASSIGN(auto st, OpenCounting());
+  Release release{this};
+  const Attr a = MakeFile(*st, "a", 2500, 'a');
+  ASSERT_OK(st->WaitForPurges());
+  const uint64_t purged = st->stats().purged_keys;
+  counting_->HoldReclaimer(true);
+  ASSERT_OK(Truncate(*st, a.id, 0));
+  std::string want;
+  const std::string piece(128 << 10, 'n');
+  for (int i = 0; i < 40; ++i) {  // 1280 chunks, 128 KiB a write
+    ASSERT_OK(st->Write(a.id, want.size(), piece).status());
+    want += piece;
+  }
+  EXPECT_EQ(st->stats().purged_keys, purged) << "a sequential rewrite purged synchronously";
+  EXPECT_EQ(st->GetAttr(a.id)->blocks, 1280u * 8);
+  // 10 chunks on from the end: the 10 old chunks between go now.
+  ASSERT_OK(st->Write(a.id, want.size() + 10 * kChunkSize, "z").status());
+  want += std::string(10 * kChunkSize, '\0') + "z";
+  EXPECT_EQ(st->stats().purged_keys, purged + 10);
+  EXPECT_TRUE(ReadAll(*st, a.id) == want);
+  counting_->HoldReclaimer(false);
+  ASSERT_OK(st->WaitForPurges());
+  EXPECT_TRUE(ReadAll(*st, a.id) == want);
+  EXPECT_EQ(Chunks(*st, a.id).size(), 1281u);
+  EXPECT_EQ(st->GetAttr(a.id)->blocks, 1281u * 8);
+  EXPECT_EQ(CountKeys(*st, std::string(kPurgePrefix)), 0u);
+}
+
+// Writers, truncates and the reclaimer at once: four threads each work one file (big writes,
+// truncates down and up, writes into the dropped range), checking every read against a model,
+// while the reclaimer works through the records they leave. Nothing acknowledged is lost,
+// nothing dropped comes back; at the end every file holds exactly its chunks.
+TEST_P(FileStoreTruncateTest, ConcurrentWritesTruncatesAndTheReclaimerLoseNothing) {
+  ASSERT_OK_AND_ASSIGN(auto st, OpenCounting());
+  Release release{this};
+  constexpr int kThreads = 4;
+  std::vector<uint64_t> ids;
+  for (int t = 0; t < kThreads; ++t) {
+    ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f" + std::to_string(t), 0644, kUser));
+    ids.push_back(f.id);
+  }
+  std::vector<std::string> models(kThreads);
+  std::atomic<int> errors{0};
+  auto work = [&](int t) {
+    std::mt19937_64 rng(test::TestSeed() + t);
+    std::string& m = models[t];
+    const uint64_t id = ids[t];
+    auto check = [&](const char* what) {
+      auto data = st->Read(id, 0, m.size() + 1);
+      if (!data.ok() || *data != m) {
+        ADD_FAILURE() << "thread " << t << " after " << what << ": content differs";
+        ++errors;
+      }
+    };
+    for (int round = 0; round < 12 && errors == 0; ++round) {
+      const char c = static_cast<char>('A' + rng() % 26);
+      const uint64_t n = (1100 + rng() % 400) * kChunkSize;
+      const std::string piece(256 << 10, c);
+      for (uint64_t off = 0; off < n; off += piece.size()) {
+        EXPECT_OK(st->Write(id, off, piece).status());
+        if (m.size() < off + piece.size()) m.resize(off + piece.size(), '\0');
+        m.replace(off, piece.size(), piece);
+      }
+      const uint64_t cut = rng() % 3 == 0 ? rng() % 3000 : (rng() % 1200) * kChunkSize + rng() % 7;
+      EXPECT_OK(Truncate(*st, id, cut));
+      m.resize(cut);
+      check("truncate");
+      const uint64_t up = cut + (rng() % 1500) * kChunkSize;
+      EXPECT_OK(Truncate(*st, id, up));
+      m.resize(up, '\0');
+      check("extend");
+      for (int w = 0; w < 3; ++w) {
+        const uint64_t off = rng() % (m.size() + 1);
+        const std::string d(1 + rng() % 9000, static_cast<char>('a' + w));
+        EXPECT_OK(st->Write(id, off, d).status());
+        if (m.size() < off + d.size()) m.resize(off + d.size(), '\0');
+        m.replace(off, d.size(), d);
+        check("write");
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) threads.emplace_back(work, t);
+  for (auto& th : threads) th.join();
+  ASSERT_OK(st->WaitForPurges());
+  EXPECT_EQ(CountKeys(*st, std::string(kPurgePrefix)), 0u);
+  EXPECT_GT(st->stats().purges, 0u);
+  for (int t = 0; t < kThreads; ++t) {
+    EXPECT_TRUE(ReadAll(*st, ids[t]) == models[t]) << "file " << t;
+    ASSERT_OK_AND_ASSIGN(Attr attr, st->GetAttr(ids[t]));
+    const auto chunks = Chunks(*st, ids[t]);
+    EXPECT_EQ(attr.blocks, attr.size <= kInlineMax ? (attr.size > 0 ? 8u : 0u) : chunks.size() * 8)
+        << "file " << t;
+    for (uint64_t c : chunks) EXPECT_LT(c * kChunkSize, attr.size) << "file " << t;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllEngines, FileStoreTruncateTest,
+                         testing::ValuesIn(engines::FileEngineNames()),
+                         [](const auto& info) { return info.param; });
 
 INSTANTIATE_TEST_SUITE_P(AllEngines, FileStoreTest, testing::ValuesIn(engines::FileEngineNames()),
                          [](const auto& info) { return info.param; });

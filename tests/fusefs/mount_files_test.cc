@@ -882,6 +882,54 @@ TEST_P(MountFilesTest, FallocateOfAGibibyteIsQuickAndDuSeesHoles) {
   EXPECT_EQ(mounted.output, local.output);
 }
 
+// truncate(1) and O_TRUNC of big files through the mount: what a local disk shows (content,
+// size, blocks) after the file is cut, extended again and written into the dropped range, also
+// after a remount (the dropped chunks are reclaimed in the background meanwhile, or by the next
+// mount).
+TEST_P(MountFilesTest, TruncatedBytesReadAsZerosAfterTheFileGrowsAgain) {
+  const std::string script =
+      "yes abcdefgh | head -c 16M > big && truncate -s 0 big && truncate -s 16M big && "
+      "printf new | dd of=big bs=1 seek=$((8*1024*1024)) conv=notrunc status=none && "
+      "yes 12345678 | head -c 8M > cut && truncate -s 4096 cut && truncate -s 8M cut && "
+      "yes xy | head -c 16M > over && : > over && truncate -s 16M over && "
+      "yes zz | head -c 4M >> over && ";
+  const std::string report = "md5sum big cut over && stat -c '%n %s %b' big cut over";
+  const CmdResult local = Sh("cd " + Quote(m().Sub("local")) + " && " + script + report);
+  const CmdResult mounted = Sh("cd " + Quote(m().mnt()) + " && " + script + report);
+  EXPECT_EQ(mounted.exit_code, 0) << mounted.Describe();
+  EXPECT_EQ(mounted.output, local.output);
+  // Cut, grown and read back at once, so the reads most likely come before the reclaimer has
+  // deleted the 8192 dropped chunks: zeros all the same (O_DIRECT: from the daemon, not the
+  // kernel's cache).
+  const std::string path = Mounted("quick");
+  int fd = ::open(path.c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0);
+  const std::string piece(1 << 20, 'q');
+  for (int i = 0; i < 32; ++i) {
+    ASSERT_EQ(::write(fd, piece.data(), piece.size()), static_cast<ssize_t>(piece.size()));
+  }
+  ::close(fd);
+  for (int round = 0; round < 2; ++round) {
+    fd = ::open(path.c_str(), O_RDWR | O_TRUNC | O_DIRECT);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    ASSERT_EQ(::ftruncate(fd, 32 << 20), 0);
+    alignas(4096) static char buf[1 << 20];
+    for (off_t off : {off_t{0}, off_t{20} << 20, off_t{31} << 20}) {
+      ASSERT_EQ(::pread(fd, buf, sizeof buf, off), static_cast<ssize_t>(sizeof buf));
+      EXPECT_EQ(std::count(buf, buf + sizeof buf, '\0'), static_cast<ssize_t>(sizeof buf))
+          << "round " << round << ": old bytes at " << off;
+    }
+    std::memset(buf, 'q', sizeof buf);
+    for (off_t off = 0; off < (off_t{32} << 20); off += sizeof buf) {
+      ASSERT_EQ(::pwrite(fd, buf, sizeof buf, off), static_cast<ssize_t>(sizeof buf));
+    }
+    ::close(fd);
+  }
+  ASSERT_TRUE(m().Remount());
+  const CmdResult again = Sh("cd " + Quote(m().mnt()) + " && " + report);
+  EXPECT_EQ(again.output, local.output);
+}
+
 // statfs shows the data directory's file system as a passthrough would: free blocks (bfree,
 // root's reserve included) apart from the available ones (bavail), so df's used space is right.
 TEST_P(MountFilesTest, StatfsShowsTheDataDirectorysFreeAndAvailableSpace) {
