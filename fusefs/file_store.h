@@ -250,6 +250,10 @@ class FileStore {
   std::unique_ptr<Impl> impl_;
 };
 
+// What a read-only Open answers for a store whose directory rename a crash cut short (its move
+// record, layout.h): kFailed, naming both paths; the next writable open finishes the rename.
+Status PendingMoveStatus(const MoveRecord& m);
+
 // The errno a FUSE reply should carry for `s` (EIO when s carries none).
 int ErrnoOf(const Status& s);
 
