@@ -1482,6 +1482,10 @@ class BatchCountingEngine final : public engines::Engine {
   std::string_view name() const override { return inner_->name(); }
   Result<std::string> Get(std::string_view key) override { return inner_->Get(key); }
   Status Apply(const engines::WriteBatch& batch) override {
+    if (fail_in_ > 0 && --fail_in_ == 0) {
+      fail_in_ = 1;  // and every later one
+      return Status::IOError("injected: the disk failed");
+    }
     Raise(&largest_, batch.count());
     if (std::this_thread::get_id() == caller_) Raise(&largest_of_caller_, batch.count());
     return inner_->Apply(batch);
@@ -1497,6 +1501,8 @@ class BatchCountingEngine final : public engines::Engine {
   // that made this engine (the test's: its FileStore calls, not the reclaimer's batches).
   uint64_t TakeLargest() { return largest_.exchange(0); }
   uint64_t TakeLargestOfCaller() { return largest_of_caller_.exchange(0); }
+  // The n-th Apply from now, and every one after it, fails (EIO) and changes nothing.
+  void FailApplyFrom(uint64_t n) { fail_in_ = n; }
 
  private:
   static void Raise(std::atomic<uint64_t>* max, uint64_t n) {
@@ -1508,6 +1514,7 @@ class BatchCountingEngine final : public engines::Engine {
   const std::thread::id caller_ = std::this_thread::get_id();
   std::atomic<uint64_t> largest_{0};
   std::atomic<uint64_t> largest_of_caller_{0};
+  std::atomic<uint64_t> fail_in_{0};
 };
 
 // Unlink of a file of 3000 chunks is one batch of a few keys whatever the file holds (the name,
@@ -1799,6 +1806,54 @@ TEST_P(FileStoreTest, RenamingABigDirectoryMovesItInBoundedBatches) {
   EXPECT_EQ(Render(*st, "dst/empty"), other_before);
   no_leftovers("big");
   EXPECT_EQ(ReadAll(*st, st->Resolve("outer-link")->id), "f1@11");
+}
+
+// A big rename whose move fails half-way (the engine fails a batch after the first and one of
+// the move's are in): the rename answers EIO, and so does every later operation that would see
+// the half-moved tree, naming the rename; nothing is retried. The next open finishes the move
+// from its record: every file at the new path, none at the old.
+TEST_P(FileStoreTest, ABigRenameFailingHalfWayAnswersEioUntilTheNextOpenFinishesIt) {
+  constexpr int kFiles = 1200;
+  BatchCountingEngine* failing = nullptr;
+  auto open = [&]() -> Result<std::unique_ptr<FileStore>> {
+    engines::EngineOptions o;
+    o.background_work = false;
+    KVFS_ASSIGN_OR_RETURN(auto engine, engines::OpenEngine(GetParam(), &fs_, kDir, o));
+    auto wrapped = std::make_unique<BatchCountingEngine>(std::move(engine));
+    failing = wrapped.get();
+    return FileStore::Open(std::move(wrapped), FileStoreOptions{});
+  };
+  {
+    ASSERT_OK_AND_ASSIGN(auto st, open());
+    ASSERT_OK_AND_ASSIGN(Attr big, st->Mkdir(kRootId, "big", 0755, kUser));
+    for (int f = 0; f < kFiles; ++f) {
+      ASSERT_OK_AND_ASSIGN(Attr file, st->Create(big.id, std::to_string(f), 0644, kUser));
+      ASSERT_OK(st->Write(file.id, 0, "data " + std::to_string(f)).status());
+      st->Forget(file.id, 1);
+    }
+    failing->FailApplyFrom(3);  // the rename's first batch and the move's first land
+    Status renamed = st->Rename(kRootId, "big", kRootId, "moved", 0);
+    EXPECT_EQ(ErrnoOf(renamed), EIO) << renamed.ToString();
+    failing->FailApplyFrom(0);
+    std::vector<Status> later;
+    later.push_back(st->GetAttr(kRootId).status());
+    later.push_back(st->Lookup(kRootId, "moved").status());
+    later.push_back(st->ReadDir(kRootId, "", false, [](const DirEntry&) { return true; }));
+    later.push_back(st->Create(kRootId, "x", 0644, kUser).status());
+    for (const Status& s : later) {
+      EXPECT_EQ(ErrnoOf(s), EIO) << s.ToString();
+      EXPECT_NE(s.message().find("rename of /big to /moved"), std::string::npos) << s.ToString();
+    }
+    ASSERT_OK(st->Close());
+  }
+  ASSERT_OK_AND_ASSIGN(auto st, open());
+  EXPECT_EQ(ErrnoOf(st->Resolve("big").status()), ENOENT);
+  ASSERT_OK_AND_ASSIGN(Attr moved, st->Resolve("moved"));
+  EXPECT_EQ(List(*st, moved.id).size(), static_cast<size_t>(kFiles));
+  ASSERT_OK_AND_ASSIGN(Attr last, st->Resolve("moved/" + std::to_string(kFiles - 1)));
+  EXPECT_EQ(ReadAll(*st, last.id), "data " + std::to_string(kFiles - 1));
+  EXPECT_EQ(CountKeys(*st, ChildrenPrefix("big")), 0u);
+  EXPECT_EQ(CountKeys(*st, std::string(kMoveKey)), 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllEngines, FileStoreTest, testing::ValuesIn(engines::FileEngineNames()),
