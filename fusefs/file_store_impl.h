@@ -11,7 +11,8 @@
 // whatever reads or writes a node by its path must keep that path from moving meanwhile:
 //
 //   ns_mu      the namespace lock. Exclusive: every change of a name (create, mkdir, symlink,
-//              mknod, link, unlink, rmdir, rename), and with it the id allocator and the
+//              mknod, link, unlink, rmdir, rename: a big directory's from its first batch to
+//              the last of its move, FinishMove), and with it the id allocator and the
 //              parents' times and link counts. Shared: everything else that finds a node by
 //              its id or name (lookup, getattr, readdir, read, write, setattr, fallocate, seek,
 //              xattrs, an events store's appends).
