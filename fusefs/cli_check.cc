@@ -200,6 +200,21 @@ void CheckStrayKeys(engines::Engine* engine, const std::string& store, TreeCount
     });
     if (!s.ok()) return Damage(c, progress, store, "", s);
   }
+  // Nodes an exchange parked ("Y" <rest>) exist only while its move record does, and the walk
+  // runs only when there is none.
+  uint64_t staged = 0;
+  so.prefix = std::string(fusefs::kStagingBase);
+  Status st = engine->Scan(so, [&](std::string_view key, std::string_view) {
+    staged += key != fusefs::kMoveKey ? 1 : 0;
+    return true;
+  });
+  if (!st.ok()) return Damage(c, progress, store, "", st);
+  if (staged > 0) {
+    Damage(c, progress, store, "",
+           Status::Corruption(std::to_string(staged) +
+                              " nodes parked by a directory exchange (keys Y...), but no move "
+                              "record (key Y) says where they belong"));
+  }
   so.keys_only = true;
   for (const std::string_view prefix : {fusefs::kXattrPrefix, std::string_view("D")}) {
     std::map<uint64_t, uint64_t> stray;  // id -> keys
@@ -404,6 +419,22 @@ Verdict CheckStore(const config::StoreConfig& sc) {
   auto version = (*engine)->Get(fusefs::kVersionKey);
   if (!version.ok() && !promises_tree) {
     // No kvfs file tree in it (a bare engine store): the key check is all there is.
+    return (*engine)->Close().ok() ? recovered : Verdict::kDamaged;
+  }
+  // A directory rename a crash cut short (its move record, layout.h): the tree is half-moved in
+  // the engine until the next writable open finishes it, so it is not walked (it would show
+  // the half-moved tree's parts as damage). The keys were verified above.
+  auto pending = (*engine)->Get(fusefs::kMoveKey);
+  if (pending.ok()) {
+    auto move = fusefs::DecodeMove(*pending);
+    if (!move.ok()) {
+      std::fprintf(stderr, "kvfs: store %s (%s): its file tree is damaged: %s\n", sc.name.c_str(),
+                   sc.data_dir.c_str(), move.status().ToString().c_str());
+      (*engine)->Close().PermitUnchecked();
+      return Verdict::kDamaged;
+    }
+    std::printf("%s: file tree not walked: %s\n", sc.data_dir.c_str(),
+                fusefs::PendingMoveStatus(*move).message().c_str());
     return (*engine)->Close().ok() ? recovered : Verdict::kDamaged;
   }
   fusefs::FileStoreOptions fo;

@@ -29,6 +29,16 @@ FileStore::~FileStore() = default;
 engines::Engine* FileStore::engine() { return impl_->engine.get(); }
 bool FileStore::failed() const { return impl_->failed.load(); }
 
+Status PendingMoveStatus(const MoveRecord& m) {
+  return Status(StatusCode::kFailed,
+                std::string(m.exchange ? "an exchange of /" : "a rename of /") + m.from +
+                    (m.exchange ? " and /" : " to /") + m.to +
+                    " was cut short (key Y): the next writable open (a mount, kvfs put or kvfs "
+                    "rm) finishes it; until then read-only tools refuse the store rather than "
+                    "show the tree half-moved",
+                EAGAIN);
+}
+
 int ErrnoOf(const Status& s) {
   if (s.ok()) return 0;
   return s.sys_errno() != 0 ? s.sys_errno() : EIO;
@@ -83,6 +93,16 @@ Result<std::unique_ptr<FileStore>> FileStore::Open(std::unique_ptr<engines::Engi
     // then kept by every mutation.
     KVFS_RETURN_IF_ERROR(s.UpgradeLayout());
     version = std::string(kLayoutVersion);
+  }
+  // A directory rename a crash cut short: finished before anything else reads the tree, or,
+  // read-only, refused rather than shown half-moved.
+  auto pending = s.engine->Get(kMoveKey);
+  if (!pending.ok() && !pending.status().IsNotFound()) return pending.status();
+  if (pending.ok()) {
+    KVFS_ASSIGN_OR_RETURN(MoveRecord m, DecodeMove(*pending));
+    if (options.read_only) return PendingMoveStatus(m);
+    KVFS_RETURN_IF_ERROR(s.FinishMove(m));
+    KVFS_RETURN_IF_ERROR(s.engine->Sync(engines::SyncKind::kFull));
   }
   auto root = s.GetNode("");
   if (!root.ok()) {
@@ -455,12 +475,22 @@ Status FileStore::Rename(uint64_t parent, std::string_view name, uint64_t new_pa
     std::vector<std::pair<std::string, std::string>> puts;
     std::unordered_map<uint64_t, std::string> moved;
     std::optional<uint64_t> dropped;
+    // The descendants: up to kMoveBatch nodes move in this batch; more, after it, in bounded
+    // batches behind a move record written in it (FinishMove).
+    std::optional<MoveRecord> big;
+    auto too_big = [&](internal::NodeRecords* a, internal::NodeRecords* b, bool exchange) {
+      if (a->size() + b->size() <= kMoveBatch) return;
+      big = MoveRecord{exchange, 0, from, to};
+      a->clear();
+      b->clear();
+    };
     if (flags & kRenameExchange) {
       if (!dst_exists) return Errno(ENOENT, "no such entry: " + to);
       if (dst_dir && inside(from, to)) return Errno(EINVAL, "cannot move " + to + " into itself");
       std::vector<std::pair<std::string, std::string>> src_tree, dst_tree;
-      if (src_dir) KVFS_RETURN_IF_ERROR(s.CollectSubtree(from, &src_tree));
-      if (dst_dir) KVFS_RETURN_IF_ERROR(s.CollectSubtree(to, &dst_tree));
+      if (src_dir) KVFS_RETURN_IF_ERROR(s.CollectSubtree(from, &src_tree, kMoveBatch + 1));
+      if (dst_dir) KVFS_RETURN_IF_ERROR(s.CollectSubtree(to, &dst_tree, kMoveBatch + 1));
+      too_big(&src_tree, &dst_tree, /*exchange=*/true);
       KVFS_RETURN_IF_ERROR(s.MoveSubtree(src_tree, from, to, &puts, &batch));
       KVFS_RETURN_IF_ERROR(s.MoveSubtree(dst_tree, to, from, &puts, &batch));
       Node a = *src, b = *dst;
@@ -488,8 +518,9 @@ Status FileStore::Rename(uint64_t parent, std::string_view name, uint64_t new_pa
           if (!empty) return Errno(ENOTEMPTY, "directory not empty: " + to);
         }
       }
-      std::vector<std::pair<std::string, std::string>> tree;
-      if (src_dir) KVFS_RETURN_IF_ERROR(s.CollectSubtree(from, &tree));
+      std::vector<std::pair<std::string, std::string>> tree, none;
+      if (src_dir) KVFS_RETURN_IF_ERROR(s.CollectSubtree(from, &tree, kMoveBatch + 1));
+      too_big(&tree, &none, /*exchange=*/false);
       KVFS_RETURN_IF_ERROR(s.MoveSubtree(tree, from, to, &puts, &batch));
       batch.Delete(NodeKey(from));
       if (dst_exists) {
@@ -503,6 +534,7 @@ Status FileStore::Rename(uint64_t parent, std::string_view name, uint64_t new_pa
       s.RenameInTable(from, to, &moved);
     }
     for (const auto& [k, v] : puts) batch.Put(k, v);
+    if (big) batch.Put(kMoveKey, EncodeMove(*big));
     // The parents' times and link counts (a directory's ".." names its parent): a directory
     // moved from one to the other, and the empty directory a rename replaced, gone. When both
     // are one directory, one node.
@@ -527,6 +559,18 @@ Status FileStore::Rename(uint64_t parent, std::string_view name, uint64_t new_pa
     }
     if (dropped) s.WakeReclaimer();  // a purge record, if the replaced file held keys
     s.ApplyTableMoves(moved);
+    if (big) {
+      // Under the namespace lock throughout: nobody sees the tree half-moved. Should a batch
+      // fail, the engine holds it so until a writable open finishes the move from the record;
+      // meanwhile every operation answers EIO rather than show it.
+      Status finished = s.FinishMove(*big);
+      if (!finished.ok()) {
+        s.move_error =
+            Errno(EIO, "the rename of /" + from + " to /" + to + " stopped half-way (" +
+                           finished.ToString() + "): mount the store again to finish it");
+        return s.move_error;
+      }
+    }
   }
   return s.SyncIfOwed();
 }

@@ -10,13 +10,16 @@
 // adds none.
 //
 // Atomicity: every mutation is one engine batch (WriteBatch): after a crash it is there whole or
-// not at all. Changes of the namespace are serialised by a namespace lock (so a check such as
-// "target is an empty directory" and the batch that relies on it cannot be interleaved); a
-// change of one file's data or attributes holds that file's lock, so writes to different files
-// run side by side (and share the log's syncs) while a file's own read-modify-write of its size
-// and chunks is never interleaved. Reads and getattrs never wait for another file's writes, nor
-// for a sync one of them runs; only a namespace change in progress holds them up
-// (file_store_impl.h has the rules, the lock order and what may still wait inside an engine).
+// not at all. A directory rename moving more than kMoveBatch nodes is several batches behind a
+// move record (layout.h), all under the namespace lock; after a crash the next writable Open
+// finishes it, so it too is seen whole or not at all. Changes of the namespace are serialised by a
+// namespace lock (so a check such as "target is an empty directory" and the batch that relies on it
+// cannot be interleaved); a change of one file's data or attributes holds that file's lock, so
+// writes to different files run side by side (and share the log's syncs) while a file's own
+// read-modify-write of its size and chunks is never interleaved. Reads and getattrs never wait for
+// another file's writes, nor for a sync one of them runs; only a namespace change in progress holds
+// them up (file_store_impl.h has the rules, the lock order and what may still wait inside an
+// engine).
 //
 // Durability (DESIGN.md's table): SyncFile(datasync) -> engine Sync(kData), SyncFile(!datasync)
 // and SyncDir -> Sync(kFull). Names and data share one log, so a file's fsync also makes its
@@ -252,6 +255,10 @@ class FileStore {
   explicit FileStore(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// What a read-only Open answers for a store whose directory rename a crash cut short (its move
+// record, layout.h): kFailed, naming both paths; the next writable open finishes the rename.
+Status PendingMoveStatus(const MoveRecord& m);
 
 // The errno a FUSE reply should carry for `s` (EIO when s carries none).
 int ErrnoOf(const Status& s);

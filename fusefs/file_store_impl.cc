@@ -226,6 +226,7 @@ Result<uint32_t> internal::CountSubdirs(engines::Engine* engine, const std::stri
 Result<Loaded> FileStore::Impl::Load(uint64_t id) {
   // The event view's reads have their own paths (event_view.h); everything else is a change.
   if (IsViewId(id)) return Errno(EROFS, "the event view is read-only");
+  if (!move_error.ok()) return move_error;  // a half-moved tree: never shown
   Loaded l;
   if (id == kRootId) {
     KVFS_ASSIGN_OR_RETURN(l.node, GetNode(""));
@@ -653,6 +654,7 @@ Status FileStore::Impl::ReclaimTruncated(uint64_t id) {
         if (done) Count(&FileStoreStats::purges);
       }
     }
+    KVFS_RETURN_IF_ERROR(SyncIfBatchDue());  // the locks are dropped
     if (removed) return ReclaimId(id, *removed);  // the id is gone: no lock needed
     if (done) return Status::OK();
   }
@@ -677,16 +679,71 @@ Status FileStore::Impl::PurgeTruncatedNow(uint64_t id, uint64_t from, uint64_t t
 // ---------------------------------------------------------------------------------------------
 // Subtrees
 
-Status FileStore::Impl::CollectSubtree(const std::string& path, NodeRecords* out) {
+Status FileStore::Impl::CollectSubtree(const std::string& path, NodeRecords* out, size_t max) {
   for (const std::string& prefix : {ChildrenPrefix(path), SubtreePrefix(path)}) {
+    if (out->size() >= max) break;
     engines::ScanOptions so;
     so.prefix = prefix;
     KVFS_RETURN_IF_ERROR(engine->Scan(so, [&](std::string_view k, std::string_view v) {
       out->emplace_back(k, v);
-      return true;
+      return out->size() < max;
     }));
   }
   return Status::OK();
+}
+
+namespace {
+
+// The (source, destination) key bases of a move's current phase (layout.h, MoveRecord).
+std::pair<std::string, std::string> MoveBases(const MoveRecord& m) {
+  std::string from = SubtreeBase(m.from), to = SubtreeBase(m.to), stage(kStagingBase);
+  if (!m.exchange) return {from, to};
+  if (m.phase == 0) return {from, stage};
+  if (m.phase == 1) return {to, from};
+  return {stage, to};
+}
+
+}  // namespace
+
+Status FileStore::Impl::FinishMove(MoveRecord m) {
+  for (;;) {
+    const auto [src, dst] = MoveBases(m);
+    const bool last_phase = !m.exchange || m.phase == 2;
+    // The source's children ("\0") then its deeper descendants ("/"), each scanned on from the
+    // last key moved, so no batch scans again over the deletions of the ones before it.
+    std::string after[2];
+    int part = 0;
+    for (;;) {
+      engines::WriteBatch batch;
+      size_t n = 0;
+      while (part < 2 && n < kMoveBatch) {
+        engines::ScanOptions so;
+        so.prefix = src + (part == 0 ? '\0' : '/');
+        so.start_after = after[part];
+        bool full = false;
+        KVFS_RETURN_IF_ERROR(engine->Scan(so, [&](std::string_view key, std::string_view value) {
+          batch.Delete(key);
+          batch.Put(dst + std::string(key.substr(src.size())), value);
+          after[part] = std::string(key);
+          full = ++n == kMoveBatch;
+          return !full;
+        }));
+        if (!full) ++part;
+      }
+      const bool phase_done = part == 2;
+      if (phase_done && last_phase) {
+        batch.Delete(kMoveKey);
+      } else if (phase_done) {
+        MoveRecord next = m;
+        ++next.phase;
+        batch.Put(kMoveKey, EncodeMove(next));
+      }
+      if (!batch.empty()) KVFS_RETURN_IF_ERROR(ApplyBatch(batch));
+      if (phase_done) break;
+    }
+    if (last_phase) return Status::OK();
+    ++m.phase;
+  }
 }
 
 Status FileStore::Impl::MoveSubtree(const NodeRecords& nodes, const std::string& from,

@@ -11,7 +11,8 @@
 // whatever reads or writes a node by its path must keep that path from moving meanwhile:
 //
 //   ns_mu      the namespace lock. Exclusive: every change of a name (create, mkdir, symlink,
-//              mknod, link, unlink, rmdir, rename), and with it the id allocator and the
+//              mknod, link, unlink, rmdir, rename: a big directory's from its first batch to
+//              the last of its move, FinishMove), and with it the id allocator and the
 //              parents' times and link counts. Shared: everything else that finds a node by
 //              its id or name (lookup, getattr, readdir, read, write, setattr, fallocate, seek,
 //              xattrs, an events store's appends).
@@ -296,13 +297,26 @@ struct FileStore::Impl {
   ~Impl() { StopReclaimer(); }
 
   // --- subtrees (file_store_impl.cc) ---
-  // Every node at or below `path` (which must be a directory), as (key, value).
-  Status CollectSubtree(const std::string& path, internal::NodeRecords* out);
+  // The nodes below `path` (which must be a directory), as (key, value), in key order: all of
+  // them, or the first `max` (a caller that only moves small subtrees in one batch asks for
+  // kMoveBatch + 1 to learn whether this one is small).
+  Status CollectSubtree(const std::string& path, internal::NodeRecords* out, size_t max = SIZE_MAX);
   // Moves the nodes below `from` (a directory) to below `to` in `batch`: deletes first, so an
   // exchange's puts land after both subtrees' deletes.
   Status MoveSubtree(const internal::NodeRecords& nodes, const std::string& from,
                      const std::string& to, internal::NodeRecords* puts,
                      engines::WriteBatch* batch);
+  // A directory rename too big for one batch, after its first batch (the move record, the top
+  // directories' own nodes, the parents): the descendants of each phase (layout.h, MoveRecord)
+  // move in batches of at most kMoveBatch nodes, each deleting their old keys and putting the
+  // new ones; a phase's last batch writes the next phase into the record, the last of all
+  // deletes it. Every batch is idempotent and the record says what is left, so a move a crash
+  // cut short resumes from the record (Open). Memory: one batch.
+  Status FinishMove(MoveRecord m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(ns_mu);
+  // Set when a move's later batch failed: the engine holds a half-moved tree, which the next
+  // writable open finishes from the record. Until then every Load answers this (EIO), so the
+  // half-moved tree is never shown.
+  Status move_error ABSL_GUARDED_BY(ns_mu);
 
   // --- file data (file_store_chunks.cc) ---
   // Every chunk key of file `id` from chunk `first` on, found by a scan (sparse files have few).

@@ -94,6 +94,43 @@ std::string SubtreePrefix(std::string_view dir_path) {
   return key;
 }
 
+std::string SubtreeBase(std::string_view dir_path) { return "M" + std::string(dir_path); }
+
+namespace {
+constexpr uint8_t kMoveVersion = 1;
+constexpr uint8_t kMoveRename = 1;
+constexpr uint8_t kMoveExchange = 2;
+}  // namespace
+
+std::string EncodeMove(const MoveRecord& m) {
+  std::string out;
+  out.push_back(static_cast<char>(kMoveVersion));
+  out.push_back(static_cast<char>(m.exchange ? kMoveExchange : kMoveRename));
+  out.push_back(static_cast<char>(m.phase));
+  PutFixed(&out, m.from.size(), 4);
+  out.append(m.from);
+  PutFixed(&out, m.to.size(), 4);
+  out.append(m.to);
+  return out;
+}
+
+Result<MoveRecord> DecodeMove(std::string_view value) {
+  Reader r(value);
+  const uint64_t version = r.Fixed(1);
+  const uint64_t kind = r.Fixed(1);
+  MoveRecord m;
+  m.phase = static_cast<uint8_t>(r.Fixed(1));
+  m.from = std::string(r.Bytes(r.Fixed(4)));
+  m.to = std::string(r.Bytes(r.Fixed(4)));
+  if (r.bad() || r.left() != 0 || version != kMoveVersion ||
+      (kind != kMoveRename && kind != kMoveExchange) || m.from.empty() || m.to.empty() ||
+      m.phase > (kind == kMoveExchange ? 2 : 0)) {
+    return Status::Corruption("key Y: malformed move record '" + EscapeKey(value) + "'");
+  }
+  m.exchange = kind == kMoveExchange;
+  return m;
+}
+
 std::string EncodeU64(uint64_t v) {
   std::string out(8, '\0');
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(v >> (56 - 8 * i));

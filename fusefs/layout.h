@@ -30,14 +30,26 @@
 //   "X" <id: 8 bytes BE> <name>          extended attribute <name> of file <id>: its value, as
 //                                        is; keyed by id, so every name of a file (hard links)
 //                                        shares them and a rename moves none
+//   "Y"                                  move record: a directory rename too big for one
+//                                        batch is under way (MoveRecord below); at most one.
+//                                        Written in the rename's first batch with the top
+//                                        directory's own move; the descendants then move in
+//                                        batches of at most kMoveBatch nodes, the last one
+//                                        deleting it. A writable open finishes a move a crash
+//                                        cut short before anything else; read-only opens
+//                                        refuse the store until then (docs/decisions.md)
+//   "Y" <rest>  (<rest> starts "\0" or "/") a node staged by a directory exchange: the node
+//                                        whose key was "M" <dir> <rest>, parked while the other
+//                                        directory's subtree takes its place
 //   "V"                                  layout format version ("kvfs-layout 3"; a store of
 //                                        layout 1 or 2 is rewritten to 3 by its first writable
 //                                        open)
 //
 // Why paths and not parent ids in node keys: a key IS the path (the engine's keys read as the
 // tree), listing a directory is one prefix scan, and lookups need no id->path index on disk.
-// The price: renaming a directory rewrites the node of everything below it (one atomic batch);
-// file data is keyed by the immutable file id, so it never moves.
+// The price: renaming a directory rewrites the node of everything below it (one batch up to
+// kMoveBatch descendants, else the bounded batches of a move record, "Y"); file data and xattrs
+// are keyed by the immutable file id, so they never move.
 //
 // The children of directory P are exactly the keys with prefix "M" P "\0" (names contain
 // neither '/' nor NUL); its whole subtree is that prefix plus prefix "M" P "/".
@@ -175,6 +187,30 @@ std::string XattrPrefix(uint64_t id);                      // "X" <id>
 inline constexpr std::string_view kXattrPrefix = "X";
 // The file id of an xattr key; InvalidArgument if `key` is none.
 Result<uint64_t> IdOfXattrKey(std::string_view key);
+// A directory rename moves at most this many descendants' nodes per batch (a delete and a put
+// each): a subtree of at most kMoveBatch nodes moves in the rename's one batch, a bigger one
+// through a move record ("Y") in batches of at most 2 * kMoveBatch + 1 entries.
+inline constexpr size_t kMoveBatch = 512;
+inline constexpr std::string_view kMoveKey = "Y";
+// The key base of the nodes an exchange parks: "Y" <rest> (layout.h's key list).
+inline constexpr std::string_view kStagingBase = "Y";
+// A move under way: the descendants of the directory whose node key base is "M" <from> go to
+// base "M" <to>; an exchange of two directories is three such moves, `phase` the one under
+// way: 0 from's descendants to the staging base, 1 to's to from's base, 2 the staged ones to
+// to's base. A rename has phase 0 only.
+struct MoveRecord {
+  bool exchange = false;
+  uint8_t phase = 0;
+  std::string from;  // store paths, as NodeKey takes them (never "", the root)
+  std::string to;
+  bool operator==(const MoveRecord&) const = default;
+};
+std::string EncodeMove(const MoveRecord& m);
+// Corruption on any malformed input (version, kind, phase, lengths, an empty path).
+Result<MoveRecord> DecodeMove(std::string_view value);
+// The key base of a directory's descendants: "M" <dir>; its subtree is that base followed by
+// "\0" (children) or "/" (deeper).
+std::string SubtreeBase(std::string_view dir_path);
 // A file has at most this many names (ext4's EXT4_LINK_MAX); link(2) past it is EMLINK.
 inline constexpr uint32_t kMaxLinks = 65000;
 inline constexpr std::string_view kOrphanPrefix = "O";

@@ -1550,6 +1550,10 @@ class BatchCountingEngine final : public engines::Engine {
   std::string_view name() const override { return inner_->name(); }
   Result<std::string> Get(std::string_view key) override { return inner_->Get(key); }
   Status Apply(const engines::WriteBatch& batch) override {
+    if (fail_in_ > 0 && --fail_in_ == 0) {
+      fail_in_ = 1;  // and every later one
+      return Status::IOError("injected: the disk failed");
+    }
     Raise(&largest_, batch.count());
     if (std::this_thread::get_id() == caller_) Raise(&largest_of_caller_, batch.count());
     return inner_->Apply(batch);
@@ -1565,6 +1569,8 @@ class BatchCountingEngine final : public engines::Engine {
   }
   Status Sync(engines::SyncKind kind) override { return inner_->Sync(kind); }
   Status Compact() override { return inner_->Compact(); }
+  // The n-th Apply from now, and every one after it, fails (EIO) and changes nothing.
+  void FailApplyFrom(uint64_t n) { fail_in_ = n; }
   engines::EngineStats stats() const override { return inner_->stats(); }
   Status Close() override { return inner_->Close(); }
   // The largest batch since the last call, in entries: of every thread, or only of the thread
@@ -1599,6 +1605,7 @@ class BatchCountingEngine final : public engines::Engine {
   std::condition_variable hold_cv_;
   bool hold_ = false;
   bool fail_ = false;
+  std::atomic<uint64_t> fail_in_{0};
 };
 
 // Unlink of a file of 3000 chunks is one batch of a few keys whatever the file holds (the name,
@@ -2021,6 +2028,207 @@ TEST_P(FileStoreTruncateTest, ConcurrentWritesTruncatesAndTheReclaimerLoseNothin
 INSTANTIATE_TEST_SUITE_P(AllEngines, FileStoreTruncateTest,
                          testing::ValuesIn(engines::FileEngineNames()),
                          [](const auto& info) { return info.param; });
+
+// Everything below directory `dir` (a path), rendered by path relative to it: type, id, link
+// count, data or target, xattrs; so two renders are equal iff the same files are there with the
+// same contents and attributes.
+std::map<std::string, std::string> Render(FileStore& st, const std::string& dir) {
+  std::map<std::string, std::string> out;
+  std::vector<std::pair<std::string, uint64_t>> todo{{"", st.Resolve(dir)->id}};
+  while (!todo.empty()) {
+    auto [rel, id] = todo.back();
+    todo.pop_back();
+    std::vector<DirEntry> entries;
+    EXPECT_OK(st.ReadDir(id, "", false, [&](const DirEntry& e) {
+      entries.push_back(e);
+      return true;
+    }));
+    for (const DirEntry& e : entries) {
+      const std::string path = JoinPath(rel, e.name);
+      auto a = st.Lookup(id, e.name);
+      EXPECT_OK(a.status());
+      if (!a.ok()) continue;
+      std::string& r = out[path];
+      r = std::to_string(static_cast<int>(a->type)) + " id " + std::to_string(a->id) + " nlink " +
+          std::to_string(a->nlink) + " mode " + std::to_string(a->mode);
+      if (a->type == NodeType::kDirectory) todo.emplace_back(path, a->id);
+      if (a->type == NodeType::kSymlink) r += " -> " + *st.ReadLink(a->id);
+      if (a->type == NodeType::kFile) r += " data " + *st.Read(a->id, 0, a->size + 1);
+      auto names = st.ListXattr(a->id);
+      EXPECT_OK(names.status());
+      if (names.ok()) {
+        for (const std::string& x : *names) r += " " + x + "=" + *st.GetXattr(a->id, x);
+      }
+    }
+  }
+  return out;
+}
+
+// A directory of about 5000 descendants (nested) renamed, over an empty directory, exchanged
+// with another big one: no batch past 2 * kMoveBatch + 1 entries (a delete and a put per node,
+// and the move record), every descendant at its new path with its data, attributes, xattrs and
+// hard links, none left at the old one, no move record or parked node left; ids the kernel
+// holds follow; RENAME_NOREPLACE and a move into itself still refused; all of it after a
+// reopen too. A small directory still moves in one batch with no record.
+TEST_P(FileStoreTest, RenamingABigDirectoryMovesItInBoundedBatches) {
+  BatchCountingEngine* counting = nullptr;
+  auto open = [&]() -> Result<std::unique_ptr<FileStore>> {
+    engines::EngineOptions o;
+    o.segment_size = 4 << 20;
+    o.background_work = false;
+    KVFS_ASSIGN_OR_RETURN(auto engine, engines::OpenEngine(GetParam(), &fs_, kDir, o));
+    auto wrapped = std::make_unique<BatchCountingEngine>(std::move(engine));
+    counting = wrapped.get();
+    return FileStore::Open(std::move(wrapped), FileStoreOptions{});
+  };
+  ASSERT_OK_AND_ASSIGN(auto st, open());
+  // big/aA/bB/fF: 10 + 100 directories, 4800 files; some with chunks, some with xattrs, a
+  // symlink, a hard link inside the tree and one from outside it.
+  ASSERT_OK_AND_ASSIGN(Attr big, st->Mkdir(kRootId, "big", 0755, kUser));
+  Attr held_file, held_dir;
+  for (int a = 0; a < 10; ++a) {
+    ASSERT_OK_AND_ASSIGN(Attr da, st->Mkdir(big.id, "a" + std::to_string(a), 0755, kUser));
+    for (int b = 0; b < 10; ++b) {
+      ASSERT_OK_AND_ASSIGN(Attr db, st->Mkdir(da.id, "b" + std::to_string(b), 0755, kUser));
+      for (int f = 0; f < 48; ++f) {
+        const std::string name = "f" + std::to_string(f);
+        ASSERT_OK_AND_ASSIGN(Attr file, st->Create(db.id, name, 0640, kUser));
+        const std::string data = (a * 100 + b * 10 + f) % 97 == 0
+                                     ? std::string(3 * kChunkSize + 5, static_cast<char>('a' + f))
+                                     : name + "@" + std::to_string(a) + std::to_string(b);
+        ASSERT_OK(st->Write(file.id, 0, data).status());
+        if (f % 13 == 0) ASSERT_OK(st->SetXattr(file.id, "user.t", data.substr(0, 8), 0));
+        if (a == 3 && b == 4 && f == 5) {
+          held_file = file;
+        } else {
+          st->Forget(file.id, 1);
+        }
+      }
+      if (a == 3 && b == 4) {
+        held_dir = db;
+      } else {
+        st->Forget(db.id, 1);
+      }
+    }
+  }
+  ASSERT_OK(st->Symlink(big.id, "sym", "a0/b0/f0", kUser));
+  ASSERT_OK_AND_ASSIGN(Attr linked, st->Resolve("big/a1/b1/f1"));
+  ASSERT_OK(st->Link(linked.id, big.id, "inner-link"));
+  ASSERT_OK(st->Link(linked.id, kRootId, "outer-link"));
+  ASSERT_OK_AND_ASSIGN(Attr dst, st->Mkdir(kRootId, "dst", 0755, kUser));
+  ASSERT_OK(st->Mkdir(dst.id, "empty", 0755, kUser));
+  const auto before = Render(*st, "big");
+  ASSERT_EQ(before.size(), 4912u);
+  auto no_leftovers = [&](const std::string& old) {
+    EXPECT_EQ(ErrnoOf(st->Resolve(old).status()), ENOENT);
+    EXPECT_EQ(CountKeys(*st, ChildrenPrefix(old)), 0u);
+    EXPECT_EQ(CountKeys(*st, SubtreePrefix(old)), 0u);
+    EXPECT_EQ(CountKeys(*st, std::string(kMoveKey)), 0u) << "a move record or a parked node";
+  };
+
+  // Over an empty directory.
+  counting->TakeLargestOfCaller();
+  ASSERT_OK(st->Rename(kRootId, "big", dst.id, "empty", 0));
+  EXPECT_LE(counting->TakeLargestOfCaller(), 2 * kMoveBatch + 1) << "a batch grows with the tree";
+  EXPECT_EQ(Render(*st, "dst/empty"), before);
+  no_leftovers("big");
+  ASSERT_OK_AND_ASSIGN(Attr outer, st->Resolve("outer-link"));
+  EXPECT_EQ(outer.nlink, 3u);
+  EXPECT_EQ(ReadAll(*st, outer.id), "f1@11");
+  // Held ids follow the move: the file reads, the directory takes a new name where it now is.
+  EXPECT_EQ(ReadAll(*st, held_file.id), "f5@34");
+  ASSERT_OK(st->Create(held_dir.id, "new", 0644, kUser));
+  ASSERT_OK(st->Resolve("dst/empty/a3/b4/new"));
+  ASSERT_OK(st->Unlink(held_dir.id, "new"));
+  // Refusals keep their errnos.
+  ASSERT_OK_AND_ASSIGN(Attr moved, st->Resolve("dst/empty"));
+  ASSERT_OK(st->Mkdir(kRootId, "other", 0755, kUser));
+  EXPECT_EQ(ErrnoOf(st->Rename(dst.id, "empty", kRootId, "other", FileStore::kRenameNoReplace)),
+            EEXIST);
+  EXPECT_EQ(ErrnoOf(st->Rename(kRootId, "dst", held_dir.id, "loop", 0)), EINVAL);
+  EXPECT_EQ(Render(*st, "dst/empty"), before);
+
+  // Exchanged with another big directory (600 files): each subtree wholly in the other's place.
+  ASSERT_OK_AND_ASSIGN(Attr other, st->Resolve("other"));
+  for (int f = 0; f < 600; ++f) {
+    ASSERT_OK_AND_ASSIGN(Attr file, st->Create(other.id, "o" + std::to_string(f), 0600, kUser));
+    ASSERT_OK(st->Write(file.id, 0, "o" + std::to_string(f)).status());
+    st->Forget(file.id, 1);
+  }
+  const auto other_before = Render(*st, "other");
+  counting->TakeLargestOfCaller();
+  ASSERT_OK(st->Rename(dst.id, "empty", kRootId, "other", FileStore::kRenameExchange));
+  EXPECT_LE(counting->TakeLargestOfCaller(), 2 * kMoveBatch + 1);
+  EXPECT_EQ(Render(*st, "other"), before);
+  EXPECT_EQ(Render(*st, "dst/empty"), other_before);
+  EXPECT_EQ(CountKeys(*st, std::string(kMoveKey)), 0u);
+  EXPECT_EQ(st->Resolve("other")->id, moved.id);
+  EXPECT_EQ(ReadAll(*st, held_file.id), "f5@34");
+
+  // A small directory: one batch, no record.
+  ASSERT_OK_AND_ASSIGN(Attr small, st->Mkdir(kRootId, "small", 0755, kUser));
+  for (int f = 0; f < 20; ++f) ASSERT_OK(st->Create(small.id, std::to_string(f), 0644, kUser));
+  const uint64_t batches = st->engine()->stats().batches;
+  ASSERT_OK(st->Rename(kRootId, "small", dst.id, "small", 0));
+  EXPECT_EQ(st->engine()->stats().batches, batches + 1);
+  EXPECT_EQ(List(*st, st->Resolve("dst/small")->id).size(), 20u);
+
+  // All of it in the store, not only in memory.
+  ASSERT_OK(st->Close());
+  ASSERT_OK_AND_ASSIGN(st, open());
+  EXPECT_EQ(Render(*st, "other"), before);
+  EXPECT_EQ(Render(*st, "dst/empty"), other_before);
+  no_leftovers("big");
+  EXPECT_EQ(ReadAll(*st, st->Resolve("outer-link")->id), "f1@11");
+}
+
+// A big rename whose move fails half-way (the engine fails a batch after the first and one of
+// the move's are in): the rename answers EIO, and so does every later operation that would see
+// the half-moved tree, naming the rename; nothing is retried. The next open finishes the move
+// from its record: every file at the new path, none at the old.
+TEST_P(FileStoreTest, ABigRenameFailingHalfWayAnswersEioUntilTheNextOpenFinishesIt) {
+  constexpr int kFiles = 1200;
+  BatchCountingEngine* failing = nullptr;
+  auto open = [&]() -> Result<std::unique_ptr<FileStore>> {
+    engines::EngineOptions o;
+    o.background_work = false;
+    KVFS_ASSIGN_OR_RETURN(auto engine, engines::OpenEngine(GetParam(), &fs_, kDir, o));
+    auto wrapped = std::make_unique<BatchCountingEngine>(std::move(engine));
+    failing = wrapped.get();
+    return FileStore::Open(std::move(wrapped), FileStoreOptions{});
+  };
+  {
+    ASSERT_OK_AND_ASSIGN(auto st, open());
+    ASSERT_OK_AND_ASSIGN(Attr big, st->Mkdir(kRootId, "big", 0755, kUser));
+    for (int f = 0; f < kFiles; ++f) {
+      ASSERT_OK_AND_ASSIGN(Attr file, st->Create(big.id, std::to_string(f), 0644, kUser));
+      ASSERT_OK(st->Write(file.id, 0, "data " + std::to_string(f)).status());
+      st->Forget(file.id, 1);
+    }
+    failing->FailApplyFrom(3);  // the rename's first batch and the move's first land
+    Status renamed = st->Rename(kRootId, "big", kRootId, "moved", 0);
+    EXPECT_EQ(ErrnoOf(renamed), EIO) << renamed.ToString();
+    failing->FailApplyFrom(0);
+    std::vector<Status> later;
+    later.push_back(st->GetAttr(kRootId).status());
+    later.push_back(st->Lookup(kRootId, "moved").status());
+    later.push_back(st->ReadDir(kRootId, "", false, [](const DirEntry&) { return true; }));
+    later.push_back(st->Create(kRootId, "x", 0644, kUser).status());
+    for (const Status& s : later) {
+      EXPECT_EQ(ErrnoOf(s), EIO) << s.ToString();
+      EXPECT_NE(s.message().find("rename of /big to /moved"), std::string::npos) << s.ToString();
+    }
+    ASSERT_OK(st->Close());
+  }
+  ASSERT_OK_AND_ASSIGN(auto st, open());
+  EXPECT_EQ(ErrnoOf(st->Resolve("big").status()), ENOENT);
+  ASSERT_OK_AND_ASSIGN(Attr moved, st->Resolve("moved"));
+  EXPECT_EQ(List(*st, moved.id).size(), static_cast<size_t>(kFiles));
+  ASSERT_OK_AND_ASSIGN(Attr last, st->Resolve("moved/" + std::to_string(kFiles - 1)));
+  EXPECT_EQ(ReadAll(*st, last.id), "data " + std::to_string(kFiles - 1));
+  EXPECT_EQ(CountKeys(*st, ChildrenPrefix("big")), 0u);
+  EXPECT_EQ(CountKeys(*st, std::string(kMoveKey)), 0u);
+}
 
 INSTANTIATE_TEST_SUITE_P(AllEngines, FileStoreTest, testing::ValuesIn(engines::FileEngineNames()),
                          [](const auto& info) { return info.param; });

@@ -1405,6 +1405,34 @@ TEST_P(MountTest, OpenFilesFollowRenamesOfTheirDirectories) {
   EXPECT_EQ(ReadFile(m().At("p/qf")), "Q");
 }
 
+// mv of a directory of 3006 entries, more than one batch of a directory move (kMoveBatch), so it
+// moves behind a move record in bounded batches: every entry at the new path with its content,
+// none at the old; a file held open inside keeps writing to its file; the same after a remount.
+TEST_P(MountTest, MvOfABigDirectoryMovesEveryEntry) {
+  ASSERT_TRUE(m().Mount());
+  const CmdResult made =
+      Sh("cd " + Quote(m().At("")) +
+         " && mkdir big && for d in 0 1 2 3 4 5; do mkdir big/d$d; i=0; while [ $i -lt 500 ]; do "
+         "echo $d-$i > big/d$d/f$i; i=$((i+1)); done; done");
+  ASSERT_EQ(made.exit_code, 0) << made.Describe();
+  Fd fd = Open(m().At("big/d3/f7"), O_RDWR);
+  ASSERT_TRUE(fd.ok());
+  const CmdResult mv = Sh("mv " + Quote(m().At("big")) + " " + Quote(m().At("moved")));
+  ASSERT_EQ(mv.exit_code, 0) << mv.Describe();
+  EXPECT_FALSE(fs::exists(m().At("big")));
+  EXPECT_TRUE(PwriteAll(fd.get(), "X", 0));
+  fd.Reset();
+  auto check = [&] {
+    const CmdResult n = Sh("cd " + Quote(m().At("moved")) + " && find . | wc -l && cat d5/f499");
+    EXPECT_EQ(n.output, "3007\n5-499\n") << n.Describe();  // ".", 6 directories, 3000 files
+    EXPECT_EQ(ReadFile(m().At("moved/d3/f7")), "X-7\n");
+    EXPECT_FALSE(fs::exists(m().At("big")));
+  };
+  check();
+  ASSERT_TRUE(m().Remount());
+  check();
+}
+
 TEST_P(MountTest, TimestampsFollowChangesAndKeepNanoseconds) {
   ASSERT_TRUE(m().Mount());
   const std::string f = m().At("f"), d = m().At("d");
