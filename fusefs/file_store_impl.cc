@@ -707,7 +707,9 @@ std::pair<std::string, std::string> MoveBases(const MoveRecord& m) {
 
 Status FileStore::Impl::FinishMove(MoveRecord m) {
   for (;;) {
-    const auto [src, dst] = MoveBases(m);
+    const std::pair<std::string, std::string> bases = MoveBases(m);
+    const std::string& src = bases.first;
+    const std::string& dst = bases.second;
     const bool last_phase = !m.exchange || m.phase == 2;
     // The source's children ("\0") then its deeper descendants ("/"), each scanned on from the
     // last key moved, so no batch scans again over the deletions of the ones before it.
