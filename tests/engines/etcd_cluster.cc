@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
@@ -53,12 +54,14 @@ size_t Append(char* data, size_t size, size_t n, void* out) {
   return size * n;
 }
 
-// GET url, the body if the answer is 200 within `timeout`.
-Result<std::string> Get(const std::string& url, std::chrono::milliseconds timeout) {
+// GET url (POST `post` if not null), the body if the answer is 200 within `timeout`.
+Result<std::string> Get(const std::string& url, std::chrono::milliseconds timeout,
+                        const char* post = nullptr) {
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return Status::IOError("curl_easy_init");
   std::string body;
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  if (post != nullptr) curl_easy_setopt(curl, CURLOPT_POSTFIELDS, post);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Append);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
@@ -164,6 +167,9 @@ Status EtcdCluster::Spawn(int i, bool existing) {
     ::dup2(log, 2);
     const int null = ::open("/dev/null", O_RDONLY);
     if (null >= 0) ::dup2(null, 0);
+    // Nothing else of the test's: a file it holds open in a mount would keep the mount busy
+    // for as long as the member lives.
+    ::close_range(3, ~0U, 0);
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }
@@ -228,6 +234,21 @@ void EtcdCluster::Stop() {
     std::filesystem::remove_all(dir_, ec);
     dir_.clear();
   }
+}
+
+Result<int> EtcdCluster::Leader() const {
+  for (int i = 0; i < size(); ++i) {
+    if (!running(i)) continue;
+    auto body = Get(members_[i].client_url + "/v3/maintenance/status",
+                    std::chrono::milliseconds(5000), "{}");
+    if (!body.ok()) continue;
+    const nlohmann::json j = nlohmann::json::parse(*body, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("leader") && j.contains("header") &&
+        j["header"].value("member_id", nlohmann::json()) == j["leader"]) {
+      return i;
+    }
+  }
+  return Status::IOError("no running member leads the cluster");
 }
 
 std::string EtcdCluster::endpoints() const {

@@ -53,6 +53,9 @@ class EtcdCluster {
   Status WaitHealthy(int i, std::chrono::milliseconds deadline = std::chrono::seconds(30));
   // Kills every running member and removes the temporary directory.
   void Stop();
+  // The running member that leads the cluster now, asked through each member's
+  // /v3/maintenance/status; kIOError if none does.
+  Result<int> Leader() const;
 
   int size() const { return static_cast<int>(members_.size()); }
   bool running(int i) const { return members_[i].pid > 0; }

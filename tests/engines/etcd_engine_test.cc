@@ -468,19 +468,6 @@ TEST_F(EtcdFaultTest, AMemberThatNeverAnswersIsLeftWithinTheDeadline) {
   ASSERT_OK(cluster.WaitHealthy(0));
 }
 
-// The member that leads the cluster now, asked through each member's maintenance status.
-Result<int> Leader(const test::EtcdCluster& cluster) {
-  for (int i = 0; i < cluster.size(); ++i) {
-    if (!cluster.running(i)) continue;
-    etcd::EtcdClient client(etcd::ClientSettings{{cluster.client_url(i)}, std::chrono::seconds(5)});
-    KVFS_ASSIGN_OR_RETURN(std::string body,
-                          client.Call("/v3/maintenance/status", "{}", /*is_write=*/false));
-    const nlohmann::json j = nlohmann::json::parse(body);
-    if (j.contains("leader") && j["header"]["member_id"] == j["leader"]) return i;
-  }
-  return Status::IOError("no member leads");
-}
-
 // Quorum lost (the leader and a follower killed; the follower left forwards proposals to no
 // leader, so none reaches a raft log): the write is EIO within the timeout, its outcome
 // unknown to the engine. Until the cluster answers again, a sync is EIO (it would otherwise
@@ -495,7 +482,7 @@ TEST_F(EtcdFaultTest, QuorumLostFailsWritesWithEIOWithinTheTimeoutAndTheyResumeW
   const EngineOptions options = EtcdOptions(cluster.endpoints(), "q/", kTimeoutMs);
   ASSERT_OK_AND_ASSIGN(auto e, OpenEngine("etcd", &fs_, "/s", options));
   ASSERT_OK(e->Put("before", "1"));
-  ASSERT_OK_AND_ASSIGN(const int leader, Leader(cluster));
+  ASSERT_OK_AND_ASSIGN(const int leader, cluster.Leader());
   const int follower = (leader + 1) % 3;
   cluster.Kill(leader);
   cluster.Kill(follower);
@@ -556,7 +543,7 @@ TEST_F(EtcdFaultTest, AWriteThatAppliedAfterItsEIOStopsTheStoreUntilReopened) {
   const EngineOptions options = EtcdOptions(cluster.endpoints(), "q/", kTimeoutMs);
   ASSERT_OK_AND_ASSIGN(auto e, OpenEngine("etcd", &fs_, "/s", options));
   ASSERT_OK(e->Put("before", "1"));
-  ASSERT_OK_AND_ASSIGN(const int leader, Leader(cluster));
+  ASSERT_OK_AND_ASSIGN(const int leader, cluster.Leader());
   const int f1 = (leader + 1) % 3;
   const int f2 = (leader + 2) % 3;
   cluster.Kill(f1);
