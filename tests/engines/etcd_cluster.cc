@@ -1,5 +1,6 @@
 #include "tests/engines/etcd_cluster.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -22,12 +23,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// `n` distinct ports free on 127.0.0.1 now: each bound to port 0 and held until all are chosen.
-Result<std::vector<int>> FreePorts(int n) {
+// The loopback address of member i: 127.0.0.1, .2, .3, ... (Linux routes all of 127/8 to lo).
+std::string MemberHost(int i) { return "127.0.0." + std::to_string(i + 1); }
+
+// `n` distinct ports free on `host` now: each bound to port 0 and held until all are chosen.
+Result<std::vector<int>> FreePorts(const std::string& host, int n) {
   std::vector<int> fds, ports;
   Status s;
   for (int i = 0; i < n && s.ok(); ++i) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
       s = Status::FromErrno(errno, "socket");
       break;
@@ -35,11 +39,11 @@ Result<std::vector<int>> FreePorts(int n) {
     fds.push_back(fd);
     sockaddr_in a{};
     a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof(a);
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+    if (::inet_pton(AF_INET, host.c_str(), &a.sin_addr) != 1 ||
+        ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
         ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      s = Status::FromErrno(errno, "bind 127.0.0.1:0");
+      s = Status::FromErrno(errno, "bind " + host + ":0");
       break;
     }
     ports.push_back(ntohs(a.sin_port));
@@ -101,7 +105,6 @@ Status EtcdCluster::Start(const EtcdClusterOptions& options) {
   dir_ = tmpl;
   token_ = "kvfs-test-" + std::to_string(::getpid()) + "-" +
            std::to_string(Clock::now().time_since_epoch().count());
-  KVFS_ASSIGN_OR_RETURN(std::vector<int> ports, FreePorts(2 * options.members));
   members_.clear();
   initial_cluster_.clear();
   for (int i = 0; i < options.members; ++i) {
@@ -109,9 +112,10 @@ Status EtcdCluster::Start(const EtcdClusterOptions& options) {
     m.name = "m" + std::to_string(i);
     m.data_dir = dir_ + "/" + m.name + ".etcd";
     m.log = dir_ + "/" + m.name + ".log";
-    const size_t at = 2 * static_cast<size_t>(i);
-    m.client_url = "http://127.0.0.1:" + std::to_string(ports[at]);
-    m.peer_url = "http://127.0.0.1:" + std::to_string(ports[at + 1]);
+    const std::string host = MemberHost(i);
+    KVFS_ASSIGN_OR_RETURN(std::vector<int> ports, FreePorts(host, 2));
+    m.client_url = "http://" + host + ":" + std::to_string(ports[0]);
+    m.peer_url = "http://" + host + ":" + std::to_string(ports[1]);
     initial_cluster_ += (i == 0 ? "" : ",") + m.name + "=" + m.peer_url;
     members_.push_back(std::move(m));
   }

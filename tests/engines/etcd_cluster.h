@@ -1,6 +1,7 @@
-// EtcdCluster: a real etcd cluster on loopback for tests: N members, each an `etcd` process on
-// 127.0.0.1 with ports the test picked (free at the time), its own data directory under a
-// private temporary directory, and the members listed in --initial-cluster.
+// EtcdCluster: a real etcd cluster on loopback for tests: N members, member i an `etcd` process
+// on its own loopback address 127.0.0.<i+1> with client and peer ports the test picked there
+// (free at the time), its own data directory under a private temporary directory, and the
+// members listed in --initial-cluster.
 //
 // Start waits for every member's /health to answer {"health":"true"} (a quorum read through it)
 // by polling, with a deadline; Kill / Restart take members down and bring them back (same data
@@ -59,7 +60,7 @@ class EtcdCluster {
 
   int size() const { return static_cast<int>(members_.size()); }
   bool running(int i) const { return members_[i].pid > 0; }
-  // "http://127.0.0.1:P" of member i, and every member's, comma-separated.
+  // "http://127.0.0.<i+1>:P" of member i, and every member's, comma-separated.
   const std::string& client_url(int i) const { return members_[i].client_url; }
   std::string endpoints() const;
   // The directory the members' data and logs live in.

@@ -63,10 +63,25 @@ constexpr char kNoEtcd[] =
         << "the shared etcd cluster did not start: " << SharedCluster::start_status().ToString(); \
   } while (0)
 
-// A key prefix of its own for each test (and `dir`): tests share the cluster, not keys.
+// Counts the tests started in this process: a test run's number, so that a test run again in
+// the same process (--gtest_repeat) on the same shared cluster does not meet its earlier run's
+// keys.
+class TestRuns : public testing::EmptyTestEventListener {
+ public:
+  void OnTestStart(const testing::TestInfo& /*info*/) override { ++started; }
+  static std::atomic<int> started;
+};
+std::atomic<int> TestRuns::started{0};
+const bool kTestRunsListening = [] {
+  testing::UnitTest::GetInstance()->listeners().Append(new TestRuns);
+  return true;
+}();
+
+// A key prefix of its own for each test run (and `dir`): tests share the cluster, not keys.
 std::string TestPrefix(const std::string& dir) {
   const testing::TestInfo* t = testing::UnitTest::GetInstance()->current_test_info();
-  return std::string("kvfs-test/") + t->test_suite_name() + "/" + t->name() + dir + "/";
+  return "kvfs-test/" + std::to_string(TestRuns::started.load()) + "/" + t->test_suite_name() +
+         "/" + t->name() + dir + "/";
 }
 
 EngineOptions EtcdOptions(const std::string& endpoints, const std::string& prefix,
