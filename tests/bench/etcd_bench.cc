@@ -110,9 +110,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "etcd_bench: open: %s\n", engine.status().ToString().c_str());
     return 1;
   }
-  kvfs::engines::etcd::EtcdClient client(
-      {{cluster.client_url(0), cluster.client_url(1), cluster.client_url(2)},
-       std::chrono::milliseconds(5000)});
+  kvfs::engines::etcd::ClientSettings client_settings;
+  client_settings.endpoints = {cluster.client_url(0), cluster.client_url(1), cluster.client_url(2)};
+  client_settings.timeout = std::chrono::milliseconds(5000);
+  kvfs::engines::etcd::EtcdClient client(client_settings);
   const std::string value64 = kvfs::engines::etcd::Base64(value);
 
   std::printf("etcd_bench: 3-member cluster on loopback, %zu-byte values, %.1f s per row\n\n",

@@ -58,13 +58,21 @@ size_t Append(char* data, size_t size, size_t n, void* out) {
   return size * n;
 }
 
-// GET url (POST `post` if not null), the body if the answer is 200 within `timeout`.
+// GET url (POST `post` if not null), the body if the answer is 200 within `timeout`; over TLS
+// with the certificates in `tls_dir` if not empty.
 Result<std::string> Get(const std::string& url, std::chrono::milliseconds timeout,
-                        const char* post = nullptr) {
+                        const char* post = nullptr, const std::string& tls_dir = "") {
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return Status::IOError("curl_easy_init");
   std::string body;
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  const std::string ca = tls_dir + "/ca.pem", cert = tls_dir + "/client.pem",
+                    key = tls_dir + "/client.key";
+  if (!tls_dir.empty()) {
+    curl_easy_setopt(curl, CURLOPT_CAINFO, ca.c_str());
+    curl_easy_setopt(curl, CURLOPT_SSLCERT, cert.c_str());
+    curl_easy_setopt(curl, CURLOPT_SSLKEY, key.c_str());
+  }
   if (post != nullptr) curl_easy_setopt(curl, CURLOPT_POSTFIELDS, post);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Append);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
@@ -79,7 +87,85 @@ Result<std::string> Get(const std::string& url, std::chrono::milliseconds timeou
   return body;
 }
 
+// The binary `name` on PATH, or "".
+std::string OnPath(const std::string& name) {
+  const char* path = std::getenv("PATH");  // NOLINT(concurrency-mt-unsafe)
+  std::stringstream dirs(path != nullptr ? path : "");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    const std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return "";
+}
+
+// Runs argv to its end, its output appended to `log`; OK if it exited 0.
+Status RunTool(std::vector<std::string> args, const std::string& log) {
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) return Status::FromErrno(errno, "fork");
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+    }
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid) return Status::FromErrno(errno, "waitpid");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::ifstream in(log);
+    std::stringstream text;
+    text << in.rdbuf();
+    return Status::IOError(args[0] + " " + args[1] + " failed; its output:\n" + text.str());
+  }
+  return Status::OK();
+}
+
 }  // namespace
+
+Status MakeTestCertificates(const std::string& dir) {
+  const std::string openssl = OnPath("openssl");
+  if (openssl.empty()) {
+    return Status::NotFound("no openssl binary on PATH (scripts/setup-deps installs openssl)");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::IOError("mkdir " + dir + ": " + ec.message());
+  const std::string log = dir + "/openssl.log";
+  const std::string ext = dir + "/san.ext";
+  {
+    std::ofstream out(ext);
+    out << "subjectAltName=IP:127.0.0.1,IP:127.0.0.2,IP:127.0.0.3,IP:127.0.0.4,IP:127.0.0.5,"
+           "IP:127.0.0.6,IP:127.0.0.7,IP:127.0.0.8,IP:127.0.0.9\n";
+    if (!out) return Status::IOError("write " + ext);
+  }
+  // P-256 keys: made in milliseconds.
+  KVFS_RETURN_IF_ERROR(
+      RunTool({openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+               "-nodes", "-keyout", dir + "/ca.key", "-out", dir + "/ca.pem", "-days", "2", "-subj",
+               "/CN=kvfs test CA"},
+              log));
+  for (const char* who : {"server", "client"}) {
+    const std::string base = dir + "/" + who;
+    KVFS_RETURN_IF_ERROR(
+        RunTool({openssl, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                 "-nodes", "-keyout", base + ".key", "-out", base + ".csr", "-subj",
+                 // No CommonName in the client's: with auth on, etcd refuses
+                 // a gateway request whose client certificate has one.
+                 std::string(who) == "client" ? "/O=kvfs test client" : "/CN=kvfs test server"},
+                log));
+    KVFS_RETURN_IF_ERROR(RunTool(
+        {openssl, "x509", "-req", "-in", base + ".csr", "-CA", dir + "/ca.pem", "-CAkey",
+         dir + "/ca.key", "-CAcreateserial", "-out", base + ".pem", "-days", "2", "-extfile", ext},
+        log));
+  }
+  return Status::OK();
+}
 
 std::string EtcdBinary() {
   const char* path = std::getenv("PATH");  // NOLINT(concurrency-mt-unsafe)
@@ -105,6 +191,11 @@ Status EtcdCluster::Start(const EtcdClusterOptions& options) {
   dir_ = tmpl;
   token_ = "kvfs-test-" + std::to_string(::getpid()) + "-" +
            std::to_string(Clock::now().time_since_epoch().count());
+  tls_dir_.clear();
+  if (options.tls) {
+    tls_dir_ = dir_ + "/tls";
+    KVFS_RETURN_IF_ERROR(MakeTestCertificates(tls_dir_));
+  }
   members_.clear();
   initial_cluster_.clear();
   for (int i = 0; i < options.members; ++i) {
@@ -114,7 +205,8 @@ Status EtcdCluster::Start(const EtcdClusterOptions& options) {
     m.log = dir_ + "/" + m.name + ".log";
     const std::string host = MemberHost(i);
     KVFS_ASSIGN_OR_RETURN(std::vector<int> ports, FreePorts(host, 2));
-    m.client_url = "http://" + host + ":" + std::to_string(ports[0]);
+    m.client_url =
+        std::string(options.tls ? "https://" : "http://") + host + ":" + std::to_string(ports[0]);
     m.peer_url = "http://" + host + ":" + std::to_string(ports[1]);
     initial_cluster_ += (i == 0 ? "" : ",") + m.name + "=" + m.peer_url;
     members_.push_back(std::move(m));
@@ -151,6 +243,12 @@ Status EtcdCluster::Spawn(int i, bool existing) {
       "--log-outputs=stderr",
       "--log-level=warn",
   };
+  if (!tls_dir_.empty()) {
+    args.push_back("--cert-file=" + tls_dir_ + "/server.pem");
+    args.push_back("--key-file=" + tls_dir_ + "/server.key");
+    args.push_back("--trusted-ca-file=" + tls_dir_ + "/ca.pem");
+    args.push_back("--client-cert-auth");
+  }
   for (const std::string& f : options_.flags) args.push_back(f);
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
@@ -194,7 +292,8 @@ Status EtcdCluster::WaitHealthy(int i, std::chrono::milliseconds deadline) {
                                LogTail(i));
       }
     }
-    auto body = Get(members_[i].client_url + "/health", std::chrono::milliseconds(1000));
+    auto body =
+        Get(members_[i].client_url + "/health", std::chrono::milliseconds(1000), nullptr, tls_dir_);
     if (body.ok() && body->find("\"health\":\"true\"") != std::string::npos) return Status::OK();
     last = body.ok() ? Status::IOError("unhealthy: " + *body) : body.status();
     if (Clock::now() >= until) break;
@@ -244,7 +343,7 @@ Result<int> EtcdCluster::Leader() const {
   for (int i = 0; i < size(); ++i) {
     if (!running(i)) continue;
     auto body = Get(members_[i].client_url + "/v3/maintenance/status",
-                    std::chrono::milliseconds(5000), "{}");
+                    std::chrono::milliseconds(5000), "{}", tls_dir_);
     if (!body.ok()) continue;
     const nlohmann::json j = nlohmann::json::parse(*body, nullptr, /*allow_exceptions=*/false);
     if (j.is_object() && j.contains("leader") && j.contains("header") &&

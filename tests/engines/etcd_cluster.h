@@ -32,7 +32,16 @@ struct EtcdClusterOptions {
   // Extra flags for every member, e.g. "--quota-backend-bytes=2097152".
   std::vector<std::string> flags;
   std::chrono::milliseconds start_deadline{30000};
+  // Client URLs over TLS (https) with certificates made by `openssl` in the cluster's
+  // directory (MakeTestCertificates), and client certificates required (--client-cert-auth).
+  // Peers talk plain http among themselves.
+  bool tls = false;
 };
+
+// A throwaway CA and, signed by it, a server certificate for 127.0.0.1..127.0.0.9 and a client
+// certificate, made with `openssl` in `dir`: ca.pem, server.pem, server.key, client.pem,
+// client.key (ca.key signs). kNotFound if there is no openssl binary.
+Status MakeTestCertificates(const std::string& dir);
 
 class EtcdCluster {
  public:
@@ -65,6 +74,10 @@ class EtcdCluster {
   std::string endpoints() const;
   // The directory the members' data and logs live in.
   const std::string& dir() const { return dir_; }
+  // With options.tls: the CA, and a client certificate and key it signed ("" without).
+  std::string ca_file() const { return tls_dir_.empty() ? "" : tls_dir_ + "/ca.pem"; }
+  std::string client_cert() const { return tls_dir_.empty() ? "" : tls_dir_ + "/client.pem"; }
+  std::string client_key() const { return tls_dir_.empty() ? "" : tls_dir_ + "/client.key"; }
   // The last lines of member i's log, for failure messages.
   std::string LogTail(int i) const;
 
@@ -77,6 +90,7 @@ class EtcdCluster {
 
   EtcdClusterOptions options_;
   std::string dir_;
+  std::string tls_dir_;  // with options.tls: the certificates
   std::string initial_cluster_;
   std::string token_;
   std::vector<Member> members_;
