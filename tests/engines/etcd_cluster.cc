@@ -1,5 +1,6 @@
 #include "tests/engines/etcd_cluster.h"
 
+#include <absl/strings/escaping.h>
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -337,6 +338,36 @@ void EtcdCluster::Stop() {
     std::filesystem::remove_all(dir_, ec);
     dir_.clear();
   }
+}
+
+Status EtcdCluster::EnableAuth(const std::string& user, const std::string& password,
+                               const std::string& prefix) {
+  std::string end = prefix;
+  while (!end.empty() && static_cast<unsigned char>(end.back()) == 0xff) end.pop_back();
+  if (end.empty()) return Status::InvalidArgument("EnableAuth: a prefix with an end");
+  end.back() = static_cast<char>(static_cast<unsigned char>(end.back()) + 1);
+  using Json = nlohmann::json;
+  const std::pair<const char*, Json> steps[] = {
+      {"/v3/auth/user/add", {{"name", "root"}, {"password", "root-pw"}}},
+      {"/v3/auth/role/add", {{"name", "root"}}},
+      {"/v3/auth/user/grant", {{"user", "root"}, {"role", "root"}}},
+      {"/v3/auth/user/add", {{"name", user}, {"password", password}}},
+      {"/v3/auth/role/add", {{"name", user}}},
+      {"/v3/auth/role/grant",
+       {{"name", user},
+        {"perm",
+         {{"permType", "READWRITE"},
+          {"key", absl::Base64Escape(prefix)},
+          {"range_end", absl::Base64Escape(end)}}}}},
+      {"/v3/auth/user/grant", {{"user", user}, {"role", user}}},
+      {"/v3/auth/enable", Json::object()},
+  };
+  for (const auto& [path, body] : steps) {
+    auto answer = Get(members_[0].client_url + path, std::chrono::milliseconds(10000),
+                      body.dump().c_str(), tls_dir_);
+    if (!answer.ok()) return answer.status().WithContext(std::string("EnableAuth ") + path);
+  }
+  return Status::OK();
 }
 
 Result<int> EtcdCluster::Leader() const {

@@ -63,6 +63,11 @@ class EtcdCluster {
   Status WaitHealthy(int i, std::chrono::milliseconds deadline = std::chrono::seconds(30));
   // Kills every running member and removes the temporary directory.
   void Stop();
+  // etcd auth on: a root user (password "root-pw") with the root role, then `user` with
+  // `password` and a role of its own that may read and write [prefix, prefix's end), then
+  // /v3/auth/enable. From then on every request needs a user's token.
+  Status EnableAuth(const std::string& user, const std::string& password,
+                    const std::string& prefix);
   // The running member that leads the cluster now, asked through each member's
   // /v3/maintenance/status; kIOError if none does.
   Result<int> Leader() const;

@@ -608,7 +608,7 @@ class EtcdSecuredTest : public testing::Test {
     test::EtcdClusterOptions o;
     o.tls = true;
     start_ = cluster_->Start(o);
-    if (start_.ok()) start_ = EnableAuth();
+    if (start_.ok()) start_ = cluster_->EnableAuth("kvfs", "kvfs-pw", "secure/");
   }
   static void TearDownTestSuite() {
     delete cluster_;
@@ -617,36 +617,6 @@ class EtcdSecuredTest : public testing::Test {
   void SetUp() override {
     if (test::EtcdBinary().empty()) GTEST_SKIP() << kNoEtcd;
     ASSERT_OK(start_);
-  }
-
-  // The root user and role, then "kvfs" with READWRITE on ["secure/", "secure0"), then auth on.
-  static Status EnableAuth() {
-    etcd::ClientSettings cs;
-    for (int i = 0; i < cluster_->size(); ++i) cs.endpoints.push_back(cluster_->client_url(i));
-    cs.ca_file = cluster_->ca_file();
-    cs.cert_file = cluster_->client_cert();
-    cs.key_file = cluster_->client_key();
-    etcd::EtcdClient client(cs);
-    const std::pair<const char*, nlohmann::json> steps[] = {
-        {"/v3/auth/user/add", {{"name", "root"}, {"password", "root-pw"}}},
-        {"/v3/auth/role/add", {{"name", "root"}}},
-        {"/v3/auth/user/grant", {{"user", "root"}, {"role", "root"}}},
-        {"/v3/auth/user/add", {{"name", "kvfs"}, {"password", "kvfs-pw"}}},
-        {"/v3/auth/role/add", {{"name", "kvfs"}}},
-        {"/v3/auth/role/grant",
-         {{"name", "kvfs"},
-          {"perm",
-           {{"permType", "READWRITE"},
-            {"key", etcd::Base64("secure/")},
-            {"range_end", etcd::Base64("secure0")}}}}},
-        {"/v3/auth/user/grant", {{"user", "kvfs"}, {"role", "kvfs"}}},
-        {"/v3/auth/enable", nlohmann::json::object()},
-    };
-    for (const auto& [path, body] : steps) {
-      auto answer = client.Call(path, body.dump(), /*is_write=*/true);
-      if (!answer.ok()) return answer.status().WithContext(path);
-    }
-    return Status::OK();
   }
 
   static EngineOptions Secured(const std::string& prefix, const std::string& password,
