@@ -2,10 +2,15 @@
 // several stores, and several kvfs daemons, can share one cluster.
 //
 // Configured by the store's engine options ([store.options] in the config file):
-//   endpoints  = "http://10.0.0.1:2379,http://10.0.0.2:2379"  required: client URLs,
-//   comma-separated prefix     = "kvfs/home/"                                  required: every key
-//   lives under it timeout_ms = "5000"                                        optional:
-//   100..600000, default 5000
+//   endpoints  = "https://10.0.0.1:2379,https://10.0.0.2:2379"   required: client URLs
+//   prefix     = "kvfs/home/"    required: every key of the store lives under it
+//   timeout_ms = "5000"          optional: 100..600000, default 5000
+//   ca_file    = "/etc/kvfs/etcd-ca.pem"   optional (https): the CA the members' certificates
+//                                           are checked against; default the system's
+//   cert_file, key_file          optional (https), both or neither: a client certificate and
+//                                its key, for a cluster started with --client-cert-auth
+//   user, password               optional, both or neither: etcd auth (a token from
+//                                /v3/auth/authenticate, renewed when the cluster forgets it)
 //
 // Mapping onto the Engine contract (engines/engine.h):
 // - Apply is one etcd txn (atomic: whole or not at all), acknowledged once the cluster has
@@ -49,6 +54,11 @@ namespace kvfs::engines::etcd {
 inline constexpr char kEndpointsKey[] = "endpoints";
 inline constexpr char kPrefixKey[] = "prefix";
 inline constexpr char kTimeoutKey[] = "timeout_ms";
+inline constexpr char kCaFileKey[] = "ca_file";
+inline constexpr char kCertFileKey[] = "cert_file";
+inline constexpr char kKeyFileKey[] = "key_file";
+inline constexpr char kUserKey[] = "user";
+inline constexpr char kPasswordKey[] = "password";
 inline constexpr int64_t kDefaultTimeoutMs = 5000;
 inline constexpr int64_t kMinTimeoutMs = 100;
 inline constexpr int64_t kMaxTimeoutMs = 600000;
@@ -57,6 +67,8 @@ struct EtcdSettings {
   std::vector<std::string> endpoints;
   std::string prefix;
   std::chrono::milliseconds timeout{kDefaultTimeoutMs};
+  std::string ca_file, cert_file, key_file;  // TLS; "" = none
+  std::string user, password;                // etcd auth; "" = none
 };
 
 // The option keys the engine takes, for the config's EngineOptionKeys.

@@ -27,16 +27,18 @@ size_t Append(char* data, size_t size, size_t n, void* out) {
 
 // What to do about one attempt's answer.
 enum class Verdict {
-  kDone,       // a definite answer (success or refusal)
-  kNextMember  // transient: try the next endpoint while the deadline allows
+  kDone,        // a definite answer (success or refusal)
+  kNextMember,  // transient: try the next endpoint while the deadline allows
+  kBadToken     // the auth token is unknown to the member (expired): authenticate again
 };
 
 bool Contains(std::string_view text, std::string_view word) {
   return text.find(word) != std::string_view::npos;
 }
 
-// Classifies an error answer of the gateway: {"error": "...", "code": N} (gRPC codes).
-Verdict Classify(const std::string& body, long http, Status* out) {
+// Classifies an error answer of the gateway: {"error": "...", "code": N} (gRPC codes), from
+// `url`.
+Verdict Classify(const std::string& url, const std::string& body, long http, Status* out) {
   std::string message = body;
   int code = -1;
   try {
@@ -47,7 +49,27 @@ Verdict Classify(const std::string& body, long http, Status* out) {
   } catch (const std::exception&) {
     // Not JSON: keep the text.
   }
-  const std::string what = "etcd: " + message + " (HTTP " + std::to_string(http) + ")";
+  const std::string what = "etcd: " + url + ": " + message + " (HTTP " + std::to_string(http) + ")";
+  if (Contains(message, "invalid auth token")) {
+    *out = Status::IOError(what, EACCES);
+    return Verdict::kBadToken;
+  }
+  if (Contains(message, "user name is empty")) {
+    *out = Status::IOError(
+        what + "; the cluster has auth enabled: set the store's user and password", EACCES);
+    return Verdict::kDone;
+  }
+  if (Contains(message, "CommonName of client")) {
+    *out = Status::InvalidArgument(
+        what +
+        "; with auth enabled, etcd's JSON gateway refuses a client certificate that has "
+        "a CommonName: use one without (the user and password say who the client is)");
+    return Verdict::kDone;
+  }
+  if (Contains(message, "authentication failed")) {
+    *out = Status::IOError(what + "; check the store's user and password", EACCES);
+    return Verdict::kDone;
+  }
   if (Contains(message, "database space exceeded")) {
     *out = Status::NoSpace(what +
                            "; the cluster's database quota is full "
@@ -118,7 +140,48 @@ void EtcdClient::ReturnHandle(std::unique_ptr<Handle> h) {
 Result<std::string> EtcdClient::Call(std::string_view path, const std::string& body, bool is_write,
                                      Outcome* outcome) {
   if (outcome != nullptr) *outcome = Outcome::kNotApplied;
-  const auto deadline = Clock::now() + settings_.timeout;
+  const Deadline deadline = Clock::now() + settings_.timeout;
+  if (settings_.user.empty()) {
+    return CallWithToken(path, body, is_write, outcome, "", deadline, nullptr);
+  }
+  KVFS_ASSIGN_OR_RETURN(std::string token, Token("", deadline));
+  bool refused = false;
+  auto answer = CallWithToken(path, body, is_write, outcome, token, deadline, &refused);
+  if (!refused) return answer;
+  // The token expired (its TTL passed, or the members restarted and forgot it): a new one,
+  // and the call again, within the same deadline. The refused attempt applied nothing.
+  KVFS_ASSIGN_OR_RETURN(token, Token(token, deadline));
+  return CallWithToken(path, body, is_write, outcome, token, deadline, nullptr);
+}
+
+Result<std::string> EtcdClient::Token(const std::string& refused, Deadline deadline) {
+  MutexLock lock(&auth_mu_);
+  if (!token_.empty() && token_ != refused) return token_;
+  const nlohmann::json req = {{"name", settings_.user}, {"password", settings_.password}};
+  auto answer = CallWithToken("/v3/auth/authenticate", req.dump(), /*is_write=*/false, nullptr, "",
+                              deadline, nullptr);
+  if (!answer.ok()) {
+    return answer.status().WithContext("etcd: authenticating as user \"" + settings_.user + "\"");
+  }
+  std::string token;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(*answer);
+    if (j.contains("token") && j["token"].is_string()) token = j["token"];
+  } catch (const std::exception&) {
+    // Left empty: refused below.
+  }
+  if (token.empty()) {
+    return Status::IOError("etcd: authenticating as user \"" + settings_.user +
+                           "\": an answer without a token");
+  }
+  token_ = token;
+  return token;
+}
+
+Result<std::string> EtcdClient::CallWithToken(std::string_view path, const std::string& body,
+                                              bool is_write, Outcome* outcome,
+                                              const std::string& token, Deadline deadline,
+                                              bool* token_refused) {
   // An attempt may take a third of the deadline (at least 200 ms), so that a member that
   // accepts connections but never answers (stopped, or cut off from the others) leaves time
   // for the next one.
@@ -148,13 +211,23 @@ Result<std::string> EtcdClient::Call(std::string_view path, const std::string& b
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, ms);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_TCP_NODELAY, 1L);
+    if (!settings_.ca_file.empty())
+      curl_easy_setopt(curl, CURLOPT_CAINFO, settings_.ca_file.c_str());
+    if (!settings_.cert_file.empty()) {
+      curl_easy_setopt(curl, CURLOPT_SSLCERT, settings_.cert_file.c_str());
+      curl_easy_setopt(curl, CURLOPT_SSLKEY, settings_.key_file.c_str());
+    }
+    char error[CURL_ERROR_SIZE] = {0};
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
     // No "Expect: 100-continue" round trip for big bodies.
     struct curl_slist* headers = nullptr;
     headers = curl_slist_append(headers, "Content-Type: application/json");
     headers = curl_slist_append(headers, "Expect:");
+    if (!token.empty()) headers = curl_slist_append(headers, ("Authorization: " + token).c_str());
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     const CURLcode rc = curl_easy_perform(curl);
     curl_slist_free_all(headers);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);
     ++attempts;
     if (rc == CURLE_OK) {
       long http = 0;
@@ -164,15 +237,32 @@ Result<std::string> EtcdClient::Call(std::string_view path, const std::string& b
         ReturnHandle(std::move(handle));
         return response;
       }
-      const Verdict v = Classify(response, http, &last);
-      if (v == Verdict::kDone) {
+      const Verdict v = Classify(url, response, http, &last);
+      if (v == Verdict::kDone || (v == Verdict::kBadToken && token_refused != nullptr)) {
+        if (v == Verdict::kBadToken) *token_refused = true;
         ReturnHandle(std::move(handle));
         return last;
       }
       // A write a member refused for leader trouble may still have been proposed.
       if (is_write && outcome != nullptr) *outcome = Outcome::kUnknown;
+    } else if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
+               rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_CRL_BADFILE) {
+      // TLS that no other attempt mends: the member's certificate is not one the CA file
+      // vouches for, or a file of ours cannot be used. Nothing was sent.
+      std::string files = "ca_file " + (settings_.ca_file.empty() ? std::string("(the system's)")
+                                                                  : settings_.ca_file);
+      if (!settings_.cert_file.empty()) {
+        files += ", cert_file " + settings_.cert_file + ", key_file " + settings_.key_file;
+      }
+      ReturnHandle(std::move(handle));
+      return Status(StatusCode::kIOError,
+                    "etcd: " + url + ": TLS: " + curl_easy_strerror(rc) +
+                        (error[0] != 0 ? std::string(" (") + error + ")" : std::string()) +
+                        "; with " + files,
+                    EIO);
     } else {
-      last = Status::IOError("etcd: " + url + ": " + curl_easy_strerror(rc));
+      last = Status::IOError("etcd: " + url + ": " + curl_easy_strerror(rc) +
+                             (error[0] != 0 ? std::string(" (") + error + ")" : std::string()));
       const bool never_sent = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
                               rc == CURLE_COULDNT_RESOLVE_PROXY;
       if (is_write && !never_sent && outcome != nullptr) *outcome = Outcome::kUnknown;

@@ -3,6 +3,9 @@
 // and one deadline per call. docs/decisions.md says why the gateway and not native gRPC.
 //
 // Every call either answers within its deadline (Settings::timeout) or fails:
+// - TLS trouble that another attempt cannot mend (the member's certificate not trusted by the
+//   CA file, a CA, certificate or key file that cannot be used) is kIOError (EIO) at once,
+//   naming the endpoint and the file;
 // - the cluster answered with a refusal: a request over --max-request-bytes or --max-txn-ops
 //   is EFBIG (kInvalidArgument), nothing applied; "database space exceeded" is kNoSpace
 //   (ENOSPC), which etcd also answers to the txn it applied that crossed the quota; any other
@@ -32,8 +35,15 @@
 namespace kvfs::engines::etcd {
 
 struct ClientSettings {
-  std::vector<std::string> endpoints;  // "http://host:port", at least one
+  std::vector<std::string> endpoints;  // "http://host:port" or "https://...", at least one
   std::chrono::milliseconds timeout{5000};
+  // TLS (https endpoints): the CA file the members' certificates are checked against ("": the
+  // system's), and a client certificate and its key (PEM files) for a cluster that asks for one.
+  std::string ca_file, cert_file, key_file;
+  // etcd auth: with a user, every call carries a token from /v3/auth/authenticate in its
+  // Authorization header; a token the cluster no longer knows (its TTL passed, the members
+  // restarted) is replaced by authenticating again, within the same call's deadline.
+  std::string user, password;
 };
 
 // Whether a failed write may have been applied.
@@ -55,14 +65,26 @@ class EtcdClient {
 
  private:
   struct Handle;
+  using Deadline = std::chrono::steady_clock::time_point;
   std::unique_ptr<Handle> TakeHandle();
   void ReturnHandle(std::unique_ptr<Handle> h);
+  // One call with `token` ("" for none) in its Authorization header, until `deadline`;
+  // *token_refused set if a member refused the token (nothing applied on that attempt).
+  Result<std::string> CallWithToken(std::string_view path, const std::string& body, bool is_write,
+                                    Outcome* outcome, const std::string& token, Deadline deadline,
+                                    bool* token_refused);
+  // The token to use: the current one, or a new one from /v3/auth/authenticate if there is
+  // none or it is still `refused`.
+  Result<std::string> Token(const std::string& refused, Deadline deadline);
 
   const ClientSettings settings_;
   // The endpoint the last successful call used; calls start there.
   std::atomic<size_t> preferred_{0};
   Mutex mu_;
   std::vector<std::unique_ptr<Handle>> idle_ ABSL_GUARDED_BY(mu_);
+  // etcd auth: one authentication at a time; the token it got.
+  Mutex auth_mu_;
+  std::string token_ ABSL_GUARDED_BY(auth_mu_);
 };
 
 // The base64 (standard alphabet, padded) of `bytes`, and back; kInvalidArgument on bad input.

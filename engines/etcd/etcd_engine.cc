@@ -1,8 +1,11 @@
 // The etcd engine (etcd.h): batches as txns, reads as linearizable ranges, through EtcdClient.
 #include <absl/container/flat_hash_map.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -78,7 +81,9 @@ class EtcdEngine final : public Engine {
         dir_(std::move(dir)),
         options_(std::move(options)),
         settings_(std::move(settings)),
-        client_(ClientSettings{settings_.endpoints, settings_.timeout}),
+        client_(ClientSettings{settings_.endpoints, settings_.timeout, settings_.ca_file,
+                               settings_.cert_file, settings_.key_file, settings_.user,
+                               settings_.password}),
         failure_("etcd store " + dir_),
         writer_id_(NewWriterId()) {}
 
@@ -93,8 +98,13 @@ class EtcdEngine final : public Engine {
     if (!answer.ok()) {
       std::string eps;
       for (const std::string& e : settings_.endpoints) eps += (eps.empty() ? "" : ",") + e;
-      return answer.status().WithContext("etcd store " + dir_ + ": cluster " + eps +
-                                         " does not answer");
+      const Status& st = answer.status();
+      const char* why = st.message().find(": TLS: ") != std::string::npos
+                            ? " cannot be reached over TLS"
+                        : st.sys_errno() == EACCES || st.code() == StatusCode::kInvalidArgument
+                            ? " refuses the store"
+                            : " does not answer";
+      return st.WithContext("etcd store " + dir_ + ": cluster " + eps + why);
     }
     KVFS_ASSIGN_OR_RETURN(Json j, ParseAnswer(*answer));
     // The sequence key as it is now: this engine's first write compares against it, and so
@@ -539,15 +549,51 @@ class EtcdEngine final : public Engine {
 
 }  // namespace
 
-std::vector<std::string> OptionKeys() { return {kEndpointsKey, kPrefixKey, kTimeoutKey}; }
+std::vector<std::string> OptionKeys() {
+  return {kEndpointsKey, kPrefixKey,  kTimeoutKey, kCaFileKey,
+          kCertFileKey,  kKeyFileKey, kUserKey,    kPasswordKey};
+}
 
 Result<EtcdSettings> ParseSettings(const std::map<std::string, std::string, std::less<>>& options) {
   EtcdSettings s;
+  const std::vector<std::string> keys = OptionKeys();
   for (const auto& [key, value] : options) {
-    if (key != kEndpointsKey && key != kPrefixKey && key != kTimeoutKey) {
-      return Status::InvalidArgument("etcd engine: unknown option \"" + key +
-                                     "\" (it takes endpoints, prefix, timeout_ms)");
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+      return Status::InvalidArgument(
+          "etcd engine: unknown option \"" + key +
+          "\" (it takes endpoints, prefix, timeout_ms, ca_file, cert_file, key_file, user, "
+          "password)");
     }
+  }
+  // A file option names a file this process can read, now: a typo is refused naming it.
+  for (const char* key : {kCaFileKey, kCertFileKey, kKeyFileKey}) {
+    auto f = options.find(key);
+    if (f == options.end()) continue;
+    if (f->second.empty() || ::access(f->second.c_str(), R_OK) != 0) {
+      const int err = f->second.empty() ? ENOENT : errno;
+      return Status::InvalidArgument(std::string("etcd engine: option ") + key + ": \"" +
+                                     f->second + "\" cannot be read (" + std::strerror(err) + ")");
+    }
+  }
+  auto value = [&](const char* key) {
+    auto f = options.find(key);
+    return f == options.end() ? std::string() : f->second;
+  };
+  s.ca_file = value(kCaFileKey);
+  s.cert_file = value(kCertFileKey);
+  s.key_file = value(kKeyFileKey);
+  if (s.cert_file.empty() != s.key_file.empty()) {
+    return Status::InvalidArgument(
+        "etcd engine: options cert_file and key_file go together (a client certificate and "
+        "its key)");
+  }
+  s.user = value(kUserKey);
+  s.password = value(kPasswordKey);
+  if (options.contains(kUserKey) != options.contains(kPasswordKey) ||
+      (options.contains(kUserKey) && s.user.empty())) {
+    return Status::InvalidArgument(
+        "etcd engine: options user and password go together (etcd auth), and user is not "
+        "empty");
   }
   auto it = options.find(kEndpointsKey);
   if (it == options.end() || Trim(it->second).empty()) {

@@ -43,7 +43,8 @@ TEST(EngineRegistry, RemoteEnginesAreKnownButNotLocal) {
   EXPECT_FALSE(IsRemoteEngine("lsm"));
   EXPECT_EQ(local.size() + 1, all.size());
   EXPECT_EQ(EngineOptionKeys().at("etcd"),
-            (std::vector<std::string>{"endpoints", "prefix", "timeout_ms"}));
+            (std::vector<std::string>{"endpoints", "prefix", "timeout_ms", "ca_file", "cert_file",
+                                      "key_file", "user", "password"}));
 }
 
 }  // namespace

@@ -63,10 +63,25 @@ constexpr char kNoEtcd[] =
         << "the shared etcd cluster did not start: " << SharedCluster::start_status().ToString(); \
   } while (0)
 
-// A key prefix of its own for each test (and `dir`): tests share the cluster, not keys.
+// Counts the tests started in this process: a test run's number, so that a test run again in
+// the same process (--gtest_repeat) on the same shared cluster does not meet its earlier run's
+// keys.
+class TestRuns : public testing::EmptyTestEventListener {
+ public:
+  void OnTestStart(const testing::TestInfo& /*info*/) override { ++started; }
+  static std::atomic<int> started;
+};
+std::atomic<int> TestRuns::started{0};
+const bool kTestRunsListening = [] {
+  testing::UnitTest::GetInstance()->listeners().Append(new TestRuns);
+  return true;
+}();
+
+// A key prefix of its own for each test run (and `dir`): tests share the cluster, not keys.
 std::string TestPrefix(const std::string& dir) {
   const testing::TestInfo* t = testing::UnitTest::GetInstance()->current_test_info();
-  return std::string("kvfs-test/") + t->test_suite_name() + "/" + t->name() + dir + "/";
+  return "kvfs-test/" + std::to_string(TestRuns::started.load()) + "/" + t->test_suite_name() +
+         "/" + t->name() + dir + "/";
 }
 
 EngineOptions EtcdOptions(const std::string& endpoints, const std::string& prefix,
@@ -116,7 +131,15 @@ TEST(EtcdSettingsTest, BadSettingsAreRefusedNamingTheOption) {
       {{{"endpoints", "http://a:1"}, {"prefix", ""}}, "prefix is required"},
       {{{"endpoints", "http://a:1"}, {"prefix", "p/"}, {"timeout_ms", "99"}}, "timeout_ms: \"99\""},
       {{{"endpoints", "http://a:1"}, {"prefix", "p/"}, {"timeout_ms", "5s"}}, "timeout_ms: \"5s\""},
-      {{{"endpoints", "http://a:1"}, {"prefix", "p/"}, {"user", "x"}}, "unknown option \"user\""},
+      {{{"endpoints", "http://a:1"}, {"prefix", "p/"}, {"usr", "x"}}, "unknown option \"usr\""},
+      {{{"endpoints", "https://a:1"}, {"prefix", "p/"}, {"ca_file", "/no/such/ca.pem"}},
+       "ca_file: \"/no/such/ca.pem\" cannot be read"},
+      {{{"endpoints", "https://a:1"}, {"prefix", "p/"}, {"cert_file", "/proc/self/stat"}},
+       "cert_file and key_file go together"},
+      {{{"endpoints", "http://a:1"}, {"prefix", "p/"}, {"user", "u"}},
+       "user and password go together"},
+      {{{"endpoints", "http://a:1"}, {"prefix", "p/"}, {"user", ""}, {"password", "p"}},
+       "user and password go together"},
   };
   for (const Case& c : cases) {
     auto s = etcd::ParseSettings(c.options);
@@ -262,7 +285,10 @@ Result<uint64_t> Revision(const std::string& endpoints) {
     list.push_back(endpoints.substr(at, comma - at));
     at = comma + 1;
   }
-  etcd::EtcdClient client(etcd::ClientSettings{list, std::chrono::seconds(5)});
+  etcd::ClientSettings settings;
+  settings.endpoints = list;
+  settings.timeout = std::chrono::seconds(5);
+  etcd::EtcdClient client(settings);
   KVFS_ASSIGN_OR_RETURN(
       std::string body,
       client.Call("/v3/kv/range", R"({"key": "eA==", "count_only": true})", /*is_write=*/false));
@@ -468,19 +494,6 @@ TEST_F(EtcdFaultTest, AMemberThatNeverAnswersIsLeftWithinTheDeadline) {
   ASSERT_OK(cluster.WaitHealthy(0));
 }
 
-// The member that leads the cluster now, asked through each member's maintenance status.
-Result<int> Leader(const test::EtcdCluster& cluster) {
-  for (int i = 0; i < cluster.size(); ++i) {
-    if (!cluster.running(i)) continue;
-    etcd::EtcdClient client(etcd::ClientSettings{{cluster.client_url(i)}, std::chrono::seconds(5)});
-    KVFS_ASSIGN_OR_RETURN(std::string body,
-                          client.Call("/v3/maintenance/status", "{}", /*is_write=*/false));
-    const nlohmann::json j = nlohmann::json::parse(body);
-    if (j.contains("leader") && j["header"]["member_id"] == j["leader"]) return i;
-  }
-  return Status::IOError("no member leads");
-}
-
 // Quorum lost (the leader and a follower killed; the follower left forwards proposals to no
 // leader, so none reaches a raft log): the write is EIO within the timeout, its outcome
 // unknown to the engine. Until the cluster answers again, a sync is EIO (it would otherwise
@@ -495,7 +508,7 @@ TEST_F(EtcdFaultTest, QuorumLostFailsWritesWithEIOWithinTheTimeoutAndTheyResumeW
   const EngineOptions options = EtcdOptions(cluster.endpoints(), "q/", kTimeoutMs);
   ASSERT_OK_AND_ASSIGN(auto e, OpenEngine("etcd", &fs_, "/s", options));
   ASSERT_OK(e->Put("before", "1"));
-  ASSERT_OK_AND_ASSIGN(const int leader, Leader(cluster));
+  ASSERT_OK_AND_ASSIGN(const int leader, cluster.Leader());
   const int follower = (leader + 1) % 3;
   cluster.Kill(leader);
   cluster.Kill(follower);
@@ -556,7 +569,7 @@ TEST_F(EtcdFaultTest, AWriteThatAppliedAfterItsEIOStopsTheStoreUntilReopened) {
   const EngineOptions options = EtcdOptions(cluster.endpoints(), "q/", kTimeoutMs);
   ASSERT_OK_AND_ASSIGN(auto e, OpenEngine("etcd", &fs_, "/s", options));
   ASSERT_OK(e->Put("before", "1"));
-  ASSERT_OK_AND_ASSIGN(const int leader, Leader(cluster));
+  ASSERT_OK_AND_ASSIGN(const int leader, cluster.Leader());
   const int f1 = (leader + 1) % 3;
   const int f2 = (leader + 2) % 3;
   cluster.Kill(f1);
@@ -580,6 +593,109 @@ TEST_F(EtcdFaultTest, AWriteThatAppliedAfterItsEIOStopsTheStoreUntilReopened) {
   e.reset();
   ASSERT_OK_AND_ASSIGN(auto reopened, OpenEngine("etcd", &fs_, "/s", options));
   ASSERT_OK(reopened->Put("after", "1"));
+}
+
+// --- A secured cluster: TLS with client certificates, and etcd auth ------------------------------
+
+// One cluster for the suite: https client URLs with certificates made by openssl in its
+// directory, client certificates required, and auth enabled with a root user and a user "kvfs"
+// whose role may read and write only under "secure/".
+class EtcdSecuredTest : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (test::EtcdBinary().empty()) return;
+    cluster_ = new test::EtcdCluster;
+    test::EtcdClusterOptions o;
+    o.tls = true;
+    start_ = cluster_->Start(o);
+    if (start_.ok()) start_ = cluster_->EnableAuth("kvfs", "kvfs-pw", "secure/");
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+  void SetUp() override {
+    if (test::EtcdBinary().empty()) GTEST_SKIP() << kNoEtcd;
+    ASSERT_OK(start_);
+  }
+
+  static EngineOptions Secured(const std::string& prefix, const std::string& password,
+                               const std::string& ca_file = "") {
+    EngineOptions o = EtcdOptions(cluster_->endpoints(), prefix);
+    o.settings["ca_file"] = ca_file.empty() ? cluster_->ca_file() : ca_file;
+    o.settings["cert_file"] = cluster_->client_cert();
+    o.settings["key_file"] = cluster_->client_key();
+    o.settings["user"] = "kvfs";
+    o.settings["password"] = password;
+    return o;
+  }
+
+  static test::EtcdCluster* cluster_;
+  static Status start_;
+  sync::FaultFileSystem fs_{6};
+};
+test::EtcdCluster* EtcdSecuredTest::cluster_ = nullptr;
+Status EtcdSecuredTest::start_;
+
+// Over TLS with a client certificate and a user's token, the store works; the user's role
+// confines it to its keys (another prefix is refused, EACCES); and when the members restart
+// (etcd's simple tokens live in their memory: the engine's token is forgotten) the same open
+// engine authenticates again and goes on.
+TEST_F(EtcdSecuredTest, TlsClientCertificatesAndAuthWorkAndAnExpiredTokenIsRenewed) {
+  ASSERT_OK_AND_ASSIGN(auto e, OpenEngine("etcd", &fs_, "/s", Secured("secure/a/", "kvfs-pw")));
+  ASSERT_OK(e->Put("k", "v"));
+  ASSERT_OK(e->Sync(SyncKind::kData));
+  EXPECT_EQ(*e->Get("k"), "v");
+
+  auto outside = OpenEngine("etcd", &fs_, "/o", Secured("elsewhere/", "kvfs-pw"));
+  ASSERT_FALSE(outside.ok());
+  EXPECT_EQ(outside.status().sys_errno(), EACCES) << outside.status().ToString();
+  EXPECT_NE(outside.status().message().find("permission denied"), std::string::npos)
+      << outside.status().ToString();
+
+  for (int i = 0; i < cluster_->size(); ++i) ASSERT_OK(cluster_->Restart(i, /*wait=*/false));
+  for (int i = 0; i < cluster_->size(); ++i) ASSERT_OK(cluster_->WaitHealthy(i));
+  ASSERT_OK(e->Put("after-restart", "w"));
+  EXPECT_EQ(*e->Get("after-restart"), "w");
+  EXPECT_EQ(*e->Get("k"), "v");
+  ASSERT_OK(e->Close());
+}
+
+// A CA that did not sign the members' certificates: the open fails at once (not at the end of
+// its timeout, retrying), saying TLS and naming the endpoint and the CA file.
+TEST_F(EtcdSecuredTest, AWrongCaIsRefusedAtOnceNamingTheEndpointAndTheFile) {
+  const std::string other = cluster_->dir() + "/other-ca";
+  ASSERT_OK(test::MakeTestCertificates(other));
+  const auto start = std::chrono::steady_clock::now();
+  auto e = OpenEngine("etcd", &fs_, "/s", Secured("secure/b/", "kvfs-pw", other + "/ca.pem"));
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(e.ok());
+  const std::string m = e.status().message();
+  EXPECT_NE(m.find(cluster_->client_url(0)), std::string::npos) << m;
+  EXPECT_NE(m.find("TLS"), std::string::npos) << m;
+  EXPECT_NE(m.find(other + "/ca.pem"), std::string::npos) << m;
+  EXPECT_EQ(e.status().sys_errno(), EIO) << e.status().ToString();
+  EXPECT_LT(took, std::chrono::milliseconds(2500)) << "a 5000 ms timeout spent retrying: " << m;
+}
+
+// A wrong password, and no user at all on a cluster with auth on: refused, saying so.
+TEST_F(EtcdSecuredTest, AWrongPasswordOrNoUserIsRefusedClearly) {
+  auto e = OpenEngine("etcd", &fs_, "/s", Secured("secure/c/", "wrong"));
+  ASSERT_FALSE(e.ok());
+  const std::string m = e.status().message();
+  EXPECT_NE(m.find("authenticating as user \"kvfs\""), std::string::npos) << m;
+  EXPECT_NE(m.find("authentication failed"), std::string::npos) << m;
+  EXPECT_NE(m.find("check the store's user and password"), std::string::npos) << m;
+  EXPECT_EQ(e.status().sys_errno(), EACCES) << e.status().ToString();
+
+  EngineOptions anonymous = Secured("secure/c/", "");
+  anonymous.settings.erase("user");
+  anonymous.settings.erase("password");
+  auto a = OpenEngine("etcd", &fs_, "/a", anonymous);
+  ASSERT_FALSE(a.ok());
+  EXPECT_NE(a.status().message().find("auth enabled: set the store's user and password"),
+            std::string::npos)
+      << a.status().ToString();
 }
 
 }  // namespace

@@ -3,9 +3,19 @@
 // daemon started on another (empty) data directory with the same prefix serves them; and a
 // second daemon mounted beside the first reads a file the first wrote and closed.
 // Needs root, /dev/fuse and etcd (skipped, saying which is missing, otherwise).
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "tests/engines/etcd_cluster.h"
 #include "tests/fusefs/mount_fixture.h"
@@ -14,11 +24,28 @@
 namespace kvfs::mount_test {
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
 std::string EtcdConfig(const std::string& data, const std::string& endpoints,
-                       const std::string& prefix) {
+                       const std::string& prefix, int timeout_ms = 5000) {
   return "[[store]]\nname = \"e\"\nengine = \"etcd\"\ndata_dir = \"" + data +
          "\"\n[store.options]\nendpoints = \"" + endpoints + "\"\nprefix = \"" + prefix +
-         "\"\ntimeout_ms = \"5000\"\n";
+         "\"\ntimeout_ms = \"" + std::to_string(timeout_ms) + "\"\n";
+}
+
+// pwrite of all of `data` at `offset`: 0 or the errno.
+int PWrite(int fd, const std::string& data, off_t offset) {
+  const ssize_t n = ::pwrite(fd, data.data(), data.size(), offset);
+  if (n < 0) return errno;
+  return n == static_cast<ssize_t>(data.size()) ? 0 : EIO;
+}
+
+int FSync(int fd) { return ::fsync(fd) == 0 ? 0 : errno; }
+
+std::string ErrnoName(int e) {
+  if (e == 0) return "success";
+  const char* n = ::strerrorname_np(e);
+  return n != nullptr ? n : "errno " + std::to_string(e);
 }
 
 class MountEtcdTest : public testing::Test {
@@ -33,14 +60,15 @@ class MountEtcdTest : public testing::Test {
 
   // A mount of the store under `prefix`, with its own private (empty) data directory.
   std::unique_ptr<KvfsMount> NewMount(const std::string& prefix,
-                                      std::vector<std::string> fuse_options = {}) {
+                                      std::vector<std::string> fuse_options = {},
+                                      int timeout_ms = 5000) {
     MountOptions o;
     o.pass_data = false;
     o.fuse_options = std::move(fuse_options);
     auto m = std::make_unique<KvfsMount>(o);
     m->options().config = m->Sub("kvfs.toml");
-    EXPECT_TRUE(
-        WriteFile(m->options().config, EtcdConfig(m->data(), cluster_.endpoints(), prefix)));
+    EXPECT_TRUE(WriteFile(m->options().config,
+                          EtcdConfig(m->data(), cluster_.endpoints(), prefix, timeout_ms)));
     return m;
   }
 
@@ -120,6 +148,160 @@ TEST_F(MountEtcdTest, AMemberKilledThenTheDaemonKilledLosesNothingSynced) {
          " " + Quote(b->At("e/after")) + "; test -d " + Quote(b->At("e/dir")));
   EXPECT_EQ(seen.exit_code, 0) << seen.Describe();
   ASSERT_TRUE(b->Unmount());
+}
+
+// Quorum lost under a mount (the leader and a follower killed: the follower left forwards
+// proposals to no leader, so the write reaches no raft log). A program's write through FUSE
+// fails with EIO within the store's timeout_ms plus a margin: never a hang, never a success.
+// Once the members are back, writes and fsyncs through the same mount (the same open file)
+// succeed again, and a remount finds every acknowledged byte and none of the failed write.
+TEST_F(MountEtcdTest, QuorumLostFailsAWriteWithEIOWithinTheTimeoutAndTheMountWritesAgain) {
+  constexpr int kTimeoutMs = 1000;
+  // Each engine call is bounded by timeout_ms. A write through FUSE makes two reads before it
+  // gives up (the file layer's Load tries the file's shared record when reading its node
+  // fails, on any error), so twice that; the margin is for FUSE and a loaded machine.
+  const auto bound = std::chrono::milliseconds(2 * kTimeoutMs + 1000);
+  auto m = NewMount("quorum/", {}, kTimeoutMs);
+  ASSERT_TRUE(m->Mount());
+  // Whole 4 KiB chunks past the end: the write reads nothing first (the node is cached), so
+  // its batch is sent and its outcome is unknown to the engine until the cluster answers.
+  const std::string before(8192, 'b'), during(4096, 'd'), after(4096, 'a');
+  const int fd = ::open(m->At("e/f").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(ErrnoName(PWrite(fd, before, 0)), "success");
+  ASSERT_EQ(ErrnoName(FSync(fd)), "success");
+
+  ASSERT_OK_AND_ASSIGN(const int leader, cluster_.Leader());
+  const int follower = (leader + 1) % 3;
+  cluster_.Kill(leader);
+  cluster_.Kill(follower);
+  for (int attempt = 0; attempt < 2; ++attempt) {  // the second after an unsettled first
+    const auto start = Clock::now();
+    const int err = PWrite(fd, during, static_cast<off_t>(before.size()));
+    const auto took = Clock::now() - start;
+    EXPECT_EQ(ErrnoName(err), "EIO") << "write " << attempt << " with quorum lost";
+    EXPECT_LT(took, bound) << "write " << attempt << " took "
+                           << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                           << " ms";
+  }
+
+  ASSERT_OK(cluster_.Restart(leader, /*wait=*/false));
+  ASSERT_OK(cluster_.Restart(follower, /*wait=*/false));
+  for (int i = 0; i < cluster_.size(); ++i) ASSERT_OK(cluster_.WaitHealthy(i));
+  // The same mount, the same open file: the write and its fsync go through.
+  EXPECT_EQ(ErrnoName(PWrite(fd, after, static_cast<off_t>(before.size()))), "success");
+  EXPECT_EQ(ErrnoName(FSync(fd)), "success");
+  ::close(fd);
+  EXPECT_TRUE(WriteFile(m->At("e/new"), "new file"));
+  const int dfd = ::open(m->At("e").c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(dfd, 0);
+  EXPECT_EQ(ErrnoName(FSync(dfd)), "success");
+  ::close(dfd);
+
+  ASSERT_TRUE(m->Remount()) << m->DaemonLog();
+  EXPECT_TRUE(ReadFile(m->At("e/f")) == before + after)
+      << "acknowledged bytes lost, or the failed write's bytes there";
+  EXPECT_EQ(ReadFile(m->At("e/new")), "new file");
+  ASSERT_TRUE(m->Unmount());
+}
+
+// One member (member 0: the endpoint the daemon's engine talks to first) killed while two
+// programs append 4 KiB and fdatasync each time through the mount: every append succeeds (the
+// engine fails over to the next endpoint; if it was the leader, the others elect another), and
+// a remount with the member still down has every acknowledged byte.
+TEST_F(MountEtcdTest, AMemberKilledMidWorkloadLosesNothingAcknowledgedAndWritesGoOn) {
+  auto m = NewMount("member/");
+  ASSERT_TRUE(m->Mount());
+  constexpr int kWriters = 2;
+  constexpr int kAppends = 60;
+  constexpr int kKillAfter = 20;  // acknowledged appends over both writers
+  std::mutex mu;
+  std::condition_variable cv;
+  int acknowledged = 0;
+  std::vector<std::string> failures;
+  std::vector<std::thread> writers;
+  auto chunk = [](int w, int i) {
+    return std::string(4096, static_cast<char>('a' + (w * 7 + i) % 26));
+  };
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      const std::string path = m->At("e/w" + std::to_string(w));
+      const int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_APPEND, 0644);
+      int err = fd < 0 ? errno : 0;
+      for (int i = 0; i < kAppends && err == 0; ++i) {
+        const std::string c = chunk(w, i);
+        const ssize_t n = ::write(fd, c.data(), c.size());
+        err = n < 0 ? errno : (n == static_cast<ssize_t>(c.size()) ? 0 : EIO);
+        if (err == 0 && ::fdatasync(fd) != 0) err = errno;
+        if (err == 0) {
+          std::lock_guard<std::mutex> lock(mu);
+          ++acknowledged;
+          cv.notify_all();
+        }
+      }
+      if (fd >= 0) ::close(fd);
+      std::lock_guard<std::mutex> lock(mu);
+      if (err != 0) failures.push_back("writer " + std::to_string(w) + ": " + ErrnoName(err));
+      cv.notify_all();
+    });
+  }
+  int at_kill = 0;
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return acknowledged >= kKillAfter || !failures.empty(); });
+    at_kill = acknowledged;
+  }
+  cluster_.Kill(0);
+  for (auto& t : writers) t.join();
+  ASSERT_TRUE(failures.empty()) << failures.front() << "\n" << m->DaemonLog();
+  EXPECT_LT(at_kill, kWriters * kAppends) << "the member died after the workload";
+  ASSERT_TRUE(m->Remount()) << m->DaemonLog();
+  for (int w = 0; w < kWriters; ++w) {
+    std::string want;
+    for (int i = 0; i < kAppends; ++i) want += chunk(w, i);
+    EXPECT_TRUE(ReadFile(m->At("e/w" + std::to_string(w))) == want) << "writer " << w;
+  }
+  ASSERT_TRUE(m->Unmount());
+}
+
+// The README's secured cluster, through the real daemon: https endpoints with a CA file and a
+// client certificate, etcd auth with a user and password in [store.options]. A tree written
+// through the mount is there after a remount; a wrong password fails the mount, its log saying
+// why.
+TEST(MountEtcdSecuredTest, AMountOnAClusterWithTlsAndAuthServesItsTree) {
+  if (const std::string why = FuseSkipReason(); !why.empty()) GTEST_SKIP() << why;
+  if (test::EtcdBinary().empty()) GTEST_SKIP() << "no etcd binary on PATH";
+  test::EtcdCluster cluster;
+  test::EtcdClusterOptions co;
+  co.tls = true;
+  ASSERT_OK(cluster.Start(co));
+  ASSERT_OK(cluster.EnableAuth("kvfs", "kvfs-pw", "tls/"));
+  auto config = [&](const std::string& data, const std::string& password) {
+    return EtcdConfig(data, cluster.endpoints(), "tls/") + "ca_file = \"" + cluster.ca_file() +
+           "\"\ncert_file = \"" + cluster.client_cert() + "\"\nkey_file = \"" +
+           cluster.client_key() + "\"\nuser = \"kvfs\"\npassword = \"" + password + "\"\n";
+  };
+  MountOptions o;
+  o.pass_data = false;
+  KvfsMount m(o);
+  m.options().config = m.Sub("kvfs.toml");
+  ASSERT_TRUE(WriteFile(m.options().config, config(m.data(), "kvfs-pw")));
+  ASSERT_TRUE(m.Mount()) << m.DaemonLog();
+  const CmdResult made = Sh("set -e; cd " + Quote(m.At("e")) +
+                            "; mkdir d; echo secret > d/f; head -c 100000 /dev/urandom > big;"
+                            " cp big " +
+                            Quote(m.Sub("big")) + "; sync -f big");
+  ASSERT_EQ(made.exit_code, 0) << made.Describe();
+  ASSERT_TRUE(m.Remount()) << m.DaemonLog();
+  EXPECT_EQ(ReadFile(m.At("e/d/f")), "secret\n");
+  EXPECT_TRUE(ReadFile(m.At("e/big")) == ReadFile(m.Sub("big")));
+  ASSERT_TRUE(m.Unmount());
+
+  ASSERT_TRUE(WriteFile(m.options().config, config(m.data(), "wrong")));
+  const size_t from = m.DaemonLogBytes();
+  EXPECT_FALSE(m.Mount()) << "mounted with a wrong password";
+  EXPECT_NE(m.DaemonLogFrom(from).find("authentication failed"), std::string::npos)
+      << m.DaemonLogFrom(from);
 }
 
 }  // namespace
