@@ -31,11 +31,14 @@ class FileStoreTest : public testing::TestWithParam<std::string> {
  protected:
   void SetUp() override { ASSERT_OK(sync::CreateDirDurably(&fs_, "/data")); }
 
-  Result<std::unique_ptr<FileStore>> Open(sync::SyncMode mode = sync::SyncMode::kNone,
-                                          bool always = false, uint32_t batch_records = 1000) {
+  Result<std::unique_ptr<FileStore>> Open(
+      sync::SyncMode mode = sync::SyncMode::kNone, bool always = false,
+      uint32_t batch_records = 1000,
+      std::chrono::milliseconds batch_interval = std::chrono::milliseconds(10)) {
     engines::EngineOptions o;
     o.sync_mode = mode;
     o.batch_records = batch_records;
+    o.batch_interval = batch_interval;
     o.segment_size = 1 << 20;
     o.background_work = false;
     KVFS_ASSIGN_OR_RETURN(auto engine, engines::OpenEngine(GetParam(), &fs_, kDir, o));
@@ -1717,18 +1720,31 @@ TEST_P(FileStoreTest,
 TEST_P(FileStoreTest, AFailedSyncStopsTheReclaimerAndTheNextOpenFinishes) {
   uint64_t id = 0;
   {
-    ASSERT_OK_AND_ASSIGN(auto st, Open(sync::SyncMode::kBatch, false, 1));
+    // The batch timer never syncs here (its window is a minute): the reclaimer's own sync of
+    // its first batch is the first sync of another thread, not a timer's that beat this
+    // thread's sync of the unlink.
+    ASSERT_OK_AND_ASSIGN(auto st,
+                         Open(sync::SyncMode::kBatch, false, 1, std::chrono::milliseconds(60000)));
     ASSERT_OK_AND_ASSIGN(Attr keep, st->Create(kRootId, "keep", 0644, kUser));
     ASSERT_OK(st->Write(keep.id, 0, std::string(3 * kChunkSize, 'k')));
     ASSERT_OK_AND_ASSIGN(Attr f, st->Create(kRootId, "f", 0644, kUser));
     id = f.id;
     ASSERT_OK(st->Write(f.id, 0, std::string(3000 * kChunkSize, 'f')));
     st->Forget(f.id, 1);
-    // The first sync of another thread than this one (the reclaimer's first batch) fails.
+    // The first sync of another thread than this one of the log segment this thread synced
+    // last (the unlink's), i.e. the reclaimer's first batch, fails. Not any other thread's: the
+    // log's segment preparer may still be syncing the next segment, a file of its own.
     const std::thread::id self = std::this_thread::get_id();
     std::atomic<bool> armed{false};
-    fs_.SetBeforeSyncHook([&](const std::string&) {
-      if (std::this_thread::get_id() != self && !armed.exchange(true)) fs_.FailSyncAfter(1);
+    std::mutex own_mu;
+    std::string own_path;
+    fs_.SetBeforeSyncHook([&](const std::string& path) {
+      std::lock_guard<std::mutex> l(own_mu);
+      if (std::this_thread::get_id() == self) {
+        own_path = path;
+      } else if (path == own_path && !armed.exchange(true)) {
+        fs_.FailSyncAfter(1);
+      }
     });
     ASSERT_OK(st->Unlink(kRootId, "f"));
     EXPECT_FALSE(st->WaitForPurges().ok());
