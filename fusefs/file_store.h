@@ -253,10 +253,11 @@ class FileStore {
   // --- several processes on one store (an engine with a change feed: etcd) -------------------
   // Calls `fn`, from the engine's feed thread, with what every change committed to the store
   // after it opened changed (another daemon's, and this store's own: whether skipping those is
-  // safe cannot be told from here), after updating the id table: a node another process moved
-  // is found at its new path. kNotSupported for an engine without a feed (then nobody else
-  // writes the store: the data directory is locked). `fn` must not call into this FileStore
-  // (it runs while the engine's feed waits) and must not block on a FUSE request.
+  // safe cannot be told from here), after updating the id table of a read-only store (a
+  // follower): a node another process moved is found at its new path. kNotSupported for an engine
+  // without a feed (then nobody else writes the store: the data directory is locked). `fn` must not
+  // call into this FileStore (it runs while the engine's feed waits) and must not block on a FUSE
+  // request.
   Status WatchChanges(std::function<void(const TreeChanges&)> fn);
 
   // --- offline tools and introspection ----------------------------------------------------

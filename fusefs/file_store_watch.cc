@@ -12,6 +12,8 @@
 //   "X" <id> <name>                an xattr of <id>: its ctime (the kernel caches no xattrs)
 //   "O", "P", "N", "V"             nothing a mount shows
 #include <map>
+#include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -110,7 +112,10 @@ void Translate(const engines::KeyChange& c, Pending* p) {
 
 Status FileStore::WatchChanges(std::function<void(const TreeChanges&)> fn) {
   Impl* s = impl_.get();
-  return s->engine->SubscribeChanges([s, fn = std::move(fn)](const engines::ChangeSet& set) {
+  std::shared_ptr<Impl::WatchGate> gate = s->watch_gate;
+  return s->engine->SubscribeChanges([s, gate, fn = std::move(fn)](const engines::ChangeSet& set) {
+    std::lock_guard<std::mutex> open(gate->mu);
+    if (!gate->open) return;
     TreeChanges out;
     out.revision = set.revision;
     if (set.everything) {
@@ -146,9 +151,13 @@ Status FileStore::WatchChanges(std::function<void(const TreeChanges&)> fn) {
     std::map<std::string, uint64_t> found;
     {
       MutexLock lock(&s->table_mu);
-      // Another process moved these nodes: the table follows, so a node the kernel holds is
-      // still found by its id (Load reads it by the path the table says).
+      // In a read-only store (a follower), another process moved these nodes: the table
+      // follows, so a node the kernel holds is still found by its id (Load reads it by the path
+      // the table says). A writable store is the only writer (the engine fences any other
+      // off): its own operations keep its table, and a change of its own coming back late
+      // (a, then b, then c: "b" arriving after c) must not move it back.
       for (const auto& [id, path] : p.moved) {
+        if (!s->options.read_only) break;
         auto it = s->known.find(id);
         if (it != s->known.end() && !it->second.orphan) it->second.path = path;
       }
