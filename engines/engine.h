@@ -144,7 +144,9 @@ class Engine {
   // where the engine cannot tell what it missed), until Close. `fn` must not call back into
   // the engine's Close. One subscriber per engine (a second call is kInvalidArgument). Engines
   // whose store only they write (every local engine) have no feed: kNotSupported.
-  virtual Status SubscribeChanges(ChangeFn /*fn*/) {
+  // (By value: an engine with a feed keeps `fn`; this one drops it.)
+  virtual Status SubscribeChanges(ChangeFn fn) {  // NOLINT(performance-unnecessary-value-param)
+    fn = nullptr;
     return Status::NotSupported(std::string(name()) + " engine has no change feed");
   }
 
