@@ -30,6 +30,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -72,6 +73,26 @@ struct ScanOptions {
 
 // Called with each key (and value) in ascending bytewise order; return false to stop early.
 using ScanFn = std::function<bool(std::string_view key, std::string_view value)>;
+
+// A change feed (Engine::SubscribeChanges), for an engine whose store other processes may write
+// (etcd: several daemons on one cluster). One key's change, as committed.
+struct KeyChange {
+  std::string key;  // the store's key
+  bool deleted = false;
+  std::string value;                    // a put's new value
+  std::optional<std::string> previous;  // the value it replaced, when the engine knows it
+};
+
+// What changed in the store: the changes of one or more committed batches (any writer's, this
+// engine's own included), in commit order, each batch whole. Or `everything`: the feed missed
+// changes (the history it reads from was compacted away), so anything may have changed up to
+// `revision` and a subscriber must drop whatever it keeps of the store.
+struct ChangeSet {
+  bool everything = false;
+  uint64_t revision = 0;  // the engine's revision of the last change (etcd's)
+  std::vector<KeyChange> changes;
+};
+using ChangeFn = std::function<void(const ChangeSet&)>;
 
 struct EngineStats {
   uint64_t gets = 0;
@@ -124,6 +145,17 @@ class Engine {
   virtual Status Verify() { return Status::OK(); }
   // Syncs, stops background work, releases the directory lock.
   virtual Status Close() = 0;
+
+  // Calls `fn` with every change committed to the store after this engine opened, by anyone,
+  // from a thread of the engine's own, in commit order, none missed (or an `everything` set
+  // where the engine cannot tell what it missed), until Close. `fn` must not call back into
+  // the engine's Close. One subscriber per engine (a second call is kInvalidArgument). Engines
+  // whose store only they write (every local engine) have no feed: kNotSupported.
+  // (By value: an engine with a feed keeps `fn`; this one drops it.)
+  virtual Status SubscribeChanges(ChangeFn fn) {  // NOLINT(performance-unnecessary-value-param)
+    fn = nullptr;
+    return Status::NotSupported(std::string(name()) + " engine has no change feed");
+  }
 
   // What the open found and did: the log's recovery (records replayed, torn tail dropped and
   // where) and the engine's own files. Set by the open, unchanged afterwards.

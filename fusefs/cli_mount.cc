@@ -27,6 +27,7 @@ struct MountFlags {
   bool xattrs = true;
   double timeout_s = 3600;
   bool public_control = false;
+  bool read_only = false;           // -o ro
   std::vector<std::string> o_args;  // raw -o arguments (comma lists)
   fusefs::StorageHooks* storage = nullptr;
 };
@@ -95,6 +96,9 @@ bool SortOptions(MountFlags* flags, std::vector<std::string>* fuse_options) {
         flags->timeout_s = t;
       } else if (opt == "debug") {
         flags->debug = true;
+      } else if (opt == "ro") {
+        flags->read_only = true;  // the kernel's read-only mount, and the stores' too
+        fuse_options->push_back(opt);
       } else {
         fuse_options->push_back(opt);
       }
@@ -123,6 +127,7 @@ int Mount(MountFlags* flags, const std::string& fsname_hint) {
   o.timeout_s = flags->timeout_s;
   o.public_control = flags->public_control;
   o.fuse_options = std::move(fuse_options);
+  o.read_only = flags->read_only;
   o.storage = flags->storage;
   o.fsname = !fsname_hint.empty()            ? fsname_hint
              : !selection->data_root.empty() ? selection->data_root

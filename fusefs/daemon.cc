@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdarg>
@@ -212,6 +213,7 @@ int Serve(const DaemonOptions& options, const std::string& mountpoint, int ready
   fuse_set_log_func(FuseLog);
 
   OpenStoresOptions store_options;
+  store_options.read_only = options.read_only;
   if (options.storage != nullptr) {
     auto fs = options.storage->Start(options.config);
     if (!fs.ok()) {
@@ -241,6 +243,12 @@ int Serve(const DaemonOptions& options, const std::string& mountpoint, int ready
   fso.timeout_s = options.timeout_s;
   fso.public_control = options.public_control;
   fso.mountpoint = mountpoint;
+  // The session the change feeds invalidate the kernel's caches through, while it serves.
+  // Declared before `fs`, whose stores' feeds call it until Shutdown stops them.
+  struct Notifier {
+    std::atomic<fuse_session*> se{nullptr};
+  };
+  Notifier notifier;
   Filesystem fs(std::move(*stores), options.config, fso);
 
   std::string opts = "default_permissions,subtype=kvfs,fsname=" + EscapeOption(options.fsname);
@@ -281,6 +289,33 @@ int Serve(const DaemonOptions& options, const std::string& mountpoint, int ready
   }
   for (const config::StoreConfig& s : options.config.stores)
     spdlog::info("serving {}", DescribeStore(s));
+  notifier.se.store(se);
+  Invalidation inval;
+  inval.entry = [&notifier](uint64_t parent, std::string_view name) {
+    fuse_session* live = notifier.se.load();
+    if (live == nullptr) return;
+    // -ENOENT: the kernel caches nothing of it; nothing to drop.
+    const int r = fuse_lowlevel_notify_inval_entry(live, parent, name.data(), name.size());
+    if (r != 0 && r != -ENOENT) spdlog::debug("inval_entry {} {}: {}", parent, name, r);
+  };
+  inval.inode = [&notifier](uint64_t ino, int64_t offset, int64_t length) {
+    fuse_session* live = notifier.se.load();
+    if (live == nullptr) return;
+    const int r = fuse_lowlevel_notify_inval_inode(live, ino, offset, length);
+    if (r != 0 && r != -ENOENT) spdlog::debug("inval_inode {}: {}", ino, r);
+  };
+  auto watched = fs.WatchStores(std::move(inval));
+  if (!watched.ok()) {
+    // Without the feed, other hosts' changes would stay invisible behind the kernel's caches.
+    spdlog::error("cannot watch the stores for other hosts' changes: {}",
+                  watched.status().ToString());
+    notifier.se.store(nullptr);
+    fuse_session_unmount(se);
+    fuse_remove_signal_handlers(se);
+    fuse_session_destroy(se);
+    return 1;
+  }
+  if (*watched > 0) spdlog::info("watching {} stores for other hosts' changes", *watched);
 
   fuse_loop_config* loop = fuse_loop_cfg_create();
   // Idle workers are kept (libfuse's default): with a limit, every burst of concurrent fsyncs
@@ -289,6 +324,7 @@ int Serve(const DaemonOptions& options, const std::string& mountpoint, int ready
   fuse_loop_cfg_set_clone_fd(loop, 1);
   const int ret = fuse_session_loop_mt(se, loop);
   fuse_loop_cfg_destroy(loop);
+  notifier.se.store(nullptr);  // the feeds run on until Shutdown: no more notifications
   spdlog::info("leaving the loop ({}), unmounting {}", ret, mountpoint);
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);

@@ -12,6 +12,9 @@
 //      here), create the FUSE session (always default_permissions), mount;
 //   4. tell the parent, detach from the terminal (setsid, stdio to /dev/null, cwd /), serve
 //      with libfuse's multithreaded loop;
+//   4b. stores whose engine has a change feed (etcd: several daemons on one store) are watched:
+//      what another process changed is dropped from the kernel's caches
+//      (fuse_lowlevel_notify_inval_entry / _inode, from the feed's thread) until unmounted;
 //   5. on SIGTERM, SIGINT, SIGHUP or an unmount (`kvfs umount`, `fusermount3 -u`): leave the
 //      loop, unmount, sync and close every store. Exit 0 if they closed cleanly, else 1.
 //
@@ -53,8 +56,12 @@ struct DaemonOptions {
   double timeout_s = 3600;                // -o kvfs_timeout=SECONDS
   bool public_control = false;            // -o kvfs_public_control: /.kvfs readable by all
   std::vector<std::string> fuse_options;  // passed to libfuse (allow_other, ro, ...)
-  std::string fsname;                     // the source column of /proc/mounts
-  StorageHooks* storage = nullptr;        // null: the real disk
+  // -o ro: the stores open read-only too (engine and file layer), so that the daemon writes
+  // nothing: with etcd, a follower of another host's writer (it never takes the store's
+  // sequence key, never purges that writer's orphans).
+  bool read_only = false;
+  std::string fsname;               // the source column of /proc/mounts
+  StorageHooks* storage = nullptr;  // null: the real disk
 };
 
 // What a mount by a user who is not root goes through, and where: libfuse opens the device

@@ -145,6 +145,29 @@ struct FileStoreStats {
                              // truncated range too)
 };
 
+// What changed in a store that other processes write too (FileStore::WatchChanges), as a FUSE
+// mount caches it: directory entries by (parent id, name), nodes by id.
+struct TreeChanges {
+  // Anything may have changed (the engine's feed missed changes): `names` and `nodes` then list
+  // every name and node of the id table, which is all the kernel can hold.
+  bool everything = false;
+  struct Name {
+    uint64_t parent = 0;
+    std::string name;
+  };
+  // Entries added, removed or now naming another node.
+  std::vector<Name> names;
+  // A node's attributes changed, and with offset >= 0 its bytes [offset, offset + length)
+  // (length 0: to the end of the file).
+  struct Data {
+    uint64_t id = 0;
+    int64_t offset = -1;
+    int64_t length = 0;
+  };
+  std::vector<Data> nodes;
+  uint64_t revision = 0;  // the engine's (ChangeSet::revision)
+};
+
 class FileStore {
  public:
   // Takes the engine (already open). Creates the root and the layout version on a fresh store;
@@ -232,6 +255,16 @@ class FileStore {
   Status RemoveXattr(uint64_t id, std::string_view name);   // ENODATA if absent
   // What the node of `id` counts of its xattrs (kvfs check compares it with the keys).
   Result<XattrUsage> XattrUsageOf(uint64_t id);
+
+  // --- several processes on one store (an engine with a change feed: etcd) -------------------
+  // Calls `fn`, from the engine's feed thread, with what every change committed to the store
+  // after it opened changed (another daemon's, and this store's own: whether skipping those is
+  // safe cannot be told from here), after updating the id table of a read-only store (a
+  // follower): a node another process moved is found at its new path. kNotSupported for an engine
+  // without a feed (then nobody else writes the store: the data directory is locked). `fn` must not
+  // call into this FileStore (it runs while the engine's feed waits) and must not block on a FUSE
+  // request.
+  Status WatchChanges(std::function<void(const TreeChanges&)> fn);
 
   // --- offline tools and introspection ----------------------------------------------------
   // The attributes of `path` ("" or "/" = root; "a/b", leading and trailing '/' ignored),

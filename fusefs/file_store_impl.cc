@@ -654,7 +654,7 @@ Status FileStore::Impl::ReclaimTruncated(uint64_t id) {
         if (done) Count(&FileStoreStats::purges);
       }
     }
-    KVFS_RETURN_IF_ERROR(SyncIfBatchDue());  // the locks are dropped
+    KVFS_RETURN_IF_ERROR(SyncIfBatchDue());       // the locks are dropped
     if (removed) return ReclaimId(id, *removed);  // the id is gone: no lock needed
     if (done) return Status::OK();
   }

@@ -294,7 +294,18 @@ struct FileStore::Impl {
   bool purge_stop = false;   // guarded by purge_mu
   Status purge_error;        // guarded by purge_mu: the last pass's
   std::thread reclaimer;
-  ~Impl() { StopReclaimer(); }
+  // The change feed's callback (WatchChanges) runs while `open`; the destructor closes it, so a
+  // feed still running (no Close) never sees the members below go.
+  struct WatchGate {
+    std::mutex mu;
+    bool open = true;  // guarded by mu
+  };
+  std::shared_ptr<WatchGate> watch_gate = std::make_shared<WatchGate>();
+  ~Impl() {
+    StopReclaimer();
+    std::lock_guard<std::mutex> lock(watch_gate->mu);
+    watch_gate->open = false;
+  }
 
   // --- subtrees (file_store_impl.cc) ---
   // The nodes below `path` (which must be a directory), as (key, value), in key order: all of

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <memory>
 #include <utility>
 
 #include "fusefs/event_view.h"
@@ -96,6 +97,29 @@ Filesystem::Filesystem(std::vector<Store> stores, config::Config config, FsOptio
           uid_, gid_, options_.public_control, started_ns_) {}
 
 Filesystem::~Filesystem() { Shutdown().PermitUnchecked(); }
+
+Result<size_t> Filesystem::WatchStores(Invalidation inval) {
+  auto shared = std::make_shared<Invalidation>(std::move(inval));
+  size_t watched = 0;
+  for (size_t i = 0; i < stores_.size(); ++i) {
+    const InodeMap map = inodes_;
+    Status s = stores_[i].files->WatchChanges([shared, map, i](const TreeChanges& changes) {
+      // Nodes first: once a name is seen gone, what its node held is dropped too.
+      for (const TreeChanges::Data& d : changes.nodes) {
+        const uint64_t ino = map.StoreIno(i, d.id);
+        if (ino != 0) shared->inode(ino, d.offset, d.length);
+      }
+      for (const TreeChanges::Name& n : changes.names) {
+        const uint64_t parent = map.StoreIno(i, n.parent);
+        if (parent != 0) shared->entry(parent, n.name);
+      }
+    });
+    if (s.code() == StatusCode::kNotSupported) continue;
+    if (!s.ok()) return s.WithContext("store " + stores_[i].config.name);
+    ++watched;
+  }
+  return watched;
+}
 
 Status Filesystem::Shutdown() {
   std::lock_guard lock(shutdown_mu_);

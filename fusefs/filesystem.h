@@ -18,7 +18,10 @@
 //
 // Caching (all changes come through this kernel mount: the stores' data dirs are locked, so no
 // other process can change them behind its back): entries, attributes and negative lookups
-// are cached for FsOptions::timeout_s; file pages are kept across opens (keep_cache). The
+// are cached for FsOptions::timeout_s; file pages are kept across opens (keep_cache). An etcd
+// store may be mounted by several daemons (one writer, read-only followers): there the
+// engine's change feed drops what the kernel caches of every change (WatchStores, fed to
+// libfuse's notify_inval_entry / notify_inval_inode by the daemon), so the caches stay on. The
 // live control files (stats, metrics) are regenerated on each lookup and never cached.
 //
 // Opens: with FsOptions::no_open (the default) open(2) of a regular file answers ENOSYS, so
@@ -105,6 +108,16 @@ struct OpenFile {
   std::string snapshot;  // the virtual file's content as of open (events stores: unused)
 };
 
+// What the daemon does when another process changed something its kernel may cache (several
+// daemons on one etcd store): drop the entry `name` of directory `parent`, or the attributes
+// of `ino` and (offset >= 0) its cached bytes [offset, offset + length) (length 0: to the end).
+// Called from an engine's feed thread, never from a request handler (libfuse's notify calls
+// may deadlock there).
+struct Invalidation {
+  std::function<void(uint64_t parent, std::string_view name)> entry;
+  std::function<void(uint64_t ino, int64_t offset, int64_t length)> inode;
+};
+
 class Filesystem {
  public:
   Filesystem(std::vector<Store> stores, config::Config config, FsOptions options);
@@ -183,6 +196,12 @@ class Filesystem {
   Result<std::string> ListXattr(uint64_t ino);  // names, each followed by '\0'
   Status SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags);
   Status RemoveXattr(uint64_t ino, std::string_view name);
+
+  // --- several daemons on one store ---
+  // Watches every store whose engine has a change feed (FileStore::WatchChanges), mapping its
+  // changes to this mount's inode numbers and passing them to `inval`; returns how many stores
+  // it watches. Until Shutdown.
+  Result<size_t> WatchStores(Invalidation inval);
 
   // --- control files ---
   // The numbers /.kvfs/stats and /.kvfs/metrics show, as of now (no stores once shut down).

@@ -176,7 +176,7 @@ void SetOpenFlags(Filesystem* fs, fuse_file_info* fi, std::unique_ptr<OpenFile> 
     fi->keep_cache = 0;
   } else {
     fi->fh = 0;
-    fi->keep_cache = 1;  // only this mount changes files: cached pages stay valid
+    fi->keep_cache = 1;  // only this mount changes files (or the etcd watch drops the pages)
     fi->noflush = 1;
   }
 }

@@ -127,7 +127,7 @@ Status CheckStoreMarker(sync::FileSystem* fs, const std::string& data_dir,
 Result<Store> OpenStore(const config::StoreConfig& store, const OpenStoresOptions& options) {
   sync::FileSystem* fs = options.fs != nullptr ? options.fs : sync::DefaultFileSystem();
   const std::string context = "store " + store.name + " (" + store.data_dir + ")";
-  if (options.read_only) {
+  if (options.read_only && !engines::IsRemoteEngine(store.engine)) {
     auto exists = fs->IsDirectory(store.data_dir);
     if (!exists.ok() || !*exists) {
       return Status::NotFound(context + ": no data directory " + store.data_dir);

@@ -52,8 +52,11 @@ struct Store {
 };
 
 struct OpenStoresOptions {
-  // Offline read tools: the engine and the FileStore open read-only, nothing is written (not
-  // even the marker), background work is off. A missing data directory is NotFound.
+  // Offline read tools and read-only mounts (-o ro): the engine and the FileStore open
+  // read-only, nothing is written to the store (not even the marker), background work is off.
+  // A missing data directory is NotFound, except a remote engine's (etcd), whose directory
+  // holds only its lock and is made as for a writable open: a read-only follower on another
+  // host has none yet.
   bool read_only = false;
   // Background merges/compactions (off for offline tools, which exit soon).
   bool background_work = true;

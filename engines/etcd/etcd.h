@@ -39,6 +39,9 @@
 //   since its caller's view may be stale. docs/decisions.md has the argument.
 // - Compact compacts the cluster's revision history up to now (it frees no space by itself:
 //   the cluster's operator defragments).
+// - SubscribeChanges is a change feed from an etcd watch of the prefix (etcd_watch.h): every
+//   change committed after the open, by any writer, this engine's own too; none is missed
+//   across a reconnect, and a compacted gap is reported as an `everything` set.
 // - The data directory holds only the LOCK: one open per directory, as for every engine.
 #pragma once
 
@@ -48,6 +51,10 @@
 #include <vector>
 
 #include "sync/status.h"
+
+namespace kvfs::engines {
+class Engine;
+}  // namespace kvfs::engines
 
 namespace kvfs::engines::etcd {
 
@@ -73,6 +80,13 @@ struct EtcdSettings {
 
 // The option keys the engine takes, for the config's EngineOptionKeys.
 std::vector<std::string> OptionKeys();
+
+// Tests: the change feed of an etcd engine that has a subscriber. DropWatchConnection ends its
+// stream as a broken connection would (false if there is none); WatchEndpoint is the member it
+// streams from now ("" if none); WatchConnections counts the streams opened.
+bool DropWatchConnection(Engine* engine);
+std::string WatchEndpoint(Engine* engine);
+uint64_t WatchConnections(Engine* engine);
 
 // Reads the engine options; kInvalidArgument naming the option on anything missing or wrong.
 Result<EtcdSettings> ParseSettings(const std::map<std::string, std::string, std::less<>>& options);

@@ -154,6 +154,11 @@ Result<std::string> EtcdClient::Call(std::string_view path, const std::string& b
   return CallWithToken(path, body, is_write, outcome, token, deadline, nullptr);
 }
 
+Result<std::string> EtcdClient::AuthToken(const std::string& refused) {
+  if (settings_.user.empty()) return std::string();
+  return Token(refused, std::chrono::steady_clock::now() + settings_.timeout);
+}
+
 Result<std::string> EtcdClient::Token(const std::string& refused, Deadline deadline) {
   MutexLock lock(&auth_mu_);
   if (!token_.empty() && token_ != refused) return token_;

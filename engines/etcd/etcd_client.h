@@ -62,6 +62,9 @@ class EtcdClient {
                            Outcome* outcome = nullptr);
 
   const ClientSettings& settings() const { return settings_; }
+  // The auth token for a request made elsewhere (the change feed's stream): "" without a user,
+  // else the current token, or a new one if there is none or it is still `refused`.
+  Result<std::string> AuthToken(const std::string& refused);
 
  private:
   struct Handle;

@@ -20,6 +20,7 @@
 #include "engines/engine_open.h"
 #include "engines/etcd/etcd.h"
 #include "engines/etcd/etcd_client.h"
+#include "engines/etcd/etcd_watch.h"
 #include "engines/store_failure.h"
 #include "sync/mutex.h"
 
@@ -107,6 +108,9 @@ class EtcdEngine final : public Engine {
       return st.WithContext("etcd store " + dir_ + ": cluster " + eps + why);
     }
     KVFS_ASSIGN_OR_RETURN(Json j, ParseAnswer(*answer));
+    // The change feed starts after the revision this read saw: whatever a subscriber read
+    // since is at least as new.
+    open_revision_ = j.contains("header") ? JsonU64(j["header"], "revision") : 0;
     // The sequence key as it is now: this engine's first write compares against it, and so
     // takes the store over from any earlier writer (whose next write then fails its compare).
     const Json seq_req = {{"key", Base64(SeqKey())}};
@@ -280,8 +284,42 @@ class EtcdEngine final : public Engine {
   }
 
   Status Close() override {
+    std::unique_ptr<EtcdWatcher> watcher;
+    {
+      MutexLock lock(&watch_mu_);
+      watcher = std::move(watcher_);
+    }
+    if (watcher != nullptr) watcher->Stop();
     lock_.reset();
     return Status::OK();
+  }
+
+  ~EtcdEngine() override {
+    MutexLock lock(&watch_mu_);
+    if (watcher_ != nullptr) watcher_->Stop();
+  }
+
+  Status SubscribeChanges(ChangeFn fn) override {
+    MutexLock lock(&watch_mu_);
+    if (watcher_ != nullptr) {
+      return Status::InvalidArgument("etcd store " + dir_ + ": its changes have a subscriber");
+    }
+    WatchSettings ws;
+    ws.endpoints = settings_.endpoints;
+    ws.prefix = settings_.prefix;
+    ws.start_revision = open_revision_ + 1;
+    ws.ca_file = settings_.ca_file;
+    ws.cert_file = settings_.cert_file;
+    ws.key_file = settings_.key_file;
+    ws.token = [this](const std::string& refused) { return client_.AuthToken(refused); };
+    watcher_ = std::make_unique<EtcdWatcher>(std::move(ws), std::move(fn));
+    return Status::OK();
+  }
+
+  // Tests (etcd.h): the change feed's watcher, or null.
+  EtcdWatcher* watcher() {
+    MutexLock lock(&watch_mu_);
+    return watcher_.get();
   }
 
  private:
@@ -545,9 +583,32 @@ class EtcdEngine final : public Engine {
   std::vector<std::string> pending_ ABSL_GUARDED_BY(write_mu_);
   std::unique_ptr<sync::FileLock> lock_;
   EngineCounters counters_;
+  uint64_t open_revision_ = 0;  // the cluster's revision at open (set by Open)
+  // The change feed (SubscribeChanges), stopped by Close.
+  Mutex watch_mu_;
+  std::unique_ptr<EtcdWatcher> watcher_ ABSL_GUARDED_BY(watch_mu_);
 };
 
 }  // namespace
+
+bool DropWatchConnection(Engine* engine) {
+  auto* e = dynamic_cast<EtcdEngine*>(engine);
+  if (e == nullptr || e->watcher() == nullptr) return false;
+  e->watcher()->DropConnection();
+  return true;
+}
+
+std::string WatchEndpoint(Engine* engine) {
+  auto* e = dynamic_cast<EtcdEngine*>(engine);
+  if (e == nullptr || e->watcher() == nullptr) return {};
+  return e->watcher()->endpoint();
+}
+
+uint64_t WatchConnections(Engine* engine) {
+  auto* e = dynamic_cast<EtcdEngine*>(engine);
+  if (e == nullptr || e->watcher() == nullptr) return 0;
+  return e->watcher()->connections();
+}
 
 std::vector<std::string> OptionKeys() {
   return {kEndpointsKey, kPrefixKey,  kTimeoutKey, kCaFileKey,

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -91,6 +92,96 @@ EngineOptions EtcdOptions(const std::string& endpoints, const std::string& prefi
   o.settings = {
       {"endpoints", endpoints}, {"prefix", prefix}, {"timeout_ms", std::to_string(timeout_ms)}};
   return o;
+}
+
+// What a change feed handed over (Engine::SubscribeChanges), for a test to wait on.
+class ChangeLog {
+ public:
+  ChangeFn Fn() {
+    return [this](const ChangeSet& set) {
+      std::lock_guard<std::mutex> lock(mu_);
+      sets_.push_back(set);
+    };
+  }
+  std::vector<ChangeSet> sets() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return sets_;
+  }
+  // Polls, with a deadline, until `done(sets)` holds; false if it never did.
+  bool WaitFor(const std::function<bool(const std::vector<ChangeSet>&)>& done,
+               std::chrono::milliseconds deadline = std::chrono::seconds(20)) {
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    while (true) {
+      if (done(sets())) return true;
+      if (std::chrono::steady_clock::now() > until) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling, not synchronising
+    }
+  }
+  // Every key put (last value) across the sets, and checks revisions only grow.
+  static std::map<std::string, std::string> Puts(const std::vector<ChangeSet>& sets) {
+    std::map<std::string, std::string> out;
+    for (const ChangeSet& s : sets) {
+      for (const KeyChange& c : s.changes) {
+        if (!c.deleted) out[c.key] = c.value;
+      }
+    }
+    return out;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<ChangeSet> sets_;
+};
+
+// The checks every feed test makes: revisions strictly grow, no set is empty, and each of the
+// writer's batches came whole in one set ("pair-N-a" with "pair-N-b"); returns the keys put.
+void ExpectWholeOrderedSets(const std::vector<ChangeSet>& sets) {
+  uint64_t last = 0;
+  for (const ChangeSet& s : sets) {
+    if (s.everything) continue;
+    EXPECT_GT(s.revision, last) << "a revision handed over twice or out of order";
+    last = s.revision;
+    EXPECT_FALSE(s.changes.empty());
+    for (const KeyChange& c : s.changes) {
+      if (!c.key.starts_with("pair-") || !c.key.ends_with("-a")) continue;
+      const std::string b = c.key.substr(0, c.key.size() - 1) + "b";
+      EXPECT_TRUE(std::any_of(s.changes.begin(), s.changes.end(),
+                              [&](const KeyChange& o) { return o.key == b; }))
+          << c.key << " came without " << b << ": a batch split across sets";
+    }
+  }
+}
+
+// Writes `n` batches through `e`: "k<i>" = "v<i>", and every tenth a pair ("pair-<i>-a",
+// "pair-<i>-b") in one batch. Counts the batches acknowledged in *done.
+void WriteKeys(Engine* e, int n, std::atomic<int>* done) {
+  for (int i = 0; i < n; ++i) {
+    WriteBatch b;
+    if (i % 10 == 0) {
+      b.Put("pair-" + std::to_string(i) + "-a", "v" + std::to_string(i));
+      b.Put("pair-" + std::to_string(i) + "-b", "v" + std::to_string(i));
+    } else {
+      b.Put("k" + std::to_string(i), "v" + std::to_string(i));
+    }
+    ASSERT_OK(e->Apply(b));
+    done->store(i + 1);
+  }
+}
+
+// Whether the puts seen hold every key WriteKeys(n) wrote, with its value.
+bool HasAllKeys(const std::map<std::string, std::string>& puts, int n) {
+  for (int i = 0; i < n; ++i) {
+    const std::string v = "v" + std::to_string(i);
+    if (i % 10 == 0) {
+      const std::string p = "pair-" + std::to_string(i) + "-";
+      if (!puts.contains(p + "a") || puts.at(p + "a") != v) return false;
+      if (!puts.contains(p + "b") || puts.at(p + "b") != v) return false;
+    } else {
+      const std::string k = "k" + std::to_string(i);
+      if (!puts.contains(k) || puts.at(k) != v) return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace
@@ -370,6 +461,104 @@ TEST_F(EtcdEngineTest, ASecondWriterFencesTheFirstWhichWritesNothingMore) {
   EXPECT_EQ(keys, (std::vector<std::string>{"from-first", "from-second", "still-second"}));
   ASSERT_OK(first->Close());
   ASSERT_OK(second->Close());
+}
+
+// --- Change feed -----------------------------------------------------------------------------
+
+// A local engine has no feed: the file layer then keeps its caches as the only writer.
+TEST(EtcdChangeFeedTest, LocalEnginesHaveNoChangeFeed) {
+  test::TempDir dir;
+  EngineOptions o;
+  o.background_work = false;
+  for (const std::string& name : EngineNames()) {
+    ASSERT_OK_AND_ASSIGN(auto e,
+                         OpenEngine(name, sync::DefaultFileSystem(), dir.path() + "/" + name, o));
+    const Status s = e->SubscribeChanges([](const ChangeSet&) {});
+    EXPECT_EQ(s.code(), StatusCode::kNotSupported) << name << ": " << s.ToString();
+    ASSERT_OK(e->Close());
+  }
+}
+
+// What engine A writes reaches engine B's subscription: every batch whole, in one set, in
+// commit order, each once, with the value it replaced, deletes as deletes; and none is lost
+// while B's stream is cut again and again (it reconnects from the revision after the last one
+// it handed over).
+TEST_F(EtcdEngineTest, ChangesOfAnotherEngineReachASubscriberWholeInOrderAcrossReconnects) {
+  const std::string prefix = TestPrefix("/shared");
+  const std::string endpoints = SharedCluster::cluster()->endpoints();
+  ASSERT_OK_AND_ASSIGN(auto a, OpenEngine("etcd", &fs_, "/a", EtcdOptions(endpoints, prefix)));
+  ASSERT_OK_AND_ASSIGN(auto b, OpenEngine("etcd", &fs_, "/b", EtcdOptions(endpoints, prefix)));
+  ChangeLog log;
+  ASSERT_OK(b->SubscribeChanges(log.Fn()));
+  EXPECT_EQ(b->SubscribeChanges(log.Fn()).code(), StatusCode::kInvalidArgument);
+
+  // Before the connection is cut: an overwrite and a delete carry what they replaced.
+  ASSERT_OK(a->Put("x", "1"));
+  ASSERT_OK(a->Put("x", "2"));
+  ASSERT_OK(a->Delete("x"));
+  ASSERT_TRUE(log.WaitFor([](const std::vector<ChangeSet>& s) { return s.size() >= 3; }));
+  {
+    const std::vector<ChangeSet> sets = log.sets();
+    ASSERT_EQ(sets.size(), 3U);
+    ASSERT_EQ(sets[0].changes.size(), 1U);  // the sequence key is no store key: not handed over
+    EXPECT_EQ(sets[0].changes[0].key, "x");
+    EXPECT_EQ(sets[0].changes[0].value, "1");
+    EXPECT_FALSE(sets[0].changes[0].previous.has_value());
+    EXPECT_EQ(sets[1].changes[0].value, "2");
+    EXPECT_EQ(sets[1].changes[0].previous.value_or("none"), "1");
+    EXPECT_TRUE(sets[2].changes[0].deleted);
+    EXPECT_EQ(sets[2].changes[0].previous.value_or("none"), "2");
+  }
+
+  constexpr int kBatches = 300;
+  std::atomic<int> written{0};
+  std::thread writer([&] { WriteKeys(a.get(), kBatches, &written); });
+  // Cut B's stream five times while A writes, each time once B has handed something more over.
+  int cuts = 0;
+  for (int round = 0; round < 5; ++round) {
+    const size_t seen = log.sets().size();
+    if (!log.WaitFor([&](const std::vector<ChangeSet>& s) { return s.size() > seen; })) break;
+    if (etcd::DropWatchConnection(b.get())) ++cuts;
+  }
+  writer.join();
+  EXPECT_EQ(cuts, 5);
+  EXPECT_GE(etcd::WatchConnections(b.get()), 6U);
+  EXPECT_TRUE(log.WaitFor([](const std::vector<ChangeSet>& s) {
+    return HasAllKeys(ChangeLog::Puts(s), kBatches);
+  })) << "B missed a change: "
+      << ChangeLog::Puts(log.sets()).size() << " keys seen";
+  const std::vector<ChangeSet> sets = log.sets();
+  ExpectWholeOrderedSets(sets);
+  size_t changes = 0;
+  for (const ChangeSet& s : sets) changes += s.changes.size();
+  EXPECT_EQ(changes, 3U + kBatches + kBatches / 10) << "a change handed over twice";
+  ASSERT_OK(b->Close());
+  ASSERT_OK(a->Close());
+}
+
+// A subscription that starts after the history it needs was compacted away gets one
+// `everything` set (at the compaction's revision), then every change after it.
+TEST_F(EtcdEngineTest, ACompactedGapIsReportedAsEverythingThenChangesGoOn) {
+  const std::string prefix = TestPrefix("/shared");
+  const std::string endpoints = SharedCluster::cluster()->endpoints();
+  ASSERT_OK_AND_ASSIGN(auto a, OpenEngine("etcd", &fs_, "/a", EtcdOptions(endpoints, prefix)));
+  ASSERT_OK_AND_ASSIGN(auto b, OpenEngine("etcd", &fs_, "/b", EtcdOptions(endpoints, prefix)));
+  ASSERT_OK(a->Put("before-1", "1"));
+  ASSERT_OK(a->Put("before-2", "2"));
+  ASSERT_OK(a->Compact());  // B opened before these: its feed would start in the compacted past
+  ChangeLog log;
+  ASSERT_OK(b->SubscribeChanges(log.Fn()));
+  ASSERT_OK(a->Put("after", "3"));
+  ASSERT_TRUE(log.WaitFor(
+      [](const std::vector<ChangeSet>& s) { return ChangeLog::Puts(s).contains("after"); }));
+  const std::vector<ChangeSet> sets = log.sets();
+  ASSERT_GE(sets.size(), 2U);
+  EXPECT_TRUE(sets.front().everything);
+  EXPECT_GT(sets.front().revision, 0U);
+  EXPECT_FALSE(sets.back().everything);
+  EXPECT_GT(sets.back().revision, sets.front().revision);
+  ASSERT_OK(b->Close());
+  ASSERT_OK(a->Close());
 }
 
 // --- Clusters of their own -----------------------------------------------------------------------
@@ -696,6 +885,52 @@ TEST_F(EtcdSecuredTest, AWrongPasswordOrNoUserIsRefusedClearly) {
   EXPECT_NE(a.status().message().find("auth enabled: set the store's user and password"),
             std::string::npos)
       << a.status().ToString();
+}
+
+// The member B's change feed streams from stops (SIGSTOP: its stream hangs, handing nothing
+// over) while A writes on through the others, then is killed: B reconnects to another member
+// from the revision after the last one it handed over and misses nothing written meanwhile;
+// nor when the member comes back.
+TEST_F(EtcdFaultTest, ASubscriberMissesNothingWhenItsMemberIsKilledAndRestarted) {
+  test::EtcdCluster cluster;
+  ASSERT_OK(cluster.Start());
+  // A 3 s deadline: A's client leaves the stopped member after a second (etcd_client.h).
+  ASSERT_OK_AND_ASSIGN(
+      auto a, OpenEngine("etcd", &fs_, "/a", EtcdOptions(cluster.endpoints(), "feed/", 3000)));
+  ASSERT_OK_AND_ASSIGN(
+      auto b, OpenEngine("etcd", &fs_, "/b", EtcdOptions(cluster.endpoints(), "feed/", 3000)));
+  ChangeLog log;
+  ASSERT_OK(b->SubscribeChanges(log.Fn()));
+  constexpr int kBatches = 200;
+  std::atomic<int> written{0};
+  std::thread writer([&] { WriteKeys(a.get(), kBatches, &written); });
+  ASSERT_TRUE(log.WaitFor([](const std::vector<ChangeSet>& s) { return s.size() >= 20; }));
+  std::string endpoint = etcd::WatchEndpoint(b.get());
+  int victim = -1;
+  for (int i = 0; i < cluster.size(); ++i) {
+    if (cluster.client_url(i) == endpoint) victim = i;
+  }
+  ASSERT_GE(victim, 0) << "the feed streams from no member: " << endpoint;
+  cluster.Pause(victim);
+  const int paused_at = written.load();
+  // A writes 20 more batches while B's stream hands nothing over.
+  ASSERT_TRUE(log.WaitFor([&](const std::vector<ChangeSet>&) {
+    return written.load() >= std::min(kBatches, paused_at + 20);
+  }));
+  const uint64_t connections = etcd::WatchConnections(b.get());
+  cluster.Kill(victim);
+  ASSERT_TRUE(log.WaitFor([&](const std::vector<ChangeSet>&) {
+    return etcd::WatchConnections(b.get()) > connections;
+  }));
+  ASSERT_OK(cluster.Restart(victim));
+  writer.join();
+  EXPECT_TRUE(log.WaitFor([](const std::vector<ChangeSet>& s) {
+    return HasAllKeys(ChangeLog::Puts(s), kBatches);
+  })) << "B missed a change: "
+      << ChangeLog::Puts(log.sets()).size() << " keys seen";
+  ExpectWholeOrderedSets(log.sets());
+  ASSERT_OK(b->Close());
+  ASSERT_OK(a->Close());
 }
 
 }  // namespace

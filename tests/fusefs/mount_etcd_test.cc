@@ -1,7 +1,9 @@
 // The kvfs daemon over the etcd engine, mounted for real on a 3-member etcd cluster on loopback
 // (tests/engines/etcd_cluster.h): files written through the mount live in the cluster, so a
 // daemon started on another (empty) data directory with the same prefix serves them; and a
-// second daemon mounted beside the first reads a file the first wrote and closed.
+// second daemon mounted beside the first reads a file the first wrote and closed; a read-only
+// follower that keeps the kernel's caches (default timeouts, an hour) sees the writer's changes
+// within a bound, because the etcd watch invalidates them, and writes nothing to the store.
 // Needs root, /dev/fuse and etcd (skipped, saying which is missing, otherwise).
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -11,8 +13,11 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
+#include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -121,6 +126,142 @@ TEST_F(MountEtcdTest, ASecondDaemonReadsAFileTheFirstWroteAndClosed) {
   const CmdResult read = Sh("cmp " + Quote(src) + " " + Quote(reader->At("e/dir/f")));
   EXPECT_EQ(read.exit_code, 0) << read.Describe();
   ASSERT_TRUE(reader->Unmount());
+  ASSERT_TRUE(writer->Unmount());
+}
+
+// Polls `done` (a shell condition, run on this host) until it holds or `deadline` passes;
+// the time it took, or nullopt.
+std::optional<std::chrono::milliseconds> WaitUntil(const std::string& done,
+                                                   std::chrono::milliseconds deadline) {
+  const auto start = std::chrono::steady_clock::now();
+  while (true) {
+    if (Sh(done).exit_code == 0) {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - start);
+    }
+    if (std::chrono::steady_clock::now() - start > deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling, not synchronising
+  }
+}
+
+// The bound the follower tests hold the invalidation to: the kernel caches entries and
+// attributes for an hour (the default), so without the watch nothing would change in time.
+// Typically tens of milliseconds (tests/bench/follower_delay.py measures it); 5 s leaves room
+// for a loaded machine, each poll being a shell.
+constexpr std::chrono::milliseconds kStaleBound{5000};
+
+// Two daemons on one store, each as it would run on its own host: a writer, and a read-only
+// follower (-o ro) with the kernel's caches on (entries, attributes, negative entries and
+// file pages kept for an hour). Each change the writer makes is seen by the follower within
+// kStaleBound, though the follower had it cached: new bytes, size and mtime of a file
+// rewritten and closed; a name removed (rm) or moved (mv) stops showing, in ls and stat; a
+// name the follower had looked up in vain appears.
+TEST_F(MountEtcdTest, AReadOnlyFollowerWithCachingSeesTheWritersChangesWithinTheBound) {
+  auto writer = NewMount("follow/");
+  auto follower = NewMount("follow/", {"ro"});
+  ASSERT_TRUE(writer->Mount());
+  const std::string w = writer->At("e/dir");
+  const std::string f = follower->At("e/dir");
+  ASSERT_EQ(Sh("set -e; mkdir " + Quote(w) + "; echo one > " + Quote(w + "/file") + "; echo x > " +
+               Quote(w + "/old") + "; echo y > " + Quote(w + "/tomove"))
+                .exit_code,
+            0);
+  ASSERT_TRUE(follower->Mount());
+  // The follower caches all of it: bytes, attributes, entries, and that "new" is absent.
+  const CmdResult cached = Sh("set -e; cd " + Quote(f) +
+                              "; cat file; stat -c '%s %Y' file old tomove; ls; "
+                              "test ! -e new");
+  ASSERT_EQ(cached.exit_code, 0) << cached.Describe();
+  ASSERT_EQ(cached.output.substr(0, 4), "one\n");
+  EXPECT_NE(Sh("touch " + Quote(f + "/refused")).exit_code, 0) << "the follower wrote";
+
+  // A file rewritten and closed on the writer: bytes, size and mtime.
+  const std::string src = writer->Sub("src");
+  ASSERT_EQ(Sh("set -e; head -c 10000 /dev/urandom > " + Quote(src) + "; cp " + Quote(src) + " " +
+               Quote(w + "/file") + "; touch -m -d @1700000000 " + Quote(w + "/file"))
+                .exit_code,
+            0);
+  auto data = WaitUntil("cmp -s " + Quote(src) + " " + Quote(f + "/file") +
+                            " && test \"$(stat -c '%s %Y' " + Quote(f + "/file") +
+                            ")\" = '10000 1700000000'",
+                        kStaleBound);
+  EXPECT_TRUE(data.has_value()) << "the follower still shows the old file: "
+                                << Sh("stat -c '%s %Y' " + Quote(f + "/file")).output;
+
+  // rm and mv on the writer: the old names go from the follower's ls and stat; a process on
+  // the follower's host that holds the moved file open reads it on (the follower's id table
+  // follows the move: its kernel asks by inode, and the file is no longer at the old path).
+  const CmdResult holder =
+      Sh("sleep 600 < " + Quote(f + "/tomove") + " > /dev/null 2>&1 & echo $!");
+  ASSERT_EQ(holder.exit_code, 0) << holder.Describe();
+  const std::string pid = holder.output.substr(0, holder.output.find('\n'));
+  ASSERT_EQ(Sh("set -e; rm " + Quote(w + "/old") + "; mv " + Quote(w + "/tomove") + " " +
+               Quote(w + "/moved"))
+                .exit_code,
+            0);
+  // First only that the old names are gone (a lookup of "moved" would tell the table the
+  // file's new path by itself): the held file is then read by its inode alone.
+  ASSERT_TRUE(WaitUntil("cd " + Quote(f) +
+                            " && ! stat old >/dev/null 2>&1 && ! stat tomove >/dev/null 2>&1",
+                        kStaleBound)
+                  .has_value())
+      << "the follower still shows old names: " << Sh("cd " + Quote(f) + "; ls").output;
+  const CmdResult through_fd = Sh("cat /proc/" + pid + "/fd/0");
+  EXPECT_EQ(through_fd.output, "y\n") << "the moved file, held open: " << through_fd.Describe();
+  Sh("kill " + pid);
+
+  auto names =
+      WaitUntil("cd " + Quote(f) +
+                    " && ! stat old >/dev/null 2>&1 && ! stat tomove >/dev/null 2>&1 && "
+                    "test \"$(cat moved)\" = y && test \"$(ls | tr '\\n' ' ')\" = 'file moved '",
+                kStaleBound);
+  EXPECT_TRUE(names.has_value()) << "the follower still shows old names: "
+                                 << Sh("cd " + Quote(f) + "; ls; stat -c %n old tomove").output;
+
+  // A name the follower had found absent (a cached negative entry) appears.
+  ASSERT_EQ(Sh("echo new > " + Quote(w + "/new")).exit_code, 0);
+  auto appeared =
+      WaitUntil("test \"$(cat " + Quote(f + "/new") + " 2>/dev/null)\" = new", kStaleBound);
+  EXPECT_TRUE(appeared.has_value()) << "the follower still finds no 'new'";
+  std::printf("follower saw: new data after %lld ms, rm/mv after %lld ms, a create after %lld ms\n",
+              data ? static_cast<long long>(data->count()) : -1LL,
+              names ? static_cast<long long>(names->count()) : -1LL,
+              appeared ? static_cast<long long>(appeared->count()) : -1LL);
+  ASSERT_TRUE(follower->Unmount());
+  ASSERT_TRUE(writer->Unmount());
+}
+
+// A read-only follower opens the store read-only and writes nothing: not the sequence key
+// (which would fence the writer off, EROFS), and not the writer's orphans (a file the writer's
+// host holds open after rm), which a writable open would purge under it. The writer goes on
+// writing, and its open file stays whole, with the follower mounted.
+TEST_F(MountEtcdTest, AReadOnlyFollowerWritesNothing) {
+  auto writer = NewMount("ro/");
+  ASSERT_TRUE(writer->Mount());
+  const std::string src = writer->Sub("src");
+  ASSERT_EQ(Sh("set -e; head -c 50000 /dev/urandom > " + Quote(src) + "; cp " + Quote(src) + " " +
+               Quote(writer->At("e/held")))
+                .exit_code,
+            0);
+  // A process on the writer's host holds the file open, then it is removed: an orphan.
+  const CmdResult held =
+      Sh("sleep 600 < " + Quote(writer->At("e/held")) + " > /dev/null 2>&1 & echo $!");
+  ASSERT_EQ(held.exit_code, 0) << held.Describe();
+  const std::string pid = held.output.substr(0, held.output.find('\n'));
+  ASSERT_EQ(Sh("rm " + Quote(writer->At("e/held"))).exit_code, 0);
+
+  auto follower = NewMount("ro/", {"ro"});
+  ASSERT_TRUE(follower->Mount());
+  const CmdResult listed = Sh("ls -A " + Quote(follower->At("e")));
+  EXPECT_EQ(listed.output, "") << listed.Describe();
+  const CmdResult wrote = Sh("echo after > " + Quote(writer->At("e/after")) + " && sync -f " +
+                             Quote(writer->At("e/after")));
+  EXPECT_EQ(wrote.exit_code, 0) << "the writer was fenced off by the follower: "
+                                << wrote.Describe();
+  const CmdResult whole = Sh("cmp " + Quote(src) + " /proc/" + pid + "/fd/0");
+  EXPECT_EQ(whole.exit_code, 0) << "the writer's open file lost its data: " << whole.Describe();
+  Sh("kill " + pid);
+  ASSERT_TRUE(follower->Unmount());
   ASSERT_TRUE(writer->Unmount());
 }
 
