@@ -543,6 +543,31 @@ TEST_P(FileStoreCrashTest, PowerCutAtEverySyncPointOfAnUnlinkAndItsPurge) {
   EXPECT_GE(fired, 4) << "the unlink and each of the reclaimer's three batches is a sync point";
 }
 
+// An engine that forwards everything but DeferBatchSyncs: the file layer defers full-batch log
+// syncs to after its locks, so a big move's batches would share the one sync at its end; here
+// the engine syncs each full batch inside Apply, as it does by itself, so that with the log
+// syncing every record each batch of a move, or of a write's purge of a truncated range, is a
+// sync point a power cut can land on.
+class InlineBatchSyncEngine final : public engines::Engine {
+ public:
+  explicit InlineBatchSyncEngine(std::unique_ptr<engines::Engine> inner)
+      : inner_(std::move(inner)) {}
+  std::string_view name() const override { return inner_->name(); }
+  Result<std::string> Get(std::string_view key) override { return inner_->Get(key); }
+  Status Apply(const engines::WriteBatch& batch) override { return inner_->Apply(batch); }
+  Status Scan(const engines::ScanOptions& o, const engines::ScanFn& fn) override {
+    return inner_->Scan(o, fn);
+  }
+  Status Sync(engines::SyncKind kind) override { return inner_->Sync(kind); }
+  Status Compact() override { return inner_->Compact(); }
+  engines::EngineStats stats() const override { return inner_->stats(); }
+  Status Verify() override { return inner_->Verify(); }
+  Status Close() override { return inner_->Close(); }
+
+ private:
+  std::unique_ptr<engines::Engine> inner_;
+};
+
 // A power cut at every sync point of a truncate of a big file, an extension, a write far into
 // the dropped range (which first deletes the garbage below it, in two batches) and the
 // reclaimer's purge of the rest, the log in `batch` mode syncing every record. After the cut,
@@ -564,7 +589,7 @@ TEST_P(FileStoreCrashTest, PowerCutAtEverySyncPointOfATruncateExtendWriteAndPurg
     KVFS_ASSIGN_OR_RETURN(auto engine, engines::OpenEngine(GetParam().engine, fs, kDir, o));
     FileStoreOptions fo;
     fo.sync_every_mutation = GetParam().always;
-    return FileStore::Open(std::move(engine), fo);
+    return FileStore::Open(std::make_unique<InlineBatchSyncEngine>(std::move(engine)), fo);
   };
   // The file after each operation, and the chunk keys it then holds.
   std::vector<std::string> states;
@@ -657,30 +682,6 @@ TEST_P(FileStoreCrashTest, PowerCutAtEverySyncPointOfATruncateExtendWriteAndPurg
   // The truncate, the extension, the write's two purge batches and its own, the reclaimer's.
   EXPECT_GE(fired, 6);
 }
-
-// An engine that forwards everything but DeferBatchSyncs: the file layer defers full-batch log
-// syncs to after its locks, so a big move's batches would share the one sync at its end; here
-// the engine syncs each full batch inside Apply, as it does by itself, so that with the log
-// syncing every record each batch of a move is a sync point a power cut can land on.
-class InlineBatchSyncEngine final : public engines::Engine {
- public:
-  explicit InlineBatchSyncEngine(std::unique_ptr<engines::Engine> inner)
-      : inner_(std::move(inner)) {}
-  std::string_view name() const override { return inner_->name(); }
-  Result<std::string> Get(std::string_view key) override { return inner_->Get(key); }
-  Status Apply(const engines::WriteBatch& batch) override { return inner_->Apply(batch); }
-  Status Scan(const engines::ScanOptions& o, const engines::ScanFn& fn) override {
-    return inner_->Scan(o, fn);
-  }
-  Status Sync(engines::SyncKind kind) override { return inner_->Sync(kind); }
-  Status Compact() override { return inner_->Compact(); }
-  engines::EngineStats stats() const override { return inner_->stats(); }
-  Status Verify() override { return inner_->Verify(); }
-  Status Close() override { return inner_->Close(); }
-
- private:
-  std::unique_ptr<engines::Engine> inner_;
-};
 
 // A power cut at every sync point of a rename of a directory of 1045 descendants (4
 // subdirectories of 260 files, some with chunks or xattrs, one with a second name outside the
