@@ -850,6 +850,21 @@ TEST_F(EtcdSecuredTest, TlsClientCertificatesAndAuthWorkAndAnExpiredTokenIsRenew
   ASSERT_OK(e->Close());
 }
 
+// The change feed streams from a secured cluster too: its watch uses the store's CA, client
+// certificate and auth token, as the engine's calls do, so B sees what A writes.
+TEST_F(EtcdSecuredTest, TheChangeFeedStreamsOverTlsWithAuth) {
+  ASSERT_OK_AND_ASSIGN(auto a, OpenEngine("etcd", &fs_, "/a", Secured("secure/feed/", "kvfs-pw")));
+  ASSERT_OK_AND_ASSIGN(auto b, OpenEngine("etcd", &fs_, "/b", Secured("secure/feed/", "kvfs-pw")));
+  ChangeLog log;
+  ASSERT_OK(b->SubscribeChanges(log.Fn()));
+  ASSERT_OK(a->Put("seen-by-b", "1"));
+  EXPECT_TRUE(log.WaitFor([](const std::vector<ChangeSet>& sets) {
+    return ChangeLog::Puts(sets).contains("seen-by-b");
+  })) << "the feed over TLS with auth handed nothing over";
+  ASSERT_OK(b->Close());
+  ASSERT_OK(a->Close());
+}
+
 // A CA that did not sign the members' certificates: the open fails at once (not at the end of
 // its timeout, retrying), saying TLS and naming the endpoint and the CA file.
 TEST_F(EtcdSecuredTest, AWrongCaIsRefusedAtOnceNamingTheEndpointAndTheFile) {
