@@ -260,11 +260,14 @@ Result<std::string> EtcdClient::CallWithToken(std::string_view path, const std::
         files += ", cert_file " + settings_.cert_file + ", key_file " + settings_.key_file;
       }
       ReturnHandle(std::move(handle));
-      return Status(StatusCode::kIOError,
-                    "etcd: " + url + ": TLS: " + curl_easy_strerror(rc) +
-                        (error[0] != 0 ? std::string(" (") + error + ")" : std::string()) +
-                        "; with " + files,
-                    EIO);
+      std::string message = "etcd: " + url + ": TLS: " + curl_easy_strerror(rc);
+      if (error[0] != 0) {
+        message += " (";
+        message += error;
+        message += ")";
+      }
+      message += "; with " + files;
+      return Status(StatusCode::kIOError, std::move(message), EIO);
     } else {
       last = Status::IOError("etcd: " + url + ": " + curl_easy_strerror(rc) +
                              (error[0] != 0 ? std::string(" (") + error + ")" : std::string()));

@@ -633,7 +633,7 @@ Result<EtcdSettings> ParseSettings(const std::map<std::string, std::string, std:
     if (f->second.empty() || ::access(f->second.c_str(), R_OK) != 0) {
       const int err = f->second.empty() ? ENOENT : errno;
       return Status::InvalidArgument(std::string("etcd engine: option ") + key + ": \"" +
-                                     f->second + "\" cannot be read (" + std::strerror(err) + ")");
+                                     f->second + "\" cannot be read (" + ErrnoText(err) + ")");
     }
   }
   auto value = [&](const char* key) {
