@@ -53,8 +53,8 @@ Status FileStore::Impl::LoadTruncated() {
   return bad;
 }
 
-Result<uint64_t> FileStore::Impl::CountChunks(uint64_t id, uint64_t from, uint64_t to) {
-  uint64_t n = 0;
+Status internal::ForChunksIn(engines::Engine* engine, uint64_t id, uint64_t from, uint64_t to,
+                             absl::FunctionRef<bool(std::string_view, uint64_t)> fn) {
   Status bad;
   engines::ScanOptions so;
   so.prefix = ChunkPrefix(id);
@@ -66,11 +66,18 @@ Result<uint64_t> FileStore::Impl::CountChunks(uint64_t id, uint64_t from, uint64
       bad = chunk.status();
       return false;
     }
-    if (*chunk >= to) return false;
-    ++n;
-    return true;
+    return *chunk < to && fn(key, *chunk);
   }));
-  KVFS_RETURN_IF_ERROR(bad);
+  return bad;
+}
+
+Result<uint64_t> FileStore::Impl::CountChunks(uint64_t id, uint64_t from, uint64_t to) {
+  uint64_t n = 0;
+  KVFS_RETURN_IF_ERROR(
+      internal::ForChunksIn(engine.get(), id, from, to, [&](std::string_view, uint64_t) {
+        ++n;
+        return true;
+      }));
   return n;
 }
 

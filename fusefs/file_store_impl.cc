@@ -588,23 +588,12 @@ Result<ChunkSweep> SweepChunks(engines::Engine* engine, uint64_t id, uint64_t fr
                                size_t max, engines::WriteBatch* batch) {
   ChunkSweep out;
   out.next = from;
-  Status bad;
-  engines::ScanOptions so;
-  so.prefix = ChunkPrefix(id);
-  so.keys_only = true;
-  if (from > 0) so.start_after = ChunkKey(id, from - 1);
-  KVFS_RETURN_IF_ERROR(engine->Scan(so, [&](std::string_view key, std::string_view) {
-    auto chunk = DecodeU64(key.substr(so.prefix.size()), key);
-    if (!chunk.ok()) {
-      bad = chunk.status();
-      return false;
-    }
-    if (*chunk >= to) return false;
-    batch->Delete(key);
-    out.next = *chunk + 1;
-    return ++out.n < max;
-  }));
-  KVFS_RETURN_IF_ERROR(bad);
+  KVFS_RETURN_IF_ERROR(
+      internal::ForChunksIn(engine, id, from, to, [&](std::string_view key, uint64_t chunk) {
+        batch->Delete(key);
+        out.next = chunk + 1;
+        return ++out.n < max;
+      }));
   return out;
 }
 

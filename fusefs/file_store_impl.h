@@ -153,6 +153,11 @@ void MoveInlineXattrs(Node* n, engines::WriteBatch* batch);
 // An orphan (unlinked while held) needs a record ("O" key) if something of it outlives its
 // node in the engine: chunks or xattr keys. (file_store_xattrs.cc)
 bool NeedsOrphanRecord(const Node& n);
+// Visits file `id`'s chunk keys from chunk `from` on and below chunk `to`, in order, with each
+// key and its chunk index, until `fn` returns false (one keys-only scan; a key whose index does
+// not decode is Corruption naming it).
+Status ForChunksIn(engines::Engine* engine, uint64_t id, uint64_t from, uint64_t to,
+                   absl::FunctionRef<bool(std::string_view key, uint64_t chunk)> fn);
 
 // (key, value) pairs of node records, as a subtree move collects them.
 using NodeRecords = std::vector<std::pair<std::string, std::string>>;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -289,6 +290,26 @@ Result<std::string> EtcdClient::CallWithToken(std::string_view path, const std::
   return Status::IOError("etcd: no member answered within " +
                          std::to_string(settings_.timeout.count()) +
                          " ms (last: " + last.message() + ")");
+}
+
+std::string PrefixEnd(std::string prefix) {
+  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff) prefix.pop_back();
+  if (prefix.empty()) return std::string(1, '\0');
+  prefix.back() = static_cast<char>(static_cast<unsigned char>(prefix.back()) + 1);
+  return prefix;
+}
+
+uint64_t JsonU64(const nlohmann::json& j, const char* field) {
+  if (!j.is_object() || !j.contains(field)) return 0;
+  const nlohmann::json& v = j[field];
+  if (v.is_number_unsigned() || v.is_number_integer()) return v.get<uint64_t>();
+  if (v.is_string()) {
+    const std::string s = v.get<std::string>();
+    uint64_t out = 0;
+    std::from_chars(s.data(), s.data() + s.size(), out);
+    return out;
+  }
+  return 0;
 }
 
 std::string Base64(std::string_view bytes) {

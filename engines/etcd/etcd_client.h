@@ -25,6 +25,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -93,5 +94,10 @@ class EtcdClient {
 // The base64 (standard alphabet, padded) of `bytes`, and back; kInvalidArgument on bad input.
 std::string Base64(std::string_view bytes);
 Result<std::string> FromBase64(std::string_view text);
+// The smallest key greater than every key starting with `prefix` ("\0" = no end: etcd reads
+// that as "every key >= key"), for a range request's range_end.
+std::string PrefixEnd(std::string prefix);
+// A 64-bit integer field of a gateway answer, which writes them as strings; 0 if absent.
+uint64_t JsonU64(const nlohmann::json& j, const char* field);
 
 }  // namespace kvfs::engines::etcd

@@ -44,29 +44,6 @@ std::string Trim(std::string_view s) {
   return std::string(s);
 }
 
-// The smallest key greater than every key starting with `prefix` ("\0" = no end: etcd reads
-// that as "every key >= key").
-std::string PrefixEnd(std::string prefix) {
-  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff) prefix.pop_back();
-  if (prefix.empty()) return std::string(1, '\0');
-  prefix.back() = static_cast<char>(static_cast<unsigned char>(prefix.back()) + 1);
-  return prefix;
-}
-
-// The gateway writes 64-bit integers as strings.
-uint64_t JsonU64(const Json& j, const char* field) {
-  if (!j.contains(field)) return 0;
-  const Json& v = j[field];
-  if (v.is_number_unsigned() || v.is_number_integer()) return v.get<uint64_t>();
-  if (v.is_string()) {
-    const std::string s = v.get<std::string>();
-    uint64_t out = 0;
-    std::from_chars(s.data(), s.data() + s.size(), out);
-    return out;
-  }
-  return 0;
-}
-
 Result<Json> ParseAnswer(const std::string& body) {
   try {
     return Json::parse(body);

@@ -2,7 +2,6 @@
 
 #include <curl/curl.h>
 
-#include <charconv>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -12,27 +11,6 @@ namespace kvfs::engines::etcd {
 namespace {
 
 using Json = nlohmann::json;
-
-// The gateway writes 64-bit integers as strings.
-uint64_t U64(const Json& j, const char* field) {
-  if (!j.is_object() || !j.contains(field)) return 0;
-  const Json& v = j[field];
-  if (v.is_number_unsigned() || v.is_number_integer()) return v.get<uint64_t>();
-  if (v.is_string()) {
-    const std::string s = v.get<std::string>();
-    uint64_t out = 0;
-    std::from_chars(s.data(), s.data() + s.size(), out);
-    return out;
-  }
-  return 0;
-}
-
-std::string PrefixEnd(std::string prefix) {
-  while (!prefix.empty() && static_cast<unsigned char>(prefix.back()) == 0xff) prefix.pop_back();
-  if (prefix.empty()) return std::string(1, '\0');
-  prefix.back() = static_cast<char>(static_cast<unsigned char>(prefix.back()) + 1);
-  return prefix;
-}
 
 // What one stream's write callback keeps.
 struct StreamState {
@@ -55,7 +33,7 @@ bool HandleAnswer(StreamState* st, const std::string& line) {
   if (!j.contains("result")) return false;  // {"error": ...}: the gateway ends the watch
   const Json& r = j["result"];
   if (r.value("canceled", false)) {
-    *st->compacted = U64(r, "compact_revision");
+    *st->compacted = JsonU64(r, "compact_revision");
     return false;
   }
   if (!r.contains("events") || !r["events"].is_array()) return true;
@@ -69,7 +47,7 @@ bool HandleAnswer(StreamState* st, const std::string& line) {
   for (const Json& e : r["events"]) {
     if (!e.contains("kv")) return false;
     const Json& kv = e["kv"];
-    const uint64_t revision = U64(kv, "mod_revision");
+    const uint64_t revision = JsonU64(kv, "mod_revision");
     if (revision == 0) return false;
     if (revision != set.revision) flush();
     set.revision = revision;
