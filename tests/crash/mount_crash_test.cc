@@ -162,24 +162,6 @@ TEST_P(MountPowerCutTest, WorkloadKeepsEverySyncedChangeAcrossPowerCuts) {
 
 // --- A real process crash: SIGKILL mid-workload, on the real disk ---------------------------
 
-// Starts argv in the background (stdout and stderr to `log`); returns its pid.
-pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) {
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-    }
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
 // The CLOCK_MONOTONIC times (ns) at which operations returned, over every worker's log ("E <i>
 // <ns>" lines), in order.
 std::vector<uint64_t> CompletionTimes(const std::string& logs) {

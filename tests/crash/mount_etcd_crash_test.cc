@@ -57,24 +57,6 @@ uint64_t BaseSeed() {
   return 0;
 }
 
-// Starts argv in the background (stdout and stderr to `log`); returns its pid.
-pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) {
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-    }
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
 // Operations that returned, over every worker's log ("E <i> <ns>" lines).
 int CompletedOps(const std::string& logs) {
   int n = 0;

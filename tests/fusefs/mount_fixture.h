@@ -80,6 +80,8 @@ pid_t FindDaemonFor(const std::string& mountpoint);
 // Waits until process `pid` (any process, not only a child) has exited, up to `deadline`.
 // Returns true if it exited. Does not reap it.
 bool WaitGone(pid_t pid, seconds deadline);
+// Starts argv (argv[0] a path) in the background, its stdout and stderr to `log`; its pid.
+pid_t Spawn(const std::vector<std::string>& argv, const std::string& log);
 
 // Reads a whole file (binary); "" if it cannot be opened.
 std::string ReadFile(const std::string& path);
